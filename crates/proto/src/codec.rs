@@ -1,0 +1,150 @@
+//! The two encodings of the same messages.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::frame::HEADER_LEN;
+
+/// How frames after the handshake are encoded, chosen by the client in its
+/// `Hello`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// UTF-8 JSON, one object per frame. For gateways in any language.
+    Json,
+    /// postcard 1.x, compact and fast. For Rust clients built on this crate.
+    Postcard,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("postcard: {0}")]
+    Postcard(#[from] postcard::Error),
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Postcard => "postcard",
+        }
+    }
+
+    /// The message alone, without a frame header.
+    pub fn encode<T: Serialize>(self, message: &T) -> Result<Vec<u8>, CodecError> {
+        Ok(match self {
+            Self::Json => serde_json::to_vec(message)?,
+            Self::Postcard => postcard::to_stdvec(message)?,
+        })
+    }
+
+    /// A whole frame: the 4-byte big-endian length, then the message, in one
+    /// buffer so that it goes out in one write.
+    pub fn encode_frame<T: Serialize>(self, message: &T) -> Result<Vec<u8>, CodecError> {
+        let mut frame = vec![0u8; HEADER_LEN];
+        match self {
+            Self::Json => serde_json::to_writer(&mut frame, message)?,
+            Self::Postcard => frame = postcard::to_extend(message, frame)?,
+        }
+        let len = u32::try_from(frame.len() - HEADER_LEN).unwrap_or(u32::MAX);
+        frame[..HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+        Ok(frame)
+    }
+
+    /// Decodes one message; trailing bytes are an error in both encodings.
+    pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, CodecError> {
+        Ok(match self {
+            Self::Json => serde_json::from_slice(bytes)?,
+            Self::Postcard => {
+                let (message, rest) = postcard::take_from_bytes(bytes)?;
+                if !rest.is_empty() {
+                    return Err(CodecError::Postcard(postcard::Error::DeserializeBadEncoding));
+                }
+                message
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::message::{Request, ServerMessage};
+    use crate::worker::{FromWorker, ToWorker};
+
+    fn round_trip<T>(message: &T)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        for encoding in [Encoding::Json, Encoding::Postcard] {
+            let frame = encoding.encode_frame(message).unwrap();
+            let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+            assert_eq!(len, frame.len() - 4, "{encoding:?} header");
+            let back: T = encoding.decode(&frame[4..]).unwrap();
+            assert_eq!(&back, message, "{encoding:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip(request: Request) {
+            round_trip(&request);
+        }
+
+        #[test]
+        fn server_messages_round_trip(message: ServerMessage) {
+            round_trip(&message);
+        }
+
+        #[test]
+        fn worker_messages_round_trip(to: ToWorker, from: FromWorker) {
+            round_trip(&to);
+            round_trip(&from);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes: Vec<u8>) {
+            let _ = Encoding::Json.decode::<Request>(&bytes);
+            let _ = Encoding::Postcard.decode::<Request>(&bytes);
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let request = Request {
+            id: 1,
+            body: crate::RequestBody::Status(crate::StatusRequest {}),
+        };
+        for encoding in [Encoding::Json, Encoding::Postcard] {
+            let mut bytes = encoding.encode(&request).unwrap();
+            bytes.extend_from_slice(b"xx");
+            assert!(encoding.decode::<Request>(&bytes).is_err(), "{encoding:?}");
+        }
+    }
+
+    #[test]
+    fn json_shape_is_the_documented_one() {
+        let json = r#"{"id":3,"body":{"open":{"pool":"echo","tenant":"acme"}}}"#;
+        let request: Request = Encoding::Json.decode(json.as_bytes()).unwrap();
+        assert_eq!(request.id, 3);
+        match request.body {
+            crate::RequestBody::Open(open) => {
+                assert_eq!(open.pool, "echo");
+                assert_eq!(open.tenant.as_deref(), Some("acme"));
+                assert!(open.labels.is_empty());
+            }
+            other => panic!("decoded {other:?}"),
+        }
+        let reply = ServerMessage::Reply(crate::Reply {
+            id: 3,
+            body: crate::ReplyBody::Error(crate::ErrorBody::new(crate::ErrorCode::NoCapacity, "full")),
+        });
+        assert_eq!(
+            String::from_utf8(Encoding::Json.encode(&reply).unwrap()).unwrap(),
+            r#"{"reply":{"id":3,"body":{"error":{"code":"no_capacity","message":"full"}}}}"#
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! The messages of the control socket.
+//!
+//! Every enum is externally tagged: in JSON a variant is `{"name": {...}}`, a
+//! unit variant is the string `"name"`. Every request variant carries a struct,
+//! even an empty one, so that fields can be added to it later.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorBody;
+
+/// A stream's id, unique for the life of a daemon.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(transparent)]
+pub struct StreamId(pub u64);
+
+/// A streamlet's id, unique for the life of a daemon (a replacement gets a new one).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(transparent)]
+pub struct WorkerId(pub u64);
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A request from a client. `id` is chosen by the client and echoed in the
+/// reply, so a client may pipeline requests.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Request {
+    pub id: u64,
+    pub body: RequestBody,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum RequestBody {
+    /// Hand a client connection (attached as `SCM_RIGHTS`) to a streamlet.
+    Open(OpenRequest),
+    /// End a stream: the daemon shuts its connection down.
+    Close(CloseRequest),
+    /// The daemon and its pools.
+    Status(StatusRequest),
+    /// The streamlets.
+    Workers(WorkersRequest),
+    /// The open streams.
+    Streams(StreamsRequest),
+}
+
+impl RequestBody {
+    /// The request's name as in the JSON encoding, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Open(_) => "open",
+            Self::Close(_) => "close",
+            Self::Status(_) => "status",
+            Self::Workers(_) => "workers",
+            Self::Streams(_) => "streams",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct OpenRequest {
+    /// The pool to place the stream in.
+    pub pool: String,
+    /// The tenant the stream is accounted to; `None` is the tenant `default`.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Free-form labels, handed to the streamlet with the stream.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct CloseRequest {
+    pub stream: StreamId,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StatusRequest {}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct WorkersRequest {
+    /// Only this pool's streamlets; all when `None`.
+    #[serde(default)]
+    pub pool: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StreamsRequest {
+    /// Only this pool's streams; all when `None`.
+    #[serde(default)]
+    pub pool: Option<String>,
+}
+
+/// Everything the daemon sends after the handshake.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The answer to the request with the same id.
+    Reply(Reply),
+    /// Something happened to a stream this connection opened.
+    Event(Event),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Reply {
+    /// The id of the request answered; 0 for an error about a frame that could
+    /// not be decoded.
+    pub id: u64,
+    pub body: ReplyBody,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyBody {
+    Opened(Opened),
+    Closed(Closed),
+    Status(StatusReport),
+    Workers(WorkerList),
+    Streams(StreamList),
+    Error(ErrorBody),
+}
+
+impl ReplyBody {
+    /// The reply's name as in the JSON encoding, for error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Opened(_) => "opened",
+            Self::Closed(_) => "closed",
+            Self::Status(_) => "status",
+            Self::Workers(_) => "workers",
+            Self::Streams(_) => "streams",
+            Self::Error(_) => "error",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Opened {
+    pub stream: StreamId,
+    pub pool: String,
+    pub worker: WorkerId,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Closed {
+    pub stream: StreamId,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StatusReport {
+    /// The daemon's version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    pub pid: u32,
+    pub uptime_ms: u64,
+    /// The control socket's path.
+    pub socket: String,
+    pub pools: Vec<PoolStatus>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PoolStatus {
+    pub name: String,
+    pub handler: String,
+    pub placement: String,
+    /// Streamlets in any state.
+    pub workers: u32,
+    /// Streamlets that take new streams.
+    pub ready: u32,
+    pub streams: u32,
+    /// Streams the ready streamlets can hold in all.
+    pub capacity: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct WorkerList {
+    pub workers: Vec<WorkerInfo>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct WorkerInfo {
+    pub id: WorkerId,
+    pub pool: String,
+    pub pid: u32,
+    pub state: WorkerState,
+    pub streams: u32,
+    pub capacity: u32,
+    pub uptime_ms: u64,
+    /// How many streamlets in this slot of the pool died before this one.
+    pub restarts: u32,
+    /// How the previous streamlet in this slot ended, if one did.
+    pub last_exit: Option<ExitCause>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Spawned, not yet ready.
+    Starting,
+    /// Takes new streams.
+    Ready,
+    /// Being stopped; takes no new streams.
+    Stopping,
+}
+
+impl WorkerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Stopping => "stopping",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StreamList {
+    pub streams: Vec<StreamInfo>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StreamInfo {
+    pub id: StreamId,
+    pub pool: String,
+    pub tenant: String,
+    pub worker: WorkerId,
+    pub age_ms: u64,
+    /// Bytes read from the client, as last reported by the streamlet.
+    pub bytes_in: u64,
+    /// Bytes written to the client, as last reported by the streamlet.
+    pub bytes_out: u64,
+}
+
+/// An unsolicited message about a stream, sent to the connection that opened it
+/// while that connection is open.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    StreamEnded(StreamEnded),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StreamEnded {
+    pub stream: StreamId,
+    pub pool: String,
+    pub worker: WorkerId,
+    pub reason: EndReason,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Why a stream ended.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The handler finished: for echo, the client closed its side.
+    Completed,
+    /// A `Close` request ended it.
+    Closed,
+    /// Reading from or writing to the client failed (a reset, say).
+    IoError { message: String },
+    /// The handler failed.
+    HandlerError { message: String },
+    /// The streamlet serving it died.
+    WorkerDied { cause: ExitCause },
+    /// The daemon is shutting down.
+    Shutdown,
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Completed => f.write_str("completed"),
+            Self::Closed => f.write_str("closed"),
+            Self::IoError { message } => write!(f, "io_error ({message})"),
+            Self::HandlerError { message } => write!(f, "handler_error ({message})"),
+            Self::WorkerDied { cause } => write!(f, "worker_died ({cause})"),
+            Self::Shutdown => f.write_str("shutdown"),
+        }
+    }
+}
+
+/// How a streamlet process ended.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum ExitCause {
+    /// It exited with this code.
+    Exited { code: i32 },
+    /// A signal killed it.
+    Signaled { signal: i32, core_dumped: bool },
+    /// It broke the streamlet protocol, and the daemon killed it.
+    ProtocolError { message: String },
+}
+
+impl fmt::Display for ExitCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exited { code } => write!(f, "exit code {code}"),
+            Self::Signaled { signal, core_dumped } => {
+                write!(f, "signal {}", signal_name(*signal))?;
+                if *core_dumped {
+                    f.write_str(", core dumped")?;
+                }
+                Ok(())
+            }
+            Self::ProtocolError { message } => write!(f, "protocol error: {message}"),
+        }
+    }
+}
+
+/// `SIGKILL` for 9, and so on; the number for signals without a common name.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSYS => "SIGSYS",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return signal.to_string(),
+    };
+    name.to_owned()
+}

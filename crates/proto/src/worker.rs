@@ -1,0 +1,99 @@
+//! The messages between the daemon and a streamlet, over the streamlet's
+//! `SOCK_SEQPACKET` channel: one postcard message per datagram, a stream's
+//! descriptor attached to its `Assign`.
+//!
+//! ```text
+//! daemon                                    streamlet
+//!   | -- Init (queued before exec) -------->  |
+//!   | <------------------------------ Ready   |
+//!   | -- Assign + fd ---------------------->  |
+//!   | <--------------------- Stats (periodic) |
+//!   | <------------------------------ Ended   |
+//! ```
+//!
+//! The streamlet exits when the channel reaches end of file: the daemon is gone.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::{EndReason, StreamId, WorkerId};
+
+/// The largest datagram either side sends.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+
+/// The most streams in one `Stats` message.
+pub const MAX_STATS_PER_MESSAGE: usize = 1024;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum ToWorker {
+    /// The first message: who the streamlet is and what it runs.
+    Init(Init),
+    /// Serve this stream; its descriptor is attached.
+    Assign(Assign),
+    /// End this stream now.
+    Close { stream: StreamId },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Init {
+    pub worker: WorkerId,
+    pub pool: String,
+    pub handler: HandlerSpec,
+    /// How often to send `Stats` for streams whose counters moved; 0 never.
+    pub stats_interval_ms: u32,
+}
+
+/// What a pool's streamlets run for each stream.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum HandlerSpec {
+    /// Writes back every byte it reads.
+    Echo,
+}
+
+impl HandlerSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Echo => "echo",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Assign {
+    pub stream: StreamId,
+    pub tenant: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum FromWorker {
+    /// Initialised; ready for streams.
+    Ready { pid: u32 },
+    /// A stream ended; the streamlet has closed its descriptor.
+    Ended(Ended),
+    /// Counters of streams that moved since the last report.
+    Stats { streams: Vec<StreamCounters> },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Ended {
+    pub stream: StreamId,
+    pub reason: EndReason,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StreamCounters {
+    pub stream: StreamId,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
