@@ -35,13 +35,14 @@ pub enum ReadError {
 pub struct FrameReader {
     half: OwnedReadHalf,
     buf: FrameBuf,
+    scratch: Box<[u8]>,
     fds: VecDeque<OwnedFd>,
     max_frame: u32,
 }
 
 impl FrameReader {
     pub fn new(half: OwnedReadHalf, max_frame: u32) -> Self {
-        Self { half, buf: FrameBuf::new(), fds: VecDeque::new(), max_frame }
+        Self { half, buf: FrameBuf::new(), scratch: vec![0; READ_CHUNK].into_boxed_slice(), fds: VecDeque::new(), max_frame }
     }
 
     pub fn set_max_frame(&mut self, max_frame: u32) {
@@ -49,25 +50,21 @@ impl FrameReader {
     }
 
     /// The next frame's payload; `None` at a clean end of file (between frames).
+    ///
+    /// Cancel-safe: bytes and descriptors received before a cancellation are
+    /// kept for the next call.
     pub async fn read_frame(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
         let mut received = Vec::new();
         loop {
             if let Some(frame) = self.buf.next_frame(self.max_frame)? {
                 return Ok(Some(frame));
             }
-            let spare = self.buf.spare(READ_CHUNK);
             let stream = self.half.as_ref();
+            let scratch = &mut self.scratch;
             let n = stream
-                .async_io(Interest::READABLE, || recv_with_fds(stream.as_fd(), spare, &mut received))
-                .await;
-            let n = match n {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.commit(0, READ_CHUNK);
-                    return Err(e.into());
-                }
-            };
-            self.buf.commit(n, READ_CHUNK);
+                .async_io(Interest::READABLE, || recv_with_fds(stream.as_fd(), scratch, &mut received))
+                .await?;
+            self.buf.extend(&self.scratch[..n]);
             self.fds.extend(received.drain(..));
             if self.fds.len() > MAX_QUEUED_FDS {
                 self.fds.clear();

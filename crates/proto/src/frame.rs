@@ -41,8 +41,8 @@ impl FrameBuf {
         Self::default()
     }
 
-    /// Room to read into: at least `want` spare bytes at the end.
-    pub fn spare(&mut self, want: usize) -> &mut [u8] {
+    /// Appends received bytes.
+    pub fn extend(&mut self, bytes: &[u8]) {
         if self.start > 0 && self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
@@ -50,15 +50,7 @@ impl FrameBuf {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let len = self.buf.len();
-        self.buf.resize(len + want, 0);
-        &mut self.buf[len..]
-    }
-
-    /// Keeps `n` bytes of what the last [`spare`](Self::spare) handed out.
-    pub fn commit(&mut self, n: usize, asked: usize) {
-        let end = self.buf.len() - asked + n;
-        self.buf.truncate(end);
+        self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes received and not yet returned as a frame.
@@ -113,9 +105,7 @@ mod tests {
     use super::*;
 
     fn feed(buf: &mut FrameBuf, bytes: &[u8]) {
-        let spare = buf.spare(bytes.len());
-        spare.copy_from_slice(bytes);
-        buf.commit(bytes.len(), bytes.len());
+        buf.extend(bytes);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod fdpass;
 pub mod frame;
 pub mod handshake;
 pub mod message;
+pub mod socket_path;
 pub mod worker;
 
 pub use codec::{CodecError, Encoding};
