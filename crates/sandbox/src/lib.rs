@@ -1,1 +1,14 @@
+//! How a streamlet process is made.
+//!
+//! [`spawn`] forks and execs the streamlet binary with its control channel as
+//! descriptor 3 and nothing else inherited: every other descriptor is closed at
+//! exec, the environment is cleared, the child is in a process group of its own
+//! (a terminal's Ctrl-C reaches only the daemon, which stops its streamlets in
+//! order), and `PR_SET_PDEATHSIG` kills it if the daemon dies.
+//!
+//! Later layers (cgroups, namespaces, capabilities, seccomp) hang on the same
+//! step between fork and exec.
 
+mod spawn;
+
+pub use spawn::{spawn, SpawnError, SpawnSpec, CONTROL_FD};
