@@ -1,0 +1,64 @@
+//! The handler trait: what a pool's streamlets do with each stream.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use streamlet_proto::worker::HandlerSpec;
+use streamlet_proto::{EndReason, StreamId};
+
+use crate::echo::Echo;
+use crate::stream::Stream;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// How a handler's work on one stream ended.
+pub type HandlerResult = Result<(), HandlerError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Reading or writing the client connection failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The handler's own failure.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl HandlerError {
+    /// The end reason reported to the daemon.
+    pub fn end_reason(&self) -> EndReason {
+        match self {
+            Self::Io(e) => EndReason::IoError { message: e.to_string() },
+            Self::Failed(message) => EndReason::HandlerError { message: message.clone() },
+        }
+    }
+}
+
+/// What a handler knows about the stream it serves.
+#[derive(Debug, Clone)]
+pub struct StreamContext {
+    pub stream: StreamId,
+    pub pool: Arc<str>,
+    pub tenant: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Serves streams. One value serves every stream of the streamlet, each in a
+/// task of its own; a stream ends when its future completes (or when the
+/// daemon closes it: the future is then dropped).
+pub trait Handler: Send + Sync + 'static {
+    fn serve(&self, stream: Stream, ctx: StreamContext) -> BoxFuture<HandlerResult>;
+}
+
+/// Builds the handler a pool's `Init` asks for, or says why it cannot.
+pub type HandlerFactory = dyn Fn(&HandlerSpec) -> Result<Arc<dyn Handler>, String> + Send + Sync;
+
+/// The handlers that ship with streamlet.
+pub fn builtin_handler(spec: &HandlerSpec) -> Result<Arc<dyn Handler>, String> {
+    match spec {
+        HandlerSpec::Echo => Ok(Arc::new(Echo)),
+    }
+}

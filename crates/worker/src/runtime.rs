@@ -1,0 +1,185 @@
+//! The streamlet's main loop.
+
+use std::collections::HashMap;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamlet_proto::channel::{Channel, ChannelError};
+use streamlet_proto::worker::{Assign, Ended, FromWorker, Init, StreamCounters, ToWorker, MAX_STATS_PER_MESSAGE};
+use streamlet_proto::{EndReason, StreamId};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::handler::{HandlerFactory, HandlerResult, StreamContext};
+use crate::stream::{Counters, Stream};
+
+/// How long a new streamlet waits for its `Init`.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The control channel's descriptor number (see `streamlet_sandbox::CONTROL_FD`).
+const CONTROL_FD: i32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("control channel: {0}")]
+    Channel(#[from] ChannelError),
+    #[error("control channel: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("handler {kind}: {reason}")]
+    Handler { kind: &'static str, reason: String },
+}
+
+struct Running {
+    abort: AbortHandle,
+    counters: Arc<Counters>,
+    reported: (u64, u64),
+}
+
+/// The whole of a streamlet binary's `main`: takes descriptor 3 (or
+/// `--control-fd N`), runs a single-threaded runtime, and maps the outcome to an
+/// exit code (0 when the daemon went away, 2 on a protocol or handler error).
+pub fn run_main<F>(factory: F) -> ExitCode
+where
+    F: Fn(&streamlet_proto::worker::HandlerSpec) -> Result<Arc<dyn crate::Handler>, String> + Send + Sync + 'static,
+{
+    let mut fd = CONTROL_FD;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next().and_then(|v| v.parse().ok())) {
+            ("--control-fd", Some(n)) => fd = n,
+            _ => {
+                eprintln!("streamlet-worker: usage: streamlet-worker [--control-fd N] (started by streamletd)");
+                return ExitCode::from(64);
+            }
+        }
+    }
+    // SAFETY: fcntl(F_GETFD) only checks that the descriptor is open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        eprintln!("streamlet-worker: descriptor {fd} is not open: this program is started by streamletd");
+        return ExitCode::from(64);
+    }
+    // SAFETY: the descriptor is open (checked above) and inherited for us
+    // alone; nothing else in this process owns it.
+    let control = unsafe { OwnedFd::from_raw_fd(fd) };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("streamlet-worker: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(control, &factory)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streamlet-worker[{}]: {e}", std::process::id());
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Serves the daemon on `control` until it goes away.
+pub async fn run(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerError> {
+    let channel = Channel::new(control)?;
+    let init = match tokio::time::timeout(INIT_TIMEOUT, channel.recv::<ToWorker>()).await {
+        Ok(Ok(Some((ToWorker::Init(init), None)))) => init,
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Ok(Some((other, _)))) => return Err(WorkerError::Protocol(format!("expected Init first, got {other:?}"))),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => return Err(WorkerError::Protocol(format!("no Init within {INIT_TIMEOUT:?}"))),
+    };
+    let Init { pool, handler: spec, stats_interval_ms, .. } = init;
+    let handler = factory(&spec).map_err(|reason| WorkerError::Handler { kind: spec.kind(), reason })?;
+    channel.send(&FromWorker::Ready { pid: std::process::id() }, None).await?;
+
+    let pool: Arc<str> = pool.into();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(StreamId, HandlerResult)>();
+    let mut streams: HashMap<StreamId, Running> = HashMap::new();
+    let period = Duration::from_millis(u64::from(stats_interval_ms.max(1)));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            message = channel.recv::<ToWorker>() => match message? {
+                None => return Ok(()),
+                Some((ToWorker::Assign(assign), Some(fd))) => {
+                    let stream = assign.stream;
+                    match start(&*handler, &pool, assign, fd, &done_tx) {
+                        Ok(running) => {
+                            streams.insert(stream, running);
+                        }
+                        Err(e) => {
+                            let ended = Ended { stream, reason: EndReason::IoError { message: e.to_string() }, bytes_in: 0, bytes_out: 0 };
+                            channel.send(&FromWorker::Ended(ended), None).await?;
+                        }
+                    }
+                }
+                Some((ToWorker::Assign(assign), None)) => {
+                    return Err(WorkerError::Protocol(format!("Assign of stream {} without a descriptor", assign.stream)));
+                }
+                Some((ToWorker::Close { stream }, _)) => {
+                    if let Some(running) = streams.remove(&stream) {
+                        running.abort.abort();
+                        channel.send(&FromWorker::Ended(ended(stream, &running, EndReason::Closed)), None).await?;
+                    }
+                }
+                Some((ToWorker::Init(_), _)) => return Err(WorkerError::Protocol("a second Init".into())),
+            },
+            Some((stream, result)) = done_rx.recv() => {
+                // Absent when a Close already reported it.
+                if let Some(running) = streams.remove(&stream) {
+                    let reason = match result {
+                        Ok(()) => EndReason::Completed,
+                        Err(e) => e.end_reason(),
+                    };
+                    channel.send(&FromWorker::Ended(ended(stream, &running, reason)), None).await?;
+                }
+            }
+            _ = tick.tick(), if stats_interval_ms > 0 => report_stats(&channel, &mut streams).await?,
+        }
+    }
+}
+
+fn start(
+    handler: &dyn crate::Handler,
+    pool: &Arc<str>,
+    assign: Assign,
+    fd: OwnedFd,
+    done: &mpsc::UnboundedSender<(StreamId, HandlerResult)>,
+) -> std::io::Result<Running> {
+    let counters = Arc::new(Counters::default());
+    let stream = Stream::new(fd, counters.clone())?;
+    let ctx = StreamContext { stream: assign.stream, pool: pool.clone(), tenant: assign.tenant, labels: assign.labels };
+    let id = assign.stream;
+    let future = handler.serve(stream, ctx);
+    let done = done.clone();
+    let task = tokio::spawn(async move {
+        let result = future.await;
+        let _ = done.send((id, result));
+    });
+    Ok(Running { abort: task.abort_handle(), counters, reported: (0, 0) })
+}
+
+fn ended(stream: StreamId, running: &Running, reason: EndReason) -> Ended {
+    let (bytes_in, bytes_out) = running.counters.snapshot();
+    Ended { stream, reason, bytes_in, bytes_out }
+}
+
+async fn report_stats(channel: &Channel, streams: &mut HashMap<StreamId, Running>) -> Result<(), WorkerError> {
+    let mut moved = Vec::new();
+    for (id, running) in streams.iter_mut() {
+        let now = running.counters.snapshot();
+        if now != running.reported {
+            running.reported = now;
+            moved.push(StreamCounters { stream: *id, bytes_in: now.0, bytes_out: now.1 });
+        }
+    }
+    for chunk in moved.chunks(MAX_STATS_PER_MESSAGE) {
+        channel.send(&FromWorker::Stats { streams: chunk.to_vec() }, None).await?;
+    }
+    Ok(())
+}

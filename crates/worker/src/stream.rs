@@ -1,0 +1,119 @@
+//! A client connection as a streamlet holds it: async, and counted.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use streamlet_proto::channel::set_nonblocking;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Bytes through a stream so far, shared between the handler's task and the
+/// runtime that reports them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> (u64, u64) {
+        (self.bytes_in.load(Ordering::Relaxed), self.bytes_out.load(Ordering::Relaxed))
+    }
+}
+
+/// The client connection of one stream. Every byte read or written is counted.
+#[derive(Debug)]
+pub struct Stream {
+    fd: AsyncFd<OwnedFd>,
+    counters: Arc<Counters>,
+}
+
+impl Stream {
+    /// Takes a connected stream socket (the daemon checked that it is one).
+    pub fn new(fd: OwnedFd, counters: Arc<Counters>) -> io::Result<Self> {
+        set_nonblocking(fd.as_fd(), true)?;
+        // SAFETY: an OwnedFd stays open with the same raw number until it is
+        // dropped, which happens only with the AsyncFd.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
+        Ok(Self { fd, counters })
+    }
+
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+}
+
+fn cvt(n: libc::ssize_t) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            let result = guard.try_io(|inner| {
+                // SAFETY: unfilled is a live, writable buffer of the length given.
+                cvt(unsafe { libc::read(inner.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len()) })
+            });
+            match result {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    self.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
+            let result = guard.try_io(|inner| {
+                // SAFETY: data is a live buffer of the length given; MSG_NOSIGNAL
+                // turns a closed peer into EPIPE instead of SIGPIPE.
+                cvt(unsafe { libc::send(inner.as_raw_fd(), data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) })
+            });
+            match result {
+                Ok(Ok(n)) => {
+                    self.counters.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    return Poll::Ready(Ok(n));
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Shuts the write side down: the client reads end of file.
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // SAFETY: shutdown on a live socket descriptor.
+        let rc = unsafe { libc::shutdown(self.fd.get_ref().as_raw_fd(), libc::SHUT_WR) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            // Already closed by the peer: nothing left to shut.
+            if e.raw_os_error() != Some(libc::ENOTCONN) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
