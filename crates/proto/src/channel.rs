@@ -84,6 +84,12 @@ impl Channel {
         self.fd.async_io(Interest::WRITABLE, |_| self.try_send_bytes(bytes, fd)).await
     }
 
+    /// Runs `f` whenever the socket may be writable, until it returns
+    /// something other than `WouldBlock`.
+    pub async fn writable_io<R>(&self, mut f: impl FnMut() -> io::Result<R>) -> io::Result<R> {
+        self.fd.async_io(Interest::WRITABLE, |_| f()).await
+    }
+
     pub async fn send<T: Serialize>(&self, message: &T, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
         let bytes = encode(message)?;
         self.send_bytes(&bytes, fd).await

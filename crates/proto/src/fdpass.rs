@@ -120,7 +120,30 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd
     Ok(n as usize)
 }
 
-/// Whether `fd` is a stream socket (`SOCK_STREAM`), the only kind a stream may be.
+/// Whether `fd` is a connected stream socket (`SOCK_STREAM` with a peer): the
+/// only kind of descriptor a stream may be.
+pub fn is_connected_stream_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    if !is_stream_socket(fd)? {
+        return Ok(false);
+    }
+    // SAFETY: an all-zero sockaddr_storage is valid; getpeername writes at
+    // most `len` bytes into it.
+    let mut addr: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: addr and len are valid for writes; fd is live.
+    let rc = unsafe { libc::getpeername(fd.as_raw_fd(), (&mut addr as *mut libc::sockaddr_storage).cast(), &mut len) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOTCONN) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Whether `fd` is a stream socket (`SOCK_STREAM`), connected or not.
 pub fn is_stream_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
     // SAFETY: an all-zero stat is valid, and fstat writes at most one stat.
     let mut st: libc::stat = unsafe { mem::zeroed() };
@@ -219,5 +242,13 @@ mod tests {
         assert!(!is_stream_socket(r.as_fd()).unwrap());
         let dgram = std::os::unix::net::UnixDatagram::unbound().unwrap();
         assert!(!is_stream_socket(dgram.as_fd()).unwrap());
+        let dir = std::env::temp_dir().join(format!("streamlet-fdpass-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let listening = std::os::unix::net::UnixListener::bind(&dir).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert!(is_stream_socket(listening.as_fd()).unwrap());
+        assert!(!is_connected_stream_socket(listening.as_fd()).unwrap(), "a listening socket is no stream");
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert!(is_connected_stream_socket(a.as_fd()).unwrap());
     }
 }

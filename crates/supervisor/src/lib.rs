@@ -1,1 +1,30 @@
+//! The daemon's core: configuration, the pools and their streamlets, the
+//! monitor that reaps and replaces them, and the control server.
+//!
+//! `streamletd`'s `main` parses its flags, loads a [`Config`] (refusing a bad
+//! one before any socket is bound) and calls [`run`]:
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), streamlet_supervisor::DaemonError> {
+//! let config = streamlet_supervisor::Config::embedded();
+//! let socket = streamlet_proto::socket_path::resolve_socket_path(None, config.daemon.socket.clone());
+//! streamlet_supervisor::run(config, socket, |path| println!("listening on {}", path.display())).await
+//! # }
+//! ```
+//!
+//! `ARCHITECTURE.md` at the top of the repository names the tasks and who
+//! owns which state.
 
+pub mod config;
+mod conn;
+pub mod core;
+mod daemon;
+mod events;
+pub mod link;
+pub mod listener;
+mod requests;
+mod server;
+mod spawner;
+
+pub use config::{Config, ConfigError};
+pub use daemon::{run, worker_binary, Daemon, DaemonError};

@@ -1,0 +1,5 @@
+//! `streamletd demo`.
+
+pub fn run() -> std::process::ExitCode {
+    std::process::ExitCode::FAILURE
+}

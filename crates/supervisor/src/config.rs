@@ -1,0 +1,321 @@
+//! The daemon's configuration, in two stages: the raw TOML as written
+//! (unknown keys refused), then validated values the daemon can trust.
+//!
+//! Every error names the file, the key and the reason, so an operator can fix
+//! it without reading code.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use streamlet_proto::worker::HandlerSpec;
+
+/// The configuration used when no `--config` is given.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// The name shown for the embedded default in errors.
+pub const EMBEDDED: &str = "<embedded default>";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from: a path, or [`EMBEDDED`].
+    pub source: String,
+    pub daemon: DaemonConfig,
+    pub pools: BTreeMap<String, Arc<PoolConfig>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub socket: Option<PathBuf>,
+    /// The streamlet binary; `None`: `streamlet-worker` beside `streamletd`.
+    pub worker_binary: Option<PathBuf>,
+    /// How long streamlets get to exit at shutdown before they are killed.
+    pub shutdown_timeout: Duration,
+    /// How often streamlets report the byte counts of busy streams.
+    pub stats_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub name: String,
+    pub handler: HandlerSpec,
+    pub workers_min: u32,
+    pub workers_max: u32,
+    pub streams_per_worker: u32,
+    pub placement: PlacementKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlacementKind {
+    LeastConnections,
+}
+
+impl PlacementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LeastConnections => "least-connections",
+        }
+    }
+}
+
+/// A configuration that cannot be used: where, which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file, or [`EMBEDDED`].
+    pub file: String,
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}: key `{}`: {}", self.file, self.key, self.reason)
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    pools: BTreeMap<String, RawPool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    socket: Option<PathBuf>,
+    worker_binary: Option<PathBuf>,
+    shutdown_timeout: Option<String>,
+    stats_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    handler: RawHandler,
+    workers: RawWorkers,
+    streams_per_worker: u32,
+    #[serde(default = "default_placement")]
+    placement: PlacementKind,
+}
+
+fn default_placement() -> PlacementKind {
+    PlacementKind::LeastConnections
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+enum RawHandler {
+    Echo {},
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkers {
+    min: u32,
+    max: u32,
+}
+
+/// The most streamlets one pool may have.
+pub const MAX_WORKERS_PER_POOL: u32 = 10_000;
+/// The most streams one streamlet may serve.
+pub const MAX_STREAMS_PER_WORKER: u32 = 65_536;
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded() -> Self {
+        Self::parse(DEFAULT_CONFIG, EMBEDDED).expect("the embedded default configuration is valid")
+    }
+
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: source.clone(),
+            key: String::new(),
+            reason: format!("cannot read the file: {e}"),
+        })?;
+        Self::parse(&text, &source)
+    }
+
+    /// Parses and validates TOML text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Self, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError { file: source.to_owned(), key: key.to_owned(), reason };
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let reason = match line {
+                Some(line) => format!("{} (line {line})", inner.message().trim()),
+                None => inner.message().trim().to_owned(),
+            };
+            err(if key == "." { "" } else { &key }, reason)
+        })?;
+
+        let daemon = DaemonConfig {
+            socket: raw.daemon.socket,
+            worker_binary: raw.daemon.worker_binary,
+            shutdown_timeout: duration(raw.daemon.shutdown_timeout.as_deref(), Duration::from_secs(5))
+                .map_err(|r| err("daemon.shutdown_timeout", r))?,
+            stats_interval: duration(raw.daemon.stats_interval.as_deref(), Duration::from_secs(1))
+                .map_err(|r| err("daemon.stats_interval", r))?,
+        };
+        if let Some(bin) = &daemon.worker_binary {
+            if !bin.is_absolute() {
+                return Err(err("daemon.worker_binary", format!("{} must be an absolute path", bin.display())));
+            }
+        }
+        if daemon.stats_interval.is_zero() {
+            return Err(err("daemon.stats_interval", "must be more than 0".into()));
+        }
+
+        if raw.pools.is_empty() {
+            return Err(err("pools", "no pool is configured: add a [pools.NAME] table".into()));
+        }
+        let mut pools = BTreeMap::new();
+        for (name, pool) in raw.pools {
+            let key = |k: &str| format!("pools.{name}.{k}");
+            if !valid_pool_name(&name) {
+                return Err(err(
+                    &format!("pools.{name}"),
+                    "a pool name is 1 to 64 characters of a-z, 0-9, '-' and '_'".into(),
+                ));
+            }
+            if pool.workers.max == 0 || pool.workers.max > MAX_WORKERS_PER_POOL {
+                return Err(err(&key("workers.max"), format!("must be 1 to {MAX_WORKERS_PER_POOL}")));
+            }
+            if pool.workers.min > pool.workers.max {
+                return Err(err(
+                    &key("workers.min"),
+                    format!("{} is more than workers.max ({})", pool.workers.min, pool.workers.max),
+                ));
+            }
+            if pool.streams_per_worker == 0 || pool.streams_per_worker > MAX_STREAMS_PER_WORKER {
+                return Err(err(&key("streams_per_worker"), format!("must be 1 to {MAX_STREAMS_PER_WORKER}")));
+            }
+            let handler = match pool.handler {
+                RawHandler::Echo {} => HandlerSpec::Echo,
+            };
+            let config = PoolConfig {
+                name: name.clone(),
+                handler,
+                workers_min: pool.workers.min,
+                workers_max: pool.workers.max,
+                streams_per_worker: pool.streams_per_worker,
+                placement: pool.placement,
+            };
+            pools.insert(name, Arc::new(config));
+        }
+        Ok(Self { source: source.to_owned(), daemon, pools })
+    }
+}
+
+fn valid_pool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
+fn duration(text: Option<&str>, default: Duration) -> Result<Duration, String> {
+    let Some(text) = text else { return Ok(default) };
+    let bad = || format!("{text:?} is not a duration: write a whole number with ms, s, m or h, like \"5s\"");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> ConfigError {
+        Config::parse(text, "test.toml").unwrap_err()
+    }
+
+    const POOL: &str = "[pools.echo]\nhandler = { kind = \"echo\" }\nworkers = { min = 1, max = 2 }\nstreams_per_worker = 4\n";
+
+    #[test]
+    fn the_embedded_default_is_one_echo_pool_of_two_by_eight() {
+        let config = Config::embedded();
+        assert_eq!(config.source, EMBEDDED);
+        let echo = &config.pools["echo"];
+        assert_eq!((echo.workers_min, echo.workers_max, echo.streams_per_worker), (2, 2, 8));
+        assert_eq!(echo.handler, HandlerSpec::Echo);
+        assert_eq!(echo.placement, PlacementKind::LeastConnections);
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let text = "[daemon]\nsocket = \"/run/streamlet/streamletd.sock\"\n\n[pools.echo]\nhandler = { kind = \"echo\" }\nworkers = { min = 2, max = 2 }\nstreams_per_worker = 8\nplacement = \"least-connections\"\n";
+        let config = Config::parse(text, "x").unwrap();
+        assert_eq!(config.daemon.socket.as_deref(), Some(Path::new("/run/streamlet/streamletd.sock")));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_path() {
+        let e = error(&format!("{POOL}colour = \"red\"\n"));
+        assert_eq!(e.file, "test.toml");
+        assert!(e.reason.contains("colour"), "{e}");
+        assert!(e.key.starts_with("pools.echo"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let e = error(&POOL.replace("min = 1", "min = 3"));
+        assert_eq!(e.key, "pools.echo.workers.min");
+        assert!(e.reason.contains("more than workers.max"), "{e}");
+        let e = error(&POOL.replace("streams_per_worker = 4", "streams_per_worker = 0"));
+        assert_eq!(e.key, "pools.echo.streams_per_worker");
+        let e = error(&POOL.replace("min = 1", "min = -1"));
+        assert_eq!(e.key, "pools.echo.workers.min", "{e}");
+    }
+
+    #[test]
+    fn an_unknown_handler_or_placement_lists_the_known_ones() {
+        let e = error(&POOL.replace("\"echo\" }", "\"rot13\" }"));
+        assert!(e.key.starts_with("pools.echo.handler"), "{e}");
+        assert!(e.reason.contains("rot13") && e.reason.contains("echo"), "{e}");
+        let e = error(&format!("{POOL}placement = \"random\"\n"));
+        assert_eq!(e.key, "pools.echo.placement");
+        assert!(e.reason.contains("least-connections"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_line() {
+        let e = error("[pools.echo\n");
+        assert!(e.reason.contains("line 1"), "{e}");
+        assert!(e.to_string().starts_with("test.toml: "), "{e}");
+    }
+
+    #[test]
+    fn pool_names_and_durations_are_checked() {
+        let e = error(&POOL.replace("pools.echo", "pools.\"Echo Pool\""));
+        assert_eq!(e.key, "pools.Echo Pool");
+        let e = error(&format!("[daemon]\nshutdown_timeout = \"soon\"\n{POOL}"));
+        assert_eq!(e.key, "daemon.shutdown_timeout");
+        assert!(e.reason.contains("\"soon\""));
+        let c = Config::parse(&format!("[daemon]\nshutdown_timeout = \"250ms\"\n{POOL}"), "x").unwrap();
+        assert_eq!(c.daemon.shutdown_timeout, Duration::from_millis(250));
+        assert_eq!(error("").key, "pools");
+        let e = error(&format!("[daemon]\nworker_binary = \"relative/bin\"\n{POOL}"));
+        assert_eq!(e.key, "daemon.worker_binary");
+    }
+}

@@ -1,0 +1,479 @@
+//! The daemon's state: pools, streamlets, streams.
+//!
+//! One `Core` behind one mutex, owned by [`Daemon`](crate::Daemon). The
+//! locking rule: the lock is taken for a state change and released before any
+//! `.await`; nothing under it blocks (sends to streamlets never wait, events to
+//! gateways are `try_send`). Methods return what the caller must do next
+//! (respawn a slot, ...) instead of doing IO themselves.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streamlet_balance::{LeastConnections, Placement};
+use streamlet_proto::worker::{Assign, Ended, StreamCounters, ToWorker};
+use streamlet_proto::{
+    EndReason, ErrorBody, ErrorCode, Event, ExitCause, OpenRequest, Opened, PoolStatus, StreamEnded, StreamId,
+    StreamInfo, WorkerId, WorkerInfo, WorkerState,
+};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, PlacementKind, PoolConfig};
+use crate::events::EventSink;
+use crate::link::WorkerLink;
+
+/// The tenant of streams opened without one.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A request to the monitor of a streamlet to kill it, with the cause to
+/// record (`None`: record what the kernel reports).
+pub type KillRequest = Option<ExitCause>;
+
+#[derive(Debug)]
+pub struct Core {
+    pools: BTreeMap<String, PoolState>,
+    workers: HashMap<WorkerId, WorkerEntry>,
+    streams: HashMap<StreamId, StreamEntry>,
+    next_stream: u64,
+    next_worker: u64,
+    shutting_down: bool,
+}
+
+#[derive(Debug)]
+struct PoolState {
+    config: Arc<PoolConfig>,
+    placement: Box<dyn Placement>,
+    slots: Vec<Slot>,
+}
+
+/// A place in a pool for one streamlet; a replacement takes its dead
+/// predecessor's slot.
+#[derive(Debug, Default)]
+struct Slot {
+    worker: Option<WorkerId>,
+    restarts: u32,
+    last_exit: Option<ExitCause>,
+    /// Streamlets in a row that died before they were ready.
+    early_deaths: u32,
+}
+
+#[derive(Debug)]
+struct WorkerEntry {
+    pool: String,
+    slot: usize,
+    pid: u32,
+    state: WorkerState,
+    link: Arc<WorkerLink>,
+    kill: mpsc::UnboundedSender<KillRequest>,
+    started: Instant,
+    streams: HashSet<StreamId>,
+}
+
+#[derive(Debug)]
+struct StreamEntry {
+    pool: String,
+    tenant: String,
+    worker: WorkerId,
+    /// The daemon's own copy of the client connection.
+    fd: OwnedFd,
+    opened: Instant,
+    bytes_in: u64,
+    bytes_out: u64,
+    owner: Option<EventSink>,
+    /// A `Close` asked for this end: reported as `closed`, whatever the
+    /// streamlet saw first.
+    closing: bool,
+}
+
+/// A new streamlet, as the spawner hands it to the core.
+#[derive(Debug)]
+pub struct NewWorker {
+    pub id: WorkerId,
+    pub pool: String,
+    pub slot: usize,
+    pub pid: u32,
+    pub link: Arc<WorkerLink>,
+    pub kill: mpsc::UnboundedSender<KillRequest>,
+}
+
+/// What to do after a streamlet died: start a new one in its slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Respawn {
+    pub pool: String,
+    pub slot: usize,
+    pub delay: Duration,
+}
+
+impl Core {
+    pub fn new(config: &Config) -> Self {
+        let pools = config
+            .pools
+            .values()
+            .map(|pool| {
+                let placement: Box<dyn Placement> = match pool.placement {
+                    PlacementKind::LeastConnections => Box::new(LeastConnections::default()),
+                };
+                let slots = (0..pool.workers_min).map(|_| Slot::default()).collect();
+                (pool.name.clone(), PoolState { config: pool.clone(), placement, slots })
+            })
+            .collect();
+        Self {
+            pools,
+            workers: HashMap::new(),
+            streams: HashMap::new(),
+            next_stream: 1,
+            next_worker: 1,
+            shutting_down: false,
+        }
+    }
+
+    /// Every `(pool, slot)` the pools start with.
+    pub fn initial_slots(&self) -> Vec<(String, usize)> {
+        self.pools.iter().flat_map(|(name, p)| (0..p.slots.len()).map(move |s| (name.clone(), s))).collect()
+    }
+
+    pub fn pool_config(&self, pool: &str) -> Option<Arc<PoolConfig>> {
+        self.pools.get(pool).map(|p| p.config.clone())
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    pub fn alloc_worker_id(&mut self) -> WorkerId {
+        let id = WorkerId(self.next_worker);
+        self.next_worker += 1;
+        id
+    }
+
+    /// A streamlet was spawned into a slot; it takes streams once ready.
+    pub fn insert_worker(&mut self, new: NewWorker) {
+        if let Some(slot) = self.pools.get_mut(&new.pool).and_then(|p| p.slots.get_mut(new.slot)) {
+            slot.worker = Some(new.id);
+        }
+        let entry = WorkerEntry {
+            pool: new.pool,
+            slot: new.slot,
+            pid: new.pid,
+            state: WorkerState::Starting,
+            link: new.link,
+            kill: new.kill,
+            started: Instant::now(),
+            streams: HashSet::new(),
+        };
+        self.workers.insert(new.id, entry);
+    }
+
+    /// The streamlet said `Ready`. False if it is not known or not starting.
+    pub fn worker_ready(&mut self, id: WorkerId) -> bool {
+        let Some(worker) = self.workers.get_mut(&id) else { return false };
+        if worker.state != WorkerState::Starting || self.shutting_down {
+            return false;
+        }
+        worker.state = WorkerState::Ready;
+        let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
+        pool.placement.add(id.0, pool.config.streams_per_worker);
+        if let Some(slot) = pool.slots.get_mut(worker.slot) {
+            slot.early_deaths = 0;
+        }
+        true
+    }
+
+    /// Places a new stream and hands its connection to the chosen streamlet.
+    pub fn open(&mut self, request: OpenRequest, fd: OwnedFd, owner: Option<EventSink>) -> Result<Opened, ErrorBody> {
+        if self.shutting_down {
+            return Err(ErrorBody::new(ErrorCode::ShuttingDown, "streamletd is shutting down and takes no new streams"));
+        }
+        let Some(pool) = self.pools.get_mut(&request.pool) else {
+            let known: Vec<&str> = self.pools.keys().map(String::as_str).collect();
+            return Err(ErrorBody::new(
+                ErrorCode::UnknownPool,
+                format!("pool {:?} is not configured; configured pools: {}", request.pool, known.join(", ")),
+            ));
+        };
+        let stream = StreamId(self.next_stream);
+        let tenant = request.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+        let assign = ToWorker::Assign(Assign { stream, tenant: tenant.clone(), labels: request.labels });
+        // A streamlet whose channel fails is dying: take it out of placement
+        // (its monitor reports the death) and try the next.
+        let worker = loop {
+            let Some(key) = pool.placement.place() else {
+                let ready = self.workers.values().filter(|w| w.pool == request.pool && w.state == WorkerState::Ready);
+                let message = match ready.count() {
+                    0 => format!("no streamlet of pool {:?} is ready yet", request.pool),
+                    n => format!(
+                        "all {n} streamlets of pool {:?} are full ({} streams each)",
+                        request.pool, pool.config.streams_per_worker
+                    ),
+                };
+                return Err(ErrorBody::new(ErrorCode::NoCapacity, message));
+            };
+            let id = WorkerId(key);
+            let entry = self.workers.get_mut(&id).expect("placement holds only known streamlets");
+            match entry.link.send(&assign, Some(fd.as_fd())) {
+                Ok(()) => {
+                    entry.streams.insert(stream);
+                    break id;
+                }
+                Err(e) => {
+                    tracing::warn!(worker = %id, error = %e, "streamlet channel failed; taking it out of placement");
+                    pool.placement.remove(key);
+                    entry.state = WorkerState::Stopping;
+                }
+            }
+        };
+        self.next_stream += 1;
+        let entry = StreamEntry {
+            pool: request.pool.clone(),
+            tenant,
+            worker,
+            fd,
+            opened: Instant::now(),
+            bytes_in: 0,
+            bytes_out: 0,
+            owner,
+            closing: false,
+        };
+        self.streams.insert(stream, entry);
+        Ok(Opened { stream, pool: request.pool, worker })
+    }
+
+    /// Asks for a stream to end: its connection is shut down and its
+    /// streamlet told; the stream leaves the table when the streamlet reports
+    /// the end.
+    pub fn close(&mut self, stream: StreamId) -> Result<(), ErrorBody> {
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return Err(ErrorBody::new(ErrorCode::UnknownStream, format!("stream {stream} is not open")));
+        };
+        entry.closing = true;
+        shutdown(&entry.fd);
+        if let Some(worker) = self.workers.get(&entry.worker) {
+            if let Err(e) = worker.link.send(&ToWorker::Close { stream }, None) {
+                tracing::warn!(worker = %entry.worker, %stream, error = %e, "cannot tell the streamlet to close");
+            }
+        }
+        Ok(())
+    }
+
+    /// A streamlet reported a stream's end. False if the stream was not its.
+    pub fn stream_ended(&mut self, worker: WorkerId, ended: Ended) -> bool {
+        match self.streams.get(&ended.stream) {
+            Some(entry) if entry.worker == worker => {}
+            _ => return false,
+        }
+        let entry = self.streams.remove(&ended.stream).expect("checked above");
+        self.release_slot(worker, ended.stream);
+        let reason = if entry.closing { EndReason::Closed } else { ended.reason };
+        tracing::debug!(stream = %ended.stream, %worker, %reason, "stream ended");
+        notify_end(ended.stream, entry, reason, Some((ended.bytes_in, ended.bytes_out)));
+        true
+    }
+
+    fn release_slot(&mut self, worker: WorkerId, stream: StreamId) {
+        if let Some(entry) = self.workers.get_mut(&worker) {
+            entry.streams.remove(&stream);
+            if entry.state == WorkerState::Ready {
+                if let Some(pool) = self.pools.get_mut(&entry.pool) {
+                    pool.placement.release(worker.0);
+                }
+            }
+        }
+    }
+
+    pub fn stream_stats(&mut self, worker: WorkerId, counters: &[StreamCounters]) {
+        for c in counters {
+            if let Some(entry) = self.streams.get_mut(&c.stream).filter(|e| e.worker == worker) {
+                entry.bytes_in = c.bytes_in;
+                entry.bytes_out = c.bytes_out;
+            }
+        }
+    }
+
+    /// Asks a streamlet's monitor to kill it. False if it is not known.
+    pub fn kill_worker(&self, id: WorkerId, cause: KillRequest) -> bool {
+        self.workers.get(&id).is_some_and(|w| w.kill.send(cause).is_ok())
+    }
+
+    /// A streamlet process ended: its streams end with `worker_died`, its slot
+    /// is freed, and the answer says whether and when to start a new one.
+    pub fn worker_exited(&mut self, id: WorkerId, cause: ExitCause) -> Option<Respawn> {
+        let worker = self.workers.remove(&id)?;
+        let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
+        pool.placement.remove(id.0);
+        let lost = worker.streams.len();
+        for stream in worker.streams {
+            if let Some(entry) = self.streams.remove(&stream) {
+                shutdown(&entry.fd);
+                notify_end(stream, entry, EndReason::WorkerDied { cause: cause.clone() }, None);
+            }
+        }
+        let uptime = worker.started.elapsed();
+        let slot = pool.slots.get_mut(worker.slot)?;
+        if slot.worker == Some(id) {
+            slot.worker = None;
+        }
+        if self.shutting_down {
+            tracing::info!(worker = %id, pool = %worker.pool, pid = worker.pid, %cause, "streamlet exited");
+            return None;
+        }
+        slot.restarts += 1;
+        slot.last_exit = Some(cause.clone());
+        let delay = if worker.state == WorkerState::Starting {
+            slot.early_deaths += 1;
+            // A streamlet that cannot even start would otherwise be respawned
+            // in a tight loop: 100 ms, doubling, at most 5 s.
+            Duration::from_millis(100u64 << (slot.early_deaths - 1).min(6)).min(Duration::from_secs(5))
+        } else {
+            Duration::ZERO
+        };
+        tracing::warn!(
+            worker = %id, pool = %worker.pool, pid = worker.pid, %cause, streams_lost = lost,
+            uptime_ms = uptime.as_millis() as u64, respawn_in_ms = delay.as_millis() as u64,
+            "streamlet died"
+        );
+        Some(Respawn { pool: worker.pool, slot: worker.slot, delay })
+    }
+
+    /// Stops taking streams, ends every stream with `shutdown`, and returns
+    /// the streamlets' links so the caller can hang them up.
+    pub fn begin_shutdown(&mut self) -> Vec<Arc<WorkerLink>> {
+        self.shutting_down = true;
+        for (id, entry) in self.streams.drain() {
+            shutdown(&entry.fd);
+            notify_end(id, entry, EndReason::Shutdown, None);
+        }
+        for pool in self.pools.values_mut() {
+            for (id, worker) in &mut self.workers {
+                if worker.pool == pool.config.name {
+                    pool.placement.remove(id.0);
+                }
+            }
+        }
+        self.workers
+            .values_mut()
+            .map(|w| {
+                w.state = WorkerState::Stopping;
+                w.streams.clear();
+                w.link.clone()
+            })
+            .collect()
+    }
+
+    /// Kills every streamlet still alive (the end of a shutdown).
+    pub fn kill_all(&self) {
+        for id in self.workers.keys() {
+            self.kill_worker(*id, None);
+        }
+    }
+
+    pub fn live_workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub fn pool_statuses(&self) -> Vec<PoolStatus> {
+        self.pools
+            .values()
+            .map(|pool| {
+                let mine = || self.workers.values().filter(|w| w.pool == pool.config.name);
+                let ready = mine().filter(|w| w.state == WorkerState::Ready).count() as u32;
+                PoolStatus {
+                    name: pool.config.name.clone(),
+                    handler: pool.config.handler.kind().to_owned(),
+                    placement: pool.config.placement.as_str().to_owned(),
+                    workers: mine().count() as u32,
+                    ready,
+                    streams: mine().map(|w| w.streams.len() as u32).sum(),
+                    capacity: ready * pool.config.streams_per_worker,
+                }
+            })
+            .collect()
+    }
+
+    pub fn worker_infos(&self, pool: Option<&str>) -> Result<Vec<WorkerInfo>, ErrorBody> {
+        self.check_pool(pool)?;
+        let mut infos: Vec<WorkerInfo> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| pool.is_none_or(|p| w.pool == p))
+            .map(|(id, w)| {
+                let state = self.pools.get(&w.pool);
+                let slot = state.and_then(|p| p.slots.get(w.slot));
+                WorkerInfo {
+                    id: *id,
+                    pool: w.pool.clone(),
+                    pid: w.pid,
+                    state: w.state,
+                    streams: w.streams.len() as u32,
+                    capacity: state.map_or(0, |p| p.config.streams_per_worker),
+                    uptime_ms: w.started.elapsed().as_millis() as u64,
+                    restarts: slot.map_or(0, |s| s.restarts),
+                    last_exit: slot.and_then(|s| s.last_exit.clone()),
+                }
+            })
+            .collect();
+        infos.sort_by(|a, b| (&a.pool, a.id).cmp(&(&b.pool, b.id)));
+        Ok(infos)
+    }
+
+    pub fn stream_infos(&self, pool: Option<&str>) -> Result<Vec<StreamInfo>, ErrorBody> {
+        self.check_pool(pool)?;
+        let mut infos: Vec<StreamInfo> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| pool.is_none_or(|p| s.pool == p))
+            .map(|(id, s)| StreamInfo {
+                id: *id,
+                pool: s.pool.clone(),
+                tenant: s.tenant.clone(),
+                worker: s.worker,
+                age_ms: s.opened.elapsed().as_millis() as u64,
+                bytes_in: s.bytes_in,
+                bytes_out: s.bytes_out,
+            })
+            .collect();
+        infos.sort_by_key(|s| s.id);
+        Ok(infos)
+    }
+
+    fn check_pool(&self, pool: Option<&str>) -> Result<(), ErrorBody> {
+        match pool {
+            Some(name) if !self.pools.contains_key(name) => Err(ErrorBody::new(
+                ErrorCode::UnknownPool,
+                format!("pool {name:?} is not configured; configured pools: {}", self.pool_names()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn pool_names(&self) -> String {
+        self.pools.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Shuts a client connection down both ways: the client reads end of file,
+/// the streamlet's reads and writes fail.
+fn shutdown(fd: &OwnedFd) {
+    // SAFETY: shutdown on a live socket we own; a failure (not connected any
+    // more) leaves nothing to do.
+    unsafe {
+        libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR);
+    }
+}
+
+fn notify_end(stream: StreamId, entry: StreamEntry, reason: EndReason, bytes: Option<(u64, u64)>) {
+    let Some(owner) = entry.owner else { return };
+    let (bytes_in, bytes_out) = bytes.unwrap_or((entry.bytes_in, entry.bytes_out));
+    owner.send(Event::StreamEnded(StreamEnded {
+        stream,
+        pool: entry.pool,
+        worker: entry.worker,
+        reason,
+        bytes_in,
+        bytes_out,
+    }));
+}

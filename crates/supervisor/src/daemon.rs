@@ -1,0 +1,138 @@
+//! The daemon: shared state, start-up, and the shutdown sequence.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+
+use crate::config::Config;
+use crate::core::Core;
+use crate::listener::{BindError, ControlSocket};
+use crate::{server, spawner};
+
+/// What every task of the daemon shares.
+#[derive(Debug)]
+pub struct Daemon {
+    pub config: Config,
+    pub socket_path: PathBuf,
+    pub worker_binary: PathBuf,
+    pub started: Instant,
+    core: Mutex<Core>,
+    /// Notified whenever a streamlet process has been reaped.
+    pub(crate) worker_reaped: Notify,
+    /// Becomes true when the daemon starts shutting down.
+    pub(crate) stopping: watch::Sender<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("streamlet binary {path} is not there: {source} (set daemon.worker_binary)")]
+    WorkerBinary { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Daemon {
+    /// The core, locked. Never hold the guard across an `.await`.
+    pub fn core(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock is a bug that already killed a
+        // task; the state itself stays usable, so carry on with it.
+        self.core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Resolves once the daemon starts shutting down.
+pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+/// The streamlet binary the daemon will start: the configured one, else
+/// `streamlet-worker` beside the running executable.
+pub fn worker_binary(config: &Config) -> PathBuf {
+    config.daemon.worker_binary.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("streamlet-worker")))
+            .unwrap_or_else(|| PathBuf::from("/usr/libexec/streamlet/streamlet-worker"))
+    })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT, then shuts down in order. `ready`
+/// is called once the socket is listening, with its path.
+pub async fn run(config: Config, socket_path: PathBuf, ready: impl FnOnce(&std::path::Path)) -> Result<(), DaemonError> {
+    let worker_binary = worker_binary(&config);
+    std::fs::metadata(&worker_binary).map_err(|source| DaemonError::WorkerBinary { path: worker_binary.clone(), source })?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+
+    let mut socket = ControlSocket::bind(&socket_path)?;
+    let listener = socket.take_listener()?;
+    let (stopping, _) = watch::channel(false);
+    let daemon = Arc::new(Daemon {
+        core: Mutex::new(Core::new(&config)),
+        config,
+        socket_path: socket.path().to_owned(),
+        worker_binary,
+        started: Instant::now(),
+        worker_reaped: Notify::new(),
+        stopping,
+    });
+    tracing::info!(
+        socket = %daemon.socket_path.display(), config = %daemon.config.source,
+        worker = %daemon.worker_binary.display(), "streamletd starting"
+    );
+    ready(socket.path());
+
+    let slots = daemon.core().initial_slots();
+    for (pool, slot) in slots {
+        spawner::fill_slot(daemon.clone(), pool, slot, Duration::ZERO);
+    }
+    let server = tokio::spawn(server::serve(daemon.clone(), listener));
+
+    let signal = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!(signal, "shutting down");
+    shutdown(&daemon, socket, server).await;
+    Ok(())
+}
+
+/// The shutdown sequence: stop accepting (and remove the socket), end every
+/// stream with `shutdown`, hang up on every streamlet so it exits, wait for
+/// them (killing the rest after `shutdown_timeout`), then let client
+/// connections flush their last events.
+async fn shutdown(daemon: &Arc<Daemon>, socket: ControlSocket, server: tokio::task::JoinHandle<()>) {
+    daemon.stopping.send_replace(true);
+    drop(socket);
+    let links = daemon.core().begin_shutdown();
+    for link in &links {
+        link.hang_up();
+    }
+    drop(links);
+    let deadline = tokio::time::Instant::now() + daemon.config.daemon.shutdown_timeout;
+    if !wait_for_workers(daemon, deadline).await {
+        tracing::warn!("streamlets still running after the shutdown timeout; killing them");
+        daemon.core().kill_all();
+        wait_for_workers(daemon, tokio::time::Instant::now() + Duration::from_secs(2)).await;
+    }
+    // The server stops accepting at once and gives connections a moment to
+    // send what is queued.
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    tracing::info!("streamletd stopped");
+}
+
+async fn wait_for_workers(daemon: &Daemon, deadline: tokio::time::Instant) -> bool {
+    loop {
+        let reaped = daemon.worker_reaped.notified();
+        if daemon.core().live_workers() == 0 {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, reaped).await.is_err() {
+            return daemon.core().live_workers() == 0;
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The control socket: made safely, removed on the way out.
+//!
+//! A path that already exists is probed before anything is removed: a live
+//! daemon there is an error, a stale socket (connection refused) is replaced,
+//! anything that is not a socket is left alone. The socket gets its mode
+//! between `bind` and `listen`, so no client can connect before it has it.
+
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// The socket's mode: owner and group may connect.
+pub const SOCKET_MODE: u32 = 0o660;
+
+const BACKLOG: i32 = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot create the socket directory {path}: {source}")]
+    Dir { path: PathBuf, source: io::Error },
+    #[error("another streamletd is already listening on {path}")]
+    InUse { path: PathBuf },
+    #[error("{path} exists and is not a socket: move it away or choose another --socket")]
+    NotSocket { path: PathBuf },
+    #[error("socket path {path} is longer than the 107 bytes a Unix socket allows")]
+    TooLong { path: PathBuf },
+    #[error("cannot listen on {path}: {source}")]
+    Bind { path: PathBuf, source: io::Error },
+}
+
+/// A listening control socket. Dropping it removes the path, if the path
+/// still names this socket.
+#[derive(Debug)]
+pub struct ControlSocket {
+    listener: Option<std::os::unix::net::UnixListener>,
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl ControlSocket {
+    pub fn bind(path: &Path) -> Result<Self, BindError> {
+        let bind_err = |source| BindError::Bind { path: path.to_owned(), source };
+        if path.as_os_str().len() > 107 {
+            return Err(BindError::TooLong { path: path.to_owned() });
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|source| BindError::Dir { path: dir.to_owned(), source })?;
+        }
+        remove_if_stale(path)?;
+        let fd = socket().map_err(bind_err)?;
+        bind(&fd, path).map_err(bind_err)?;
+        let listening = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(SOCKET_MODE))
+            .and_then(|()| {
+                // SAFETY: listen on a bound socket we own.
+                if unsafe { libc::listen(fd.as_raw_fd(), BACKLOG) } < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = listening {
+            let _ = std::fs::remove_file(path);
+            return Err(bind_err(e));
+        }
+        let meta = std::fs::symlink_metadata(path).map_err(bind_err)?;
+        Ok(Self { listener: Some(fd.into()), path: path.to_owned(), identity: (meta.dev(), meta.ino()) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The listener, registered with the current tokio runtime. Once.
+    pub fn take_listener(&mut self) -> io::Result<tokio::net::UnixListener> {
+        let listener = self.listener.take().ok_or_else(|| io::Error::other("listener already taken"))?;
+        tokio::net::UnixListener::from_std(listener)
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if (meta.dev(), meta.ino()) == self.identity {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+fn remove_if_stale(path: &Path) -> Result<(), BindError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(BindError::Bind { path: path.to_owned(), source }),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(BindError::NotSocket { path: path.to_owned() });
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(BindError::InUse { path: path.to_owned() }),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            tracing::info!(path = %path.display(), "removing a stale control socket");
+            std::fs::remove_file(path).map_err(|source| BindError::Bind { path: path.to_owned(), source })
+        }
+        Err(source) => Err(BindError::Bind { path: path.to_owned(), source }),
+    }
+}
+
+fn socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: socket succeeded; the descriptor is ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn bind(fd: &OwnedFd, path: &Path) -> io::Result<()> {
+    // SAFETY: an all-zero sockaddr_un is valid.
+    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let len = mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    // SAFETY: addr is a valid sockaddr_un of at least `len` bytes (the path is
+    // at most 107 bytes, checked by the caller, and NUL-terminated by zeroing).
+    let rc = unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_un).cast(), len as libc::socklen_t) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_socket_has_its_mode_and_is_removed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/d.sock");
+        let socket = ControlSocket::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, SOCKET_MODE);
+        drop(socket);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_live_socket_is_not_taken_over_and_a_stale_one_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        let live = ControlSocket::bind(&path).unwrap();
+        assert!(matches!(ControlSocket::bind(&path), Err(BindError::InUse { .. })));
+        drop(live);
+        // A stale one: the file stays, nobody listens.
+        let stale = std::os::unix::net::UnixListener::bind(dir.path().join("other.sock")).unwrap();
+        drop(stale);
+        let again = ControlSocket::bind(&dir.path().join("other.sock"));
+        assert!(again.is_ok(), "{again:?}");
+    }
+
+    #[test]
+    fn a_regular_file_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        std::fs::write(&path, b"precious").unwrap();
+        assert!(matches!(ControlSocket::bind(&path), Err(BindError::NotSocket { .. })));
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    }
+}

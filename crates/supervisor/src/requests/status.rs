@@ -1,0 +1,16 @@
+//! `status`: the daemon and its pools.
+
+use streamlet_proto::{ErrorBody, ReplyBody, StatusReport};
+
+use crate::daemon::Daemon;
+
+pub fn status(daemon: &Daemon) -> Result<ReplyBody, ErrorBody> {
+    let pools = daemon.core().pool_statuses();
+    Ok(ReplyBody::Status(StatusReport {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid: std::process::id(),
+        uptime_ms: daemon.started.elapsed().as_millis() as u64,
+        socket: daemon.socket_path.display().to_string(),
+        pools,
+    }))
+}

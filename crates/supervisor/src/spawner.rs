@@ -1,0 +1,163 @@
+//! Starting streamlets, reading their channels, and reaping them.
+//!
+//! Each streamlet has three tasks: its reader (messages from it), its flusher
+//! (messages to it that did not fit at once) and its monitor, which owns the
+//! child process, reaps it through tokio (pidfd; nothing here calls
+//! `waitpid(-1)`), kills it on request, and reports the death to the core.
+
+use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamlet_proto::channel::{encode, seqpacket_pair, Channel};
+use streamlet_proto::fdpass::send_with_fds;
+use streamlet_proto::worker::{FromWorker, Init, ToWorker};
+use streamlet_proto::{ExitCause, WorkerId};
+use streamlet_sandbox::SpawnSpec;
+use tokio::process::Child;
+use tokio::sync::mpsc;
+
+use crate::core::{KillRequest, NewWorker};
+use crate::daemon::Daemon;
+use crate::link::WorkerLink;
+
+/// How long a streamlet may keep running after closing its channel before
+/// it is killed as broken.
+const HANGUP_GRACE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("pool {0:?} is not configured")]
+    UnknownPool(String),
+    #[error("control channel: {0}")]
+    Channel(#[from] std::io::Error),
+    #[error(transparent)]
+    Spawn(#[from] streamlet_sandbox::SpawnError),
+}
+
+/// Starts a streamlet in `slot` of `pool` after `delay`, retrying with
+/// backoff while starting fails. Runs in a task of its own.
+pub fn fill_slot(daemon: Arc<Daemon>, pool: String, slot: usize, delay: Duration) {
+    tokio::spawn(async move {
+        let mut delay = delay;
+        loop {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if daemon.core().is_shutting_down() {
+                return;
+            }
+            match start(&daemon, &pool, slot) {
+                Ok(id) => {
+                    tracing::debug!(worker = %id, %pool, slot, "streamlet spawned");
+                    return;
+                }
+                Err(e) => {
+                    delay = (delay * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                    tracing::error!(%pool, slot, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot start a streamlet");
+                }
+            }
+        }
+    });
+}
+
+/// Spawns one streamlet. Its `Init` is queued on the channel before the
+/// exec, so it needs no round trip to learn who it is.
+pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, StartError> {
+    let config = daemon.core().pool_config(pool).ok_or_else(|| StartError::UnknownPool(pool.to_owned()))?;
+    let (ours, theirs) = seqpacket_pair()?;
+    let id = daemon.core().alloc_worker_id();
+    let init = ToWorker::Init(Init {
+        worker: id,
+        pool: pool.to_owned(),
+        handler: config.handler.clone(),
+        stats_interval_ms: daemon.config.daemon.stats_interval.as_millis().min(u32::MAX as u128) as u32,
+    });
+    send_with_fds(ours.as_fd(), &encode(&init)?, &[])?;
+    let child = streamlet_sandbox::spawn(SpawnSpec { program: daemon.worker_binary.clone(), args: vec![], control: theirs })?;
+    let pid = child.id().unwrap_or(0);
+    let link = Arc::new(WorkerLink::new(Channel::new(ours)?));
+    let (kill, kill_rx) = mpsc::unbounded_channel();
+    daemon.core().insert_worker(NewWorker { id, pool: pool.to_owned(), slot, pid, link: link.clone(), kill });
+    tokio::spawn(read(daemon.clone(), id, link.clone()));
+    tokio::spawn(async move {
+        if let Err(e) = link.flush_forever().await {
+            tracing::debug!(worker = %id, error = %e, "channel flusher stopped");
+        }
+    });
+    tokio::spawn(monitor(daemon.clone(), id, child, kill_rx));
+    Ok(id)
+}
+
+/// Reads a streamlet's messages until its channel ends. Garbage gets it
+/// killed as `protocol_error`.
+async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
+    let violation = loop {
+        match link.channel().recv::<FromWorker>().await {
+            Ok(Some((_, Some(_fd)))) => break "sent a file descriptor".to_owned(),
+            Ok(Some((FromWorker::Ready { .. }, None))) => {
+                if !daemon.core().worker_ready(id) {
+                    tracing::debug!(worker = %id, "ready from a streamlet that is not starting");
+                } else {
+                    tracing::debug!(worker = %id, "streamlet ready");
+                }
+            }
+            Ok(Some((FromWorker::Ended(ended), None))) => {
+                let stream = ended.stream;
+                if !daemon.core().stream_ended(id, ended) {
+                    tracing::warn!(worker = %id, %stream, "end of a stream the streamlet does not serve");
+                }
+            }
+            Ok(Some((FromWorker::Stats { streams }, None))) => daemon.core().stream_stats(id, &streams),
+            Ok(None) => {
+                // The streamlet closed its channel: it is exiting, or broken.
+                tokio::time::sleep(HANGUP_GRACE).await;
+                let cause = ExitCause::ProtocolError { message: "closed its control channel".into() };
+                daemon.core().kill_worker(id, Some(cause));
+                return;
+            }
+            Err(e) => break e.to_string(),
+        }
+    };
+    tracing::warn!(worker = %id, violation, "streamlet broke the protocol; killing it");
+    daemon.core().kill_worker(id, Some(ExitCause::ProtocolError { message: violation }));
+}
+
+/// Owns the child: reaps it, kills it when asked, reports its death and
+/// starts its replacement.
+async fn monitor(daemon: Arc<Daemon>, id: WorkerId, mut child: Child, mut kills: mpsc::UnboundedReceiver<KillRequest>) {
+    let mut recorded: Option<ExitCause> = None;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            Some(request) = kills.recv() => {
+                if recorded.is_none() {
+                    recorded = request;
+                }
+                if let Err(e) = child.start_kill() {
+                    tracing::debug!(worker = %id, error = %e, "kill");
+                }
+            }
+        }
+    };
+    let cause = match (recorded, status) {
+        (Some(cause), _) => cause,
+        (None, Ok(status)) => classify(status),
+        (None, Err(e)) => ExitCause::ProtocolError { message: format!("cannot reap: {e}") },
+    };
+    let respawn = daemon.core().worker_exited(id, cause);
+    daemon.worker_reaped.notify_waiters();
+    if let Some(plan) = respawn {
+        fill_slot(daemon, plan.pool, plan.slot, plan.delay);
+    }
+}
+
+fn classify(status: ExitStatus) -> ExitCause {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitCause::Exited { code },
+        (None, Some(signal)) => ExitCause::Signaled { signal, core_dumped: status.core_dumped() },
+        (None, None) => ExitCause::Exited { code: -1 },
+    }
+}
