@@ -1,1 +1,91 @@
-fn main() {}
+//! `streamletctl`: asks `streamletd` about its pools, streamlets and streams,
+//! closes a stream, or opens one and connects it to stdin and stdout.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use streamlet_client::proto::socket_path::resolve_socket_path;
+use streamlet_client::proto::{Encoding, StreamId};
+use streamlet_client::{error_chain, Client};
+
+#[derive(Debug, Parser)]
+#[command(name = "streamletctl", version, about = "Ask streamletd about its pools, streamlets and streams")]
+struct Cli {
+    /// The daemon's control socket [default: $XDG_RUNTIME_DIR/streamlet/streamletd.sock, or
+    /// /run/streamlet/streamletd.sock for root]
+    #[arg(long, global = true, env = "STREAMLET_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The daemon and its pools
+    Status,
+    /// The streamlets
+    Workers {
+        /// Only this pool's
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// The open streams
+    Streams {
+        /// Only this pool's
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
+    },
+    /// End a stream
+    Close {
+        /// The stream's id, as `streams` shows it
+        stream: u64,
+    },
+    /// Open a stream to a pool and connect it to stdin and stdout, like netcat
+    Open {
+        /// The pool to place the stream in
+        #[arg(long, value_name = "POOL")]
+        pool: String,
+        /// The tenant to account the stream to [default: default]
+        #[arg(long, value_name = "TENANT")]
+        tenant: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("streamletctl: starting the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // `open` reads stdin on a blocking thread that may still be waiting for input.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("streamletctl: {}", error_chain(err.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let socket = resolve_socket_path(cli.socket, None);
+    let mut client = Client::connect_with(&socket, Encoding::Postcard, "streamletctl").await?;
+    match cli.command {
+        Command::Status => cmd::status::run(&mut client, cli.json).await,
+        Command::Workers { pool } => cmd::workers::run(&mut client, pool, cli.json).await,
+        Command::Streams { pool } => cmd::streams::run(&mut client, pool, cli.json).await,
+        Command::Close { stream } => cmd::close::run(&mut client, StreamId(stream), cli.json).await,
+        Command::Open { pool, tenant } => cmd::open::run(&mut client, pool, tenant, cli.json).await,
+    }
+}

@@ -1,0 +1,236 @@
+//! A connection to `streamletd`'s control socket.
+
+use std::collections::{HashSet, VecDeque};
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+use std::time::Duration;
+
+use streamlet_proto::conn::{FrameReader, FrameWriter};
+use streamlet_proto::frame::HEADER_LEN;
+use streamlet_proto::handshake::Welcome;
+use streamlet_proto::{
+    CloseRequest, Closed, Encoding, Event, OpenRequest, Opened, ReplyBody, Request, RequestBody, ServerMessage,
+    StatusReport, StatusRequest, StreamId, StreamInfo, StreamsRequest, WorkerInfo, WorkersRequest,
+};
+
+use crate::error::ClientError;
+use crate::handshake;
+
+/// The name a [`Client::connect`] gives itself in the handshake.
+pub const CLIENT_NAME: &str = "streamlet-client";
+
+/// How long [`Client::request`] waits for its reply, unless told otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One connection to the daemon, past the handshake.
+///
+/// Requests get ids from 1 up. Events, and replies to requests sent with
+/// [`send`](Self::send), that arrive while [`request`](Self::request) waits for
+/// its reply are queued, in order, for [`recv`](Self::recv),
+/// [`next_event`](Self::next_event) and [`take_events`](Self::take_events).
+#[derive(Debug)]
+pub struct Client {
+    reader: FrameReader,
+    writer: FrameWriter,
+    encoding: Encoding,
+    welcome: Welcome,
+    next_id: u64,
+    queued: VecDeque<ServerMessage>,
+    /// Requests whose callers stopped waiting (a timeout): their late replies are dropped.
+    abandoned: HashSet<u64>,
+    request_timeout: Option<Duration>,
+}
+
+impl Client {
+    /// Connects in postcard, as [`CLIENT_NAME`].
+    pub async fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
+        Self::connect_with(path, Encoding::Postcard, CLIENT_NAME).await
+    }
+
+    /// Connects with the given encoding and client name (the name shows in the daemon's log).
+    pub async fn connect_with(path: impl AsRef<Path>, encoding: Encoding, name: &str) -> Result<Client, ClientError> {
+        let done = handshake::connect(path.as_ref(), encoding, name).await?;
+        Ok(Client {
+            reader: done.reader,
+            writer: done.writer,
+            encoding,
+            welcome: done.welcome,
+            next_id: 1,
+            queued: VecDeque::new(),
+            abandoned: HashSet::new(),
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+        })
+    }
+
+    /// The daemon's answer to the handshake.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// How long [`request`](Self::request) waits for a reply; `None` waits forever.
+    pub fn set_request_timeout(&mut self, timeout: Option<Duration>) {
+        self.request_timeout = timeout;
+    }
+
+    /// Hands the connection `fd` to a streamlet of `req.pool`. The daemon keeps
+    /// its own copy of `fd`; the caller may close its copy once this returns.
+    pub async fn open(&mut self, req: OpenRequest, fd: BorrowedFd<'_>) -> Result<Opened, ClientError> {
+        match self.request(RequestBody::Open(req), Some(fd)).await? {
+            ReplyBody::Opened(opened) => Ok(opened),
+            other => Err(unexpected("an opened reply", &other)),
+        }
+    }
+
+    /// Ends a stream.
+    pub async fn close(&mut self, stream: StreamId) -> Result<Closed, ClientError> {
+        match self.request(RequestBody::Close(CloseRequest { stream }), None).await? {
+            ReplyBody::Closed(closed) => Ok(closed),
+            other => Err(unexpected("a closed reply", &other)),
+        }
+    }
+
+    /// The daemon and its pools.
+    pub async fn status(&mut self) -> Result<StatusReport, ClientError> {
+        match self.request(RequestBody::Status(StatusRequest {}), None).await? {
+            ReplyBody::Status(status) => Ok(status),
+            other => Err(unexpected("a status reply", &other)),
+        }
+    }
+
+    /// The streamlets, of one pool or of all.
+    pub async fn workers(&mut self, pool: Option<String>) -> Result<Vec<WorkerInfo>, ClientError> {
+        match self.request(RequestBody::Workers(WorkersRequest { pool }), None).await? {
+            ReplyBody::Workers(list) => Ok(list.workers),
+            other => Err(unexpected("a workers reply", &other)),
+        }
+    }
+
+    /// The open streams, of one pool or of all.
+    pub async fn streams(&mut self, pool: Option<String>) -> Result<Vec<StreamInfo>, ClientError> {
+        match self.request(RequestBody::Streams(StreamsRequest { pool }), None).await? {
+            ReplyBody::Streams(list) => Ok(list.streams),
+            other => Err(unexpected("a streams reply", &other)),
+        }
+    }
+
+    /// Sends a request and waits for the reply with its id; events that arrive
+    /// meanwhile are queued. An error reply is [`ClientError::Server`], and so is
+    /// an error reply with id 0 (the daemon could not decode a frame).
+    ///
+    /// Not cancel-safe: cancelled, it may leave half a frame written. Give up
+    /// on a reply with [`set_request_timeout`](Self::set_request_timeout) instead.
+    pub async fn request(&mut self, body: RequestBody, fd: Option<BorrowedFd<'_>>) -> Result<ReplyBody, ClientError> {
+        let id = self.send(body, fd).await?;
+        let reply = match self.request_timeout {
+            None => self.wait_for(id).await?,
+            Some(limit) => match tokio::time::timeout(limit, self.wait_for(id)).await {
+                Ok(reply) => reply?,
+                Err(_) => {
+                    self.abandoned.insert(id);
+                    return Err(ClientError::Timeout);
+                }
+            },
+        };
+        match reply {
+            ReplyBody::Error(body) => Err(ClientError::Server(body)),
+            body => Ok(body),
+        }
+    }
+
+    /// Sends a request without waiting for its reply (pipelining): the reply
+    /// comes out of [`recv`](Self::recv) with the id returned here.
+    pub async fn send(&mut self, body: RequestBody, fd: Option<BorrowedFd<'_>>) -> Result<u64, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = self.encoding.encode_frame(&Request { id, body })?;
+        let len = frame.len() - HEADER_LEN;
+        if len > self.welcome.max_request as usize {
+            return Err(ClientError::RequestTooLarge { len, max: self.welcome.max_request });
+        }
+        let written = match fd {
+            Some(fd) => self.writer.write_frame_with_fd(&frame, fd).await,
+            None => self.writer.write_frame(&frame).await,
+        };
+        written.map_err(write_error)?;
+        Ok(id)
+    }
+
+    /// The next message from the daemon, queued ones first.
+    ///
+    /// Cancel-safe: a message is never lost to a cancelled call.
+    pub async fn recv(&mut self) -> Result<ServerMessage, ClientError> {
+        if let Some(message) = self.queued.pop_front() {
+            return Ok(message);
+        }
+        loop {
+            match self.read_message().await? {
+                ServerMessage::Reply(reply) if self.abandoned.remove(&reply.id) => {
+                    tracing::debug!(id = reply.id, reply = reply.body.name(), "dropping a reply that came too late");
+                }
+                message => return Ok(message),
+            }
+        }
+    }
+
+    /// The next event, queued ones first. Skips nothing: a reply that comes
+    /// out here has nobody waiting for it, and is [`ClientError::Unexpected`].
+    ///
+    /// Cancel-safe, like [`recv`](Self::recv).
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        match self.recv().await? {
+            ServerMessage::Event(event) => Ok(event),
+            ServerMessage::Reply(reply) => Err(ClientError::Unexpected {
+                expected: "an event",
+                received: format!("a {} reply to request {}", reply.body.name(), reply.id),
+            }),
+        }
+    }
+
+    /// The queued events, oldest first; queued replies stay queued.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut replies = VecDeque::new();
+        for message in self.queued.drain(..) {
+            match message {
+                ServerMessage::Event(event) => events.push(event),
+                reply @ ServerMessage::Reply(_) => replies.push_back(reply),
+            }
+        }
+        self.queued = replies;
+        events
+    }
+
+    async fn wait_for(&mut self, id: u64) -> Result<ReplyBody, ClientError> {
+        loop {
+            match self.read_message().await? {
+                ServerMessage::Reply(reply) if reply.id == id => return Ok(reply.body),
+                ServerMessage::Reply(reply) if reply.id == 0 && matches!(reply.body, ReplyBody::Error(_)) => {
+                    return Ok(reply.body)
+                }
+                ServerMessage::Reply(reply) if self.abandoned.remove(&reply.id) => {
+                    tracing::debug!(id = reply.id, reply = reply.body.name(), "dropping a reply that came too late");
+                }
+                message => self.queued.push_back(message),
+            }
+        }
+    }
+
+    /// Reads and decodes one message. Cancel-safe: only the frame read awaits.
+    async fn read_message(&mut self) -> Result<ServerMessage, ClientError> {
+        let frame = self.reader.read_frame().await?.ok_or(ClientError::Closed)?;
+        Ok(self.encoding.decode(&frame)?)
+    }
+}
+
+fn unexpected(expected: &'static str, body: &ReplyBody) -> ClientError {
+    ClientError::Unexpected { expected, received: format!("a {} reply", body.name()) }
+}
+
+/// A write to a socket the daemon closed is [`ClientError::Closed`].
+fn write_error(err: io::Error) -> ClientError {
+    match err.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => ClientError::Closed,
+        _ => ClientError::Io(err),
+    }
+}

@@ -1,0 +1,200 @@
+//! Listings for people (aligned plain-text tables) and for programs (JSON
+//! arrays), shared by `streamletctl` and the daemon's demo.
+//!
+//! ```
+//! use streamlet_client::proto::{StreamId, StreamInfo, WorkerId};
+//! use streamlet_client::table::streams_table;
+//!
+//! let stream = StreamInfo {
+//!     id: StreamId(12),
+//!     pool: "echo".into(),
+//!     tenant: "default".into(),
+//!     worker: WorkerId(2),
+//!     age_ms: 252_000,
+//!     bytes_in: 1229,
+//!     bytes_out: 1229,
+//! };
+//! assert_eq!(
+//!     streams_table(&[stream]),
+//!     "ID  POOL  TENANT   WORKER    AGE  BYTES_IN  BYTES_OUT\n\
+//!      12  echo  default       2  4m12s   1.2 KiB    1.2 KiB\n",
+//! );
+//! ```
+
+mod grid;
+pub mod human;
+mod json;
+
+use streamlet_proto::{StatusReport, StreamInfo, WorkerInfo};
+
+use self::grid::{Align, Grid};
+pub use self::json::{status_json, streams_json, workers_json};
+
+/// POOL ID PID STATE STREAMS UPTIME RESTARTS, and LAST EXIT when a streamlet
+/// replaced another.
+pub fn workers_table(workers: &[WorkerInfo]) -> String {
+    let with_last_exit = workers.iter().any(|w| w.last_exit.is_some());
+    let mut columns = vec![
+        ("POOL", Align::Left),
+        ("ID", Align::Right),
+        ("PID", Align::Right),
+        ("STATE", Align::Left),
+        ("STREAMS", Align::Right),
+        ("UPTIME", Align::Right),
+        ("RESTARTS", Align::Right),
+    ];
+    if with_last_exit {
+        columns.push(("LAST EXIT", Align::Left));
+    }
+    let mut grid = Grid::new(&columns);
+    for w in workers {
+        let mut row = vec![
+            w.pool.clone(),
+            w.id.to_string(),
+            w.pid.to_string(),
+            w.state.as_str().to_owned(),
+            format!("{}/{}", w.streams, w.capacity),
+            human::duration_ms(w.uptime_ms),
+            w.restarts.to_string(),
+        ];
+        if with_last_exit {
+            row.push(w.last_exit.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string));
+        }
+        grid.row(row);
+    }
+    grid.render("(no streamlets)")
+}
+
+/// ID POOL TENANT WORKER AGE BYTES_IN BYTES_OUT.
+pub fn streams_table(streams: &[StreamInfo]) -> String {
+    let mut grid = Grid::new(&[
+        ("ID", Align::Right),
+        ("POOL", Align::Left),
+        ("TENANT", Align::Left),
+        ("WORKER", Align::Right),
+        ("AGE", Align::Right),
+        ("BYTES_IN", Align::Right),
+        ("BYTES_OUT", Align::Right),
+    ]);
+    for s in streams {
+        grid.row(vec![
+            s.id.to_string(),
+            s.pool.clone(),
+            s.tenant.clone(),
+            s.worker.to_string(),
+            human::duration_ms(s.age_ms),
+            human::bytes(s.bytes_in),
+            human::bytes(s.bytes_out),
+        ]);
+    }
+    grid.render("(no streams)")
+}
+
+/// A line about the daemon, then POOL HANDLER PLACEMENT WORKERS READY STREAMS CAPACITY.
+pub fn status_table(status: &StatusReport) -> String {
+    let mut grid = Grid::new(&[
+        ("POOL", Align::Left),
+        ("HANDLER", Align::Left),
+        ("PLACEMENT", Align::Left),
+        ("WORKERS", Align::Right),
+        ("READY", Align::Right),
+        ("STREAMS", Align::Right),
+        ("CAPACITY", Align::Right),
+    ]);
+    for p in &status.pools {
+        grid.row(vec![
+            p.name.clone(),
+            p.handler.clone(),
+            p.placement.clone(),
+            p.workers.to_string(),
+            p.ready.to_string(),
+            p.streams.to_string(),
+            p.capacity.to_string(),
+        ]);
+    }
+    format!(
+        "streamletd {}, pid {}, up {}, socket {}\n{}",
+        status.version,
+        status.pid,
+        human::duration_ms(status.uptime_ms),
+        status.socket,
+        grid.render("(no pools)")
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use streamlet_proto::{ExitCause, PoolStatus, WorkerId, WorkerState};
+
+    use super::*;
+
+    pub fn worker(id: u64, pool: &str, last_exit: Option<ExitCause>) -> WorkerInfo {
+        WorkerInfo {
+            id: WorkerId(id),
+            pool: pool.to_owned(),
+            pid: 4000 + id as u32,
+            state: WorkerState::Ready,
+            streams: 3,
+            capacity: 8,
+            uptime_ms: 252_000,
+            restarts: 0,
+            last_exit,
+        }
+    }
+
+    pub fn status() -> StatusReport {
+        StatusReport {
+            version: "0.1.0".into(),
+            pid: 99,
+            uptime_ms: 7_380_000,
+            socket: "/run/streamlet/streamletd.sock".into(),
+            pools: vec![PoolStatus {
+                name: "echo".into(),
+                handler: "echo".into(),
+                placement: "least_loaded".into(),
+                workers: 2,
+                ready: 2,
+                streams: 3,
+                capacity: 16,
+            }],
+        }
+    }
+
+    #[test]
+    fn workers_table_lines_up_and_shows_load_as_a_fraction() {
+        let table = workers_table(&[worker(1, "echo", None), worker(12, "uppercase", None)]);
+        assert_eq!(
+            table,
+            "POOL       ID   PID  STATE  STREAMS  UPTIME  RESTARTS\n\
+             echo        1  4001  ready      3/8   4m12s         0\n\
+             uppercase  12  4012  ready      3/8   4m12s         0\n"
+        );
+    }
+
+    #[test]
+    fn workers_table_adds_last_exit_only_when_there_is_one() {
+        let killed = ExitCause::Signaled { signal: 9, core_dumped: false };
+        let table = workers_table(&[worker(1, "echo", Some(killed)), worker(2, "echo", None)]);
+        let mut lines = table.lines();
+        assert!(lines.next().unwrap().ends_with("RESTARTS  LAST EXIT"), "{table}");
+        assert!(lines.next().unwrap().ends_with("  signal SIGKILL"), "{table}");
+        assert!(lines.next().unwrap().ends_with("  -"), "{table}");
+    }
+
+    #[test]
+    fn empty_tables_say_so() {
+        assert_eq!(workers_table(&[]), "POOL  ID  PID  STATE  STREAMS  UPTIME  RESTARTS\n(no streamlets)\n");
+        assert!(streams_table(&[]).ends_with("BYTES_OUT\n(no streams)\n"));
+    }
+
+    #[test]
+    fn status_table_starts_with_the_daemon_line() {
+        let table = status_table(&status());
+        assert_eq!(
+            table,
+            "streamletd 0.1.0, pid 99, up 2h03m, socket /run/streamlet/streamletd.sock\n\
+             POOL  HANDLER  PLACEMENT     WORKERS  READY  STREAMS  CAPACITY\n\
+             echo  echo     least_loaded        2      2        3        16\n"
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! The listings as JSON arrays of flat objects, for scripts (`--json`).
+//!
+//! Durations are seconds as floats; `last_exit` is the exit's description or
+//! `null`. The field names are an interface: change them only by adding.
+
+use serde::Serialize;
+use serde_json::Value;
+use streamlet_proto::{StatusReport, StreamInfo, WorkerInfo};
+
+use super::human::seconds;
+
+#[derive(Serialize)]
+struct WorkerRow<'a> {
+    pool: &'a str,
+    id: u64,
+    pid: u32,
+    state: &'static str,
+    streams: u32,
+    capacity: u32,
+    uptime: f64,
+    restarts: u32,
+    last_exit: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StreamRow<'a> {
+    id: u64,
+    pool: &'a str,
+    tenant: &'a str,
+    worker: u64,
+    age: f64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+#[derive(Serialize)]
+struct PoolRow<'a> {
+    pool: &'a str,
+    handler: &'a str,
+    placement: &'a str,
+    workers: u32,
+    ready: u32,
+    streams: u32,
+    capacity: u32,
+}
+
+/// One object per streamlet: `pool, id, pid, state, streams, capacity, uptime, restarts, last_exit`.
+pub fn workers_json(workers: &[WorkerInfo]) -> Value {
+    rows(workers.iter().map(|w| WorkerRow {
+        pool: &w.pool,
+        id: w.id.0,
+        pid: w.pid,
+        state: w.state.as_str(),
+        streams: w.streams,
+        capacity: w.capacity,
+        uptime: seconds(w.uptime_ms),
+        restarts: w.restarts,
+        last_exit: w.last_exit.as_ref().map(ToString::to_string),
+    }))
+}
+
+/// One object per stream: `id, pool, tenant, worker, age, bytes_in, bytes_out`.
+pub fn streams_json(streams: &[StreamInfo]) -> Value {
+    rows(streams.iter().map(|s| StreamRow {
+        id: s.id.0,
+        pool: &s.pool,
+        tenant: &s.tenant,
+        worker: s.worker.0,
+        age: seconds(s.age_ms),
+        bytes_in: s.bytes_in,
+        bytes_out: s.bytes_out,
+    }))
+}
+
+/// One object per pool: `pool, handler, placement, workers, ready, streams, capacity`.
+pub fn status_json(status: &StatusReport) -> Value {
+    rows(status.pools.iter().map(|p| PoolRow {
+        pool: &p.name,
+        handler: &p.handler,
+        placement: &p.placement,
+        workers: p.workers,
+        ready: p.ready,
+        streams: p.streams,
+        capacity: p.capacity,
+    }))
+}
+
+fn rows<T: Serialize>(rows: impl Iterator<Item = T>) -> Value {
+    // Serializing these structs cannot fail: every field is a string, a number
+    // or an option of one.
+    Value::Array(rows.map(|row| serde_json::to_value(row).unwrap_or(Value::Null)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use streamlet_proto::{ExitCause, StreamId, WorkerId};
+
+    use super::*;
+    use crate::table::tests::{status, worker};
+
+    fn keys(value: &Value) -> Vec<&str> {
+        let mut keys: Vec<&str> = value[0].as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn workers_have_the_documented_fields() {
+        let value = workers_json(&[worker(3, "echo", Some(ExitCause::Exited { code: 1 }))]);
+        assert_eq!(
+            keys(&value),
+            ["capacity", "id", "last_exit", "pid", "pool", "restarts", "state", "streams", "uptime"]
+        );
+        assert_eq!(value[0]["uptime"], json!(252.0));
+        assert_eq!(value[0]["state"], json!("ready"));
+        assert_eq!(value[0]["last_exit"], json!("exit code 1"));
+        assert_eq!(workers_json(&[worker(3, "echo", None)])[0]["last_exit"], Value::Null);
+    }
+
+    #[test]
+    fn streams_have_the_documented_fields() {
+        let stream = StreamInfo {
+            id: StreamId(5),
+            pool: "echo".into(),
+            tenant: "acme".into(),
+            worker: WorkerId(2),
+            age_ms: 1500,
+            bytes_in: 10,
+            bytes_out: 20,
+        };
+        let value = streams_json(&[stream]);
+        assert_eq!(keys(&value), ["age", "bytes_in", "bytes_out", "id", "pool", "tenant", "worker"]);
+        assert_eq!(value[0]["age"], json!(1.5));
+        assert_eq!(value[0]["worker"], json!(2));
+    }
+
+    #[test]
+    fn status_is_an_array_of_pools() {
+        let value = status_json(&status());
+        assert!(value.is_array());
+        assert_eq!(keys(&value), ["capacity", "handler", "placement", "pool", "ready", "streams", "workers"]);
+        assert_eq!(value[0]["pool"], json!("echo"));
+    }
+
+    #[test]
+    fn empty_listings_are_empty_arrays() {
+        assert_eq!(workers_json(&[]), json!([]));
+        assert_eq!(streams_json(&[]), json!([]));
+    }
+}
