@@ -38,7 +38,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The demo narrates on stdout; its in-process gateway logs only trouble.
+    init_logging(if matches!(cli.command, Some(Command::Demo)) { "warn" } else { "info" });
     match cli.command {
         Some(Command::CheckConfig { file }) => match Config::load(&file) {
             Ok(config) => {
@@ -81,7 +82,11 @@ fn daemon(config: Option<PathBuf>, socket: Option<PathBuf>) -> ExitCode {
     let pools = pool_names(&config);
     let source = config.source.clone();
     let result = runtime.block_on(streamlet_supervisor::run(config, socket, |path| {
-        println!("streamletd: listening on {} (pid {}, config {source}, pools {pools})", path.display(), std::process::id());
+        println!(
+            "streamletd: listening on {} (pid {}, config {source}, pools {pools})",
+            path.display(),
+            std::process::id()
+        );
         use std::io::Write;
         let _ = std::io::stdout().flush();
     }));
@@ -98,10 +103,10 @@ fn pool_names(config: &Config) -> String {
     config.pools.keys().cloned().collect::<Vec<_>>().join(", ")
 }
 
-/// Logs go to stderr; `STREAMLET_LOG` sets the filter (default `info`).
-fn init_logging() {
+/// Logs go to stderr; `STREAMLET_LOG` sets the filter (default `default`).
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STREAMLET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }

@@ -95,11 +95,21 @@ impl Channel {
         self.send_bytes(&bytes, fd).await
     }
 
-    /// The next message and its descriptor; `None` once the peer has closed.
+    /// The next message and its descriptor; `None` once the peer has closed
+    /// (or died: `ECONNRESET` counts as closed).
     pub async fn recv<T: DeserializeOwned>(&self) -> Result<Option<(T, Option<OwnedFd>)>, ChannelError> {
         let mut buf = vec![0u8; MAX_MESSAGE_LEN];
         let mut fds = Vec::new();
-        let n = self.fd.async_io(Interest::READABLE, |inner| recv_with_fds(inner.as_fd(), &mut buf, &mut fds)).await?;
+        let n = match self
+            .fd
+            .async_io(Interest::READABLE, |inner| recv_with_fds(inner.as_fd(), &mut buf, &mut fds))
+            .await
+        {
+            Ok(n) => n,
+            // The peer died with messages of ours unread: it is gone all the same.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => 0,
+            Err(e) => return Err(e.into()),
+        };
         if n == 0 {
             return Ok(None);
         }

@@ -114,10 +114,7 @@ mod tests {
 
     #[test]
     fn trailing_bytes_are_refused() {
-        let request = Request {
-            id: 1,
-            body: crate::RequestBody::Status(crate::StatusRequest {}),
-        };
+        let request = Request { id: 1, body: crate::RequestBody::Status(crate::StatusRequest {}) };
         for encoding in [Encoding::Json, Encoding::Postcard] {
             let mut bytes = encoding.encode(&request).unwrap();
             bytes.extend_from_slice(b"xx");

@@ -42,7 +42,13 @@ pub struct FrameReader {
 
 impl FrameReader {
     pub fn new(half: OwnedReadHalf, max_frame: u32) -> Self {
-        Self { half, buf: FrameBuf::new(), scratch: vec![0; READ_CHUNK].into_boxed_slice(), fds: VecDeque::new(), max_frame }
+        Self {
+            half,
+            buf: FrameBuf::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            fds: VecDeque::new(),
+            max_frame,
+        }
     }
 
     pub fn set_max_frame(&mut self, max_frame: u32) {
@@ -61,9 +67,8 @@ impl FrameReader {
             }
             let stream = self.half.as_ref();
             let scratch = &mut self.scratch;
-            let n = stream
-                .async_io(Interest::READABLE, || recv_with_fds(stream.as_fd(), scratch, &mut received))
-                .await?;
+            let n =
+                stream.async_io(Interest::READABLE, || recv_with_fds(stream.as_fd(), scratch, &mut received)).await?;
             self.buf.extend(&self.scratch[..n]);
             self.fds.extend(received.drain(..));
             if self.fds.len() > MAX_QUEUED_FDS {

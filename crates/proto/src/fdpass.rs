@@ -158,7 +158,13 @@ pub fn is_stream_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: kind and len are valid for writes of the sizes given.
     let rc = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TYPE, (&mut kind as *mut libc::c_int).cast(), &mut len)
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut kind as *mut libc::c_int).cast(),
+            &mut len,
+        )
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
@@ -224,7 +230,9 @@ mod tests {
         let dev_null = || {
             std::fs::read_dir("/proc/self/fd")
                 .unwrap()
-                .filter(|e| std::fs::read_link(e.as_ref().unwrap().path()).is_ok_and(|t| t == std::path::Path::new("/dev/null")))
+                .filter(|e| {
+                    std::fs::read_link(e.as_ref().unwrap().path()).is_ok_and(|t| t == std::path::Path::new("/dev/null"))
+                })
                 .count()
         };
         let open_before = dev_null();

@@ -112,10 +112,7 @@ mod tests {
     fn refuses_a_four_gib_prefix_before_reading_it() {
         let mut buf = FrameBuf::new();
         feed(&mut buf, &[0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(
-            buf.next_frame(MAX_REQUEST_LEN),
-            Err(FrameError::TooLarge { len: u32::MAX, max: MAX_REQUEST_LEN })
-        );
+        assert_eq!(buf.next_frame(MAX_REQUEST_LEN), Err(FrameError::TooLarge { len: u32::MAX, max: MAX_REQUEST_LEN }));
     }
 
     #[test]

@@ -72,7 +72,10 @@ pub fn accept_hello(frame: &[u8]) -> Result<(Hello, Encoding), ErrorBody> {
     if hello.version != PROTOCOL_VERSION {
         return Err(ErrorBody::new(
             ErrorCode::UnsupportedVersion,
-            format!("protocol version {} is not supported; this daemon speaks version {PROTOCOL_VERSION}", hello.version),
+            format!(
+                "protocol version {} is not supported; this daemon speaks version {PROTOCOL_VERSION}",
+                hello.version
+            ),
         ));
     }
     let encoding = match hello.encoding.as_str() {

@@ -115,8 +115,9 @@ mod tests {
     #[tokio::test]
     async fn a_missing_binary_is_a_named_error() {
         let (_ours, theirs) = UnixStream::pair().unwrap();
-        let err = spawn(SpawnSpec { program: "/nonexistent/streamlet-worker".into(), args: vec![], control: theirs.into() })
-            .unwrap_err();
+        let err =
+            spawn(SpawnSpec { program: "/nonexistent/streamlet-worker".into(), args: vec![], control: theirs.into() })
+                .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/streamlet-worker"), "{err}");
     }
 }

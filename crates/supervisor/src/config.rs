@@ -250,7 +250,8 @@ mod tests {
         Config::parse(text, "test.toml").unwrap_err()
     }
 
-    const POOL: &str = "[pools.echo]\nhandler = { kind = \"echo\" }\nworkers = { min = 1, max = 2 }\nstreams_per_worker = 4\n";
+    const POOL: &str =
+        "[pools.echo]\nhandler = { kind = \"echo\" }\nworkers = { min = 1, max = 2 }\nstreams_per_worker = 4\n";
 
     #[test]
     fn the_embedded_default_is_one_echo_pool_of_two_by_eight() {

@@ -95,7 +95,8 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                 Reply { id: request.id, body }
             }
             Err(e) => {
-                let error = ErrorBody::new(ErrorCode::BadRequest, format!("undecodable {} frame: {e}", encoding.as_str()));
+                let error =
+                    ErrorBody::new(ErrorCode::BadRequest, format!("undecodable {} frame: {e}", encoding.as_str()));
                 match json_request_id(encoding, &bytes) {
                     // Well-formed JSON with an id (a request kind this daemon
                     // does not know, a misspelt field): answer it, go on.

@@ -183,7 +183,10 @@ impl Core {
     /// Places a new stream and hands its connection to the chosen streamlet.
     pub fn open(&mut self, request: OpenRequest, fd: OwnedFd, owner: Option<EventSink>) -> Result<Opened, ErrorBody> {
         if self.shutting_down {
-            return Err(ErrorBody::new(ErrorCode::ShuttingDown, "streamletd is shutting down and takes no new streams"));
+            return Err(ErrorBody::new(
+                ErrorCode::ShuttingDown,
+                "streamletd is shutting down and takes no new streams",
+            ));
         }
         let Some(pool) = self.pools.get_mut(&request.pool) else {
             let known: Vec<&str> = self.pools.keys().map(String::as_str).collect();
@@ -365,6 +368,10 @@ impl Core {
         for id in self.workers.keys() {
             self.kill_worker(*id, None);
         }
+    }
+
+    pub fn worker_alive(&self, id: WorkerId) -> bool {
+        self.workers.contains_key(&id)
     }
 
     pub fn live_workers(&self) -> usize {

@@ -62,9 +62,14 @@ pub fn worker_binary(config: &Config) -> PathBuf {
 
 /// Runs the daemon until SIGTERM or SIGINT, then shuts down in order. `ready`
 /// is called once the socket is listening, with its path.
-pub async fn run(config: Config, socket_path: PathBuf, ready: impl FnOnce(&std::path::Path)) -> Result<(), DaemonError> {
+pub async fn run(
+    config: Config,
+    socket_path: PathBuf,
+    ready: impl FnOnce(&std::path::Path),
+) -> Result<(), DaemonError> {
     let worker_binary = worker_binary(&config);
-    std::fs::metadata(&worker_binary).map_err(|source| DaemonError::WorkerBinary { path: worker_binary.clone(), source })?;
+    std::fs::metadata(&worker_binary)
+        .map_err(|source| DaemonError::WorkerBinary { path: worker_binary.clone(), source })?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
 

@@ -76,7 +76,8 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
         stats_interval_ms: daemon.config.daemon.stats_interval.as_millis().min(u32::MAX as u128) as u32,
     });
     send_with_fds(ours.as_fd(), &encode(&init)?, &[])?;
-    let child = streamlet_sandbox::spawn(SpawnSpec { program: daemon.worker_binary.clone(), args: vec![], control: theirs })?;
+    let child =
+        streamlet_sandbox::spawn(SpawnSpec { program: daemon.worker_binary.clone(), args: vec![], control: theirs })?;
     let pid = child.id().unwrap_or(0);
     let link = Arc::new(WorkerLink::new(Channel::new(ours)?));
     let (kill, kill_rx) = mpsc::unbounded_channel();
@@ -106,7 +107,10 @@ async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
             }
             Ok(Some((FromWorker::Ended(ended), None))) => {
                 let stream = ended.stream;
-                if !daemon.core().stream_ended(id, ended) {
+                let mut core = daemon.core();
+                // A streamlet that is already reaped had its streams ended for
+                // it; its last messages are stragglers.
+                if !core.stream_ended(id, ended) && core.worker_alive(id) {
                     tracing::warn!(worker = %id, %stream, "end of a stream the streamlet does not serve");
                 }
             }

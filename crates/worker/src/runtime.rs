@@ -83,6 +83,19 @@ where
 
 /// Serves the daemon on `control` until it goes away.
 pub async fn run(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerError> {
+    match serve(control, factory).await {
+        // The daemon vanished while we were writing to it: the same as the end
+        // of file that a read would have seen.
+        Err(WorkerError::Io(e) | WorkerError::Channel(ChannelError::Io(e)))
+            if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn serve(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerError> {
     let channel = Channel::new(control)?;
     let init = match tokio::time::timeout(INIT_TIMEOUT, channel.recv::<ToWorker>()).await {
         Ok(Ok(Some((ToWorker::Init(init), None)))) => init,

@@ -8,7 +8,12 @@ use streamlet_proto::{ErrorBody, ErrorCode, OpenRequest, ReplyBody};
 use crate::daemon::Daemon;
 use crate::events::EventSink;
 
-pub fn open(daemon: &Daemon, request: OpenRequest, fd: Option<OwnedFd>, sink: &EventSink) -> Result<ReplyBody, ErrorBody> {
+pub fn open(
+    daemon: &Daemon,
+    request: OpenRequest,
+    fd: Option<OwnedFd>,
+    sink: &EventSink,
+) -> Result<ReplyBody, ErrorBody> {
     let Some(fd) = fd else {
         return Err(ErrorBody::new(
             ErrorCode::MissingFd,

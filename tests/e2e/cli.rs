@@ -1,0 +1,137 @@
+//! The binaries operators and newcomers use: streamletctl, the gateway, the demo.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{wait_gone, wait_timeout, Daemon, GATEWAY, STREAMLETCTL, STREAMLETD, TWO_BY_64};
+
+fn ctl(daemon: &Daemon, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(STREAMLETCTL).arg("--socket").arg(&daemon.socket).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn streamletctl_open_is_netcat_for_streamlet() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let mut child = Command::new(STREAMLETCTL)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["open", "--pool", "echo", "--tenant", "ops"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"line one\nline two\n").unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(10)).expect("open exits after stdin ends");
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "line one\nline two\n");
+    assert!(err.contains("stream 1 on streamlet"), "{err}");
+}
+
+#[test]
+fn streamletctl_tables_and_json() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let (code, out, err) = ctl(&daemon, &["workers"]);
+    assert_eq!(code, 0, "{err}");
+    let header = out.lines().next().unwrap();
+    for column in ["POOL", "ID", "PID", "STATE", "STREAMS", "UPTIME", "RESTARTS"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert_eq!(out.lines().count(), 3, "{out}");
+
+    let (code, out, _) = ctl(&daemon, &["--json", "workers"]);
+    assert_eq!(code, 0);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = rows.as_array().expect("an array");
+    assert_eq!(rows.len(), 2);
+    for field in ["pool", "id", "pid", "state", "streams", "uptime", "restarts"] {
+        assert!(rows[0].get(field).is_some(), "field {field} in {}", rows[0]);
+    }
+    assert_eq!(rows[0]["state"], "ready");
+
+    let (code, out, _) = ctl(&daemon, &["--json", "streams"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap(), serde_json::json!([]));
+    let (code, out, _) = ctl(&daemon, &["streams"]);
+    assert_eq!(code, 0);
+    for column in ["ID", "POOL", "TENANT", "WORKER", "AGE", "BYTES_IN", "BYTES_OUT"] {
+        assert!(out.contains(column), "{out}");
+    }
+
+    let (code, out, _) = ctl(&daemon, &["--json", "status"]);
+    assert_eq!(code, 0);
+    let pools: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(pools[0]["pool"], "echo");
+    assert_eq!(pools[0]["ready"], 2);
+    let (code, out, _) = ctl(&daemon, &["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("streamletd") && out.contains("echo"), "{out}");
+
+    let (code, _, err) = ctl(&daemon, &["workers", "--pool", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown_pool"), "{err}");
+}
+
+#[test]
+fn streamletctl_without_a_daemon_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        Command::new(STREAMLETCTL).arg("--socket").arg(dir.path().join("none.sock")).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("none.sock") && err.contains("running"), "{err}");
+}
+
+#[test]
+fn the_gateway_hands_tcp_clients_to_streamlets() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let mut gateway = Command::new(GATEWAY)
+        .args(["--listen", "127.0.0.1:0", "--pool", "echo", "--socket"])
+        .arg(&daemon.socket)
+        .env("STREAMLET_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(gateway.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split_whitespace().find_map(|w| w.trim_end_matches(',').parse::<std::net::SocketAddr>().ok());
+    let addr = addr.unwrap_or_else(|| panic!("no address in {line:?}"));
+    for i in 0..5 {
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let msg = format!("tcp client {i}\n");
+        tcp.write_all(msg.as_bytes()).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        tcp.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg.as_bytes());
+    }
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+}
+
+#[test]
+fn the_demo_tours_and_leaves_nothing_behind() {
+    let out = Command::new(STREAMLETD).arg("demo").env("STREAMLET_LOG", "error").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("worker_died"), "shows the streams of the killed streamlet ending: {text}");
+    assert!(text.contains("replaced"), "{text}");
+    // The demo names its scratch directory and its processes; all are gone.
+    let dir = text.lines().find_map(|l| l.strip_prefix("scratch directory: ")).expect("names its directory");
+    assert!(!std::path::Path::new(dir.trim()).exists(), "{dir} left behind");
+    let pids = text.lines().find_map(|l| l.strip_prefix("processes: ")).expect("names its processes");
+    for pid in pids.split_whitespace() {
+        assert!(wait_gone(pid.parse().unwrap()), "process {pid} left behind");
+    }
+}

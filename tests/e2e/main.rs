@@ -1,0 +1,8 @@
+//! End-to-end tests: the real daemon binary, real streamlet processes, real
+//! sockets and real descriptor passing.
+
+mod bad_input;
+mod cli;
+mod lifecycle;
+mod streams;
+mod support;

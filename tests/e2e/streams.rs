@@ -1,0 +1,101 @@
+//! Streams through the real daemon: placement, echo, close.
+
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use streamlet_proto::{EndReason, Event, OpenRequest};
+
+use crate::support::{echo_once, Daemon, Raw, TWO_BY_64};
+
+fn open_request(tenant: &str) -> OpenRequest {
+    OpenRequest { pool: "echo".into(), tenant: Some(tenant.into()), labels: Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_streams_echo_spread_over_both_streamlets_and_close() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let mut client = daemon.client().await;
+    let mut clients = Vec::new();
+    let mut placed: HashMap<u64, usize> = HashMap::new();
+    for i in 0..100 {
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        let opened = client.open(open_request(&format!("t{}", i % 3)), theirs.as_fd()).await.unwrap();
+        drop(theirs);
+        *placed.entry(opened.worker.0).or_default() += 1;
+        echo_once(&mut mine, format!("stream {i} says hello").as_bytes());
+        clients.push((opened.stream, mine));
+    }
+    assert_eq!(placed.len(), 2, "both streamlets serve: {placed:?}");
+    assert!(placed.values().all(|n| *n == 50), "least-connections spreads evenly: {placed:?}");
+
+    let workers = client.workers(None).await.unwrap();
+    assert_eq!(workers.len(), 2);
+    assert_eq!(workers.iter().map(|w| w.streams).collect::<Vec<_>>(), vec![50, 50]);
+    let streams = client.streams(None).await.unwrap();
+    assert_eq!(streams.len(), 100);
+    assert!(streams.iter().any(|s| s.tenant == "t2"));
+
+    // Byte counts reach the stream table through the streamlets' stats.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let streams = client.streams(None).await.unwrap();
+    let first = streams.iter().find(|s| s.id == clients[0].0).unwrap();
+    let sent = "stream 0 says hello".len() as u64;
+    assert_eq!((first.bytes_in, first.bytes_out), (sent, sent), "{first:?}");
+
+    // The clients hang up; every stream ends and the table empties.
+    let ids: Vec<_> = clients.iter().map(|(id, _)| *id).collect();
+    drop(clients);
+    let mut ended = Vec::new();
+    while ended.len() < 100 {
+        let event = tokio::time::timeout(Duration::from_secs(10), client.next_event()).await.unwrap().unwrap();
+        let Event::StreamEnded(e) = event;
+        assert_eq!(e.reason, EndReason::Completed, "{e:?}");
+        ended.push(e.stream);
+    }
+    ended.sort();
+    assert_eq!(ended, ids);
+    assert!(client.streams(None).await.unwrap().is_empty());
+    let workers = client.workers(None).await.unwrap();
+    assert!(workers.iter().all(|w| w.streams == 0), "{workers:?}");
+}
+
+#[tokio::test]
+async fn close_ends_a_stream_with_reason_closed_and_the_client_sees_eof() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let mut client = daemon.client().await;
+    let (mut mine, theirs) = UnixStream::pair().unwrap();
+    let opened = client.open(open_request("a"), theirs.as_fd()).await.unwrap();
+    drop(theirs);
+    echo_once(&mut mine, b"ping");
+    client.close(opened.stream).await.unwrap();
+    let Event::StreamEnded(ended) = client.next_event().await.unwrap();
+    assert_eq!(ended.stream, opened.stream);
+    assert_eq!(ended.reason, EndReason::Closed);
+    assert_eq!((ended.bytes_in, ended.bytes_out), (4, 4));
+    let mut buf = [0u8; 8];
+    assert_eq!(std::io::Read::read(&mut mine, &mut buf).unwrap(), 0, "the client reads end of file");
+    let again = client.close(opened.stream).await.unwrap_err();
+    assert_eq!(again.code(), Some(streamlet_proto::ErrorCode::UnknownStream));
+}
+
+/// A gateway in another language speaks JSON: the same daemon, the same streams.
+#[test]
+fn a_json_gateway_opens_and_is_told_of_the_end() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let mut raw = Raw::json(&daemon.socket);
+    let (mut mine, theirs) = UnixStream::pair().unwrap();
+    raw.frame_with_fd(br#"{"id":7,"body":{"open":{"pool":"echo","tenant":"json"}}}"#, theirs.as_fd());
+    drop(theirs);
+    let reply = raw.read().unwrap();
+    assert_eq!(reply["reply"]["id"], 7, "{reply}");
+    let stream = reply["reply"]["body"]["opened"]["stream"].as_u64().expect("opened");
+    echo_once(&mut mine, b"json works");
+    mine.shutdown(std::net::Shutdown::Write).unwrap();
+    let event = raw.read().unwrap();
+    let ended = &event["event"]["stream_ended"];
+    assert_eq!(ended["stream"], stream, "{event}");
+    assert_eq!(ended["reason"], "completed");
+    assert_eq!(ended["bytes_in"], 10);
+}

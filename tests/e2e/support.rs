@@ -1,0 +1,234 @@
+//! The fixture: a real `streamletd` binary on a temporary socket.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use streamlet_client::Client;
+use streamlet_proto::fdpass::send_with_fds;
+use streamlet_proto::frame::header;
+
+pub const STREAMLETD: &str = env!("CARGO_BIN_EXE_streamletd");
+pub const STREAMLETCTL: &str = env!("CARGO_BIN_EXE_streamletctl");
+pub const GATEWAY: &str = env!("CARGO_BIN_EXE_streamlet-gateway");
+
+/// A pool of two streamlets with room for 64 streams each.
+pub const TWO_BY_64: &str = r#"
+[daemon]
+shutdown_timeout = "2s"
+stats_interval = "50ms"
+
+[pools.echo]
+handler = { kind = "echo" }
+workers = { min = 2, max = 2 }
+streams_per_worker = 64
+placement = "least-connections"
+"#;
+
+/// A running daemon. Dropping it kills it (and so its streamlets).
+pub struct Daemon {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub dir: tempfile::TempDir,
+    /// What it printed at start.
+    pub banner: String,
+}
+
+impl Daemon {
+    /// Starts the daemon on `config` and waits until every pool's streamlets
+    /// are ready.
+    pub fn start(config: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("streamletd.toml");
+        std::fs::write(&path, config).unwrap();
+        let socket = dir.path().join("streamletd.sock");
+        let mut cmd = Command::new(STREAMLETD);
+        cmd.arg("--config").arg(&path).arg("--socket").arg(&socket);
+        Self::spawn(cmd, dir, socket)
+    }
+
+    pub fn spawn(mut cmd: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).env("STREAMLET_LOG", "warn");
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let banner = rx.recv_timeout(Duration::from_secs(10)).expect("streamletd printed its socket path");
+        let daemon = Daemon { child: Some(child), socket, dir, banner };
+        daemon.wait_until(|s| s.pools.iter().all(|p| p.ready == p.workers && p.workers > 0));
+        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.socket).await.unwrap()
+    }
+
+    /// Polls `status` (from a thread of its own) until `f` holds, for at most 10 s.
+    pub fn wait_until(
+        &self,
+        f: impl Fn(&streamlet_proto::StatusReport) -> bool + Sync,
+    ) -> streamlet_proto::StatusReport {
+        let socket = self.socket.clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    loop {
+                        if let Ok(mut client) = Client::connect(&socket).await {
+                            if let Ok(status) = client.status().await {
+                                if f(&status) {
+                                    return status;
+                                }
+                            }
+                        }
+                        assert!(Instant::now() < deadline, "daemon did not reach the expected state in 10 s");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        signal(child.id(), libc::SIGTERM);
+        wait_timeout(&mut child, Duration::from_secs(10)).expect("streamletd exited after SIGTERM")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) with a pid we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0, "kill {pid}");
+}
+
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet: it runs no more).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+pub fn wait_gone(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if process_gone(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// A hand-driven JSON connection: raw frames, for the tests of bad input.
+pub struct Raw {
+    pub sock: UnixStream,
+}
+
+impl Raw {
+    pub fn connect(path: &Path) -> Raw {
+        let sock = UnixStream::connect(path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Raw { sock }
+    }
+
+    /// Connects and completes a JSON handshake.
+    pub fn json(path: &Path) -> Raw {
+        let mut raw = Raw::connect(path);
+        raw.frame(br#"{"version":1,"encoding":"json","client":"e2e"}"#);
+        let welcome = raw.read().expect("welcome");
+        assert!(welcome.get("welcome").is_some(), "{welcome}");
+        raw
+    }
+
+    pub fn frame(&mut self, payload: &[u8]) {
+        let mut bytes = header(payload.len()).to_vec();
+        bytes.extend_from_slice(payload);
+        self.sock.write_all(&bytes).unwrap();
+    }
+
+    pub fn frame_with_fd(&mut self, payload: &[u8], fd: BorrowedFd<'_>) {
+        let mut bytes = header(payload.len()).to_vec();
+        bytes.extend_from_slice(payload);
+        let sent = send_with_fds(self.sock.as_fd(), &bytes, &[fd]).unwrap();
+        self.sock.write_all(&bytes[sent..]).unwrap();
+    }
+
+    /// The next frame as JSON; `None` at end of file.
+    pub fn read(&mut self) -> Option<serde_json::Value> {
+        let mut head = [0u8; 4];
+        match self.sock.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("reading a frame: {e}"),
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(head) as usize];
+        self.sock.read_exact(&mut body).unwrap();
+        Some(serde_json::from_slice(&body).unwrap())
+    }
+
+    /// Reads the rest: true if the daemon closed the connection.
+    pub fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        match self.sock.read_to_end(&mut rest) {
+            Ok(_) => rest.is_empty(),
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+/// The error code of a JSON reply, if it is an error.
+pub fn error_code(reply: &serde_json::Value) -> Option<&str> {
+    reply.pointer("/reply/body/error/code").and_then(|c| c.as_str())
+}
+
+/// Echo check over a connected socket.
+pub fn echo_once(sock: &mut UnixStream, payload: &[u8]) {
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.write_all(payload).unwrap();
+    let mut got = vec![0u8; payload.len()];
+    sock.read_exact(&mut got).unwrap();
+    assert_eq!(got, payload);
+}
