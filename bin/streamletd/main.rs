@@ -43,7 +43,8 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { file }) => match Config::load(&file) {
             Ok(config) => {
-                println!("{}: ok ({} pools: {})", file.display(), config.pools.len(), pool_names(&config));
+                let n = config.pools.len();
+                println!("{}: ok ({n} pool{}: {})", file.display(), if n == 1 { "" } else { "s" }, pool_names(&config));
                 ExitCode::SUCCESS
             }
             Err(e) => {

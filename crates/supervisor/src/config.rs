@@ -264,6 +264,13 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_valid() {
+        let config = Config::parse(include_str!("../../../systemd/streamletd.toml"), "example").unwrap();
+        assert_eq!(config.pools["echo"].streams_per_worker, 8);
+        assert_eq!(config.daemon.shutdown_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
     fn the_issue_example_parses() {
         let text = "[daemon]\nsocket = \"/run/streamlet/streamletd.sock\"\n\n[pools.echo]\nhandler = { kind = \"echo\" }\nworkers = { min = 2, max = 2 }\nstreams_per_worker = 8\nplacement = \"least-connections\"\n";
         let config = Config::parse(text, "x").unwrap();
