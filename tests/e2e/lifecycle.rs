@@ -147,3 +147,14 @@ fn a_second_daemon_on_the_same_socket_is_refused_and_the_first_keeps_it() {
     daemon.wait_until(|s| s.pools[0].ready == 2);
     assert!(!process_gone(daemon.pid()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamlets_die_with_a_killed_daemon() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let pids: Vec<u32> = daemon.client().await.workers(None).await.unwrap().iter().map(|w| w.pid).collect();
+    assert_eq!(pids.len(), 2);
+    signal(daemon.pid(), libc::SIGKILL);
+    for pid in pids {
+        assert!(wait_gone(pid), "streamlet {pid} outlived a SIGKILLed daemon");
+    }
+}
