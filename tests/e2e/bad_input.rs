@@ -163,6 +163,16 @@ async fn request_errors_are_typed_and_the_connection_goes_on() {
     assert_eq!(error_code(&reply), Some("bad_request"), "an unknown request kind");
     assert_eq!(reply["reply"]["id"], 6);
 
+    // An open with a malformed field is refused with its id and still takes
+    // its descriptor: the next open must not get that one.
+    let (_c, d) = UnixStream::pair().unwrap();
+    raw.frame_with_fd(br#"{"id":8,"body":{"open":{"pool":5}}}"#, d.as_fd());
+    let reply = raw.read().unwrap();
+    assert_eq!(error_code(&reply), Some("bad_request"), "{reply}");
+    assert_eq!(reply["reply"]["id"], 8);
+    raw.frame(br#"{"id":9,"body":{"open":{"pool":"echo"}}}"#);
+    assert_eq!(error_code(&raw.read().unwrap()), Some("missing_fd"));
+
     raw.frame(br#"{"id":7,"body":{"status":{}}}"#);
     let reply = raw.read().unwrap();
     assert_eq!(reply["reply"]["id"], 7);

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -28,6 +29,8 @@ pub enum ReadError {
     Frame(#[from] FrameError),
     #[error("more than {MAX_QUEUED_FDS} descriptors sent without the frames that take them")]
     TooManyFds,
+    #[error("frame not finished within {0:?} of its first byte")]
+    FrameTimeout(Duration),
 }
 
 /// The reading half: whole frames out, descriptors queued.
@@ -38,6 +41,10 @@ pub struct FrameReader {
     scratch: Box<[u8]>,
     fds: VecDeque<OwnedFd>,
     max_frame: u32,
+    /// How long a begun frame may take to finish; `None`: forever.
+    frame_timeout: Option<Duration>,
+    /// When the frame now being received began to arrive.
+    frame_started: Option<tokio::time::Instant>,
 }
 
 impl FrameReader {
@@ -48,7 +55,15 @@ impl FrameReader {
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             fds: VecDeque::new(),
             max_frame,
+            frame_timeout: None,
+            frame_started: None,
         }
+    }
+
+    /// Bounds the time from a frame's first byte to its last: a peer that
+    /// starts a frame and stalls gets [`ReadError::FrameTimeout`].
+    pub fn set_frame_timeout(&mut self, timeout: Option<Duration>) {
+        self.frame_timeout = timeout;
     }
 
     pub fn set_max_frame(&mut self, max_frame: u32) {
@@ -63,12 +78,25 @@ impl FrameReader {
         let mut received = Vec::new();
         loop {
             if let Some(frame) = self.buf.next_frame(self.max_frame)? {
+                self.frame_started = None;
                 return Ok(Some(frame));
             }
+            let deadline = match (self.frame_timeout, self.buf.pending() > 0) {
+                (Some(timeout), true) => {
+                    Some(*self.frame_started.get_or_insert_with(tokio::time::Instant::now) + timeout)
+                }
+                _ => None,
+            };
             let stream = self.half.as_ref();
             let scratch = &mut self.scratch;
-            let n =
-                stream.async_io(Interest::READABLE, || recv_with_fds(stream.as_fd(), scratch, &mut received)).await?;
+            let recv = stream.async_io(Interest::READABLE, || recv_with_fds(stream.as_fd(), scratch, &mut received));
+            let n = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, recv).await {
+                    Ok(n) => n?,
+                    Err(_) => return Err(ReadError::FrameTimeout(self.frame_timeout.unwrap_or_default())),
+                },
+                None => recv.await?,
+            };
             self.buf.extend(&self.scratch[..n]);
             self.fds.extend(received.drain(..));
             if self.fds.len() > MAX_QUEUED_FDS {
@@ -147,6 +175,25 @@ mod tests {
         assert_eq!(reader.read_frame().await.unwrap().unwrap(), b"abc");
         assert!(reader.take_fd().is_none());
         assert!(reader.read_frame().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_frame_times_out_but_an_idle_connection_does_not() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (_ar, aw) = a.into_split();
+        let (br, _bw) = b.into_split();
+        let mut writer = FrameWriter::new(aw);
+        let mut reader = FrameReader::new(br, 1024);
+        reader.set_frame_timeout(Some(Duration::from_millis(50)));
+        // Idle, between frames: no timeout.
+        let idle = tokio::time::timeout(Duration::from_millis(150), reader.read_frame()).await;
+        assert!(idle.is_err(), "an idle connection is not timed out");
+        // Two bytes of a header, then nothing.
+        writer.write_frame(&[0, 0]).await.unwrap();
+        let started = std::time::Instant::now();
+        let stalled = tokio::time::timeout(Duration::from_secs(5), reader.read_frame()).await.unwrap();
+        assert!(matches!(stalled, Err(ReadError::FrameTimeout(_))), "{stalled:?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[tokio::test]

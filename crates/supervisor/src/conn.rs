@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streamlet_proto::conn::{FrameReader, FrameWriter, ReadError};
-use streamlet_proto::frame::{FrameError, MAX_HANDSHAKE_LEN, MAX_REPLY_LEN, MAX_REQUEST_LEN};
+use streamlet_proto::frame::{FrameError, HEADER_LEN, MAX_HANDSHAKE_LEN, MAX_REPLY_LEN, MAX_REQUEST_LEN};
 use streamlet_proto::handshake::{accept_hello, HelloReply, Welcome, HANDSHAKE_TIMEOUT};
 use streamlet_proto::{Encoding, ErrorBody, ErrorCode, Reply, ReplyBody, Request, ServerMessage, PROTOCOL_VERSION};
 use tokio::net::UnixStream;
@@ -54,6 +54,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         }
     };
     reader.set_max_frame(MAX_REQUEST_LEN);
+    reader.set_frame_timeout(Some(FRAME_TIMEOUT));
 
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let writer_task = tokio::spawn(async move {
@@ -69,9 +70,6 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     loop {
         let frame = tokio::select! {
             frame = reader.read_frame() => frame,
-            _ = tokio::time::sleep(FRAME_TIMEOUT), if reader.in_frame() => {
-                Err(ReadError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("frame not finished within {FRAME_TIMEOUT:?}"))))
-            }
             _ = crate::daemon::stopped(&mut stopping) => break,
         };
         let bytes = match frame {
@@ -99,8 +97,15 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                     ErrorBody::new(ErrorCode::BadRequest, format!("undecodable {} frame: {e}", encoding.as_str()));
                 match json_request_id(encoding, &bytes) {
                     // Well-formed JSON with an id (a request kind this daemon
-                    // does not know, a misspelt field): answer it, go on.
-                    Some(id) => Reply { id, body: ReplyBody::Error(error) },
+                    // does not know, a misspelt field): answer it, go on. A
+                    // refused open still takes its descriptor, so the next
+                    // open does not take the wrong one.
+                    Some((id, is_open)) => {
+                        if is_open {
+                            drop(reader.take_fd());
+                        }
+                        Reply { id, body: ReplyBody::Error(error) }
+                    }
                     None => {
                         drop(permit);
                         fatal(&tx, encoding, error, peer).await;
@@ -109,9 +114,30 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                 }
             }
         };
-        match encoding.encode_frame(&ServerMessage::Reply(reply)) {
+        let id = reply.id;
+        let frame = encoding.encode_frame(&ServerMessage::Reply(reply)).map_err(|e| e.to_string()).and_then(|frame| {
+            if frame.len() - HEADER_LEN > MAX_REPLY_LEN as usize {
+                Err(format!(
+                    "the reply of {} bytes is over the {MAX_REPLY_LEN} byte limit; filter it by pool",
+                    frame.len()
+                ))
+            } else {
+                Ok(frame)
+            }
+        });
+        match frame {
             Ok(frame) => permit.send(frame),
-            Err(e) => tracing::error!(error = %e, "cannot encode a reply"),
+            Err(message) => {
+                tracing::error!(id, message, "cannot send a reply");
+                let error = ServerMessage::Reply(Reply {
+                    id,
+                    body: ReplyBody::Error(ErrorBody::new(ErrorCode::Internal, message)),
+                });
+                match encoding.encode_frame(&error) {
+                    Ok(frame) => permit.send(frame),
+                    Err(e) => tracing::error!(error = %e, "cannot encode an error reply"),
+                }
+            }
         }
     }
     drop(sink);
@@ -122,13 +148,15 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
 }
 
 /// The `id` of a JSON frame that is an object with a numeric id (and so a
-/// request this daemon cannot read, rather than garbage).
-fn json_request_id(encoding: Encoding, bytes: &[u8]) -> Option<u64> {
+/// request this daemon cannot read, rather than garbage), and whether its body
+/// is an `open`.
+fn json_request_id(encoding: Encoding, bytes: &[u8]) -> Option<(u64, bool)> {
     if encoding != Encoding::Json {
         return None;
     }
     let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    value.get("id")?.as_u64().filter(|id| *id != 0)
+    let id = value.get("id")?.as_u64().filter(|id| *id != 0)?;
+    Some((id, value.pointer("/body/open").is_some()))
 }
 
 async fn fatal(tx: &mpsc::Sender<Vec<u8>>, encoding: Encoding, error: ErrorBody, peer: Option<(Option<i32>, u32)>) {
