@@ -70,6 +70,8 @@ fn daemon(config: Option<PathBuf>, socket: Option<PathBuf>) -> ExitCode {
         }
     };
     let socket = resolve_socket_path(socket, config.daemon.socket.clone());
+    ensure_standard_fds();
+    raise_nofile_limit();
     // One thread: the daemon's work per stream is a few syscalls, and the
     // thread that forks streamlets must live as long as the daemon
     // (PR_SET_PDEATHSIG fires when the forking thread exits).
@@ -97,6 +99,39 @@ fn daemon(config: Option<PathBuf>, socket: Option<PathBuf>) -> ExitCode {
             eprintln!("streamletd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Opens `/dev/null` on any of descriptors 0, 1 and 2 that is closed, so no
+/// socket the daemon makes later can land on one (and be clobbered when a
+/// streamlet's stdio is set up).
+fn ensure_standard_fds() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only asks whether the descriptor is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            // SAFETY: open(2) of a constant path; the lowest free descriptor,
+            // which is `fd`, is taken for good.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
+}
+
+/// The daemon holds a descriptor per stream: raise the soft limit to the hard
+/// one (systemd's default soft limit of 1024 would stop it near 1000 streams).
+fn raise_nofile_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+    // SAFETY: setrlimit reads one rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        eprintln!(
+            "streamletd: cannot raise the open-file limit from {}: {}",
+            limit.rlim_cur,
+            std::io::Error::last_os_error()
+        );
     }
 }
 

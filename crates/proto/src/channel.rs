@@ -96,15 +96,20 @@ impl Channel {
     }
 
     /// The next message and its descriptor; `None` once the peer has closed
-    /// (or died: `ECONNRESET` counts as closed).
+    /// (or died: `ECONNRESET` counts as closed). Allocates a receive buffer;
+    /// loops use [`recv_with`](Self::recv_with).
     pub async fn recv<T: DeserializeOwned>(&self) -> Result<Option<(T, Option<OwnedFd>)>, ChannelError> {
-        let mut buf = vec![0u8; MAX_MESSAGE_LEN];
+        self.recv_with(&mut RecvBuf::new()).await
+    }
+
+    /// [`recv`](Self::recv) into a buffer kept by the caller across calls.
+    pub async fn recv_with<T: DeserializeOwned>(
+        &self,
+        buf: &mut RecvBuf,
+    ) -> Result<Option<(T, Option<OwnedFd>)>, ChannelError> {
+        let RecvBuf(buf) = buf;
         let mut fds = Vec::new();
-        let n = match self
-            .fd
-            .async_io(Interest::READABLE, |inner| recv_with_fds(inner.as_fd(), &mut buf, &mut fds))
-            .await
-        {
+        let n = match self.fd.async_io(Interest::READABLE, |inner| recv_with_fds(inner.as_fd(), buf, &mut fds)).await {
             Ok(n) => n,
             // The peer died with messages of ours unread: it is gone all the same.
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => 0,
@@ -122,6 +127,22 @@ impl Channel {
 
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.get_ref().as_fd()
+    }
+}
+
+/// A receive buffer for [`Channel::recv_with`]: one message's worth.
+#[derive(Debug)]
+pub struct RecvBuf(Box<[u8]>);
+
+impl RecvBuf {
+    pub fn new() -> Self {
+        Self(vec![0u8; MAX_MESSAGE_LEN].into_boxed_slice())
+    }
+}
+
+impl Default for RecvBuf {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

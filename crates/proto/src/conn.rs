@@ -1,9 +1,15 @@
 //! Frames over a `SOCK_STREAM` Unix socket, with descriptors alongside.
 //!
-//! Descriptors arrive with the bytes of the `sendmsg` that carried them and
-//! queue up in order (first in, first out), like Wayland's: each `Open` takes
-//! the oldest. A sender attaches each descriptor to a `sendmsg` that carries
-//! bytes of its own `Open` frame (the simplest: the whole frame in one call).
+//! A descriptor belongs to the frame whose bytes carried it. The kernel hands
+//! a descriptor to the `recvmsg` that reads the first bytes of the `sendmsg`
+//! it came with, and that read ends inside those bytes (it never reads past
+//! the message that carried descriptors). So the last byte of that read,
+//! counted from the start of the stream, lies in the sender's frame: the
+//! reader tags each descriptor with it, a frame takes only a descriptor tagged
+//! inside its own bytes ([`FrameReader::take_fd`]), and descriptors that came
+//! with a frame that did not take them are closed when the next frame is read.
+//! A sender attaches each descriptor to a `sendmsg` that carries bytes of its
+//! own frame and of no other (the simplest: the whole frame in one call).
 
 use std::collections::VecDeque;
 use std::io;
@@ -39,7 +45,11 @@ pub struct FrameReader {
     half: OwnedReadHalf,
     buf: FrameBuf,
     scratch: Box<[u8]>,
-    fds: VecDeque<OwnedFd>,
+    /// Received descriptors, each tagged with the stream offset of the last
+    /// byte of the read that brought it.
+    fds: VecDeque<(u64, OwnedFd)>,
+    /// Stream offsets `[start, end)` of the frame last returned.
+    frame: (u64, u64),
     max_frame: u32,
     /// How long a begun frame may take to finish; `None`: forever.
     frame_timeout: Option<Duration>,
@@ -54,6 +64,7 @@ impl FrameReader {
             buf: FrameBuf::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             fds: VecDeque::new(),
+            frame: (0, 0),
             max_frame,
             frame_timeout: None,
             frame_started: None,
@@ -77,8 +88,14 @@ impl FrameReader {
     pub async fn read_frame(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
         let mut received = Vec::new();
         loop {
+            let start = self.buf.consumed();
             if let Some(frame) = self.buf.next_frame(self.max_frame)? {
                 self.frame_started = None;
+                self.frame = (start, self.buf.consumed());
+                // Descriptors of earlier frames that did not take them.
+                while self.fds.front().is_some_and(|(tag, _)| *tag < start) {
+                    self.fds.pop_front();
+                }
                 return Ok(Some(frame));
             }
             let deadline = match (self.frame_timeout, self.buf.pending() > 0) {
@@ -98,7 +115,8 @@ impl FrameReader {
                 None => recv.await?,
             };
             self.buf.extend(&self.scratch[..n]);
-            self.fds.extend(received.drain(..));
+            let tag = self.buf.received().saturating_sub(1);
+            self.fds.extend(received.drain(..).map(|fd| (tag, fd)));
             if self.fds.len() > MAX_QUEUED_FDS {
                 self.fds.clear();
                 return Err(ReadError::TooManyFds);
@@ -115,9 +133,16 @@ impl FrameReader {
         self.buf.pending() > 0
     }
 
-    /// The oldest received descriptor not yet taken.
+    /// The descriptor that came with the frame last returned, if one did.
     pub fn take_fd(&mut self) -> Option<OwnedFd> {
-        self.fds.pop_front()
+        let (start, end) = self.frame;
+        while self.fds.front().is_some_and(|(tag, _)| *tag < start) {
+            self.fds.pop_front();
+        }
+        match self.fds.front() {
+            Some((tag, _)) if *tag < end => self.fds.pop_front().map(|(_, fd)| fd),
+            _ => None,
+        }
     }
 }
 
@@ -175,6 +200,46 @@ mod tests {
         assert_eq!(reader.read_frame().await.unwrap().unwrap(), b"abc");
         assert!(reader.take_fd().is_none());
         assert!(reader.read_frame().await.unwrap().is_none());
+    }
+
+    /// A frame sent without its descriptor does not take the next frame's,
+    /// and a descriptor sent with a frame that does not take it is closed.
+    #[tokio::test]
+    async fn descriptors_pair_with_the_frame_that_carried_them() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (_ar, aw) = a.into_split();
+        let (br, _bw) = b.into_split();
+        let mut writer = FrameWriter::new(aw);
+        let mut reader = FrameReader::new(br, 1024);
+        let mut frame = |byte: u8| {
+            let mut f = header(3).to_vec();
+            f.extend_from_slice(&[byte; 3]);
+            f
+        };
+        let (x, x_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (y, _y_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        writer.write_frame(&frame(1)).await.unwrap(); // no descriptor
+        writer.write_frame_with_fd(&frame(2), x.as_fd()).await.unwrap(); // not taken
+        writer.write_frame_with_fd(&frame(3), y.as_fd()).await.unwrap();
+        let y_inode = inode(y.as_fd());
+        drop((x, y));
+        drop(writer);
+        assert_eq!(reader.read_frame().await.unwrap().unwrap(), [1; 3]);
+        assert!(reader.take_fd().is_none(), "frame 1 must not take frame 2's descriptor");
+        assert_eq!(reader.read_frame().await.unwrap().unwrap(), [2; 3]);
+        assert_eq!(reader.read_frame().await.unwrap().unwrap(), [3; 3]);
+        let fd = reader.take_fd().expect("frame 3's own descriptor");
+        assert_eq!(inode(fd.as_fd()), y_inode, "the descriptor taken is the one sent with frame 3");
+        // Frame 2's descriptor was closed: its peer reads end of file.
+        x_peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(std::io::Read::read(&mut &x_peer, &mut [0u8; 1]).unwrap(), 0);
+    }
+
+    /// The inode of a socket, to tell which socket a descriptor is.
+    fn inode(fd: BorrowedFd<'_>) -> u64 {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).unwrap();
+        let text = link.to_string_lossy().into_owned();
+        text.trim_start_matches("socket:[").trim_end_matches(']').parse().unwrap()
     }
 
     #[tokio::test]

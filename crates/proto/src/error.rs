@@ -28,6 +28,9 @@ pub enum ErrorCode {
     BadFd,
     /// The daemon is shutting down and takes no new streams.
     ShuttingDown,
+    /// The daemon is out of a resource (file descriptors, memory) for now;
+    /// the same request may succeed later.
+    Overloaded,
     /// A bug or an unexpected failure inside the daemon.
     Internal,
 }
@@ -46,6 +49,7 @@ impl ErrorCode {
             Self::MissingFd => "missing_fd",
             Self::BadFd => "bad_fd",
             Self::ShuttingDown => "shutting_down",
+            Self::Overloaded => "overloaded",
             Self::Internal => "internal",
         }
     }

@@ -145,18 +145,9 @@ pub fn is_connected_stream_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
 
 /// Whether `fd` is a stream socket (`SOCK_STREAM`), connected or not.
 pub fn is_stream_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    // SAFETY: an all-zero stat is valid, and fstat writes at most one stat.
-    let mut st: libc::stat = unsafe { mem::zeroed() };
-    // SAFETY: fd is a live descriptor borrowed for the call; st is valid.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Ok(false);
-    }
     let mut kind: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: kind and len are valid for writes of the sizes given.
+    // SAFETY: kind and len are valid for writes of the sizes given; fd is live.
     let rc = unsafe {
         libc::getsockopt(
             fd.as_raw_fd(),
@@ -167,7 +158,8 @@ pub fn is_stream_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
         )
     };
     if rc < 0 {
-        return Err(io::Error::last_os_error());
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENOTSOCK) { Ok(false) } else { Err(e) };
     }
     Ok(kind == libc::SOCK_STREAM)
 }

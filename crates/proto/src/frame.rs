@@ -34,6 +34,8 @@ pub enum FrameError {
 pub struct FrameBuf {
     buf: Vec<u8>,
     start: usize,
+    /// Stream offset of `buf[start]`: bytes already returned as frames.
+    consumed: u64,
 }
 
 impl FrameBuf {
@@ -51,6 +53,16 @@ impl FrameBuf {
             self.start = 0;
         }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes received since the start of the stream.
+    pub fn received(&self) -> u64 {
+        self.consumed + self.pending() as u64
+    }
+
+    /// Bytes returned as frames (headers included) since the start of the stream.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
     }
 
     /// Bytes received and not yet returned as a frame.
@@ -75,6 +87,7 @@ impl FrameBuf {
         }
         let payload = data[HEADER_LEN..end].to_vec();
         self.start += end;
+        self.consumed += end as u64;
         Ok(Some(payload))
     }
 

@@ -6,7 +6,7 @@
 //! `$XDG_RUNTIME_DIR/streamlet/streamletd.sock` for anyone else
 //! (`/tmp/streamlet-<uid>/streamletd.sock` without `XDG_RUNTIME_DIR`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The environment variable naming the socket.
 pub const SOCKET_ENV: &str = "STREAMLET_SOCKET";
@@ -31,4 +31,67 @@ pub fn resolve_socket_path(explicit: Option<PathBuf>, configured: Option<PathBuf
         .or_else(|| std::env::var_os(SOCKET_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
         .or(configured)
         .unwrap_or_else(fallback_socket_path)
+}
+
+/// Checks that `dir` is a directory that only its owner (this user or root)
+/// can change: not writable by group or others, unless sticky like `/tmp`.
+/// A socket in a directory someone else controls can be swapped for theirs,
+/// and a gateway would then hand its clients' connections to them.
+pub fn check_trusted_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    // SAFETY: geteuid cannot fail and has no side effects.
+    let uid = unsafe { libc::geteuid() };
+    if meta.uid() != uid && meta.uid() != 0 {
+        return Err(format!(
+            "{} belongs to uid {}, not to this user ({uid}) or root: someone else could replace the socket in it",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let sticky = meta.mode() & 0o1000 != 0;
+    if meta.mode() & 0o022 != 0 && !sticky {
+        return Err(format!(
+            "{} is writable by group or others (mode {:o}): someone else could replace the socket in it",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// For clients: checks the directory of the fallback socket path under
+/// `/tmp`, the one place another user could have made it first.
+pub fn check_fallback(path: &Path) -> Result<(), String> {
+    if path != fallback_socket_path() || !path.starts_with("/tmp") {
+        return Ok(());
+    }
+    match path.parent() {
+        Some(dir) if dir.exists() => check_trusted_dir(dir),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn group_or_world_writable_directories_are_refused_unless_sticky() {
+        let dir = std::env::temp_dir().join(format!("streamlet-trust-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(check_trusted_dir(&dir), Ok(()));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_trusted_dir(&dir).unwrap_err();
+        assert!(err.contains("writable by group or others"), "{err}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert_eq!(check_trusted_dir(&dir), Ok(()), "sticky, like /tmp");
+        std::fs::remove_dir(&dir).unwrap();
+    }
 }

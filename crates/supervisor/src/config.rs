@@ -175,6 +175,11 @@ impl Config {
                 return Err(err("daemon.worker_binary", format!("{} must be an absolute path", bin.display())));
             }
         }
+        for (key, path) in [("daemon.socket", &daemon.socket), ("daemon.worker_binary", &daemon.worker_binary)] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().as_encoded_bytes().contains(&0)) {
+                return Err(err(key, "a path cannot contain a NUL character".into()));
+            }
+        }
         if daemon.stats_interval.is_zero() {
             return Err(err("daemon.stats_interval", "must be more than 0".into()));
         }
@@ -325,5 +330,7 @@ mod tests {
         assert_eq!(error("").key, "pools");
         let e = error(&format!("[daemon]\nworker_binary = \"relative/bin\"\n{POOL}"));
         assert_eq!(e.key, "daemon.worker_binary");
+        let e = error(&format!("[daemon]\nsocket = \"/tmp/a\\u0000b\"\n{POOL}"));
+        assert_eq!(e.key, "daemon.socket");
     }
 }

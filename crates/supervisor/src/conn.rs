@@ -1,7 +1,7 @@
 //! One client connection: the handshake, then requests in order.
 //!
-//! Replies and events go through one bounded queue to a writer task, so a
-//! slow client slows only itself. A frame that cannot be decoded, one over the
+//! Replies and events go through one ordered queue to a writer task (see
+//! [`crate::events`]), so a slow client slows only itself. A frame that cannot be decoded, one over the
 //! size limit, or one left unfinished for [`FRAME_TIMEOUT`] gets an error
 //! reply (id 0) and the connection is closed; other errors answer the request
 //! and the connection goes on.
@@ -14,17 +14,13 @@ use streamlet_proto::frame::{FrameError, HEADER_LEN, MAX_HANDSHAKE_LEN, MAX_REPL
 use streamlet_proto::handshake::{accept_hello, HelloReply, Welcome, HANDSHAKE_TIMEOUT};
 use streamlet_proto::{Encoding, ErrorBody, ErrorCode, Reply, ReplyBody, Request, ServerMessage, PROTOCOL_VERSION};
 use tokio::net::UnixStream;
-use tokio::sync::mpsc;
 
 use crate::daemon::Daemon;
-use crate::events::EventSink;
+use crate::events::{EventSink, Outgoing, REPLY_BUDGET};
 use crate::requests;
 
 /// How long the rest of a begun frame may take.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Frames queued for one client before the reader waits for the writer.
-const QUEUE: usize = 1024;
 
 pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     let peer = stream.peer_cred().ok().map(|c| (c.pid(), c.uid()));
@@ -56,15 +52,22 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     reader.set_max_frame(MAX_REQUEST_LEN);
     reader.set_frame_timeout(Some(FRAME_TIMEOUT));
 
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
-    let writer_task = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if writer.write_frame(&frame).await.is_err() {
-                return;
+    let (sink, mut rx) = EventSink::new(encoding);
+    let writer_sink = sink.clone();
+    let mut writer_task = tokio::spawn(async move {
+        while let Some(item) = rx.recv().await {
+            match item {
+                Outgoing::Frame(frame) => {
+                    if writer.write_frame(&frame).await.is_err() {
+                        return;
+                    }
+                    writer_sink.written(frame.len());
+                }
+                Outgoing::Close => break,
             }
         }
+        let _ = writer.shutdown().await;
     });
-    let sink = EventSink::new(tx.clone(), encoding);
     let mut stopping = daemon.stopping.subscribe();
 
     loop {
@@ -80,13 +83,10 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                     ReadError::Frame(FrameError::TooLarge { .. }) => ErrorCode::FrameTooLarge,
                     _ => ErrorCode::BadRequest,
                 };
-                fatal(&tx, encoding, ErrorBody::new(code, e.to_string()), peer).await;
+                fatal(&sink, ErrorBody::new(code, e.to_string()), peer);
                 break;
             }
         };
-        // The reply's place in the queue is taken before the request runs, so
-        // no event about the stream it opens can overtake it.
-        let Ok(permit) = tx.reserve().await else { break };
         let reply = match encoding.decode::<Request>(&bytes) {
             Ok(request) => {
                 let body = requests::dispatch(&daemon, request.body, &mut reader, &sink);
@@ -97,73 +97,63 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                     ErrorBody::new(ErrorCode::BadRequest, format!("undecodable {} frame: {e}", encoding.as_str()));
                 match json_request_id(encoding, &bytes) {
                     // Well-formed JSON with an id (a request kind this daemon
-                    // does not know, a misspelt field): answer it, go on. A
-                    // refused open still takes its descriptor, so the next
-                    // open does not take the wrong one.
-                    Some((id, is_open)) => {
-                        if is_open {
-                            drop(reader.take_fd());
-                        }
-                        Reply { id, body: ReplyBody::Error(error) }
-                    }
+                    // does not know, a field of the wrong type): answer it and
+                    // go on. A descriptor it carried is closed with the next
+                    // frame read.
+                    Some(id) => Reply { id, body: ReplyBody::Error(error) },
                     None => {
-                        drop(permit);
-                        fatal(&tx, encoding, error, peer).await;
+                        fatal(&sink, error, peer);
                         break;
                     }
                 }
             }
         };
-        let id = reply.id;
-        let frame = encoding.encode_frame(&ServerMessage::Reply(reply)).map_err(|e| e.to_string()).and_then(|frame| {
-            if frame.len() - HEADER_LEN > MAX_REPLY_LEN as usize {
-                Err(format!(
-                    "the reply of {} bytes is over the {MAX_REPLY_LEN} byte limit; filter it by pool",
-                    frame.len()
-                ))
-            } else {
-                Ok(frame)
-            }
-        });
-        match frame {
-            Ok(frame) => permit.send(frame),
-            Err(message) => {
-                tracing::error!(id, message, "cannot send a reply");
-                let error = ServerMessage::Reply(Reply {
-                    id,
-                    body: ReplyBody::Error(ErrorBody::new(ErrorCode::Internal, message)),
-                });
-                match encoding.encode_frame(&error) {
-                    Ok(frame) => permit.send(frame),
-                    Err(e) => tracing::error!(error = %e, "cannot encode an error reply"),
-                }
-            }
+        // Queued with no await since the request ran: no event about a stream
+        // this request opened can be ahead of its reply.
+        sink.push(encode_reply(encoding, reply));
+        tokio::select! {
+            _ = sink.wait_below(REPLY_BUDGET) => {}
+            _ = crate::daemon::stopped(&mut stopping) => break,
         }
     }
+    sink.close();
     drop(sink);
-    drop(tx);
     // Streams this connection opened hold clones of the sink until they end;
-    // don't wait for them: the writer ends when the last clone goes.
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
+    // the writer stops at the close marker all the same.
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer_task).await.is_err() {
+        writer_task.abort();
+    }
+}
+
+/// The reply's frame; a reply over the size limit becomes an error reply.
+fn encode_reply(encoding: Encoding, reply: Reply) -> Vec<u8> {
+    let id = reply.id;
+    let message = match encoding.encode_frame(&ServerMessage::Reply(reply)) {
+        Ok(frame) if frame.len() - HEADER_LEN <= MAX_REPLY_LEN as usize => return frame,
+        Ok(frame) => {
+            format!("the reply of {} bytes is over the {MAX_REPLY_LEN} byte limit; filter it by pool", frame.len())
+        }
+        Err(e) => format!("cannot encode the reply: {e}"),
+    };
+    tracing::error!(id, message, "cannot send a reply");
+    let error =
+        ServerMessage::Reply(Reply { id, body: ReplyBody::Error(ErrorBody::new(ErrorCode::Internal, message)) });
+    encoding.encode_frame(&error).expect("an error reply always encodes")
 }
 
 /// The `id` of a JSON frame that is an object with a numeric id (and so a
-/// request this daemon cannot read, rather than garbage), and whether its body
-/// is an `open`.
-fn json_request_id(encoding: Encoding, bytes: &[u8]) -> Option<(u64, bool)> {
+/// request this daemon cannot read, rather than garbage).
+fn json_request_id(encoding: Encoding, bytes: &[u8]) -> Option<u64> {
     if encoding != Encoding::Json {
         return None;
     }
     let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let id = value.get("id")?.as_u64().filter(|id| *id != 0)?;
-    Some((id, value.pointer("/body/open").is_some()))
+    value.get("id")?.as_u64().filter(|id| *id != 0)
 }
 
-async fn fatal(tx: &mpsc::Sender<Vec<u8>>, encoding: Encoding, error: ErrorBody, peer: Option<(Option<i32>, u32)>) {
+fn fatal(sink: &EventSink, error: ErrorBody, peer: Option<(Option<i32>, u32)>) {
     tracing::info!(?peer, %error, "closing a client connection");
-    if let Ok(frame) = encoding.encode_frame(&ServerMessage::Reply(Reply { id: 0, body: ReplyBody::Error(error) })) {
-        let _ = tx.send(frame).await;
-    }
+    sink.push(encode_reply(sink.encoding(), Reply { id: 0, body: ReplyBody::Error(error) }));
 }
 
 async fn handshake(reader: &mut FrameReader) -> Result<(Encoding, String), ErrorBody> {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamlet_balance::{LeastConnections, Placement};
+use streamlet_proto::channel::encode;
 use streamlet_proto::worker::{Assign, Ended, StreamCounters, ToWorker};
 use streamlet_proto::{
     EndReason, ErrorBody, ErrorCode, Event, ExitCause, OpenRequest, Opened, PoolStatus, StreamEnded, StreamId,
@@ -21,10 +22,14 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, PlacementKind, PoolConfig};
 use crate::events::EventSink;
-use crate::link::WorkerLink;
+use crate::link::{SendError, WorkerLink};
 
 /// The tenant of streams opened without one.
 pub const DEFAULT_TENANT: &str = "default";
+
+/// A streamlet that dies sooner than this after its start is replaced only
+/// after a backoff.
+pub const MIN_HEALTHY_UPTIME: Duration = Duration::from_secs(1);
 
 /// A request to the monitor of a streamlet to kill it, with the cause to
 /// record (`None`: record what the kernel reports).
@@ -54,7 +59,7 @@ struct Slot {
     worker: Option<WorkerId>,
     restarts: u32,
     last_exit: Option<ExitCause>,
-    /// Streamlets in a row that died before they were ready.
+    /// Streamlets in a row that died before they were ready or soon after.
     early_deaths: u32,
 }
 
@@ -147,8 +152,12 @@ impl Core {
         id
     }
 
-    /// A streamlet was spawned into a slot; it takes streams once ready.
+    /// A streamlet was spawned into a slot; it takes streams once ready. One
+    /// spawned while the daemon began shutting down is hung up at once.
     pub fn insert_worker(&mut self, new: NewWorker) {
+        if self.shutting_down {
+            new.link.hang_up();
+        }
         if let Some(slot) = self.pools.get_mut(&new.pool).and_then(|p| p.slots.get_mut(new.slot)) {
             slot.worker = Some(new.id);
         }
@@ -156,7 +165,7 @@ impl Core {
             pool: new.pool,
             slot: new.slot,
             pid: new.pid,
-            state: WorkerState::Starting,
+            state: if self.shutting_down { WorkerState::Stopping } else { WorkerState::Starting },
             link: new.link,
             kill: new.kill,
             started: Instant::now(),
@@ -174,9 +183,6 @@ impl Core {
         worker.state = WorkerState::Ready;
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
         pool.placement.add(id.0, pool.config.streams_per_worker);
-        if let Some(slot) = pool.slots.get_mut(worker.slot) {
-            slot.early_deaths = 0;
-        }
         true
     }
 
@@ -198,8 +204,8 @@ impl Core {
         let stream = StreamId(self.next_stream);
         let tenant = request.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
         let assign = ToWorker::Assign(Assign { stream, tenant: tenant.clone(), labels: request.labels });
-        // A streamlet whose channel fails is dying: take it out of placement
-        // (its monitor reports the death) and try the next.
+        let assign = encode(&assign)
+            .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("stream too large to hand over: {e}")))?;
         let worker = loop {
             let Some(key) = pool.placement.place() else {
                 let ready = self.workers.values().filter(|w| w.pool == request.pool && w.state == WorkerState::Ready);
@@ -214,15 +220,29 @@ impl Core {
             };
             let id = WorkerId(key);
             let entry = self.workers.get_mut(&id).expect("placement holds only known streamlets");
-            match entry.link.send(&assign, Some(fd.as_fd())) {
+            match entry.link.send_encoded(assign.clone(), Some(fd.as_fd())) {
                 Ok(()) => {
                     entry.streams.insert(stream);
                     break id;
                 }
-                Err(e) => {
-                    tracing::warn!(worker = %id, error = %e, "streamlet channel failed; taking it out of placement");
+                Err(e @ (SendError::Resources(_) | SendError::Message(_))) => {
+                    // Nothing wrong with the streamlet: give its slot back.
+                    pool.placement.release(key);
+                    tracing::warn!(worker = %id, error = %e, "cannot hand a stream over");
+                    let code = if matches!(e, SendError::Resources(_)) {
+                        ErrorCode::Overloaded
+                    } else {
+                        ErrorCode::BadRequest
+                    };
+                    return Err(ErrorBody::new(code, e.to_string()));
+                }
+                Err(e @ SendError::Channel(_)) => {
+                    // The streamlet is broken: out of placement, killed, and
+                    // replaced by its monitor; try the next one.
+                    tracing::warn!(worker = %id, error = %e, "streamlet channel failed; killing it");
                     pool.placement.remove(key);
                     entry.state = WorkerState::Stopping;
+                    let _ = entry.kill.send(None);
                 }
             }
         };
@@ -249,10 +269,14 @@ impl Core {
         let Some(entry) = self.streams.get_mut(&stream) else {
             return Err(ErrorBody::new(ErrorCode::UnknownStream, format!("stream {stream} is not open")));
         };
+        if entry.closing {
+            return Ok(());
+        }
         entry.closing = true;
         shutdown(&entry.fd);
         if let Some(worker) = self.workers.get(&entry.worker) {
             if let Err(e) = worker.link.send(&ToWorker::Close { stream }, None) {
+                // The shutdown above ends the stream for the streamlet anyway.
                 tracing::warn!(worker = %entry.worker, %stream, error = %e, "cannot tell the streamlet to close");
             }
         }
@@ -322,12 +346,15 @@ impl Core {
         }
         slot.restarts += 1;
         slot.last_exit = Some(cause.clone());
-        let delay = if worker.state == WorkerState::Starting {
-            slot.early_deaths += 1;
+        // Dying before it was ready, or soon after, is a crash loop in the
+        // making; a streamlet that served a while is replaced at once.
+        let delay = if worker.state == WorkerState::Starting || uptime < MIN_HEALTHY_UPTIME {
+            slot.early_deaths = slot.early_deaths.saturating_add(1);
             // A streamlet that cannot even start would otherwise be respawned
             // in a tight loop: 100 ms, doubling, at most 5 s.
             Duration::from_millis(100u64 << (slot.early_deaths - 1).min(6)).min(Duration::from_secs(5))
         } else {
+            slot.early_deaths = 0;
             Duration::ZERO
         };
         tracing::warn!(
@@ -372,6 +399,10 @@ impl Core {
 
     pub fn worker_alive(&self, id: WorkerId) -> bool {
         self.workers.contains_key(&id)
+    }
+
+    pub fn worker_starting(&self, id: WorkerId) -> bool {
+        self.workers.get(&id).is_some_and(|w| w.state == WorkerState::Starting)
     }
 
     pub fn live_workers(&self) -> usize {

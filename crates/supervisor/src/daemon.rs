@@ -106,14 +106,14 @@ pub async fn run(
     Ok(())
 }
 
-/// The shutdown sequence: stop accepting (and remove the socket), end every
-/// stream with `shutdown`, hang up on every streamlet so it exits, wait for
-/// them (killing the rest after `shutdown_timeout`), then let client
-/// connections flush their last events.
+/// The shutdown sequence: end every stream with `shutdown` (refusing new
+/// ones), stop accepting and remove the socket, let client connections flush
+/// those last events and close, hang up on every streamlet so it exits, and
+/// wait for them (killing the rest after `shutdown_timeout`).
 async fn shutdown(daemon: &Arc<Daemon>, socket: ControlSocket, server: tokio::task::JoinHandle<()>) {
+    let links = daemon.core().begin_shutdown();
     daemon.stopping.send_replace(true);
     drop(socket);
-    let links = daemon.core().begin_shutdown();
     for link in &links {
         link.hang_up();
     }
@@ -124,8 +124,8 @@ async fn shutdown(daemon: &Arc<Daemon>, socket: ControlSocket, server: tokio::ta
         daemon.core().kill_all();
         wait_for_workers(daemon, tokio::time::Instant::now() + Duration::from_secs(2)).await;
     }
-    // The server stops accepting at once and gives connections a moment to
-    // send what is queued.
+    // The server stopped accepting at once; its connections have had their
+    // second to flush.
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     tracing::info!("streamletd stopped");
 }

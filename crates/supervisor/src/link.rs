@@ -3,27 +3,59 @@
 //! Sends never wait: a message goes out at once when the socket has room and
 //! nothing is queued before it; otherwise it is queued (with a dup of its
 //! descriptor) and a flusher task sends the queue in order when the socket is
-//! writable again. So the core can send while it holds its lock.
+//! writable again. So the core can send while it holds its lock. A streamlet
+//! that lets [`MAX_OUTBOX`] messages pile up is not reading: sends then fail,
+//! and the caller treats the streamlet as broken.
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use streamlet_proto::channel::{encode, Channel};
 use streamlet_proto::worker::ToWorker;
 use tokio::sync::Notify;
 
+/// Messages queued for one streamlet before it counts as stuck.
+pub const MAX_OUTBOX: usize = 4096;
+
 #[derive(Debug)]
 pub struct WorkerLink {
     channel: Channel,
     outbox: Mutex<VecDeque<(Vec<u8>, Option<OwnedFd>)>>,
     wake: Notify,
+    closed: AtomicBool,
+}
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The message itself cannot go (too large, say): the streamlet is fine.
+    #[error("message refused: {0}")]
+    Message(io::Error),
+    /// The daemon is short of a resource (descriptors, memory): the streamlet
+    /// is fine, the daemon is not.
+    #[error("daemon out of resources: {0}")]
+    Resources(io::Error),
+    /// The channel is broken or the streamlet stopped reading it.
+    #[error("channel failed: {0}")]
+    Channel(io::Error),
+}
+
+impl SendError {
+    fn classify(e: io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::ETOOMANYREFS) => Self::Resources(e),
+            _ if e.kind() == io::ErrorKind::InvalidInput => Self::Message(e),
+            _ => Self::Channel(e),
+        }
+    }
 }
 
 impl WorkerLink {
     pub fn new(channel: Channel) -> Self {
-        Self { channel, outbox: Mutex::new(VecDeque::new()), wake: Notify::new() }
+        Self { channel, outbox: Mutex::new(VecDeque::new()), wake: Notify::new(), closed: AtomicBool::new(false) }
     }
 
     pub fn channel(&self) -> &Channel {
@@ -31,27 +63,42 @@ impl WorkerLink {
     }
 
     /// Sends `message` (and `fd`) now, or queues it behind what is queued.
-    pub fn send(&self, message: &ToWorker, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
-        let bytes = encode(message)?;
+    pub fn send(&self, message: &ToWorker, fd: Option<BorrowedFd<'_>>) -> Result<(), SendError> {
+        let bytes = encode(message).map_err(SendError::Message)?;
+        self.send_encoded(bytes, fd)
+    }
+
+    /// [`send`](Self::send) of a message already encoded with
+    /// [`encode`](streamlet_proto::channel::encode).
+    pub fn send_encoded(&self, bytes: Vec<u8>, fd: Option<BorrowedFd<'_>>) -> Result<(), SendError> {
         let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
         if outbox.is_empty() {
             match self.channel.try_send_bytes(&bytes, fd) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(SendError::classify(e)),
             }
         }
-        let fd = fd.map(|fd| fd.try_clone_to_owned()).transpose()?;
+        if outbox.len() >= MAX_OUTBOX {
+            return Err(SendError::Channel(io::Error::other(format!(
+                "{MAX_OUTBOX} messages queued: the streamlet is not reading its channel"
+            ))));
+        }
+        let fd = fd.map(|fd| fd.try_clone_to_owned()).transpose().map_err(SendError::classify)?;
         outbox.push_back((bytes, fd));
         drop(outbox);
         self.wake.notify_one();
         Ok(())
     }
 
-    /// Sends queued messages as the socket drains; returns when the channel fails.
-    pub async fn flush_forever(&self) -> io::Result<()> {
+    /// Sends queued messages as the socket drains, until [`close`](Self::close)
+    /// or a channel error.
+    pub async fn flush_until_closed(&self) -> io::Result<()> {
         loop {
             self.wake.notified().await;
+            if self.closed.load(Ordering::Acquire) {
+                return Ok(());
+            }
             self.channel
                 .writable_io(|| {
                     let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
@@ -65,11 +112,20 @@ impl WorkerLink {
         }
     }
 
-    /// Ends the channel both ways: the streamlet reads end of file and exits.
+    /// The streamlet is gone: stop the flusher and drop what was queued.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.wake.notify_one();
+    }
+
+    /// Ends the daemon's side of the channel: the streamlet reads end of file
+    /// and exits, while its last messages can still be read.
     pub fn hang_up(&self) {
-        // SAFETY: shutdown on a live socket we own; errors (already shut) are moot.
+        // SAFETY: shutdown on a live socket we own; an error (already shut)
+        // leaves nothing to do.
         unsafe {
-            libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&self.channel.as_fd()), libc::SHUT_RDWR);
+            libc::shutdown(self.channel.as_fd().as_raw_fd(), libc::SHUT_WR);
         }
     }
 }

@@ -12,6 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use streamlet_proto::socket_path::check_trusted_dir;
+
 /// The socket's mode: owner and group may connect.
 pub const SOCKET_MODE: u32 = 0o660;
 
@@ -21,6 +23,8 @@ const BACKLOG: i32 = 1024;
 pub enum BindError {
     #[error("cannot create the socket directory {path}: {source}")]
     Dir { path: PathBuf, source: io::Error },
+    #[error("refusing the socket directory: {reason}")]
+    Untrusted { reason: String },
     #[error("another streamletd is already listening on {path}")]
     InUse { path: PathBuf },
     #[error("{path} exists and is not a socket: move it away or choose another --socket")]
@@ -47,11 +51,16 @@ impl ControlSocket {
             return Err(BindError::TooLong { path: path.to_owned() });
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Root's socket directory must be traversable by the gateways in
+            // the socket's group; a user's is private.
+            // SAFETY: geteuid cannot fail and has no side effects.
+            let mode = if unsafe { libc::geteuid() } == 0 { 0o755 } else { 0o700 };
             std::fs::DirBuilder::new()
                 .recursive(true)
-                .mode(0o755)
+                .mode(mode)
                 .create(dir)
                 .map_err(|source| BindError::Dir { path: dir.to_owned(), source })?;
+            check_trusted_dir(dir).map_err(|reason| BindError::Untrusted { reason })?;
         }
         remove_if_stale(path)?;
         let fd = socket().map_err(bind_err)?;
@@ -170,6 +179,17 @@ mod tests {
         drop(stale);
         let again = ControlSocket::bind(&dir.path().join("other.sock"));
         assert!(again.is_ok(), "{again:?}");
+    }
+
+    #[test]
+    fn a_socket_directory_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, PermissionsExt::from_mode(0o777)).unwrap();
+        let err = ControlSocket::bind(&open.join("d.sock")).unwrap_err();
+        assert!(matches!(err, BindError::Untrusted { .. }), "{err}");
+        assert!(!open.join("d.sock").exists());
     }
 
     #[test]

@@ -12,6 +12,9 @@ use crate::daemon::Daemon;
 /// How long connections get to flush their last frames at shutdown.
 const DRAIN: Duration = Duration::from_secs(1);
 
+/// Control connections open at once, at most; more are closed at accept.
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// Accepts clients until the daemon stops, then waits (briefly) for each
 /// connection to send what it has queued. Accept errors (EMFILE, ...) back
 /// off instead of spinning.
@@ -21,6 +24,10 @@ pub async fn serve(daemon: Arc<Daemon>, listener: UnixListener) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if connections.len() >= MAX_CONNECTIONS => {
+                    tracing::warn!(max = MAX_CONNECTIONS, "too many control connections; closing a new one");
+                    drop(stream);
+                }
                 Ok((stream, _)) => {
                     connections.spawn(conn::serve(daemon.clone(), stream));
                 }

@@ -11,7 +11,7 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
-use streamlet_proto::channel::{encode, seqpacket_pair, Channel};
+use streamlet_proto::channel::{encode, seqpacket_pair, Channel, RecvBuf};
 use streamlet_proto::fdpass::send_with_fds;
 use streamlet_proto::worker::{FromWorker, Init, ToWorker};
 use streamlet_proto::{ExitCause, WorkerId};
@@ -26,6 +26,9 @@ use crate::link::WorkerLink;
 /// How long a streamlet may keep running after closing its channel before
 /// it is killed as broken.
 const HANGUP_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a new streamlet has to say it is ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -83,20 +86,22 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
     let (kill, kill_rx) = mpsc::unbounded_channel();
     daemon.core().insert_worker(NewWorker { id, pool: pool.to_owned(), slot, pid, link: link.clone(), kill });
     tokio::spawn(read(daemon.clone(), id, link.clone()));
+    let flusher = link.clone();
     tokio::spawn(async move {
-        if let Err(e) = link.flush_forever().await {
+        if let Err(e) = flusher.flush_until_closed().await {
             tracing::debug!(worker = %id, error = %e, "channel flusher stopped");
         }
     });
-    tokio::spawn(monitor(daemon.clone(), id, child, kill_rx));
+    tokio::spawn(monitor(daemon.clone(), id, child, link, kill_rx));
     Ok(id)
 }
 
 /// Reads a streamlet's messages until its channel ends. Garbage gets it
 /// killed as `protocol_error`.
 async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
+    let mut buf = RecvBuf::new();
     let violation = loop {
-        match link.channel().recv::<FromWorker>().await {
+        match link.channel().recv_with::<FromWorker>(&mut buf).await {
             Ok(Some((_, Some(_fd)))) => break "sent a file descriptor".to_owned(),
             Ok(Some((FromWorker::Ready { .. }, None))) => {
                 if !daemon.core().worker_ready(id) {
@@ -117,7 +122,11 @@ async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
             Ok(Some((FromWorker::Stats { streams }, None))) => daemon.core().stream_stats(id, &streams),
             Ok(None) => {
                 // The streamlet closed its channel: it is exiting, or broken.
+                // (At shutdown the shutdown sequence has its own deadline.)
                 tokio::time::sleep(HANGUP_GRACE).await;
+                if daemon.core().is_shutting_down() {
+                    return;
+                }
                 let cause = ExitCause::ProtocolError { message: "closed its control channel".into() };
                 daemon.core().kill_worker(id, Some(cause));
                 return;
@@ -129,13 +138,30 @@ async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
     daemon.core().kill_worker(id, Some(ExitCause::ProtocolError { message: violation }));
 }
 
-/// Owns the child: reaps it, kills it when asked, reports its death and
-/// starts its replacement.
-async fn monitor(daemon: Arc<Daemon>, id: WorkerId, mut child: Child, mut kills: mpsc::UnboundedReceiver<KillRequest>) {
+/// Owns the child: reaps it, kills it when asked (or when it is not ready
+/// in time), reports its death, closes its link and starts its replacement.
+async fn monitor(
+    daemon: Arc<Daemon>,
+    id: WorkerId,
+    mut child: Child,
+    link: Arc<WorkerLink>,
+    mut kills: mpsc::UnboundedReceiver<KillRequest>,
+) {
     let mut recorded: Option<ExitCause> = None;
+    let ready_deadline = tokio::time::sleep(READY_TIMEOUT);
+    tokio::pin!(ready_deadline);
+    let mut watching_ready = true;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
+            _ = &mut ready_deadline, if watching_ready => {
+                watching_ready = false;
+                if daemon.core().worker_starting(id) {
+                    tracing::warn!(worker = %id, "streamlet not ready in time; killing it");
+                    recorded = Some(ExitCause::ProtocolError { message: format!("not ready within {READY_TIMEOUT:?}") });
+                    let _ = child.start_kill();
+                }
+            }
             Some(request) = kills.recv() => {
                 if recorded.is_none() {
                     recorded = request;
@@ -152,6 +178,8 @@ async fn monitor(daemon: Arc<Daemon>, id: WorkerId, mut child: Child, mut kills:
         (None, Err(e)) => ExitCause::ProtocolError { message: format!("cannot reap: {e}") },
     };
     let respawn = daemon.core().worker_exited(id, cause);
+    link.close();
+    drop(link);
     daemon.worker_reaped.notify_waiters();
     if let Some(plan) = respawn {
         fill_slot(daemon, plan.pool, plan.slot, plan.delay);

@@ -5,7 +5,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::handler::{BoxFuture, Handler, HandlerResult, StreamContext};
 use crate::stream::Stream;
 
-const BUF: usize = 16 * 1024;
+/// Small on purpose: a streamlet may hold a hundred streams.
+const BUF: usize = 4 * 1024;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Echo;

@@ -8,12 +8,22 @@ use streamlet_proto::{ErrorBody, ErrorCode, OpenRequest, ReplyBody};
 use crate::daemon::Daemon;
 use crate::events::EventSink;
 
+/// Bytes in a tenant name, at most.
+pub const MAX_TENANT_LEN: usize = 128;
+/// Labels on one stream, at most.
+pub const MAX_LABELS: usize = 32;
+/// Bytes in a label's key, at most.
+pub const MAX_LABEL_KEY_LEN: usize = 64;
+/// Bytes in a label's value, at most.
+pub const MAX_LABEL_VALUE_LEN: usize = 1024;
+
 pub fn open(
     daemon: &Daemon,
     request: OpenRequest,
     fd: Option<OwnedFd>,
     sink: &EventSink,
 ) -> Result<ReplyBody, ErrorBody> {
+    check_sizes(&request)?;
     let Some(fd) = fd else {
         return Err(ErrorBody::new(
             ErrorCode::MissingFd,
@@ -33,4 +43,23 @@ pub fn open(
     let opened = daemon.core().open(request, fd, Some(sink.clone()))?;
     tracing::debug!(stream = %opened.stream, worker = %opened.worker, pool = %opened.pool, "stream opened");
     Ok(ReplyBody::Opened(opened))
+}
+
+fn check_sizes(request: &OpenRequest) -> Result<(), ErrorBody> {
+    let bad = |message: String| Err(ErrorBody::new(ErrorCode::BadRequest, message));
+    if request.tenant.as_ref().is_some_and(|t| t.len() > MAX_TENANT_LEN) {
+        return bad(format!("tenant is longer than {MAX_TENANT_LEN} bytes"));
+    }
+    if request.labels.len() > MAX_LABELS {
+        return bad(format!("{} labels; at most {MAX_LABELS} are allowed", request.labels.len()));
+    }
+    for (key, value) in &request.labels {
+        if key.len() > MAX_LABEL_KEY_LEN || value.len() > MAX_LABEL_VALUE_LEN {
+            return bad(format!(
+                "label {:?} is too long: keys take at most {MAX_LABEL_KEY_LEN} bytes, values {MAX_LABEL_VALUE_LEN}",
+                key.chars().take(MAX_LABEL_KEY_LEN).collect::<String>()
+            ));
+        }
+    }
+    Ok(())
 }
