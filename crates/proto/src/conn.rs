@@ -211,7 +211,7 @@ mod tests {
         let (br, _bw) = b.into_split();
         let mut writer = FrameWriter::new(aw);
         let mut reader = FrameReader::new(br, 1024);
-        let mut frame = |byte: u8| {
+        let frame = |byte: u8| {
             let mut f = header(3).to_vec();
             f.extend_from_slice(&[byte; 3]);
             f
