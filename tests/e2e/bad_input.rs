@@ -214,3 +214,61 @@ async fn no_capacity_when_every_streamlet_is_full() {
     assert_eq!(err.code(), Some(streamlet_proto::ErrorCode::NoCapacity), "{err}");
     assert!(err.to_string().contains("full"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_open_is_refused_and_the_pool_keeps_serving() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let mut client = daemon.client().await;
+    let labels = (0..40).map(|i| (format!("k{i}"), "v".repeat(1500))).collect();
+    let (_mine, theirs) = UnixStream::pair().unwrap();
+    let request = OpenRequest { pool: "echo".into(), tenant: Some("t".repeat(200)), labels };
+    let err = client.open(request, theirs.as_fd()).await.unwrap_err();
+    assert_eq!(err.code(), Some(streamlet_proto::ErrorCode::BadRequest), "{err}");
+    let status = client.status().await.unwrap();
+    assert_eq!(status.pools[0].ready, 2, "no streamlet was taken out of service");
+    let mut witness = Witness::open(&daemon).await;
+    witness.still_fine(&daemon).await;
+}
+
+/// A descriptor sent with a frame that takes none is closed, and the next
+/// open gets its own descriptor, not that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_descriptor_goes_only_to_the_frame_that_carried_it() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let mut raw = Raw::json(&daemon.socket);
+    let (stray_peer, stray) = UnixStream::pair().unwrap();
+    raw.frame_with_fd(br#"{"id":1,"body":{"status":{}}}"#, stray.as_fd());
+    drop(stray);
+    assert!(raw.read().unwrap()["reply"]["body"]["status"].is_object());
+    // An open without a descriptor must not take the stray one.
+    raw.frame(br#"{"id":2,"body":{"open":{"pool":"echo"}}}"#);
+    assert_eq!(error_code(&raw.read().unwrap()), Some("missing_fd"));
+    let (mut mine, theirs) = UnixStream::pair().unwrap();
+    raw.frame_with_fd(br#"{"id":3,"body":{"open":{"pool":"echo"}}}"#, theirs.as_fd());
+    drop(theirs);
+    assert!(raw.read().unwrap()["reply"]["body"]["opened"].is_object());
+    echo_once(&mut mine, b"my own connection");
+    // The stray descriptor was closed by the daemon: its peer reads end of file.
+    stray_peer.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    assert_eq!(std::io::Read::read(&mut &stray_peer, &mut [0u8; 1]).unwrap(), 0);
+}
+
+#[test]
+fn too_many_queued_descriptors_close_the_connection() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let raw = Raw::json(&daemon.socket);
+    let keep: Vec<_> = (0..16).map(|_| UnixStream::pair().unwrap()).collect();
+    let fds: Vec<_> = keep.iter().map(|(a, _)| a.as_fd()).collect();
+    // One frame announced, its bytes dribbled out with 16 descriptors a time.
+    std::io::Write::write_all(&mut &raw.sock, &[0, 0, 1, 0]).unwrap();
+    for _ in 0..5 {
+        if streamlet_proto::fdpass::send_with_fds(raw.sock.as_fd(), b"x", &fds).is_err() {
+            break;
+        }
+    }
+    let mut raw = raw;
+    let reply = raw.read().unwrap();
+    assert_eq!(error_code(&reply), Some("bad_request"), "{reply}");
+    assert!(reply.to_string().contains("descriptors"), "{reply}");
+    assert!(raw.closed());
+}

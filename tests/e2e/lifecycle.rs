@@ -57,6 +57,50 @@ async fn a_killed_streamlet_is_replaced_and_only_its_streams_end() {
     assert!(matches!(replacement.last_exit, Some(ExitCause::Signaled { signal: 9, .. })));
     assert!(workers.iter().all(|w| w.id != victim.id));
     assert_eq!(client.streams(None).await.unwrap().len(), 3);
+    assert!(!std::path::Path::new(&format!("/proc/{}", victim.pid)).exists(), "the daemon reaped the dead streamlet");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_stuck_streamlet_until_the_timeout_then_kills_it() {
+    let mut daemon = Daemon::start(TWO_BY_64); // shutdown_timeout = "2s"
+    let pids: Vec<u32> = daemon.client().await.workers(None).await.unwrap().iter().map(|w| w.pid).collect();
+    signal(pids[0], libc::SIGSTOP);
+    let started = std::time::Instant::now();
+    assert!(daemon.terminate().success());
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1500), "the stuck streamlet was given its 2 s (took {took:?})");
+    for pid in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "streamlet {pid} left behind");
+    }
+}
+
+/// Descriptors the daemon holds return to the same count after streamlets
+/// die and are replaced and streams come and go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_descriptor_leaks_across_deaths_and_streams() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let mut client = daemon.client().await;
+    let count = || std::fs::read_dir(format!("/proc/{}/fd", daemon.pid())).unwrap().count();
+    let before = count();
+    for round in 0..5 {
+        let victim = client.workers(None).await.unwrap()[0].clone();
+        signal(victim.pid, libc::SIGKILL);
+        daemon.wait_until(|s| s.pools[0].ready == 2 && s.pools[0].workers == 2);
+        let workers = client.workers(None).await.unwrap();
+        assert!(workers.iter().all(|w| w.id != victim.id), "round {round}: {workers:?}");
+        for _ in 0..20 {
+            let (mut mine, theirs) = UnixStream::pair().unwrap();
+            let request = OpenRequest { pool: "echo".into(), tenant: None, labels: Default::default() };
+            client.open(request, theirs.as_fd()).await.unwrap();
+            drop(theirs);
+            echo_once(&mut mine, b"x");
+        }
+    }
+    // Every stream ends (the clients hung up) and every dead streamlet's
+    // reader has let go of its channel (after its 1 s grace).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    daemon.wait_until(|s| s.pools[0].streams == 0);
+    assert_eq!(count(), before, "descriptors held by the daemon");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +118,8 @@ async fn sigterm_stops_every_streamlet_removes_the_socket_and_leaves_no_orphan()
     assert!(status.success(), "{status:?}");
     assert!(!daemon.socket.exists(), "the socket is removed");
     for pid in pids {
-        assert!(wait_gone(pid), "streamlet {pid} outlived the daemon");
+        // Not even a zombie: the daemon reaped them before it exited.
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "streamlet {pid} outlived the daemon");
     }
     // The stream was ended with a reason, then the connection shut down.
     let event = tokio::time::timeout(Duration::from_secs(5), client.next_event()).await.unwrap().unwrap();
@@ -148,11 +193,14 @@ fn a_second_daemon_on_the_same_socket_is_refused_and_the_first_keeps_it() {
     assert!(!process_gone(daemon.pid()));
 }
 
+/// A stopped streamlet cannot read its channel's end of file: only
+/// `PR_SET_PDEATHSIG` can end it when the daemon dies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamlets_die_with_a_killed_daemon() {
     let daemon = Daemon::start(TWO_BY_64);
     let pids: Vec<u32> = daemon.client().await.workers(None).await.unwrap().iter().map(|w| w.pid).collect();
     assert_eq!(pids.len(), 2);
+    signal(pids[0], libc::SIGSTOP);
     signal(daemon.pid(), libc::SIGKILL);
     for pid in pids {
         assert!(wait_gone(pid), "streamlet {pid} outlived a SIGKILLed daemon");

@@ -52,7 +52,14 @@ impl Daemon {
         Self::spawn(cmd, dir, socket)
     }
 
-    pub fn spawn(mut cmd: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
+    pub fn spawn(cmd: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
+        let daemon = Self::spawn_unready(cmd, dir, socket);
+        daemon.wait_until(|s| s.pools.iter().all(|p| p.ready == p.workers && p.workers > 0));
+        daemon
+    }
+
+    /// Starts the daemon and waits only for its socket.
+    pub fn spawn_unready(mut cmd: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).env("STREAMLET_LOG", "warn");
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -65,9 +72,7 @@ impl Daemon {
             for _ in lines {}
         });
         let banner = rx.recv_timeout(Duration::from_secs(10)).expect("streamletd printed its socket path");
-        let daemon = Daemon { child: Some(child), socket, dir, banner };
-        daemon.wait_until(|s| s.pools.iter().all(|p| p.ready == p.workers && p.workers > 0));
-        daemon
+        Daemon { child: Some(child), socket, dir, banner }
     }
 
     pub fn pid(&self) -> u32 {

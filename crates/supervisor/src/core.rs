@@ -346,16 +346,14 @@ impl Core {
         }
         slot.restarts += 1;
         slot.last_exit = Some(cause.clone());
-        // Dying before it was ready, or soon after, is a crash loop in the
-        // making; a streamlet that served a while is replaced at once.
-        let delay = if worker.state == WorkerState::Starting || uptime < MIN_HEALTHY_UPTIME {
-            slot.early_deaths = slot.early_deaths.saturating_add(1);
-            // A streamlet that cannot even start would otherwise be respawned
-            // in a tight loop: 100 ms, doubling, at most 5 s.
-            Duration::from_millis(100u64 << (slot.early_deaths - 1).min(6)).min(Duration::from_secs(5))
-        } else {
-            slot.early_deaths = 0;
-            Duration::ZERO
+        // A first death is repaired at once. Dying again before being ready,
+        // or soon after, is a crash loop in the making (a binary that cannot
+        // start, say): 100 ms, doubling, at most 5 s, until one lives a while.
+        let early = worker.state == WorkerState::Starting || uptime < MIN_HEALTHY_UPTIME;
+        slot.early_deaths = if early { slot.early_deaths.saturating_add(1) } else { 0 };
+        let delay = match slot.early_deaths {
+            0 | 1 => Duration::ZERO,
+            n => Duration::from_millis(100u64 << (n - 2).min(6)).min(Duration::from_secs(5)),
         };
         tracing::warn!(
             worker = %id, pool = %worker.pool, pid = worker.pid, %cause, streams_lost = lost,
