@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use streamlet_client::error_chain;
 use streamlet_client::gateway::Gateway;
-use streamlet_client::proto::socket_path::{check_fallback, resolve_socket_path};
+use streamlet_client::proto::socket_path::resolve_socket_path;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -54,7 +54,6 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let socket = resolve_socket_path(args.socket, None);
-    check_fallback(&socket).map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr().context("reading the listening address")?;
     let mut stdout = std::io::stdout().lock();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use streamlet_client::proto::socket_path::{check_fallback, resolve_socket_path};
+use streamlet_client::proto::socket_path::resolve_socket_path;
 use streamlet_client::proto::{Encoding, StreamId};
 use streamlet_client::{error_chain, Client};
 
@@ -80,7 +80,6 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let socket = resolve_socket_path(cli.socket, None);
-    check_fallback(&socket).map_err(anyhow::Error::msg)?;
     let mut client = Client::connect_with(&socket, Encoding::Postcard, "streamletctl").await?;
     match cli.command {
         Command::Status => cmd::status::run(&mut client, cli.json).await,

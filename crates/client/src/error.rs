@@ -13,6 +13,9 @@ pub enum ClientError {
     /// The control socket could not be reached.
     #[error("cannot connect to {}: {source} (is streamletd running? set --socket or $STREAMLET_SOCKET)", path.display())]
     Connect { path: PathBuf, source: io::Error },
+    /// The socket's directory could be controlled by another user.
+    #[error("refusing the socket: {reason}")]
+    Untrusted { reason: String },
     /// Writing to the control socket failed.
     #[error("writing to streamletd: {0}")]
     Io(#[from] io::Error),
@@ -54,7 +57,15 @@ impl ClientError {
     /// Whether the connection is unusable after this error, so that a caller
     /// that wants to go on must connect again.
     pub fn is_connection_lost(&self) -> bool {
-        matches!(self, Self::Connect { .. } | Self::Io(_) | Self::Read(_) | Self::Handshake(_) | Self::Closed)
+        matches!(
+            self,
+            Self::Connect { .. }
+                | Self::Untrusted { .. }
+                | Self::Io(_)
+                | Self::Read(_)
+                | Self::Handshake(_)
+                | Self::Closed
+        )
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) async fn connect(path: &Path, encoding: Encoding, name: &str) -> Resu
 }
 
 async fn connect_untimed(path: &Path, encoding: Encoding, name: &str) -> Result<Handshaken, ClientError> {
+    // The one default path another user could have made first.
+    streamlet_proto::socket_path::check_fallback(path).map_err(|reason| ClientError::Untrusted { reason })?;
     let stream =
         UnixStream::connect(path).await.map_err(|source| ClientError::Connect { path: path.to_owned(), source })?;
     let (read, write) = stream.into_split();

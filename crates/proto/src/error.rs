@@ -28,11 +28,11 @@ pub enum ErrorCode {
     BadFd,
     /// The daemon is shutting down and takes no new streams.
     ShuttingDown,
+    /// A bug or an unexpected failure inside the daemon.
+    Internal,
     /// The daemon is out of a resource (file descriptors, memory) for now;
     /// the same request may succeed later.
     Overloaded,
-    /// A bug or an unexpected failure inside the daemon.
-    Internal,
 }
 
 impl ErrorCode {

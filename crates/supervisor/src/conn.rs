@@ -59,13 +59,14 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             match item {
                 Outgoing::Frame(frame) => {
                     if writer.write_frame(&frame).await.is_err() {
-                        return;
+                        break;
                     }
                     writer_sink.written(frame.len());
                 }
                 Outgoing::Close => break,
             }
         }
+        writer_sink.writer_gone();
         let _ = writer.shutdown().await;
     });
     let mut stopping = daemon.stopping.subscribe();
@@ -114,6 +115,9 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         tokio::select! {
             _ = sink.wait_below(REPLY_BUDGET) => {}
             _ = crate::daemon::stopped(&mut stopping) => break,
+        }
+        if sink.is_closed() {
+            break;
         }
     }
     sink.close();

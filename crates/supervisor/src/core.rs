@@ -3,7 +3,7 @@
 //! One `Core` behind one mutex, owned by [`Daemon`](crate::Daemon). The
 //! locking rule: the lock is taken for a state change and released before any
 //! `.await`; nothing under it blocks (sends to streamlets never wait, events to
-//! gateways are `try_send`). Methods return what the caller must do next
+//! gateways go into the connection's unbounded, ordered queue). Methods return what the caller must do next
 //! (respawn a slot, ...) instead of doing IO themselves.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -236,13 +236,15 @@ impl Core {
                     };
                     return Err(ErrorBody::new(code, e.to_string()));
                 }
-                Err(e @ SendError::Channel(_)) => {
+                Err(e @ (SendError::Channel(_) | SendError::Stuck)) => {
                     // The streamlet is broken: out of placement, killed, and
                     // replaced by its monitor; try the next one.
                     tracing::warn!(worker = %id, error = %e, "streamlet channel failed; killing it");
                     pool.placement.remove(key);
                     entry.state = WorkerState::Stopping;
-                    let _ = entry.kill.send(None);
+                    let cause =
+                        matches!(e, SendError::Stuck).then(|| ExitCause::ProtocolError { message: e.to_string() });
+                    let _ = entry.kill.send(cause);
                 }
             }
         };

@@ -8,7 +8,7 @@
 //! [`REPLY_BUDGET`], so a client that pipelines requests without reading the
 //! replies stalls only itself.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use streamlet_proto::{Encoding, Event, ServerMessage};
@@ -28,6 +28,8 @@ pub enum Outgoing {
 #[derive(Debug)]
 struct Queue {
     tx: mpsc::UnboundedSender<Outgoing>,
+    /// The writer is gone: nothing queued will drain.
+    closed: AtomicBool,
     queued: AtomicUsize,
     drained: Notify,
     encoding: Encoding,
@@ -40,7 +42,16 @@ pub struct EventSink(Arc<Queue>);
 impl EventSink {
     pub fn new(encoding: Encoding) -> (Self, mpsc::UnboundedReceiver<Outgoing>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self(Arc::new(Queue { tx, queued: AtomicUsize::new(0), drained: Notify::new(), encoding })), rx)
+        (
+            Self(Arc::new(Queue {
+                tx,
+                closed: AtomicBool::new(false),
+                queued: AtomicUsize::new(0),
+                drained: Notify::new(),
+                encoding,
+            })),
+            rx,
+        )
     }
 
     pub fn encoding(&self) -> Encoding {
@@ -72,11 +83,22 @@ impl EventSink {
         self.0.drained.notify_waiters();
     }
 
-    /// Waits until less than `budget` bytes are queued.
+    /// The writer stopped (the client went away, or the close marker was
+    /// reached): wake anyone waiting for the queue to drain.
+    pub fn writer_gone(&self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.drained.notify_waiters();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.0.closed.load(Ordering::Acquire)
+    }
+
+    /// Waits until less than `budget` bytes are queued, or the writer is gone.
     pub async fn wait_below(&self, budget: usize) {
         loop {
             let drained = self.0.drained.notified();
-            if self.0.queued.load(Ordering::Acquire) < budget {
+            if self.0.queued.load(Ordering::Acquire) < budget || self.is_closed() {
                 return;
             }
             drained.await;

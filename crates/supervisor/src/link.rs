@@ -38,9 +38,12 @@ pub enum SendError {
     /// is fine, the daemon is not.
     #[error("daemon out of resources: {0}")]
     Resources(io::Error),
-    /// The channel is broken or the streamlet stopped reading it.
+    /// The channel is broken.
     #[error("channel failed: {0}")]
     Channel(io::Error),
+    /// The streamlet left [`MAX_OUTBOX`] messages unread.
+    #[error("{MAX_OUTBOX} messages queued: the streamlet is not reading its channel")]
+    Stuck,
 }
 
 impl SendError {
@@ -80,9 +83,7 @@ impl WorkerLink {
             }
         }
         if outbox.len() >= MAX_OUTBOX {
-            return Err(SendError::Channel(io::Error::other(format!(
-                "{MAX_OUTBOX} messages queued: the streamlet is not reading its channel"
-            ))));
+            return Err(SendError::Stuck);
         }
         let fd = fd.map(|fd| fd.try_clone_to_owned()).transpose().map_err(SendError::classify)?;
         outbox.push_back((bytes, fd));
