@@ -96,10 +96,14 @@ async fn no_descriptor_leaks_across_deaths_and_streams() {
             echo_once(&mut mine, b"x");
         }
     }
-    // Every stream ends (the clients hung up) and every dead streamlet's
-    // reader has let go of its channel (after its 1 s grace).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Every stream ends (the clients hung up), every dead streamlet's reader
+    // lets go of its channel (after its 1 s grace), and the status pollers'
+    // connections close: the count settles back. A leak never does.
     daemon.wait_until(|s| s.pools[0].streams == 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while count() != before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(count(), before, "descriptors held by the daemon");
 }
 
