@@ -9,6 +9,8 @@
 //! Later layers (cgroups, namespaces, capabilities, seccomp) hang on the same
 //! step between fork and exec.
 
+pub mod cgroup;
+pub mod plan;
 mod spawn;
 
 pub use spawn::{spawn, SpawnError, SpawnSpec, CONTROL_FD};

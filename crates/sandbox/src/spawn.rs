@@ -23,6 +23,10 @@ pub struct SpawnSpec {
     pub args: Vec<OsString>,
     /// The streamlet's end of the control channel; becomes [`CONTROL_FD`].
     pub control: OwnedFd,
+    /// The sandbox to apply between fork and exec; `None` runs the streamlet
+    /// unconfined (only where the daemon cannot sandbox and is told it may
+    /// run without).
+    pub plan: Option<std::sync::Arc<crate::plan::ChildPlan>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<Child, SpawnError> {
     let control = spec.control.as_raw_fd();
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
+    let plan = spec.plan.clone();
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .env_clear()
@@ -48,9 +53,15 @@ pub fn spawn(spec: SpawnSpec) -> Result<Child, SpawnError> {
         .kill_on_drop(false);
     // SAFETY: the closure runs in the forked child before exec and calls only
     // async-signal-safe functions (dup2, fcntl, syscall(close_range), prctl,
-    // getppid); it allocates nothing and takes no lock.
+    // getppid, and the raw system calls of ChildPlan); it allocates nothing
+    // and takes no lock (the Arc is only dereferenced, never dropped there).
     unsafe {
         cmd.pre_exec(move || {
+            // Into the cgroups first: limited from here on, and before any
+            // descriptor is renumbered.
+            if let Some(plan) = &plan {
+                plan.join_cgroups()?;
+            }
             // The control channel at a fixed number, without CLOEXEC.
             if control == CONTROL_FD {
                 if libc::fcntl(CONTROL_FD, libc::F_SETFD, 0) < 0 {
@@ -71,6 +82,9 @@ pub fn spawn(spec: SpawnSpec) -> Result<Child, SpawnError> {
             // The daemon may have died before prctl took effect.
             if libc::getppid() != parent {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            if let Some(plan) = &plan {
+                plan.apply_after_cgroups()?;
             }
             Ok(())
         });
@@ -97,6 +111,7 @@ mod tests {
             program: "/bin/sh".into(),
             args: vec!["-c".into(), script.into()],
             control: theirs.into(),
+            plan: None,
         })
         .unwrap();
         let out = child.wait_with_output().await.unwrap();
@@ -115,9 +130,13 @@ mod tests {
     #[tokio::test]
     async fn a_missing_binary_is_a_named_error() {
         let (_ours, theirs) = UnixStream::pair().unwrap();
-        let err =
-            spawn(SpawnSpec { program: "/nonexistent/streamlet-worker".into(), args: vec![], control: theirs.into() })
-                .unwrap_err();
+        let err = spawn(SpawnSpec {
+            program: "/nonexistent/streamlet-worker".into(),
+            args: vec![],
+            control: theirs.into(),
+            plan: None,
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/streamlet-worker"), "{err}");
     }
 }

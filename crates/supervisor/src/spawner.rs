@@ -79,8 +79,12 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
         stats_interval_ms: daemon.config.daemon.stats_interval.as_millis().min(u32::MAX as u128) as u32,
     });
     send_with_fds(ours.as_fd(), &encode(&init)?, &[])?;
-    let child =
-        streamlet_sandbox::spawn(SpawnSpec { program: daemon.worker_binary.clone(), args: vec![], control: theirs })?;
+    let child = streamlet_sandbox::spawn(SpawnSpec {
+        program: daemon.worker_binary.clone(),
+        args: vec![],
+        control: theirs,
+        plan: None,
+    })?;
     let pid = child.id().unwrap_or(0);
     let link = Arc::new(WorkerLink::new(Channel::new(ours)?));
     let (kill, kill_rx) = mpsc::unbounded_channel();

@@ -1,0 +1,188 @@
+//! What happens to a streamlet between fork and exec: the sandbox, step by
+//! step.
+//!
+//! A [`ChildPlan`] is built in the daemon before the fork (everything that
+//! allocates happens there: paths, the seccomp program, the list of
+//! capabilities); [`ChildPlan::apply`] runs in the forked child and makes
+//! only raw, async-signal-safe system calls. The order matters:
+//!
+//! 1. join the cgroups (write "0" to each pre-opened `cgroup.procs`), so the
+//!    child is limited before it does anything else;
+//! 2. new namespaces: network (empty: only the sockets handed over later),
+//!    IPC, UTS, and mount when the pool asks for a read-only root;
+//! 3. in the new mount namespace: everything private, the whole tree
+//!    read-only, a fresh tmpfs on `/tmp`;
+//! 4. resource limits (nofile, core, fsize);
+//! 5. drop every capability from the bounding set and the ambient set (this
+//!    needs CAP_SETPCAP, so before the change of user);
+//! 6. the run-as group and user (no supplementary groups), which clears the
+//!    permitted and effective capability sets;
+//! 7. clear whatever capability sets remain (inheritable, for a daemon not
+//!    running as root);
+//! 8. `no_new_privs` and the seccomp filter, last, since the filter forbids
+//!    some of the steps above.
+
+use std::io;
+
+/// `CLONE_NEW*` flags a plan may ask for.
+pub const NAMESPACES: libc::c_int = libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNS;
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// The sandbox of one streamlet, ready to apply in the child.
+#[derive(Debug, Default)]
+pub struct ChildPlan {
+    /// Pre-opened `cgroup.procs` of the streamlet's cgroup(s).
+    pub cgroup_procs: Vec<libc::c_int>,
+    /// `CLONE_NEW*` flags for `unshare`.
+    pub namespaces: libc::c_int,
+    /// In the new mount namespace: read-only root, private `/tmp`.
+    pub readonly_root: bool,
+    pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
+    /// Drop every capability up to this number from the bounding set.
+    pub drop_bounding_up_to: Option<u32>,
+    /// Run as this user and group.
+    pub run_as: Option<(libc::uid_t, libc::gid_t)>,
+    /// A seccomp program (a `sock_fprog` pointing into memory the daemon
+    /// keeps alive until the spawn returns).
+    pub seccomp: Option<*const libc::c_void>,
+}
+
+// SAFETY: the raw seccomp pointer refers to an immutable program the daemon
+// keeps alive for the life of the plan; it is only read.
+unsafe impl Send for ChildPlan {}
+// SAFETY: as above; nothing in the plan is mutated after it is built.
+unsafe impl Sync for ChildPlan {}
+
+fn check(rc: libc::c_long) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl ChildPlan {
+    /// Applies the plan to the calling process. Async-signal-safe: raw system
+    /// calls only, no allocation, no lock.
+    ///
+    /// # Safety
+    /// Call only in a freshly forked child about to exec; it changes the
+    /// process's namespaces, mounts, identity and seccomp state for good.
+    pub unsafe fn apply(&self) -> io::Result<()> {
+        // SAFETY: as the caller promises.
+        unsafe { self.join_cgroups()? };
+        // SAFETY: as the caller promises.
+        unsafe { self.apply_after_cgroups() }
+    }
+
+    /// Step 1 alone: it must run before anything renumbers descriptors
+    /// (the control channel is moved to fd 3 after it).
+    ///
+    /// # Safety
+    /// As for [`apply`](Self::apply).
+    pub unsafe fn join_cgroups(&self) -> io::Result<()> {
+        for fd in &self.cgroup_procs {
+            // SAFETY: a write of one byte from a static buffer to a
+            // descriptor the plan owns.
+            if unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) } != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// Steps 2 to 8.
+    ///
+    /// # Safety
+    /// As for [`apply`](Self::apply).
+    pub unsafe fn apply_after_cgroups(&self) -> io::Result<()> {
+        // SAFETY: each call is a plain system call on values owned by `self`
+        // or on constants; the caller guarantees we are a forked child that
+        // will exec or exit.
+        unsafe {
+            if self.namespaces != 0 {
+                check(libc::unshare(self.namespaces) as libc::c_long)?;
+            }
+            if self.readonly_root {
+                check(libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) as libc::c_long)?;
+                let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+                check(libc::syscall(
+                    libc::SYS_mount_setattr,
+                    libc::AT_FDCWD,
+                    c"/".as_ptr(),
+                    AT_RECURSIVE,
+                    &attr as *const MountAttr,
+                    std::mem::size_of::<MountAttr>(),
+                ))?;
+                check(libc::mount(
+                    c"tmpfs".as_ptr(),
+                    c"/tmp".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    c"size=16m,mode=1777".as_ptr().cast(),
+                ) as libc::c_long)?;
+            }
+            for (resource, value) in &self.rlimits {
+                let limit = libc::rlimit { rlim_cur: *value, rlim_max: *value };
+                check(libc::setrlimit(*resource, &limit) as libc::c_long)?;
+            }
+            if let Some(last) = self.drop_bounding_up_to {
+                for cap in 0..=last {
+                    check(libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) as libc::c_long)?;
+                }
+            }
+            check(libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0)
+                as libc::c_long)?;
+            if let Some((uid, gid)) = self.run_as {
+                check(libc::setgroups(0, std::ptr::null()) as libc::c_long)?;
+                check(libc::setresgid(gid, gid, gid) as libc::c_long)?;
+                check(libc::setresuid(uid, uid, uid) as libc::c_long)?;
+            }
+            let header = CapHeader { version: CAP_VERSION_3, pid: 0 };
+            let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+            check(libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()))?;
+            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long)?;
+            if let Some(program) = self.seccomp {
+                check(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, program, 0, 0) as libc::c_long)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The highest capability number this kernel knows.
+pub fn last_capability() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
+}
