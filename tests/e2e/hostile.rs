@@ -28,6 +28,8 @@ READY = b"\x00" + varint(os.getpid())
 
 fn daemon_with(behaviour: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
+    // Streamlets run as uids of their own: they must be able to read the script.
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let script = dir.path().join("hostile-worker");
     std::fs::write(&script, format!("{PRELUDE}{behaviour}")).unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -99,4 +101,20 @@ async fn an_end_for_a_stream_it_does_not_serve_is_ignored() {
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].restarts, 0, "{workers:?}");
     assert_eq!(workers[0].state, streamlet_proto::WorkerState::Ready);
+}
+
+/// A streamlet that ignores SIGHUP and never reads its channel can only be
+/// ended, when the daemon dies, by PR_SET_PDEATHSIG (which a change of user
+/// would clear if it were set before it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parent_death_signal_survives_the_change_of_user() {
+    let mut daemon = daemon_with(
+        "import signal\nsignal.signal(signal.SIGHUP, signal.SIG_IGN)\ns.send(READY)\nimport time; time.sleep(60)\n",
+    );
+    daemon.wait_until(|s| s.pools[0].ready == 1);
+    let pid = daemon.client().await.workers(None).await.unwrap()[0].pid;
+    crate::support::signal(daemon.pid(), libc::SIGKILL);
+    assert!(crate::support::wait_gone(pid), "streamlet {pid} outlived its daemon");
+    // The next daemon on the socket clears the cgroups the killed one left.
+    daemon.restart();
 }

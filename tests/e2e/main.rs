@@ -5,5 +5,6 @@ mod bad_input;
 mod cli;
 mod hostile;
 mod lifecycle;
+mod sandbox;
 mod streams;
 mod support;

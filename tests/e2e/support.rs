@@ -33,6 +33,10 @@ placement = "least-connections"
 /// A running daemon. Dropping it kills it (and so its streamlets).
 pub struct Daemon {
     child: Option<Child>,
+    /// How it was started, to start it again on the same socket.
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
+    envs: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)>,
     pub socket: PathBuf,
     pub dir: tempfile::TempDir,
     /// What it printed at start.
@@ -59,8 +63,18 @@ impl Daemon {
     }
 
     /// Starts the daemon and waits only for its socket.
-    pub fn spawn_unready(mut cmd: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).env("STREAMLET_LOG", "warn");
+    pub fn spawn_unready(cmd: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
+        let program = cmd.get_program().to_owned();
+        let args = cmd.get_args().map(|a| a.to_owned()).collect();
+        let envs = cmd.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
+        let (child, banner) = Self::launch(cmd);
+        Daemon { child: Some(child), program, args, envs, socket, dir, banner }
+    }
+
+    fn launch(mut cmd: Command) -> (Child, String) {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .env("STREAMLET_LOG", std::env::var("E2E_LOG").unwrap_or("warn".into()));
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -72,7 +86,28 @@ impl Daemon {
             for _ in lines {}
         });
         let banner = rx.recv_timeout(Duration::from_secs(10)).expect("streamletd printed its socket path");
-        Daemon { child: Some(child), socket, dir, banner }
+        (child, banner)
+    }
+
+    /// Starts the daemon again, as it was started, on the same socket (after
+    /// the last one died), and waits for its streamlets.
+    pub fn restart(&mut self) {
+        if let Some(mut old) = self.child.take() {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        for (k, v) in &self.envs {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let (child, banner) = Self::launch(cmd);
+        self.child = Some(child);
+        self.banner = banner;
+        self.wait_until(|s| s.pools.iter().all(|p| p.ready == p.workers && p.workers > 0));
     }
 
     pub fn pid(&self) -> u32 {
@@ -121,10 +156,16 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// SIGTERM first, so the daemon removes its cgroups (and whatever its
+    /// streamlets forked); SIGKILL if it does not go in time.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            if wait_timeout(&mut child, Duration::from_secs(10)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
@@ -236,4 +277,30 @@ pub fn echo_once(sock: &mut UnixStream, payload: &[u8]) {
     let mut got = vec![0u8; payload.len()];
     sock.read_exact(&mut got).unwrap();
     assert_eq!(got, payload);
+}
+
+/// Whether this process may run the privileged tests (root, cgroup v1 memory
+/// hierarchy); under STREAMLET_REQUIRE_PRIVILEGED=1 (CI) a machine that cannot
+/// run them fails the test instead of skipping it.
+pub fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let cgroups = Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists();
+    if root && cgroups {
+        return true;
+    }
+    let why = if root { "no cgroup v1 memory hierarchy" } else { "not root" };
+    if std::env::var_os("STREAMLET_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1") {
+        panic!("privileged test cannot run ({why}) but STREAMLET_REQUIRE_PRIVILEGED=1");
+    }
+    eprintln!("skipping a privileged test: {why}");
+    false
+}
+
+/// The misbehaving streamlet binary built from examples/hostile_worker.rs.
+pub fn hostile_worker() -> PathBuf {
+    let dir = Path::new(STREAMLETD).parent().unwrap();
+    let path = dir.join("examples/hostile_worker");
+    assert!(path.exists(), "{} not built (cargo test builds examples)", path.display());
+    path
 }

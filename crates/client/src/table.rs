@@ -30,10 +30,12 @@ use streamlet_proto::{StatusReport, StreamInfo, WorkerInfo};
 use self::grid::{Align, Grid};
 pub use self::json::{status_json, streams_json, workers_json};
 
-/// POOL ID PID STATE STREAMS UPTIME RESTARTS, and LAST EXIT when a streamlet
+/// POOL ID PID STATE STREAMS UPTIME RESTARTS, then CPU THROTTLED MEM PEAK
+/// PIDS OOM when the daemon has cgroups, and LAST EXIT when a streamlet
 /// replaced another.
 pub fn workers_table(workers: &[WorkerInfo]) -> String {
     let with_last_exit = workers.iter().any(|w| w.last_exit.is_some());
+    let with_usage = workers.iter().any(|w| w.usage.is_some());
     let mut columns = vec![
         ("POOL", Align::Left),
         ("ID", Align::Right),
@@ -43,6 +45,16 @@ pub fn workers_table(workers: &[WorkerInfo]) -> String {
         ("UPTIME", Align::Right),
         ("RESTARTS", Align::Right),
     ];
+    if with_usage {
+        columns.extend([
+            ("CPU", Align::Right),
+            ("THROTTLED", Align::Right),
+            ("MEM", Align::Right),
+            ("PEAK", Align::Right),
+            ("PIDS", Align::Right),
+            ("OOM", Align::Right),
+        ]);
+    }
     if with_last_exit {
         columns.push(("LAST EXIT", Align::Left));
     }
@@ -57,6 +69,19 @@ pub fn workers_table(workers: &[WorkerInfo]) -> String {
             human::duration_ms(w.uptime_ms),
             w.restarts.to_string(),
         ];
+        if with_usage {
+            match &w.usage {
+                Some(u) => row.extend([
+                    human::duration_ms(u.cpu_usage_us / 1000),
+                    human::duration_ms(u.cpu_throttled_us / 1000),
+                    human::bytes(u.memory_current),
+                    human::bytes(u.memory_peak),
+                    u.pids.to_string(),
+                    u.oom_kills.to_string(),
+                ]),
+                None => row.extend(std::iter::repeat_n("-".to_owned(), 6)),
+            }
+        }
         if with_last_exit {
             row.push(w.last_exit.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string));
         }
@@ -139,6 +164,7 @@ pub(crate) mod tests {
             uptime_ms: 252_000,
             restarts: 0,
             last_exit,
+            usage: None,
         }
     }
 

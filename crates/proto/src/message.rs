@@ -219,6 +219,23 @@ pub struct WorkerInfo {
     pub restarts: u32,
     /// How the previous streamlet in this slot ended, if one did.
     pub last_exit: Option<ExitCause>,
+    /// What it has used, from its cgroup; `None` without cgroups.
+    pub usage: Option<ResourceUsage>,
+}
+
+/// A streamlet's use of its cgroup's resources so far.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ResourceUsage {
+    /// CPU time, in microseconds.
+    pub cpu_usage_us: u64,
+    /// Time held back by its CPU quota, in microseconds.
+    pub cpu_throttled_us: u64,
+    pub memory_current: u64,
+    pub memory_peak: u64,
+    /// Processes the OOM killer killed in it.
+    pub oom_kills: u64,
+    pub pids: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -326,6 +343,8 @@ pub enum ExitCause {
     Signaled { signal: i32, core_dumped: bool },
     /// It broke the streamlet protocol, and the daemon killed it.
     ProtocolError { message: String },
+    /// The kernel's OOM killer killed it: it reached its memory limit.
+    Oom,
 }
 
 impl fmt::Display for ExitCause {
@@ -340,6 +359,7 @@ impl fmt::Display for ExitCause {
                 Ok(())
             }
             Self::ProtocolError { message } => write!(f, "protocol error: {message}"),
+            Self::Oom => f.write_str("oom (killed at its memory limit)"),
         }
     }
 }

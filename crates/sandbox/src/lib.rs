@@ -11,6 +11,7 @@
 
 pub mod cgroup;
 pub mod plan;
+pub mod seccomp;
 mod spawn;
 
 pub use spawn::{spawn, SpawnError, SpawnSpec, CONTROL_FD};

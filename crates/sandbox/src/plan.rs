@@ -68,16 +68,9 @@ pub struct ChildPlan {
     pub drop_bounding_up_to: Option<u32>,
     /// Run as this user and group.
     pub run_as: Option<(libc::uid_t, libc::gid_t)>,
-    /// A seccomp program (a `sock_fprog` pointing into memory the daemon
-    /// keeps alive until the spawn returns).
-    pub seccomp: Option<*const libc::c_void>,
+    /// The seccomp filter (see [`crate::seccomp`]), built once by the daemon.
+    pub seccomp: Option<std::sync::Arc<crate::seccomp::BpfProgram>>,
 }
-
-// SAFETY: the raw seccomp pointer refers to an immutable program the daemon
-// keeps alive for the life of the plan; it is only read.
-unsafe impl Send for ChildPlan {}
-// SAFETY: as above; nothing in the plan is mutated after it is built.
-unsafe impl Sync for ChildPlan {}
 
 fn check(rc: libc::c_long) -> io::Result<()> {
     if rc < 0 {
@@ -96,9 +89,11 @@ impl ChildPlan {
     /// process's namespaces, mounts, identity and seccomp state for good.
     pub unsafe fn apply(&self) -> io::Result<()> {
         // SAFETY: as the caller promises.
-        unsafe { self.join_cgroups()? };
-        // SAFETY: as the caller promises.
-        unsafe { self.apply_after_cgroups() }
+        unsafe {
+            self.join_cgroups()?;
+            self.apply_after_cgroups()?;
+            self.lock()
+        }
     }
 
     /// Step 1 alone: it must run before anything renumbers descriptors
@@ -117,7 +112,7 @@ impl ChildPlan {
         Ok(())
     }
 
-    /// Steps 2 to 8.
+    /// Steps 2 to 7.
     ///
     /// # Safety
     /// As for [`apply`](Self::apply).
@@ -173,12 +168,23 @@ impl ChildPlan {
             let header = CapHeader { version: CAP_VERSION_3, pid: 0 };
             let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
             check(libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()))?;
-            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long)?;
-            if let Some(program) = self.seccomp {
-                check(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, program, 0, 0) as libc::c_long)?;
-            }
         }
         Ok(())
+    }
+
+    /// Step 8: `no_new_privs` and the seccomp filter. Last, after anything
+    /// else the caller must do as the new user (a change of user clears
+    /// `PR_SET_PDEATHSIG`, so the caller sets that again in between).
+    ///
+    /// # Safety
+    /// As for [`apply`](Self::apply).
+    pub unsafe fn lock(&self) -> io::Result<()> {
+        match &self.seccomp {
+            // no_new_privs, then the filter.
+            Some(program) => crate::seccomp::install_in_child(program),
+            // SAFETY: prctl with constant arguments.
+            None => check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } as libc::c_long),
+        }
     }
 }
 

@@ -20,6 +20,8 @@ pub const CONTROL_FD: i32 = 3;
 pub struct SpawnSpec {
     /// The streamlet binary.
     pub program: PathBuf,
+    /// `argv[0]`, when it should differ from `program`.
+    pub arg0: Option<OsString>,
     pub args: Vec<OsString>,
     /// The streamlet's end of the control channel; becomes [`CONTROL_FD`].
     pub control: OwnedFd,
@@ -44,6 +46,9 @@ pub fn spawn(spec: SpawnSpec) -> Result<Child, SpawnError> {
     let parent = unsafe { libc::getpid() };
     let plan = spec.plan.clone();
     let mut cmd = Command::new(&spec.program);
+    if let Some(arg0) = &spec.arg0 {
+        std::os::unix::process::CommandExt::arg0(cmd.as_std_mut(), arg0);
+    }
     cmd.args(&spec.args)
         .env_clear()
         .stdin(Stdio::null())
@@ -76,6 +81,10 @@ pub fn spawn(spec: SpawnSpec) -> Result<Child, SpawnError> {
             if libc::syscall(libc::SYS_close_range, CONTROL_FD as libc::c_uint + 1, libc::c_uint::MAX, flags) < 0 {
                 return Err(io::Error::last_os_error());
             }
+            if let Some(plan) = &plan {
+                plan.apply_after_cgroups()?;
+            }
+            // After the change of user, which clears it.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -84,7 +93,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<Child, SpawnError> {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             if let Some(plan) = &plan {
-                plan.apply_after_cgroups()?;
+                plan.lock()?;
             }
             Ok(())
         });
@@ -109,6 +118,7 @@ mod tests {
         let script = "ls /proc/self/fd >&3; echo env=$(env | grep -v '^PWD=\\|^SHLVL=\\|^_=' | wc -l) >&3";
         let child = spawn(SpawnSpec {
             program: "/bin/sh".into(),
+            arg0: None,
             args: vec!["-c".into(), script.into()],
             control: theirs.into(),
             plan: None,
@@ -132,6 +142,7 @@ mod tests {
         let (_ours, theirs) = UnixStream::pair().unwrap();
         let err = spawn(SpawnSpec {
             program: "/nonexistent/streamlet-worker".into(),
+            arg0: None,
             args: vec![],
             control: theirs.into(),
             plan: None,

@@ -59,6 +59,7 @@ ulimit -n
 ";
     let mut child = spawn(SpawnSpec {
         program: "/bin/sh".into(),
+        arg0: None,
         args: vec!["-c".into(), script.into()],
         control: theirs.into(),
         plan: Some(plan),
@@ -93,7 +94,7 @@ ulimit -n
     let accounting = v1.accounting(&cgroup).unwrap();
     assert!(accounting.cpu_usage_us > 0, "{accounting:?}");
     assert!(accounting.memory_peak > 0, "{accounting:?}");
-    v1.remove(cgroup).unwrap();
+    v1.remove(&cgroup).unwrap();
     for h in v1.hierarchies() {
         assert!(!h.base.join("test").exists(), "removed: {}", h.base.display());
     }

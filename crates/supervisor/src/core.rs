@@ -23,6 +23,8 @@ use tokio::sync::mpsc;
 use crate::config::{Config, PlacementKind, PoolConfig};
 use crate::events::EventSink;
 use crate::link::{SendError, WorkerLink};
+use crate::sandbox::Confinement;
+use streamlet_sandbox::cgroup::WorkerCgroup;
 
 /// The tenant of streams opened without one.
 pub const DEFAULT_TENANT: &str = "default";
@@ -73,6 +75,7 @@ struct WorkerEntry {
     kill: mpsc::UnboundedSender<KillRequest>,
     started: Instant,
     streams: HashSet<StreamId>,
+    confinement: Confinement,
 }
 
 #[derive(Debug)]
@@ -100,7 +103,11 @@ pub struct NewWorker {
     pub pid: u32,
     pub link: Arc<WorkerLink>,
     pub kill: mpsc::UnboundedSender<KillRequest>,
+    pub confinement: Confinement,
 }
+
+/// A streamlet's listing and its cgroup (read outside the lock).
+pub type WorkerRow = (WorkerInfo, Option<Arc<WorkerCgroup>>);
 
 /// What to do after a streamlet died: start a new one in its slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +177,7 @@ impl Core {
             kill: new.kill,
             started: Instant::now(),
             streams: HashSet::new(),
+            confinement: new.confinement,
         };
         self.workers.insert(new.id, entry);
     }
@@ -326,8 +334,13 @@ impl Core {
 
     /// A streamlet process ended: its streams end with `worker_died`, its slot
     /// is freed, and the answer says whether and when to start a new one.
-    pub fn worker_exited(&mut self, id: WorkerId, cause: ExitCause) -> Option<Respawn> {
-        let worker = self.workers.remove(&id)?;
+    pub fn worker_exited(&mut self, id: WorkerId, cause: ExitCause) -> (Option<Respawn>, Confinement) {
+        let Some(mut worker) = self.workers.remove(&id) else { return (None, Confinement::default()) };
+        let confinement = std::mem::take(&mut worker.confinement);
+        (self.forget_worker(id, worker, cause), confinement)
+    }
+
+    fn forget_worker(&mut self, id: WorkerId, worker: WorkerEntry, cause: ExitCause) -> Option<Respawn> {
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
         pool.placement.remove(id.0);
         let lost = worker.streams.len();
@@ -401,6 +414,11 @@ impl Core {
         self.workers.contains_key(&id)
     }
 
+    /// A streamlet's cgroup, to read its accounting outside the lock.
+    pub fn worker_cgroup(&self, id: WorkerId) -> Option<Arc<WorkerCgroup>> {
+        self.workers.get(&id).and_then(|w| w.confinement.cgroup.clone())
+    }
+
     pub fn worker_starting(&self, id: WorkerId) -> bool {
         self.workers.get(&id).is_some_and(|w| w.state == WorkerState::Starting)
     }
@@ -432,16 +450,18 @@ impl Core {
             .collect()
     }
 
-    pub fn worker_infos(&self, pool: Option<&str>) -> Result<Vec<WorkerInfo>, ErrorBody> {
+    /// The streamlets, each with its cgroup (whose accounting the caller
+    /// reads after releasing the lock).
+    pub fn worker_infos(&self, pool: Option<&str>) -> Result<Vec<WorkerRow>, ErrorBody> {
         self.check_pool(pool)?;
-        let mut infos: Vec<WorkerInfo> = self
+        let mut infos: Vec<WorkerRow> = self
             .workers
             .iter()
             .filter(|(_, w)| pool.is_none_or(|p| w.pool == p))
             .map(|(id, w)| {
                 let state = self.pools.get(&w.pool);
                 let slot = state.and_then(|p| p.slots.get(w.slot));
-                WorkerInfo {
+                let info = WorkerInfo {
                     id: *id,
                     pool: w.pool.clone(),
                     pid: w.pid,
@@ -451,10 +471,12 @@ impl Core {
                     uptime_ms: w.started.elapsed().as_millis() as u64,
                     restarts: slot.map_or(0, |s| s.restarts),
                     last_exit: slot.and_then(|s| s.last_exit.clone()),
-                }
+                    usage: None,
+                };
+                (info, w.confinement.cgroup.clone())
             })
             .collect();
-        infos.sort_by(|a, b| (&a.pool, a.id).cmp(&(&b.pool, b.id)));
+        infos.sort_by(|(a, _), (b, _)| (&a.pool, a.id).cmp(&(&b.pool, b.id)));
         Ok(infos)
     }
 

@@ -8,7 +8,9 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
 use crate::core::Core;
+use crate::exe::WorkerExe;
 use crate::listener::{BindError, ControlSocket};
+use crate::sandbox::{Sandbox, SandboxError};
 use crate::{server, spawner};
 
 /// What every task of the daemon shares.
@@ -17,7 +19,9 @@ pub struct Daemon {
     pub config: Config,
     pub socket_path: PathBuf,
     pub worker_binary: PathBuf,
+    pub worker_exe: WorkerExe,
     pub started: Instant,
+    pub sandbox: Arc<Sandbox>,
     core: Mutex<Core>,
     /// Notified whenever a streamlet process has been reaped.
     pub(crate) worker_reaped: Notify,
@@ -33,6 +37,8 @@ pub enum DaemonError {
     WorkerBinary { path: PathBuf, source: std::io::Error },
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
 }
 
 impl Daemon {
@@ -68,20 +74,33 @@ pub async fn run(
     ready: impl FnOnce(&std::path::Path),
 ) -> Result<(), DaemonError> {
     let worker_binary = worker_binary(&config);
-    std::fs::metadata(&worker_binary)
+    let worker_exe = WorkerExe::open(&worker_binary)
         .map_err(|source| DaemonError::WorkerBinary { path: worker_binary.clone(), source })?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
 
+    let mut sandbox = Sandbox::probe(&config, &socket_path);
+    if !sandbox.missing().is_empty() {
+        if config.sandbox.required {
+            return Err(SandboxError::Incomplete(sandbox.missing().join("; ")).into());
+        }
+        for line in sandbox.missing() {
+            tracing::warn!("sandbox incomplete (running anyway: [sandbox] required = false): {line}");
+        }
+    }
     let mut socket = ControlSocket::bind(&socket_path)?;
     let listener = socket.take_listener()?;
+    sandbox.prepare(config.sandbox.required)?;
+    tracing::info!(sandbox = %sandbox.describe(), "sandbox ready");
     let (stopping, _) = watch::channel(false);
     let daemon = Arc::new(Daemon {
         core: Mutex::new(Core::new(&config)),
         config,
         socket_path: socket.path().to_owned(),
         worker_binary,
+        worker_exe,
         started: Instant::now(),
+        sandbox: Arc::new(sandbox),
         worker_reaped: Notify::new(),
         stopping,
     });
@@ -127,6 +146,9 @@ async fn shutdown(daemon: &Arc<Daemon>, socket: ControlSocket, server: tokio::ta
     // The server stopped accepting at once; its connections have had their
     // second to flush.
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    // Removes whatever the monitors' removals have not reached yet, too.
+    let sandbox = daemon.sandbox.clone();
+    let _ = tokio::task::spawn_blocking(move || sandbox.teardown()).await;
     tracing::info!("streamletd stopped");
 }
 

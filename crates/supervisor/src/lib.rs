@@ -20,9 +20,11 @@ mod conn;
 pub mod core;
 mod daemon;
 mod events;
+mod exe;
 pub mod link;
 pub mod listener;
 mod requests;
+pub mod sandbox;
 mod server;
 mod spawner;
 

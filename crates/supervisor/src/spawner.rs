@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::core::{KillRequest, NewWorker};
 use crate::daemon::Daemon;
 use crate::link::WorkerLink;
+use crate::sandbox::Confinement;
 
 /// How long a streamlet may keep running after closing its channel before
 /// it is killed as broken.
@@ -38,6 +39,8 @@ pub enum StartError {
     Channel(#[from] std::io::Error),
     #[error(transparent)]
     Spawn(#[from] streamlet_sandbox::SpawnError),
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
 }
 
 /// Starts a streamlet in `slot` of `pool` after `delay`, retrying with
@@ -79,16 +82,38 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
         stats_interval_ms: daemon.config.daemon.stats_interval.as_millis().min(u32::MAX as u128) as u32,
     });
     send_with_fds(ours.as_fd(), &encode(&init)?, &[])?;
-    let child = streamlet_sandbox::spawn(SpawnSpec {
-        program: daemon.worker_binary.clone(),
+    let (plan, mut cgroup, uid) = daemon.sandbox.plan(&config, id)?;
+    let spawned = streamlet_sandbox::spawn(SpawnSpec {
+        program: daemon.worker_exe.exec_path(),
+        arg0: Some(daemon.worker_exe.path().as_os_str().to_owned()),
         args: vec![],
         control: theirs,
-        plan: None,
-    })?;
+        plan: Some(Arc::new(plan)),
+    });
+    // The child has joined (or failed): the parent needs the descriptors no more.
+    if let Some(cgroup) = cgroup.as_mut() {
+        cgroup.close_procs();
+    }
+    let confinement = Confinement { cgroup: cgroup.map(Arc::new), uid };
+    let child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            daemon.sandbox.release(confinement);
+            return Err(e.into());
+        }
+    };
     let pid = child.id().unwrap_or(0);
     let link = Arc::new(WorkerLink::new(Channel::new(ours)?));
     let (kill, kill_rx) = mpsc::unbounded_channel();
-    daemon.core().insert_worker(NewWorker { id, pool: pool.to_owned(), slot, pid, link: link.clone(), kill });
+    daemon.core().insert_worker(NewWorker {
+        id,
+        pool: pool.to_owned(),
+        slot,
+        pid,
+        link: link.clone(),
+        kill,
+        confinement,
+    });
     tokio::spawn(read(daemon.clone(), id, link.clone()));
     let flusher = link.clone();
     tokio::spawn(async move {
@@ -119,7 +144,7 @@ async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
                 let mut core = daemon.core();
                 // A streamlet that is already reaped had its streams ended for
                 // it; its last messages are stragglers.
-                if !core.stream_ended(id, ended) && core.worker_alive(id) {
+                if !core.stream_ended(id, ended) && core.worker_alive(id) && !core.is_shutting_down() {
                     tracing::warn!(worker = %id, %stream, "end of a stream the streamlet does not serve");
                 }
             }
@@ -176,14 +201,22 @@ async fn monitor(
             }
         }
     };
+    // A SIGKILL with an OOM kill counted in its cgroup is the OOM killer's.
+    let cgroup = daemon.core().worker_cgroup(id);
+    let oom = cgroup.and_then(|c| daemon.sandbox.usage(&c)).is_some_and(|u| u.oom_kills > 0);
     let cause = match (recorded, status) {
         (Some(cause), _) => cause,
+        (None, Ok(status)) if oom && status.signal() == Some(libc::SIGKILL) => ExitCause::Oom,
         (None, Ok(status)) => classify(status),
         (None, Err(e)) => ExitCause::ProtocolError { message: format!("cannot reap: {e}") },
     };
-    let respawn = daemon.core().worker_exited(id, cause);
+    let (respawn, confinement) = daemon.core().worker_exited(id, cause);
     link.close();
     drop(link);
+    // Removing the cgroup may wait for stragglers it still holds: off the
+    // daemon's thread.
+    let sandbox = daemon.sandbox.clone();
+    tokio::task::spawn_blocking(move || sandbox.release(confinement));
     daemon.worker_reaped.notify_waiters();
     if let Some(plan) = respawn {
         fill_slot(daemon, plan.pool, plan.slot, plan.delay);

@@ -47,6 +47,12 @@ impl Stream {
     }
 }
 
+impl AsFd for Stream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.get_ref().as_fd()
+    }
+}
+
 fn cvt(n: libc::ssize_t) -> io::Result<usize> {
     if n < 0 {
         Err(io::Error::last_os_error())

@@ -20,6 +20,21 @@ struct WorkerRow<'a> {
     uptime: f64,
     restarts: u32,
     last_exit: Option<String>,
+    /// From the streamlet's cgroup; absent without cgroups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageRow>,
+}
+
+#[derive(Serialize)]
+struct UsageRow {
+    /// CPU time, seconds.
+    cpu: f64,
+    /// Time held back by the CPU quota, seconds.
+    cpu_throttled: f64,
+    memory: u64,
+    memory_peak: u64,
+    pids: u64,
+    oom_kills: u64,
 }
 
 #[derive(Serialize)]
@@ -44,7 +59,8 @@ struct PoolRow<'a> {
     capacity: u32,
 }
 
-/// One object per streamlet: `pool, id, pid, state, streams, capacity, uptime, restarts, last_exit`.
+/// One object per streamlet: `pool, id, pid, state, streams, capacity, uptime, restarts, last_exit`,
+/// and `usage` (`cpu, cpu_throttled, memory, memory_peak, pids, oom_kills`) with cgroups.
 pub fn workers_json(workers: &[WorkerInfo]) -> Value {
     rows(workers.iter().map(|w| WorkerRow {
         pool: &w.pool,
@@ -56,6 +72,14 @@ pub fn workers_json(workers: &[WorkerInfo]) -> Value {
         uptime: seconds(w.uptime_ms),
         restarts: w.restarts,
         last_exit: w.last_exit.as_ref().map(ToString::to_string),
+        usage: w.usage.map(|u| UsageRow {
+            cpu: u.cpu_usage_us as f64 / 1e6,
+            cpu_throttled: u.cpu_throttled_us as f64 / 1e6,
+            memory: u.memory_current,
+            memory_peak: u.memory_peak,
+            pids: u.pids,
+            oom_kills: u.oom_kills,
+        }),
     }))
 }
 

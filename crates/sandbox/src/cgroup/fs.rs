@@ -70,10 +70,17 @@ pub fn open_procs(dir: &Path) -> Result<OwnedFd, CgroupError> {
         .map_err(|source| CgroupError::Write { path, value: "(open for the child)".into(), source })
 }
 
-/// The pids in `dir/cgroup.procs`.
+/// The pids in `dir/cgroup.procs`; none if the cgroup is already gone.
 pub fn procs(dir: &Path) -> Result<Vec<i32>, CgroupError> {
     let path = dir.join("cgroup.procs");
-    let text = read(&path)?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        // ENODEV: the cgroup is being removed under us.
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV) => {
+            return Ok(Vec::new())
+        }
+        Err(source) => return Err(CgroupError::Read { path, source }),
+    };
     text.lines()
         .map(|l| l.trim().parse().map_err(|_| CgroupError::Parse { path: path.clone(), content: l.into() }))
         .collect()
@@ -103,15 +110,13 @@ pub fn kill_all(dir: &Path, wait: Duration) -> Result<(), CgroupError> {
 /// Removes `dir` and every cgroup below it, deepest first, killing what runs
 /// in each before its removal.
 pub fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    let children: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| CgroupError::Read { path: dir.to_owned(), source })?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(CgroupError::Read { path: dir.to_owned(), source }),
+    };
+    let children: Vec<PathBuf> =
+        entries.filter_map(Result::ok).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect();
     for child in children {
         remove_tree(&child)?;
     }

@@ -139,5 +139,11 @@ pub trait CgroupManager: Send + Sync + fmt::Debug {
 
     /// Kills whatever still runs in the cgroup and removes it (and its pool's
     /// directory when that is empty).
-    fn remove(&self, cgroup: WorkerCgroup) -> Result<(), CgroupError>;
+    fn remove(&self, cgroup: &WorkerCgroup) -> Result<(), CgroupError>;
+
+    /// At the daemon's exit, after its streamlets are gone: removes the
+    /// streamlets' part of the tree.
+    fn teardown(&self) -> Result<(), CgroupError> {
+        Ok(())
+    }
 }

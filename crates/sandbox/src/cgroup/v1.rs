@@ -219,8 +219,7 @@ impl CgroupManager for V1 {
         Ok(a)
     }
 
-    fn remove(&self, mut cgroup: WorkerCgroup) -> Result<(), CgroupError> {
-        cgroup.close_procs();
+    fn remove(&self, cgroup: &WorkerCgroup) -> Result<(), CgroupError> {
         let mut first_error = None;
         for dir in &cgroup.dirs {
             let removed = fs::kill_all(dir, Duration::from_secs(2)).and_then(|()| fs::rmdir(dir));
@@ -234,6 +233,13 @@ impl CgroupManager for V1 {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    fn teardown(&self) -> Result<(), CgroupError> {
+        for h in &self.hierarchies {
+            fs::remove_tree(&h.base)?;
+        }
+        Ok(())
     }
 }
 

@@ -13,6 +13,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use streamlet_proto::worker::HandlerSpec;
 
+mod sandbox;
+mod units;
+
+pub use sandbox::{Limits, Network, RunAs, SandboxConfig};
+use units::duration;
+
 /// The configuration used when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
@@ -24,6 +30,7 @@ pub struct Config {
     /// Where it came from: a path, or [`EMBEDDED`].
     pub source: String,
     pub daemon: DaemonConfig,
+    pub sandbox: SandboxConfig,
     pub pools: BTreeMap<String, Arc<PoolConfig>>,
 }
 
@@ -38,7 +45,7 @@ pub struct DaemonConfig {
     pub stats_interval: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
     pub name: String,
     pub handler: HandlerSpec,
@@ -46,6 +53,11 @@ pub struct PoolConfig {
     pub workers_max: u32,
     pub streams_per_worker: u32,
     pub placement: PlacementKind,
+    pub limits: Limits,
+    pub network: Network,
+    pub run_as: RunAs,
+    /// A mount namespace with a read-only root and a private `/tmp`.
+    pub readonly_root: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -87,6 +99,8 @@ struct RawConfig {
     #[serde(default)]
     daemon: RawDaemon,
     #[serde(default)]
+    sandbox: sandbox::RawSandbox,
+    #[serde(default)]
     pools: BTreeMap<String, RawPool>,
 }
 
@@ -107,6 +121,13 @@ struct RawPool {
     streams_per_worker: u32,
     #[serde(default = "default_placement")]
     placement: PlacementKind,
+    limits: Option<sandbox::RawLimits>,
+    #[serde(default)]
+    network: Network,
+    user: Option<String>,
+    group: Option<String>,
+    #[serde(default)]
+    readonly_root: bool,
 }
 
 fn default_placement() -> PlacementKind {
@@ -184,6 +205,8 @@ impl Config {
             return Err(err("daemon.stats_interval", "must be more than 0".into()));
         }
 
+        let sandbox = sandbox::sandbox(raw.sandbox).map_err(|(key, reason)| err(key, reason))?;
+
         if raw.pools.is_empty() {
             return Err(err("pools", "no pool is configured: add a [pools.NAME] table".into()));
         }
@@ -211,6 +234,9 @@ impl Config {
             let handler = match pool.handler {
                 RawHandler::Echo {} => HandlerSpec::Echo,
             };
+            let limits = sandbox::limits(pool.limits).map_err(|(k, reason)| err(&key(k), reason))?;
+            let run_as =
+                sandbox::run_as(pool.user.as_deref(), pool.group.as_deref()).map_err(|(k, r)| err(&key(k), r))?;
             let config = PoolConfig {
                 name: name.clone(),
                 handler,
@@ -218,33 +244,20 @@ impl Config {
                 workers_max: pool.workers.max,
                 streams_per_worker: pool.streams_per_worker,
                 placement: pool.placement,
+                limits,
+                network: pool.network,
+                run_as,
+                readonly_root: pool.readonly_root,
             };
             pools.insert(name, Arc::new(config));
         }
-        Ok(Self { source: source.to_owned(), daemon, pools })
+        Ok(Self { source: source.to_owned(), daemon, sandbox, pools })
     }
 }
 
 fn valid_pool_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
-/// `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
-fn duration(text: Option<&str>, default: Duration) -> Result<Duration, String> {
-    let Some(text) = text else { return Ok(default) };
-    let bad = || format!("{text:?} is not a duration: write a whole number with ms, s, m or h, like \"5s\"");
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n.saturating_mul(1000),
-        "m" => n.saturating_mul(60_000),
-        "h" => n.saturating_mul(3_600_000),
-        _ => return Err(bad()),
-    };
-    Ok(Duration::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -270,7 +283,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_is_valid() {
-        let config = Config::parse(include_str!("../../../systemd/streamletd.toml"), "example").unwrap();
+        let config = Config::parse(include_str!("../../../../systemd/streamletd.toml"), "example").unwrap();
         assert_eq!(config.pools["echo"].streams_per_worker, 8);
         assert_eq!(config.daemon.shutdown_timeout, Duration::from_secs(5));
     }
@@ -316,6 +329,42 @@ mod tests {
         let e = error("[pools.echo\n");
         assert!(e.reason.contains("line 1"), "{e}");
         assert!(e.to_string().starts_with("test.toml: "), "{e}");
+    }
+
+    #[test]
+    fn sandbox_keys_are_resolved_and_checked() {
+        let text = format!(
+            "[sandbox]\nrequired = true\nuids = \"70000-70099\"\n{POOL}limits = {{ cpu = \"0.5\", memory = \"64MiB\", pids = 64, nofile = 256 }}\nnetwork = \"host\"\nuser = \"nobody\"\nreadonly_root = true\n"
+        );
+        let config = Config::parse(&text, "x").unwrap();
+        assert!(config.sandbox.required);
+        assert_eq!(config.sandbox.uids, (70000, 70099));
+        let pool = &config.pools["echo"];
+        assert_eq!(pool.limits.cpu_cores, Some(0.5));
+        assert_eq!(pool.limits.memory, Some(64 << 20));
+        assert_eq!(pool.limits.pids, Some(64));
+        assert_eq!(pool.limits.nofile, 256);
+        assert_eq!(pool.network, Network::Host);
+        assert!(matches!(pool.run_as, RunAs::User { uid: 65534, .. }));
+        assert!(pool.readonly_root);
+
+        let defaults = Config::parse(POOL, "x").unwrap();
+        assert_eq!(defaults.pools["echo"].network, Network::None, "no network by default");
+        assert_eq!(defaults.pools["echo"].run_as, RunAs::Dynamic);
+        assert!(!defaults.sandbox.required);
+
+        let e = error(&format!("{POOL}limits = {{ memory = \"64MB\" }}\n"));
+        assert_eq!(e.key, "pools.echo.limits.memory");
+        let e = error(&format!("{POOL}limits = {{ cpu = 0 }}\n"));
+        assert_eq!(e.key, "pools.echo.limits.cpu");
+        let e = error(&format!("{POOL}user = \"no-such-user-here\"\n"));
+        assert_eq!(e.key, "pools.echo.user");
+        let e = error(&format!("{POOL}user = \"root\"\n"));
+        assert!(e.reason.contains("never runs as root"), "{e}");
+        let e = error(&format!("{POOL}network = \"bridge\"\n"));
+        assert_eq!(e.key, "pools.echo.network");
+        let e = error(&format!("[sandbox]\nuids = \"5-1\"\n{POOL}"));
+        assert_eq!(e.key, "sandbox.uids");
     }
 
     #[test]

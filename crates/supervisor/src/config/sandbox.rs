@@ -1,0 +1,166 @@
+//! The `[sandbox]` table and each pool's sandbox keys: `limits`, `network`,
+//! `user`, `group`, `readonly_root`.
+
+use serde::Deserialize;
+
+use super::units;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSandbox {
+    required: Option<bool>,
+    cgroup_root: Option<String>,
+    uids: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    cpu: Option<CpuValue>,
+    memory: Option<String>,
+    pids: Option<u64>,
+    nofile: Option<u64>,
+    core: Option<String>,
+    fsize: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum CpuValue {
+    Text(String),
+    Number(f64),
+}
+
+/// The daemon-wide sandbox settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxConfig {
+    /// Refuse to start, rather than warn, when a part of the sandbox cannot
+    /// be had (not root, no writable cgroup tree, ...).
+    pub required: bool,
+    /// v2: the delegated cgroup directory (absolute); v1: the directory name
+    /// under the daemon's own cgroup in each hierarchy. `None`: found from
+    /// `/proc/self/cgroup` (v2) or derived from the socket path (v1).
+    pub cgroup_root: Option<String>,
+    /// The uids (and gids) streamlets get one each of, when the daemon is
+    /// root and the pool names no user.
+    pub uids: (u32, u32),
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self { required: false, cgroup_root: None, uids: DEFAULT_UIDS }
+    }
+}
+
+/// The range systemd leaves for dynamic users.
+pub const DEFAULT_UIDS: (u32, u32) = (61184, 65519);
+
+/// What one streamlet of a pool may use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub cpu_cores: Option<f64>,
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    pub nofile: u64,
+    pub core: u64,
+    pub fsize: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { cpu_cores: None, memory: None, pids: None, nofile: 1024, core: 0, fsize: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// A new, empty network namespace: only the sockets handed over.
+    #[default]
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// Whom a pool's streamlets run as (when the daemon is root).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAs {
+    /// A uid and gid of its own for each streamlet, from `[sandbox] uids`.
+    Dynamic,
+    /// One user and group for every streamlet of the pool.
+    User { uid: u32, gid: u32 },
+}
+
+pub(super) fn sandbox(raw: RawSandbox) -> Result<SandboxConfig, (&'static str, String)> {
+    let uids = match raw.uids {
+        None => DEFAULT_UIDS,
+        Some(text) => uid_range(&text).map_err(|r| ("sandbox.uids", r))?,
+    };
+    if let Some(root) = &raw.cgroup_root {
+        if root.is_empty() || root.contains("..") || root.contains('\0') {
+            return Err(("sandbox.cgroup_root", format!("{root:?} is not a usable cgroup path")));
+        }
+    }
+    Ok(SandboxConfig { required: raw.required.unwrap_or(false), cgroup_root: raw.cgroup_root, uids })
+}
+
+fn uid_range(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{text:?} is not a uid range: write \"FIRST-LAST\", like \"61184-65519\"");
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u32, u32) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+    if a == 0 || a > b || b >= 1 << 31 {
+        return Err(format!("{text:?}: the range must start above 0, end at or after its start and below 2^31"));
+    }
+    Ok((a, b))
+}
+
+/// Resolves `limits`, keyed errors as `(key under the pool, reason)`.
+pub(super) fn limits(raw: Option<RawLimits>) -> Result<Limits, (&'static str, String)> {
+    let raw = raw.unwrap_or_default();
+    let defaults = Limits::default();
+    let cpu_cores = match raw.cpu {
+        None => None,
+        Some(CpuValue::Text(t)) => Some(units::cores(&t).map_err(|r| ("limits.cpu", r))?),
+        Some(CpuValue::Number(n)) => Some(units::cores(&n.to_string()).map_err(|r| ("limits.cpu", r))?),
+    };
+    let memory = raw.memory.map(|m| units::bytes(&m)).transpose().map_err(|r| ("limits.memory", r))?;
+    if memory.is_some_and(|m| m < 4 << 20) {
+        return Err(("limits.memory", "must be at least 4MiB: a streamlet needs a few MiB to start".into()));
+    }
+    if raw.pids == Some(0) {
+        return Err(("limits.pids", "must be at least 1".into()));
+    }
+    let nofile = raw.nofile.unwrap_or(defaults.nofile);
+    if nofile < 16 {
+        return Err(("limits.nofile", "must be at least 16: a streamlet needs some descriptors of its own".into()));
+    }
+    let core = raw.core.map(|c| units::bytes(&c)).transpose().map_err(|r| ("limits.core", r))?.unwrap_or(defaults.core);
+    let fsize = raw.fsize.map(|f| units::bytes(&f)).transpose().map_err(|r| ("limits.fsize", r))?;
+    Ok(Limits { cpu_cores, memory, pids: raw.pids, nofile, core, fsize })
+}
+
+/// Resolves `user` and `group` to ids.
+pub(super) fn run_as(user: Option<&str>, group: Option<&str>) -> Result<RunAs, (&'static str, String)> {
+    let Some(user) = user else {
+        return match group {
+            Some(_) => Err(("group", "a group needs a user: set user too".into())),
+            None => Ok(RunAs::Dynamic),
+        };
+    };
+    let entry = nix::unistd::User::from_name(user)
+        .map_err(|e| ("user", format!("cannot look up user {user:?}: {e}")))?
+        .ok_or_else(|| ("user", format!("there is no user {user:?} on this host")))?;
+    let gid = match group {
+        None => entry.gid.as_raw(),
+        Some(name) => nix::unistd::Group::from_name(name)
+            .map_err(|e| ("group", format!("cannot look up group {name:?}: {e}")))?
+            .ok_or_else(|| ("group", format!("there is no group {name:?} on this host")))?
+            .gid
+            .as_raw(),
+    };
+    let uid = entry.uid.as_raw();
+    if uid == 0 || gid == 0 {
+        return Err(("user", "a streamlet never runs as root or with group root".into()));
+    }
+    Ok(RunAs::User { uid, gid })
+}

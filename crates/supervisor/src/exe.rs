@@ -1,0 +1,56 @@
+//! The streamlet binary, held open by the daemon.
+//!
+//! A streamlet execs after it has changed to its own uid, and that uid may
+//! not be able to reach the binary's path (a build tree in a private
+//! directory, say). So the daemon opens the binary once, as itself, and
+//! streamlets exec it through `/proc/self/fd/N`, which needs only execute
+//! permission on the file. It also means every streamlet runs the binary that
+//! was there at start, whatever happens to the path later. Scripts (`#!`)
+//! are exec'd by path: the kernel could not hand a close-on-exec descriptor
+//! to their interpreter.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Descriptor numbers below this are left for the child's fixed ones (fd 3).
+const MIN_FD: libc::c_int = 64;
+
+#[derive(Debug)]
+pub struct WorkerExe {
+    path: PathBuf,
+    fd: Option<OwnedFd>,
+}
+
+impl WorkerExe {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let mut file = std::fs::File::open(path)?;
+        let mut magic = [0u8; 4];
+        let elf = file.read_exact(&mut magic).is_ok() && magic == *b"\x7fELF";
+        if !elf {
+            return Ok(Self { path: path.to_owned(), fd: None });
+        }
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new one
+        // (or -1), which we then own.
+        let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, MIN_FD) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fcntl just returned this descriptor to us alone.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { path: path.to_owned(), fd: Some(fd) })
+    }
+
+    /// The path to exec in the child.
+    pub fn exec_path(&self) -> PathBuf {
+        match &self.fd {
+            Some(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            None => self.path.clone(),
+        }
+    }
+
+    /// The binary's real path, for `argv[0]` and messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

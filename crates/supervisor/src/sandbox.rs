@@ -1,0 +1,301 @@
+//! The daemon's side of the sandbox: what this host lets it do, the cgroup
+//! tree, and a [`ChildPlan`] per streamlet.
+//!
+//! At start the daemon probes what it can have (root for namespaces and a
+//! run-as user, a writable cgroup tree for limits) and says exactly what is
+//! missing: with `[sandbox] required = true` it then refuses to start, with
+//! `false` it runs with what it has and warns, on every start.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use streamlet_proto::{ResourceUsage, WorkerId};
+use streamlet_sandbox::cgroup::v1::V1;
+use streamlet_sandbox::cgroup::v2::V2;
+use streamlet_sandbox::cgroup::{CgroupError, CgroupManager, CpuLimit, Limits, WorkerCgroup};
+use streamlet_sandbox::plan::{last_capability, ChildPlan};
+use streamlet_sandbox::seccomp::{self, BpfProgram};
+
+use crate::config::{Config, Network, PoolConfig, RunAs};
+
+/// The default socket path; its daemon's v1 cgroups are plainly `streamlet`.
+const SYSTEM_SOCKET: &str = "/run/streamlet/streamletd.sock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the sandbox is required but incomplete: {0}")]
+    Incomplete(String),
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] CgroupError),
+    #[error("no free uid in the range {0}-{1}: raise [sandbox] uids or lower the number of streamlets")]
+    NoUid(u32, u32),
+}
+
+/// What a streamlet was confined with, to undo when it ends.
+#[derive(Debug, Default)]
+pub struct Confinement {
+    pub cgroup: Option<Arc<WorkerCgroup>>,
+    pub uid: Option<u32>,
+}
+
+#[derive(Debug)]
+pub struct Sandbox {
+    cgroups: Option<Box<dyn CgroupManager>>,
+    /// Root: namespaces, mounts, a run-as user, the bounding set.
+    privileged: bool,
+    last_cap: u32,
+    missing: Vec<String>,
+    uid_range: (u32, u32),
+    uids_in_use: Mutex<BTreeSet<u32>>,
+    seccomp: Option<Arc<BpfProgram>>,
+}
+
+impl Sandbox {
+    /// Finds out what this host allows; nothing is changed yet.
+    pub fn probe(config: &Config, socket: &Path) -> Self {
+        let mut missing = Vec::new();
+        // SAFETY: geteuid has no preconditions.
+        let privileged = unsafe { libc::geteuid() } == 0;
+        if !privileged {
+            missing.push(
+                "not running as root: streamlets keep the daemon's user, network and mounts (no namespaces, no run-as user)"
+                    .to_owned(),
+            );
+        }
+        let seccomp = match seccomp::build() {
+            Ok(program) => Some(Arc::new(program)),
+            Err(e) => {
+                missing.push(format!("no seccomp filter: {e}"));
+                None
+            }
+        };
+        let cgroups = match cgroup_manager(config, socket) {
+            Ok(manager) => Some(manager),
+            Err(reason) => {
+                missing.push(format!("no cgroup limits or accounting: {reason}"));
+                None
+            }
+        };
+        Self {
+            cgroups,
+            privileged,
+            last_cap: last_capability(),
+            missing,
+            uid_range: config.sandbox.uids,
+            uids_in_use: Mutex::new(BTreeSet::new()),
+            seccomp,
+        }
+    }
+
+    /// What is missing, one line each; empty when the sandbox is whole.
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+
+    /// One line for the start-up log.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        parts.push(self.cgroups.as_ref().map_or("no cgroups".to_owned(), |c| c.describe()));
+        if self.privileged {
+            parts.push(format!("namespaces, own uid each from {}-{}", self.uid_range.0, self.uid_range.1));
+        }
+        parts.push("no capabilities, no_new_privs".to_owned());
+        if self.seccomp.is_some() {
+            parts.push(format!("seccomp ({} rules)", seccomp::POLICY.len()));
+        }
+        parts.join("; ")
+    }
+
+    /// Makes the cgroup tree ready (after the socket is bound: only then is
+    /// this the only daemon of its name, free to kill what an earlier run
+    /// left). Without `required`, a tree that cannot be prepared is dropped
+    /// with a warning.
+    pub fn prepare(&mut self, required: bool) -> Result<(), SandboxError> {
+        let Some(manager) = &self.cgroups else { return Ok(()) };
+        if let Err(e) = manager.prepare() {
+            if required {
+                return Err(e.into());
+            }
+            let line = format!("no cgroup limits or accounting: {e}");
+            tracing::warn!("sandbox incomplete: {line}");
+            self.missing.push(line);
+            self.cgroups = None;
+        }
+        Ok(())
+    }
+
+    /// The cgroup and plan for a new streamlet. The plan refers to the
+    /// cgroup's pre-opened descriptors: keep the cgroup until the spawn is done.
+    pub fn plan(
+        &self,
+        pool: &PoolConfig,
+        worker: WorkerId,
+    ) -> Result<(ChildPlan, Option<WorkerCgroup>, Option<u32>), SandboxError> {
+        let cgroup = match &self.cgroups {
+            Some(manager) => Some(manager.create(&pool.name, worker.0, &limits(pool))?),
+            None => None,
+        };
+        let (run_as, uid) = match (self.privileged, pool.run_as) {
+            (false, _) => (None, None),
+            (true, RunAs::User { uid, gid }) => (Some((uid, gid)), None),
+            (true, RunAs::Dynamic) => {
+                let uid = self.allocate_uid()?;
+                (Some((uid, uid)), Some(uid))
+            }
+        };
+        let mut namespaces = 0;
+        if self.privileged {
+            namespaces |= libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+            if pool.network == Network::None {
+                namespaces |= libc::CLONE_NEWNET;
+            }
+            if pool.readonly_root {
+                namespaces |= libc::CLONE_NEWNS;
+            }
+        }
+        let hard = |resource| {
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: getrlimit writes one rlimit.
+            unsafe { libc::getrlimit(resource, &mut limit) };
+            limit.rlim_max
+        };
+        // Never above the daemon's own hard limits (raising needs a capability).
+        let clamp = |resource, value: u64| (resource, value.min(hard(resource)));
+        let limits = &pool.limits;
+        let plan = ChildPlan {
+            cgroup_procs: cgroup.as_ref().map(WorkerCgroup::procs_fds).unwrap_or_default(),
+            namespaces,
+            readonly_root: self.privileged && pool.readonly_root,
+            rlimits: vec![
+                clamp(libc::RLIMIT_NOFILE, limits.nofile),
+                clamp(libc::RLIMIT_CORE, limits.core),
+                clamp(libc::RLIMIT_FSIZE, limits.fsize.unwrap_or(libc::RLIM_INFINITY)),
+            ],
+            drop_bounding_up_to: self.privileged.then_some(self.last_cap),
+            run_as,
+            seccomp: self.seccomp.clone(),
+        };
+        Ok((plan, cgroup, uid))
+    }
+
+    fn allocate_uid(&self) -> Result<u32, SandboxError> {
+        let (first, last) = self.uid_range;
+        let mut used = self.uids_in_use.lock().unwrap_or_else(|p| p.into_inner());
+        let uid = (first..=last).find(|u| !used.contains(u)).ok_or(SandboxError::NoUid(first, last))?;
+        used.insert(uid);
+        Ok(uid)
+    }
+
+    /// At exit, after every streamlet is reaped: removes the streamlets' part
+    /// of the cgroup tree.
+    pub fn teardown(&self) {
+        if let Some(manager) = &self.cgroups {
+            if let Err(e) = manager.teardown() {
+                tracing::warn!(error = %e, "cannot remove the streamlets' cgroups");
+            }
+        }
+    }
+
+    /// What a streamlet has used; `None` without cgroups or on a read error.
+    pub fn usage(&self, cgroup: &WorkerCgroup) -> Option<ResourceUsage> {
+        let manager = self.cgroups.as_ref()?;
+        match manager.accounting(cgroup) {
+            Ok(a) => Some(ResourceUsage {
+                cpu_usage_us: a.cpu_usage_us,
+                cpu_throttled_us: a.cpu_throttled_us,
+                memory_current: a.memory_current,
+                memory_peak: a.memory_peak,
+                oom_kills: a.oom_kills,
+                pids: a.pids_current,
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read a streamlet's accounting");
+                None
+            }
+        }
+    }
+
+    /// Undoes a confinement: kills what is left in the cgroup and removes it,
+    /// and frees the uid. Blocking file IO: run it off the daemon's thread.
+    pub fn release(&self, confinement: Confinement) {
+        if let (Some(manager), Some(cgroup)) = (&self.cgroups, confinement.cgroup) {
+            if let Err(e) = manager.remove(&cgroup) {
+                tracing::warn!(error = %e, "cannot remove a streamlet's cgroup");
+            }
+        }
+        if let Some(uid) = confinement.uid {
+            self.uids_in_use.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
+        }
+    }
+}
+
+fn limits(pool: &PoolConfig) -> Limits {
+    Limits { cpu: pool.limits.cpu_cores.map(CpuLimit::from_cores), memory: pool.limits.memory, pids: pool.limits.pids }
+}
+
+/// The v1 or v2 manager for this host, or why there is none.
+fn cgroup_manager(config: &Config, socket: &Path) -> Result<Box<dyn CgroupManager>, String> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+    let v1 = own.lines().any(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")));
+    let manager: Box<dyn CgroupManager> = if v1 {
+        let base = config.sandbox.cgroup_root.clone().unwrap_or_else(|| default_v1_base(socket));
+        let v1 = V1::discover(&base).map_err(|e| e.to_string())?;
+        for h in v1.hierarchies() {
+            let parent = h.base.parent().unwrap_or(&h.base);
+            writable(parent)?;
+        }
+        Box::new(v1)
+    } else {
+        let root = match &config.sandbox.cgroup_root {
+            Some(root) => PathBuf::from(root),
+            None => V2::find_root(&own, Path::new("/sys/fs/cgroup")).map_err(|e| e.to_string())?,
+        };
+        writable(&root)?;
+        Box::new(V2::new(root))
+    };
+    Ok(manager)
+}
+
+fn writable(dir: &Path) -> Result<(), String> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| format!("{dir:?}: bad path"))?;
+    // SAFETY: access(2) on a NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+        return Err(format!(
+            "cgroup directory {} is not writable ({})",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// `streamlet` for the system daemon; `streamlet-<hash of the socket path>`
+/// for any other, so daemons on different sockets never clean up each other's
+/// streamlets, and a restart on the same socket finds its predecessor's.
+fn default_v1_base(socket: &Path) -> String {
+    if socket == Path::new(SYSTEM_SOCKET) {
+        return "streamlet".to_owned();
+    }
+    // FNV-1a: stable across builds, unlike the std hasher.
+    let hash = socket
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+    format!("streamlet-{:08x}", hash as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_base_names_are_stable_and_distinct_per_socket() {
+        assert_eq!(default_v1_base(Path::new(SYSTEM_SOCKET)), "streamlet");
+        let a = default_v1_base(Path::new("/tmp/a.sock"));
+        assert_eq!(a, default_v1_base(Path::new("/tmp/a.sock")));
+        assert_ne!(a, default_v1_base(Path::new("/tmp/b.sock")));
+        assert!(a.starts_with("streamlet-") && a.len() == "streamlet-".len() + 8, "{a}");
+    }
+}

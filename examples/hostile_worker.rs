@@ -1,0 +1,171 @@
+//! A streamlet binary that misbehaves on request, for the sandbox's tests.
+//! Never configure it for real traffic.
+//!
+//! It is also a small example of a worker binary of your own: a `main` that
+//! hands `run_main` a factory of handlers. Each stream's `behave` label picks
+//! what it does; without one it echoes.
+//!
+//! | `behave` | what it tries |
+//! | --- | --- |
+//! | `memory-bomb` | allocates and touches memory until something stops it |
+//! | `fork-bomb` | forks until fork fails, then reports `forked N: <error>` |
+//! | `spin` | burns CPU for `seconds` (label), then reports `spun` |
+//! | `connect` | connects to `127.0.0.1:<port>` (label), reports the outcome |
+//! | `privilege` | ptrace, mount, setuid(0), unshare, raising its pacing rate |
+//! | `escape` | signals `pids` (label, comma-separated) and opens `path` for writing |
+//! | `status` | writes its `/proc/self/status` |
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streamlet_worker::{BoxFuture, Echo, Handler, HandlerResult, Stream, StreamContext};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Hostile;
+
+fn outcome(rc: libc::c_long) -> String {
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        errno_name(e.raw_os_error().unwrap_or(0)).to_owned()
+    } else {
+        "ok".to_owned()
+    }
+}
+
+fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        libc::EPERM => "EPERM",
+        libc::EACCES => "EACCES",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EROFS => "EROFS",
+        libc::ESRCH => "ESRCH",
+        libc::ENOENT => "ENOENT",
+        libc::EINVAL => "EINVAL",
+        _ => "other",
+    }
+}
+
+fn privilege(stream: &Stream) -> String {
+    let mut lines = Vec::new();
+    // SAFETY: plain system calls with constant or locally owned arguments;
+    // their failure is the point.
+    unsafe {
+        lines.push(format!("ptrace: {}", outcome(libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0))));
+        let rc = libc::mount(c"none".as_ptr(), c"/tmp".as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null());
+        lines.push(format!("mount: {}", outcome(rc as libc::c_long)));
+        lines.push(format!("setuid: {}", outcome(libc::setuid(0) as libc::c_long)));
+        lines.push(format!("unshare: {}", outcome(libc::unshare(libc::CLONE_NEWNET) as libc::c_long)));
+        let rate: u64 = u64::MAX;
+        let rc = libc::setsockopt(
+            stream.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MAX_PACING_RATE,
+            (&rate as *const u64).cast(),
+            std::mem::size_of::<u64>() as libc::socklen_t,
+        );
+        lines.push(format!("pacing: {}", outcome(rc as libc::c_long)));
+    }
+    lines.join("\n") + "\n"
+}
+
+fn fork_bomb() -> String {
+    let mut forked = 0;
+    loop {
+        // SAFETY: the child only pauses, an async-signal-safe call, forever.
+        let pid = unsafe { libc::fork() };
+        match pid {
+            0 => loop {
+                // SAFETY: pause has no preconditions.
+                unsafe { libc::pause() };
+            },
+            p if p > 0 => forked += 1,
+            _ => {
+                return format!(
+                    "forked {forked}: {}\n",
+                    errno_name(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+                )
+            }
+        }
+        if forked >= 10_000 {
+            return format!("forked {forked}: never stopped\n");
+        }
+    }
+}
+
+fn escape(ctx: &StreamContext) -> String {
+    let mut lines = Vec::new();
+    for pid in ctx.labels.get("pids").map(String::as_str).unwrap_or("").split(',').filter(|p| !p.is_empty()) {
+        let pid: i32 = pid.parse().unwrap_or(0);
+        // SAFETY: kill(2); its refusal is what is tested.
+        lines.push(format!("kill {pid}: {}", outcome(unsafe { libc::kill(pid, libc::SIGKILL) } as libc::c_long)));
+    }
+    if let Some(path) = ctx.labels.get("path") {
+        let result = std::fs::OpenOptions::new().append(true).open(path);
+        lines.push(format!(
+            "write {path}: {}",
+            match result {
+                Ok(_) => "ok",
+                Err(e) => errno_name(e.raw_os_error().unwrap_or(0)),
+            }
+        ));
+    }
+    lines.join("\n") + "\n"
+}
+
+impl Handler for Hostile {
+    fn serve(&self, mut stream: Stream, ctx: StreamContext) -> BoxFuture<HandlerResult> {
+        let behave = ctx.labels.get("behave").cloned().unwrap_or_default();
+        if behave.is_empty() {
+            return Echo.serve(stream, ctx);
+        }
+        Box::pin(async move {
+            let report = match behave.as_str() {
+                "memory-bomb" => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(vec![1u8; 1 << 20]);
+                        if hoard.len() % 64 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                }
+                "fork-bomb" => fork_bomb(),
+                "spin" => {
+                    let seconds: u64 = ctx.labels.get("seconds").and_then(|s| s.parse().ok()).unwrap_or(3);
+                    let until = Instant::now() + Duration::from_secs(seconds);
+                    let mut x = 0u64;
+                    while Instant::now() < until {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        std::hint::black_box(x);
+                    }
+                    "spun\n".to_owned()
+                }
+                "connect" => {
+                    let port = ctx.labels.get("port").cloned().unwrap_or_default();
+                    match std::net::TcpStream::connect(format!("127.0.0.1:{port}")) {
+                        Ok(_) => "connect: ok\n".to_owned(),
+                        Err(e) => format!("connect: {}\n", errno_name(e.raw_os_error().unwrap_or(0))),
+                    }
+                }
+                "privilege" => privilege(&stream),
+                "escape" => escape(&ctx),
+                "status" => std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+                other => format!("unknown behaviour {other}\n"),
+            };
+            stream.write_all(report.as_bytes()).await?;
+            stream.shutdown().await?;
+            // Hold the stream until the client hangs up.
+            let mut sink = [0u8; 64];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok(())
+        })
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    streamlet_worker::run_main(|_spec| Ok(Arc::new(Hostile) as Arc<dyn Handler>))
+}

@@ -1,0 +1,229 @@
+//! The hostile-streamlet suite: as root, on the real cgroup file system, a
+//! streamlet that tries to hurt the host, the daemon or its neighbours.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use streamlet_client::Client;
+use streamlet_proto::{EndReason, Event, ExitCause, OpenRequest, Opened};
+
+use crate::support::{echo_once, hostile_worker, privileged, Daemon};
+
+fn config(limits: &str) -> String {
+    format!(
+        "[daemon]\nworker_binary = \"{}\"\nshutdown_timeout = \"2s\"\nstats_interval = \"50ms\"\n\n\
+         [sandbox]\nrequired = true\n\n\
+         [pools.edge]\nhandler = {{ kind = \"echo\" }}\nworkers = {{ min = 2, max = 2 }}\nstreams_per_worker = 4\n\
+         limits = {{ {limits} }}\nreadonly_root = true\n",
+        hostile_worker().display()
+    )
+}
+
+async fn open(client: &mut Client, labels: &[(&str, &str)]) -> (Opened, UnixStream) {
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let request = OpenRequest { pool: "edge".into(), tenant: None, labels };
+    let opened = client.open(request, theirs.as_fd()).await.unwrap();
+    mine.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    (opened, mine)
+}
+
+fn report(conn: &mut UnixStream) -> String {
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return text,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e) => panic!("reading the report: {e} (so far: {text:?})"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_is_oom_killed_and_reported_as_oom_while_neighbours_echo() {
+    if !privileged() {
+        return;
+    }
+    let daemon = Daemon::start(&config("memory = \"64MiB\", pids = 64"));
+    let mut client = daemon.client().await;
+    let (neighbour, mut neighbour_conn) = open(&mut client, &[]).await;
+    let (bomb, _bomb_conn) = open(&mut client, &[("behave", "memory-bomb")]).await;
+    assert_ne!(bomb.worker, neighbour.worker, "the bomb has a streamlet of its own");
+    let ended = loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), client.next_event()).await.unwrap().unwrap();
+        let Event::StreamEnded(e) = event;
+        if e.stream == bomb.stream {
+            break e;
+        }
+    };
+    assert_eq!(ended.reason, EndReason::WorkerDied { cause: ExitCause::Oom }, "{ended:?}");
+    echo_once(&mut neighbour_conn, b"still echoing");
+    let workers = client.workers(None).await.unwrap();
+    let slot = workers.iter().find(|w| w.last_exit.is_some()).expect("the bomb's slot restarted");
+    assert_eq!(slot.last_exit, Some(ExitCause::Oom));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_bomb_stops_at_pids_max_and_neighbours_are_unaffected() {
+    if !privileged() {
+        return;
+    }
+    let daemon = Daemon::start(&config("pids = 16"));
+    let mut client = daemon.client().await;
+    let (_neighbour, mut neighbour_conn) = open(&mut client, &[]).await;
+    let (_bomb, mut bomb_conn) = open(&mut client, &[("behave", "fork-bomb")]).await;
+    let text = report(&mut bomb_conn);
+    let forked: u32 = text
+        .trim()
+        .strip_prefix("forked ")
+        .and_then(|t| t.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert!(text.contains("EAGAIN"), "fork failed for want of pids: {text:?}");
+    assert!(forked < 16, "stopped below pids.max: {text:?}");
+    echo_once(&mut neighbour_conn, b"unaffected");
+    let usage = client.workers(None).await.unwrap().iter().filter_map(|w| w.usage).map(|u| u.pids).max().unwrap();
+    assert!(usage <= 16, "pids.current {usage}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_spin_is_held_to_the_quota() {
+    if !privileged() {
+        return;
+    }
+    let daemon = Daemon::start(&config("cpu = \"0.5\""));
+    let mut client = daemon.client().await;
+    let (spinner, mut conn) = open(&mut client, &[("behave", "spin"), ("seconds", "4")]).await;
+    let cpu = |workers: &[streamlet_proto::WorkerInfo]| {
+        workers.iter().find(|w| w.id == spinner.worker).and_then(|w| w.usage).map(|u| u.cpu_usage_us).unwrap()
+    };
+    // Measure over the middle of the spin, from the cgroup's own statistics.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (t0, c0) = (Instant::now(), cpu(&client.workers(None).await.unwrap()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (t1, c1) = (Instant::now(), cpu(&client.workers(None).await.unwrap()));
+    let share = (c1 - c0) as f64 / (t1 - t0).as_micros() as f64;
+    assert!((0.45..=0.55).contains(&share), "CPU share {share:.3} of a core, quota 0.5");
+    assert_eq!(report(&mut conn), "spun\n");
+    let throttled = client.workers(None).await.unwrap().iter().find(|w| w.id == spinner.worker).unwrap().usage.unwrap();
+    assert!(throttled.cpu_throttled_us > 0, "{throttled:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamlet_cannot_reach_the_hosts_network() {
+    if !privileged() {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let daemon = Daemon::start(&config("pids = 64"));
+    let mut client = daemon.client().await;
+    let (_s, mut conn) = open(&mut client, &[("behave", "connect"), ("port", &port)]).await;
+    let text = report(&mut conn);
+    assert_eq!(text, "connect: ENETUNREACH\n", "an empty network namespace");
+    assert!(listener.accept().is_err(), "nothing reached the host's listener");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamlet_has_no_privilege_left() {
+    if !privileged() {
+        return;
+    }
+    let daemon = Daemon::start(&config("pids = 64"));
+    let mut client = daemon.client().await;
+    let (opened, mut conn) = open(&mut client, &[("behave", "privilege")]).await;
+    let text = report(&mut conn);
+    for line in ["ptrace: EPERM", "mount: EPERM", "setuid: EPERM", "unshare: EPERM", "pacing: EPERM"] {
+        assert!(text.contains(line), "{line} in {text:?}");
+    }
+    let pid = client.workers(None).await.unwrap().iter().find(|w| w.id == opened.worker).unwrap().pid;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for line in ["CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"] {
+        assert!(status.contains(line), "{line} in /proc/{pid}/status:\n{status}");
+    }
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:\t")).unwrap();
+    assert!(!uid.starts_with("0\t"), "not root: {uid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamlet_cannot_signal_its_neighbours_or_the_daemon_nor_write_its_files() {
+    if !privileged() {
+        return;
+    }
+    let daemon = Daemon::start(&config("pids = 64"));
+    let mut client = daemon.client().await;
+    let (neighbour, mut neighbour_conn) = open(&mut client, &[]).await;
+    let workers = client.workers(None).await.unwrap();
+    let neighbour_pid = workers.iter().find(|w| w.id == neighbour.worker).unwrap().pid;
+    // A file of the daemon's user, outside /tmp (which a streamlet sees as
+    // its own empty tmpfs).
+    let daemon_file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("daemon-file-{}", daemon.pid()));
+    std::fs::write(&daemon_file, "precious").unwrap();
+    std::fs::set_permissions(&daemon_file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let pids = format!("{},{neighbour_pid}", daemon.pid());
+    let path = daemon_file.display().to_string();
+    let (escaper, mut conn) = open(&mut client, &[("behave", "escape"), ("pids", &pids), ("path", &path)]).await;
+    assert_ne!(escaper.worker, neighbour.worker);
+    let text = report(&mut conn);
+    assert!(text.contains(&format!("kill {}: EPERM", daemon.pid())), "{text:?}");
+    assert!(text.contains(&format!("kill {neighbour_pid}: EPERM")), "{text:?}");
+    assert!(
+        text.contains(&format!("write {path}: EROFS")) || text.contains(&format!("write {path}: EACCES")),
+        "{text:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&daemon_file).unwrap(), "precious");
+    std::fs::remove_file(&daemon_file).unwrap();
+    echo_once(&mut neighbour_conn, b"alive");
+    let mut status = client.status().await.unwrap();
+    status.pools.retain(|p| p.name == "edge");
+    assert_eq!(status.pools[0].ready, 2);
+    let _ = neighbour_conn.flush();
+}
+
+/// What a SIGKILLed daemon leaves (a streamlet's forked children, its cgroup
+/// tree) is killed and removed by the next daemon on the same socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_subtrees_of_an_earlier_run_are_killed_and_removed_at_start() {
+    if !privileged() {
+        return;
+    }
+    let mut daemon = Daemon::start(&config("pids = 8"));
+    let mut client = daemon.client().await;
+    let (opened, mut conn) = open(&mut client, &[("behave", "fork-bomb")]).await;
+    let text = report(&mut conn);
+    assert!(text.starts_with("forked "), "{text:?}");
+    let worker_pid = client.workers(None).await.unwrap().iter().find(|w| w.id == opened.worker).unwrap().pid;
+    let cgroup = std::fs::read_to_string(format!("/proc/{worker_pid}/cgroup")).unwrap();
+    let pids_dir = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("8:pids:").or_else(|| l.split_once(":pids:").map(|(_, p)| p)))
+        .unwrap()
+        .to_owned();
+    let dir = std::path::Path::new("/sys/fs/cgroup/pids").join(pids_dir.trim_start_matches('/'));
+    let forked: Vec<i32> =
+        std::fs::read_to_string(dir.join("cgroup.procs")).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    assert!(forked.len() > 1, "the bomb's children are in its cgroup: {forked:?}");
+    drop(conn);
+    crate::support::signal(daemon.pid(), libc::SIGKILL);
+    // The streamlet dies with the daemon (PR_SET_PDEATHSIG); its children do not.
+    assert!(crate::support::wait_gone(worker_pid));
+    let survivors: Vec<_> = forked.iter().filter(|p| !crate::support::process_gone(**p as u32)).collect();
+    assert!(!survivors.is_empty(), "children outlive a killed daemon until the next start");
+    daemon.restart();
+    for pid in &forked {
+        assert!(crate::support::wait_gone(*pid as u32), "stale process {pid} was not killed");
+    }
+    // The new daemon's streamlet 1 has the same path; only it is in there.
+    let mut client = daemon.client().await;
+    let now: Vec<u32> = client.workers(None).await.unwrap().iter().map(|w| w.pid).collect();
+    let inside: Vec<u32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert!(inside.iter().all(|p| now.contains(p)), "only the new daemon's streamlets: {inside:?} vs {now:?}");
+}
