@@ -34,6 +34,8 @@ enum Command {
     /// A narrated tour: a daemon on the embedded default, a gateway, streams,
     /// a streamlet killed and replaced; leaves nothing behind.
     Demo,
+    /// Print the seccomp policy every streamlet runs under, as a table.
+    SeccompPolicy,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,10 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Demo) => demo::run(),
+        Some(Command::SeccompPolicy) => {
+            print!("{}", streamlet_sandbox::seccomp::describe());
+            ExitCode::SUCCESS
+        }
         None => daemon(cli.config, cli.socket),
     }
 }

@@ -227,3 +227,62 @@ async fn stale_subtrees_of_an_earlier_run_are_killed_and_removed_at_start() {
         .collect();
     assert!(inside.iter().all(|p| now.contains(p)), "only the new daemon's streamlets: {inside:?} vs {now:?}");
 }
+
+/// A daemon that cannot have the whole sandbox (here: not root) names what is
+/// missing, then refuses to start when the sandbox is required, or runs with
+/// what it has and warns when it is not.
+#[test]
+fn without_root_the_daemon_says_what_is_missing() {
+    if !privileged() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Copies the user can reach whatever the build tree's permissions.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for name in ["streamletd", "streamlet-worker"] {
+        std::fs::copy(std::path::Path::new(crate::support::STREAMLETD).with_file_name(name), bin.join(name)).unwrap();
+    }
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    // SAFETY: chown(2) of a directory we just made.
+    let c = std::ffi::CString::new(run.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    let daemon = |required: bool| {
+        let config = dir.path().join(format!("required-{required}.toml"));
+        std::fs::write(&config, format!("[sandbox]\nrequired = {required}\n\n[pools.echo]\nhandler = {{ kind = \"echo\" }}\nworkers = {{ min = 1, max = 1 }}\nstreams_per_worker = 2\n")).unwrap();
+        let mut cmd = std::process::Command::new(bin.join("streamletd"));
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--socket")
+            .arg(run.join(format!("{required}.sock")))
+            .uid(65534)
+            .gid(65534);
+        cmd
+    };
+
+    let out = daemon(true).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("sandbox is required but incomplete"), "{err}");
+    assert!(err.contains("not running as root"), "names the missing root: {err}");
+    assert!(err.contains("cgroup"), "names the missing cgroups: {err}");
+    assert!(!run.join("true.sock").exists(), "refused before binding");
+
+    let socket = run.join("false.sock");
+    let mut relaxed = Daemon::spawn(daemon(false), tempfile::tempdir().unwrap(), socket);
+    let status = relaxed.wait_until(|s| s.pools[0].ready == 1);
+    assert_eq!(status.pools[0].ready, 1, "it runs with what it has");
+    let (mut mine, theirs) = UnixStream::pair().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut client = relaxed.client().await;
+        let request = OpenRequest { pool: "echo".into(), tenant: None, labels: Default::default() };
+        client.open(request, theirs.as_fd()).await.unwrap();
+    });
+    echo_once(&mut mine, b"unsandboxed but working");
+    assert!(relaxed.terminate().success());
+}

@@ -20,7 +20,7 @@ mod conn;
 pub mod core;
 mod daemon;
 mod events;
-mod exe;
+pub mod exe;
 pub mod link;
 pub mod listener;
 mod requests;

@@ -326,6 +326,12 @@ impl CgroupManager for V2 {
         format!("cgroup v2 at {}", self.workers().display())
     }
 
+    /// The streamlets' subtree goes; `supervisor/`, with the daemon in it,
+    /// stays (systemd removes the unit's cgroup when the daemon is gone).
+    fn teardown(&self) -> Result<(), CgroupError> {
+        self.remove_tree(&self.workers())
+    }
+
     fn prepare(&self) -> Result<(), CgroupError> {
         // Everything that can be checked is checked before the first write.
         self.check_root()?;
@@ -1214,6 +1220,18 @@ mod tests {
         assert!(!ops.iter().any(|op| matches!(op, Op::Kill(pid) if *pid == DAEMON || *pid == HELPER)));
         assert!(!a.dirs[0].exists());
         assert_eq!(pids(&fx.root.join("supervisor")), [DAEMON, HELPER]);
+    }
+
+    #[test]
+    fn teardown_removes_the_workers_tree_and_keeps_the_supervisor() {
+        let fx = Fixture::new();
+        let v2 = fx.prepared();
+        let cg = v2.create("echo", 1, &limits()).unwrap();
+        start(&cg.dirs[0], 700);
+        v2.teardown().unwrap();
+        assert!(cgroups(&fx.mount).iter().all(|dir| !pids(dir).contains(&700)), "its processes are killed");
+        assert!(!fx.root.join("workers").exists(), "workers/ is removed");
+        assert!(fx.root.join("supervisor").exists(), "the daemon's leaf stays");
     }
 
     #[test]
