@@ -248,9 +248,10 @@ fn without_root_the_daemon_says_what_is_missing() {
     }
     let run = dir.path().join("run");
     std::fs::create_dir(&run).unwrap();
-    // SAFETY: chown(2) of a directory we just made.
     let c = std::ffi::CString::new(run.as_os_str().as_encoded_bytes()).unwrap();
-    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    // SAFETY: chown(2) of a directory we just made, by a NUL-terminated path.
+    let rc = unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
+    assert_eq!(rc, 0);
     let daemon = |required: bool| {
         let config = dir.path().join(format!("required-{required}.toml"));
         std::fs::write(&config, format!("[sandbox]\nrequired = {required}\n\n[pools.echo]\nhandler = {{ kind = \"echo\" }}\nworkers = {{ min = 1, max = 1 }}\nstreams_per_worker = 2\n")).unwrap();
