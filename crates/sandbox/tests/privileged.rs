@@ -42,6 +42,7 @@ async fn a_sandboxed_child_is_confined_limited_and_accounted() {
     let plan = Arc::new(ChildPlan {
         cgroup_procs: cgroup.procs_fds(),
         namespaces: NAMESPACES,
+        join_network: None,
         readonly_root: true,
         rlimits: vec![(libc::RLIMIT_NOFILE, 64), (libc::RLIMIT_CORE, 0)],
         drop_bounding_up_to: Some(last_capability()),

@@ -6,7 +6,8 @@
 //! missing: with `[sandbox] required = true` it then refuses to start, with
 //! `false` it runs with what it has and warns, on every start.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +15,7 @@ use streamlet_proto::{ResourceUsage, WorkerId};
 use streamlet_sandbox::cgroup::v1::V1;
 use streamlet_sandbox::cgroup::v2::V2;
 use streamlet_sandbox::cgroup::{CgroupError, CgroupManager, CpuLimit, Limits, WorkerCgroup};
-use streamlet_sandbox::plan::{last_capability, ChildPlan};
+use streamlet_sandbox::plan::{empty_network_namespace, last_capability, ChildPlan};
 use streamlet_sandbox::seccomp::{self, BpfProgram};
 
 use crate::config::{Config, Network, PoolConfig, RunAs};
@@ -30,6 +31,8 @@ pub enum SandboxError {
     Cgroup(#[from] CgroupError),
     #[error("no free uid in the range {0}-{1}: raise [sandbox] uids or lower the number of streamlets")]
     NoUid(u32, u32),
+    #[error("cannot make an empty network namespace: {0}")]
+    Network(std::io::Error),
 }
 
 /// What a streamlet was confined with, to undo when it ends.
@@ -49,6 +52,8 @@ pub struct Sandbox {
     uid_range: (u32, u32),
     uids_in_use: Mutex<BTreeSet<u32>>,
     seccomp: Option<Arc<BpfProgram>>,
+    /// Each pool's empty network namespace, made on first use.
+    networks: Mutex<HashMap<String, Arc<OwnedFd>>>,
 }
 
 impl Sandbox {
@@ -85,6 +90,7 @@ impl Sandbox {
             uid_range: config.sandbox.uids,
             uids_in_use: Mutex::new(BTreeSet::new()),
             seccomp,
+            networks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -145,10 +151,11 @@ impl Sandbox {
             }
         };
         let mut namespaces = 0;
+        let mut network = None;
         if self.privileged {
             namespaces |= libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
             if pool.network == Network::None {
-                namespaces |= libc::CLONE_NEWNET;
+                network = Some(self.pool_network(&pool.name)?);
             }
             if pool.readonly_root {
                 namespaces |= libc::CLONE_NEWNS;
@@ -166,6 +173,7 @@ impl Sandbox {
         let plan = ChildPlan {
             cgroup_procs: cgroup.as_ref().map(WorkerCgroup::procs_fds).unwrap_or_default(),
             namespaces,
+            join_network: network.as_ref().map(|fd| fd.as_raw_fd()),
             readonly_root: self.privileged && pool.readonly_root,
             rlimits: vec![
                 clamp(libc::RLIMIT_NOFILE, limits.nofile),
@@ -177,6 +185,20 @@ impl Sandbox {
             seccomp: self.seccomp.clone(),
         };
         Ok((plan, cgroup, uid))
+    }
+
+    /// The pool's empty network namespace. Its streamlets share it: its only
+    /// interface, loopback, is down and they have no capability to raise it,
+    /// so they reach nothing over IP, one another included. Making one per
+    /// streamlet would cost about 0.35 ms of every spawn.
+    fn pool_network(&self, pool: &str) -> Result<Arc<OwnedFd>, SandboxError> {
+        let mut networks = self.networks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(fd) = networks.get(pool) {
+            return Ok(fd.clone());
+        }
+        let fd = Arc::new(empty_network_namespace().map_err(SandboxError::Network)?);
+        networks.insert(pool.to_owned(), fd.clone());
+        Ok(fd)
     }
 
     fn allocate_uid(&self) -> Result<u32, SandboxError> {
