@@ -59,6 +59,16 @@ fn streamletctl_tables_and_json() {
         assert!(rows[0].get(field).is_some(), "field {field} in {}", rows[0]);
     }
     assert_eq!(rows[0]["state"], "ready");
+    if crate::support::privileged() {
+        // With cgroups, each streamlet's accounting, in both forms.
+        for column in ["CPU", "THROTTLED", "MEM", "PEAK", "PIDS", "OOM"] {
+            assert!(header.contains(column), "{header}");
+        }
+        let usage = &rows[0]["usage"];
+        assert!(usage["memory"].as_u64().unwrap() > 0, "{usage}");
+        assert!(usage["pids"].as_u64().unwrap() >= 1, "{usage}");
+        assert_eq!(usage["oom_kills"], 0);
+    }
 
     let (code, out, _) = ctl(&daemon, &["--json", "streams"]);
     assert_eq!(code, 0);
