@@ -145,3 +145,41 @@ mod tests {
         );
     }
 }
+
+/// Every JSON example in PROTOCOL.md is a message this crate reads: the
+/// document cannot drift from the code unnoticed.
+#[cfg(test)]
+mod protocol_md {
+    use crate::handshake::{Hello, HelloReply};
+    use crate::{EndReason, ErrorBody, Event, ExitCause, Request, ServerMessage};
+
+    fn decodes(line: &str) -> bool {
+        serde_json::from_str::<Request>(line).is_ok()
+            || serde_json::from_str::<ServerMessage>(line).is_ok()
+            || serde_json::from_str::<Hello>(line).is_ok()
+            || serde_json::from_str::<HelloReply>(line).is_ok()
+            || serde_json::from_str::<Event>(line).is_ok()
+            || serde_json::from_str::<EndReason>(line).is_ok()
+            || serde_json::from_str::<ExitCause>(line).is_ok()
+            || serde_json::from_str::<ErrorBody>(line).is_ok()
+    }
+
+    #[test]
+    fn every_json_example_decodes() {
+        let doc = include_str!("../../../PROTOCOL.md");
+        let mut in_json = false;
+        let mut checked = 0;
+        for line in doc.lines() {
+            match line.trim() {
+                "```json" => in_json = true,
+                "```" => in_json = false,
+                l if in_json && l.starts_with('{') => {
+                    assert!(decodes(l), "PROTOCOL.md example does not decode: {l}");
+                    checked += 1;
+                }
+                _ => {}
+            }
+        }
+        assert!(checked >= 10, "found only {checked} examples");
+    }
+}
