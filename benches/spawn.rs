@@ -105,6 +105,7 @@ async fn measure(
             arg0: Some(exe.path().as_os_str().to_owned()),
             args: vec![],
             control: theirs,
+            stderr: None,
             plan,
         })
         .unwrap();

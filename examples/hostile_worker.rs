@@ -14,6 +14,7 @@
 //! | `privilege` | ptrace, mount, setuid(0), unshare, raising its pacing rate |
 //! | `escape` | signals `pids` (label, comma-separated) and opens `path` for writing |
 //! | `status` | writes its `/proc/self/status` |
+//! | `tmp` | writes a file called `name` (label) in /tmp, /var/tmp and /dev/shm |
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -45,6 +46,8 @@ fn errno_name(errno: i32) -> &'static str {
         libc::ESRCH => "ESRCH",
         libc::ENOENT => "ENOENT",
         libc::EINVAL => "EINVAL",
+        libc::ENXIO => "ENXIO",
+        libc::ENOTTY => "ENOTTY",
         _ => "other",
     }
 }
@@ -68,7 +71,23 @@ fn privilege(stream: &Stream) -> String {
             std::mem::size_of::<u64>() as libc::socklen_t,
         );
         lines.push(format!("pacing: {}", outcome(rc as libc::c_long)));
+        let linger = libc::linger { l_onoff: 1, l_linger: 30 };
+        let rc = libc::setsockopt(
+            stream.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+        lines.push(format!("linger: {}", outcome(rc as libc::c_long)));
+        let tty = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR);
+        lines.push(format!("devtty: {}", outcome(tty as libc::c_long)));
+        let byte = b'x';
+        let rc = libc::ioctl(2, libc::TIOCSTI, &byte as *const u8);
+        lines.push(format!("tiocsti: {}", outcome(rc as libc::c_long)));
     }
+    let stderr = std::fs::read_link("/proc/self/fd/2").map(|p| p.display().to_string()).unwrap_or_default();
+    lines.push(format!("stderr: {stderr}"));
     lines.join("\n") + "\n"
 }
 
@@ -154,6 +173,15 @@ impl Handler for Hostile {
                 "privilege" => privilege(&stream),
                 "escape" => escape(&ctx),
                 "status" => std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+                "tmp" => {
+                    let name = ctx.labels.get("name").cloned().unwrap_or_default();
+                    let mut out = String::new();
+                    for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
+                        let written = std::fs::write(format!("{dir}/{name}"), "left behind").is_ok();
+                        out.push_str(&format!("{dir}: {}\n", if written { "written" } else { "refused" }));
+                    }
+                    out
+                }
                 other => format!("unknown behaviour {other}\n"),
             };
             stream.write_all(report.as_bytes()).await?;

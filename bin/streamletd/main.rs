@@ -78,6 +78,11 @@ fn daemon(config: Option<PathBuf>, socket: Option<PathBuf>) -> ExitCode {
     let socket = resolve_socket_path(socket, config.daemon.socket.clone());
     ensure_standard_fds();
     raise_nofile_limit();
+    // Not dumpable: no process of the daemon's user (a streamlet, when the
+    // daemon cannot give them users of their own) may open its /proc/PID/mem,
+    // ptrace it or read its descriptors.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // One thread: the daemon's work per stream is a few syscalls, and the
     // thread that forks streamlets must live as long as the daemon
     // (PR_SET_PDEATHSIG fires when the forking thread exits).

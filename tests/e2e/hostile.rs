@@ -27,7 +27,9 @@ READY = b"\x00" + varint(os.getpid())
 "#;
 
 fn daemon_with(behaviour: &str) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
+    // Not under /tmp: streamlets have private temporary directories, and a
+    // script is exec'd by its path, after the streamlet's mounts are made.
+    let dir = tempfile::Builder::new().prefix("streamlet-e2e-").tempdir_in("/run").unwrap();
     // Streamlets run as uids of their own: they must be able to read the script.
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let script = dir.path().join("hostile-worker");

@@ -12,11 +12,15 @@ use streamlet_proto::{EndReason, Event, ExitCause, OpenRequest, Opened};
 use crate::support::{echo_once, hostile_worker, privileged, Daemon};
 
 fn config(limits: &str) -> String {
+    config_with(limits, true)
+}
+
+fn config_with(limits: &str, readonly_root: bool) -> String {
     format!(
         "[daemon]\nworker_binary = \"{}\"\nshutdown_timeout = \"2s\"\nstats_interval = \"50ms\"\n\n\
          [sandbox]\nrequired = true\n\n\
          [pools.edge]\nhandler = {{ kind = \"echo\" }}\nworkers = {{ min = 2, max = 2 }}\nstreams_per_worker = 4\n\
-         limits = {{ {limits} }}\nreadonly_root = true\n",
+         limits = {{ {limits} }}\nreadonly_root = {readonly_root}\n",
         hostile_worker().display()
     )
 }
@@ -133,18 +137,54 @@ async fn a_streamlet_has_no_privilege_left() {
     if !privileged() {
         return;
     }
-    let daemon = Daemon::start(&config("pids = 64"));
+    // A daemon with supplementary groups, so dropping them is put to the test.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("streamletd.toml"), config("pids = 64")).unwrap();
+    let socket = dir.path().join("d.sock");
+    let mut cmd = std::process::Command::new(crate::support::STREAMLETD);
+    cmd.arg("--config").arg(dir.path().join("streamletd.toml")).arg("--socket").arg(&socket);
+    // SAFETY: setgroups(2) in the forked child before exec, with a static list.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let groups: [libc::gid_t; 2] = [27, 100];
+            if libc::setgroups(2, groups.as_ptr()) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let daemon = Daemon::spawn(cmd, dir, socket);
     let mut client = daemon.client().await;
     let (opened, mut conn) = open(&mut client, &[("behave", "privilege")]).await;
     let text = report(&mut conn);
-    for line in ["ptrace: EPERM", "mount: EPERM", "setuid: EPERM", "unshare: EPERM", "pacing: EPERM"] {
+    for line in [
+        "ptrace: EPERM",
+        "mount: EPERM",
+        "setuid: EPERM",
+        "unshare: EPERM",
+        "pacing: EPERM",
+        "linger: EPERM",
+        "devtty: ENXIO",
+        "tiocsti: EPERM",
+        "stderr: pipe:",
+    ] {
         assert!(text.contains(line), "{line} in {text:?}");
     }
     let pid = client.workers(None).await.unwrap().iter().find(|w| w.id == opened.worker).unwrap().pid;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    for line in ["CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"] {
+    for line in [
+        "CapInh:\t0000000000000000",
+        "CapPrm:\t0000000000000000",
+        "CapEff:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "CapAmb:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+    ] {
         assert!(status.contains(line), "{line} in /proc/{pid}/status:\n{status}");
     }
+    let groups = status.lines().find_map(|l| l.strip_prefix("Groups:")).unwrap();
+    assert_eq!(groups.trim(), "", "no supplementary groups (the daemon had 27 and 100)");
     let uid = status.lines().find_map(|l| l.strip_prefix("Uid:\t")).unwrap();
     assert!(!uid.starts_with("0\t"), "not root: {uid}");
 }
@@ -154,14 +194,16 @@ async fn a_streamlet_cannot_signal_its_neighbours_or_the_daemon_nor_write_its_fi
     if !privileged() {
         return;
     }
-    let daemon = Daemon::start(&config("pids = 64"));
+    // Without a read-only root: the file below is protected by its owner and
+    // mode alone.
+    let daemon = Daemon::start(&config_with("pids = 64", false));
     let mut client = daemon.client().await;
     let (neighbour, mut neighbour_conn) = open(&mut client, &[]).await;
     let workers = client.workers(None).await.unwrap();
     let neighbour_pid = workers.iter().find(|w| w.id == neighbour.worker).unwrap().pid;
-    // A file of the daemon's user, outside /tmp (which a streamlet sees as
-    // its own empty tmpfs).
-    let daemon_file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("daemon-file-{}", daemon.pid()));
+    // A file of the daemon's user, outside the directories a streamlet sees
+    // as its own tmpfs.
+    let daemon_file = std::path::Path::new("/run").join(format!("streamlet-daemon-file-{}", daemon.pid()));
     std::fs::write(&daemon_file, "precious").unwrap();
     std::fs::set_permissions(&daemon_file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let pids = format!("{},{neighbour_pid}", daemon.pid());
@@ -171,10 +213,7 @@ async fn a_streamlet_cannot_signal_its_neighbours_or_the_daemon_nor_write_its_fi
     let text = report(&mut conn);
     assert!(text.contains(&format!("kill {}: EPERM", daemon.pid())), "{text:?}");
     assert!(text.contains(&format!("kill {neighbour_pid}: EPERM")), "{text:?}");
-    // EROFS or EACCES where it sees the file; ENOENT where the file is under
-    // /tmp, which a streamlet with a read-only root sees as its own tmpfs.
-    let refused = ["EROFS", "EACCES", "ENOENT"].iter().any(|e| text.contains(&format!("write {path}: {e}")));
-    assert!(refused, "{text:?}");
+    assert!(text.contains(&format!("write {path}: EACCES")), "{text:?}");
     assert_eq!(std::fs::read_to_string(&daemon_file).unwrap(), "precious");
     std::fs::remove_file(&daemon_file).unwrap();
     echo_once(&mut neighbour_conn, b"alive");
@@ -286,4 +325,22 @@ fn without_root_the_daemon_says_what_is_missing() {
     });
     echo_once(&mut mine, b"unsandboxed but working");
     assert!(relaxed.terminate().success());
+}
+
+/// What a streamlet writes in /tmp, /var/tmp or /dev/shm is its own: the
+/// host's directories never see it, even without a read-only root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_directories_are_private() {
+    if !privileged() {
+        return;
+    }
+    let daemon = Daemon::start(&config_with("pids = 64", false));
+    let mut client = daemon.client().await;
+    let name = format!("streamlet-leftover-{}", daemon.pid());
+    let (_s, mut conn) = open(&mut client, &[("behave", "tmp"), ("name", &name)]).await;
+    let text = report(&mut conn);
+    assert!(text.contains("/tmp: written"), "{text:?}");
+    for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
+        assert!(!std::path::Path::new(dir).join(&name).exists(), "{dir}/{name} reached the host");
+    }
 }

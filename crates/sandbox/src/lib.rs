@@ -2,9 +2,10 @@
 //!
 //! [`spawn`] forks and execs the streamlet binary with its control channel as
 //! descriptor 3 and nothing else inherited: every other descriptor is closed at
-//! exec, the environment is cleared, the child is in a process group of its own
-//! (a terminal's Ctrl-C reaches only the daemon, which stops its streamlets in
-//! order), and `PR_SET_PDEATHSIG` kills it if the daemon dies.
+//! exec, the environment is cleared, the child is in a session of its own (no
+//! controlling terminal; a terminal's Ctrl-C reaches only the daemon, which
+//! stops its streamlets in order), its stderr is a pipe the daemon reads, and
+//! `PR_SET_PDEATHSIG` kills it if the daemon dies.
 //!
 //! Later layers (cgroups, namespaces, capabilities, seccomp) hang on the same
 //! step between fork and exec.

@@ -12,7 +12,8 @@
 //!    handed over later reach anything), new IPC and UTS ones, and a new mount
 //!    namespace when the pool asks for a read-only root;
 //! 3. in the new mount namespace: everything private, the whole tree
-//!    read-only, a fresh tmpfs on `/tmp`;
+//!    read-only when the pool asks, fresh tmpfs on `/tmp`, `/var/tmp` and
+//!    `/dev/shm`;
 //! 4. resource limits (nofile, core, fsize);
 //! 5. drop every capability from the bounding set and the ambient set (this
 //!    needs CAP_SETPCAP, so before the change of user);
@@ -67,6 +68,10 @@ pub struct ChildPlan {
     pub join_network: Option<libc::c_int>,
     /// In the new mount namespace: read-only root, private `/tmp`.
     pub readonly_root: bool,
+    /// In a new mount namespace: private, empty tmpfs on `/tmp`, `/var/tmp`
+    /// and `/dev/shm`, so nothing a streamlet leaves there outlives it or
+    /// reaches another. (`readonly_root` implies it.)
+    pub private_tmp: bool,
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
     /// Drop every capability up to this number from the bounding set.
     pub drop_bounding_up_to: Option<u32>,
@@ -131,7 +136,7 @@ impl ChildPlan {
             if self.namespaces != 0 {
                 check(libc::unshare(self.namespaces) as libc::c_long)?;
             }
-            if self.readonly_root {
+            if self.readonly_root || self.private_tmp {
                 check(libc::mount(
                     std::ptr::null(),
                     c"/".as_ptr(),
@@ -139,6 +144,8 @@ impl ChildPlan {
                     libc::MS_REC | libc::MS_PRIVATE,
                     std::ptr::null(),
                 ) as libc::c_long)?;
+            }
+            if self.readonly_root {
                 let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
                 check(libc::syscall(
                     libc::SYS_mount_setattr,
@@ -148,13 +155,21 @@ impl ChildPlan {
                     &attr as *const MountAttr,
                     std::mem::size_of::<MountAttr>(),
                 ))?;
-                check(libc::mount(
-                    c"tmpfs".as_ptr(),
-                    c"/tmp".as_ptr(),
-                    c"tmpfs".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV,
-                    c"size=16m,mode=1777".as_ptr().cast(),
-                ) as libc::c_long)?;
+            }
+            if self.readonly_root || self.private_tmp {
+                for dir in [c"/tmp", c"/var/tmp", c"/dev/shm"] {
+                    let rc = libc::mount(
+                        c"tmpfs".as_ptr(),
+                        dir.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_NOSUID | libc::MS_NODEV,
+                        c"size=16m,mode=1777".as_ptr().cast(),
+                    );
+                    // A host without /var/tmp or /dev/shm has nothing to hide there.
+                    if rc < 0 && *libc::__errno_location() != libc::ENOENT {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
             }
             for (resource, value) in &self.rlimits {
                 let limit = libc::rlimit { rlim_cur: *value, rlim_max: *value };

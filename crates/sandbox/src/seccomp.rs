@@ -198,6 +198,22 @@ pub static POLICY: &[Rule] = &[
         &[arg_eq!(1, level, SOL_SOCKET), arg_eq!(2, optname, SO_MARK)],
         "the mark selects the routing and firewall rules the daemon's traffic is under",
     ),
+    deny_when(
+        sys!(SYS_setsockopt),
+        &[arg_eq!(1, level, SOL_SOCKET), arg_eq!(2, optname, SO_LINGER)],
+        "a lingering close of a handed-over socket would block the daemon when it closes its copy last",
+    ),
+    // The terminal (a second layer: streamlets have no controlling terminal).
+    deny_when(
+        sys!(SYS_ioctl),
+        &[arg_eq!(1, request, TIOCSTI)],
+        "pushes input into a terminal, to be run by whoever reads it",
+    ),
+    deny_when(
+        sys!(SYS_ioctl),
+        &[arg_eq!(1, request, TIOCLINUX)],
+        "console tricks on a virtual terminal (selection paste)",
+    ),
     // Other processes.
     deny(sys!(SYS_ptrace), "reads and rewrites the memory and registers of another process"),
     deny(sys!(SYS_process_vm_readv), "reads the memory of another process"),
@@ -580,7 +596,7 @@ def sockopt(level, name, value):
                 "{name} is not always denied"
             );
         }
-        for option in ["SO_MAX_PACING_RATE", "SO_MARK"] {
+        for option in ["SO_MAX_PACING_RATE", "SO_MARK", "SO_LINGER"] {
             assert!(
                 rules_for("setsockopt").any(|rule| rule.when.iter().any(|test| test.value_name == option)
                     && rule.when.iter().any(|test| test.value_name == "SOL_SOCKET")),

@@ -25,6 +25,9 @@ pub struct SpawnSpec {
     pub args: Vec<OsString>,
     /// The streamlet's end of the control channel; becomes [`CONTROL_FD`].
     pub control: OwnedFd,
+    /// The streamlet's stderr (a pipe the daemon reads); `None`: `/dev/null`.
+    /// Never the daemon's own stderr, which may be a terminal or a log file.
+    pub stderr: Option<OwnedFd>,
     /// The sandbox to apply between fork and exec; `None` runs the streamlet
     /// unconfined (only where the daemon cannot sandbox and is told it may
     /// run without).
@@ -53,8 +56,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<Child, SpawnError> {
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .process_group(0)
+        .stderr(spec.stderr.map_or_else(Stdio::null, Stdio::from))
         .kill_on_drop(false);
     // SAFETY: the closure runs in the forked child before exec and calls only
     // async-signal-safe functions (dup2, fcntl, syscall(close_range), prctl,
@@ -66,6 +68,11 @@ pub fn spawn(spec: SpawnSpec) -> Result<Child, SpawnError> {
             // descriptor is renumbered.
             if let Some(plan) = &plan {
                 plan.join_cgroups()?;
+            }
+            // A session of its own: no controlling terminal to read or push
+            // input into, and a terminal's Ctrl-C reaches only the daemon.
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
             }
             // The control channel at a fixed number, without CLOEXEC.
             if control == CONTROL_FD {
@@ -121,6 +128,7 @@ mod tests {
             arg0: None,
             args: vec!["-c".into(), script.into()],
             control: theirs.into(),
+            stderr: None,
             plan: None,
         })
         .unwrap();
@@ -145,6 +153,7 @@ mod tests {
             arg0: None,
             args: vec![],
             control: theirs.into(),
+            stderr: None,
             plan: None,
         })
         .unwrap_err();

@@ -44,6 +44,7 @@ async fn a_sandboxed_child_is_confined_limited_and_accounted() {
         namespaces: NAMESPACES,
         join_network: None,
         readonly_root: true,
+        private_tmp: true,
         rlimits: vec![(libc::RLIMIT_NOFILE, 64), (libc::RLIMIT_CORE, 0)],
         drop_bounding_up_to: Some(last_capability()),
         run_as: Some((65534, 65534)),
@@ -63,6 +64,7 @@ ulimit -n
         arg0: None,
         args: vec!["-c".into(), script.into()],
         control: theirs.into(),
+        stderr: None,
         plan: Some(plan),
     })
     .unwrap();

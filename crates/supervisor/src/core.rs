@@ -84,7 +84,7 @@ struct StreamEntry {
     tenant: String,
     worker: WorkerId,
     /// The daemon's own copy of the client connection.
-    fd: OwnedFd,
+    fd: StreamFd,
     opened: Instant,
     bytes_in: u64,
     bytes_out: u64,
@@ -261,7 +261,7 @@ impl Core {
             pool: request.pool.clone(),
             tenant,
             worker,
-            fd,
+            fd: StreamFd(fd),
             opened: Instant::now(),
             bytes_in: 0,
             bytes_out: 0,
@@ -515,13 +515,37 @@ impl Core {
     }
 }
 
+/// The daemon's copy of a client connection. Closing it never blocks: a
+/// lingering close (`SO_LINGER` set by whoever held the socket) is turned off
+/// first, since the daemon's may be the last copy and its thread serves
+/// every stream.
+#[derive(Debug)]
+struct StreamFd(OwnedFd);
+
+impl Drop for StreamFd {
+    fn drop(&mut self) {
+        let off = libc::linger { l_onoff: 0, l_linger: 0 };
+        // SAFETY: setsockopt on a live socket we own, with a linger struct of
+        // the size given; a failure leaves the close as it was.
+        unsafe {
+            libc::setsockopt(
+                self.0.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&off as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
 /// Shuts a client connection down both ways: the client reads end of file,
 /// the streamlet's reads and writes fail.
-fn shutdown(fd: &OwnedFd) {
+fn shutdown(fd: &StreamFd) {
     // SAFETY: shutdown on a live socket we own; a failure (not connected any
     // more) leaves nothing to do.
     unsafe {
-        libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR);
+        libc::shutdown(fd.0.as_raw_fd(), libc::SHUT_RDWR);
     }
 }
 

@@ -28,6 +28,14 @@ impl WorkerExe {
         let mut magic = [0u8; 4];
         let elf = file.read_exact(&mut magic).is_ok() && magic == *b"\x7fELF";
         if !elf {
+            // A script is exec'd by its path after the streamlet's mount
+            // namespace is made, in which these directories are empty.
+            if ["/tmp", "/var/tmp", "/dev/shm"].iter().any(|d| path.starts_with(d)) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a script streamlet binary cannot live in /tmp, /var/tmp or /dev/shm, which streamlets see as their own empty directories",
+                ));
+            }
             return Ok(Self { path: path.to_owned(), fd: None });
         }
         // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new one

@@ -27,6 +27,7 @@ mod requests;
 pub mod sandbox;
 mod server;
 mod spawner;
+mod stderr;
 
 pub use config::{Config, ConfigError};
 pub use daemon::{run, worker_binary, Daemon, DaemonError};

@@ -6,7 +6,7 @@
 //! missing: with `[sandbox] required = true` it then refuses to start, with
 //! `false` it runs with what it has and warns, on every start.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,25 @@ pub enum SandboxError {
     Network(std::io::Error),
 }
 
+/// The uids of `[sandbox] uids` not held by a live streamlet.
+#[derive(Debug)]
+struct UidPool {
+    /// The lowest uid never handed out.
+    next_fresh: u32,
+    /// Freed uids, the longest-freed first.
+    freed: VecDeque<u32>,
+}
+
+impl UidPool {
+    fn allocate(&mut self, last: u32) -> Option<u32> {
+        if self.next_fresh <= last {
+            self.next_fresh += 1;
+            return Some(self.next_fresh - 1);
+        }
+        self.freed.pop_front()
+    }
+}
+
 /// What a streamlet was confined with, to undo when it ends.
 #[derive(Debug, Default)]
 pub struct Confinement {
@@ -50,7 +69,7 @@ pub struct Sandbox {
     last_cap: u32,
     missing: Vec<String>,
     uid_range: (u32, u32),
-    uids_in_use: Mutex<BTreeSet<u32>>,
+    uids: Mutex<UidPool>,
     seccomp: Option<Arc<BpfProgram>>,
     /// Each pool's empty network namespace, made on first use.
     networks: Mutex<HashMap<String, Arc<OwnedFd>>>,
@@ -64,7 +83,7 @@ impl Sandbox {
         let privileged = unsafe { libc::geteuid() } == 0;
         if !privileged {
             missing.push(
-                "not running as root: streamlets keep the daemon's user, network and mounts (no namespaces, no run-as user)"
+                "not running as root: streamlets keep the daemon's user, network and mounts (no namespaces, no run-as user), so a hostile streamlet can signal the daemon and reach everything its user can"
                     .to_owned(),
             );
         }
@@ -88,7 +107,7 @@ impl Sandbox {
             last_cap: last_capability(),
             missing,
             uid_range: config.sandbox.uids,
-            uids_in_use: Mutex::new(BTreeSet::new()),
+            uids: Mutex::new(UidPool { next_fresh: config.sandbox.uids.0, freed: VecDeque::new() }),
             seccomp,
             networks: Mutex::new(HashMap::new()),
         }
@@ -104,7 +123,10 @@ impl Sandbox {
         let mut parts = Vec::new();
         parts.push(self.cgroups.as_ref().map_or("no cgroups".to_owned(), |c| c.describe()));
         if self.privileged {
-            parts.push(format!("namespaces, own uid each from {}-{}", self.uid_range.0, self.uid_range.1));
+            parts.push(format!(
+                "namespaces, private /tmp, a uid each from {}-{} (unless a pool names a user)",
+                self.uid_range.0, self.uid_range.1
+            ));
         }
         parts.push("no capabilities, no_new_privs".to_owned());
         if self.seccomp.is_some() {
@@ -138,10 +160,17 @@ impl Sandbox {
         pool: &PoolConfig,
         worker: WorkerId,
     ) -> Result<(ChildPlan, Option<WorkerCgroup>, Option<u32>), SandboxError> {
-        let cgroup = match &self.cgroups {
-            Some(manager) => Some(manager.create(&pool.name, worker.0, &limits(pool))?),
-            None => None,
-        };
+        // Network and uid first: if the cgroup cannot be made, only the uid
+        // needs giving back.
+        let mut namespaces = 0;
+        let mut network = None;
+        if self.privileged {
+            // Always a mount namespace: private temporary directories.
+            namespaces |= libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNS;
+            if pool.network == Network::None {
+                network = Some(self.pool_network(&pool.name)?);
+            }
+        }
         let (run_as, uid) = match (self.privileged, pool.run_as) {
             (false, _) => (None, None),
             (true, RunAs::User { uid, gid }) => (Some((uid, gid)), None),
@@ -150,17 +179,18 @@ impl Sandbox {
                 (Some((uid, uid)), Some(uid))
             }
         };
-        let mut namespaces = 0;
-        let mut network = None;
-        if self.privileged {
-            namespaces |= libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-            if pool.network == Network::None {
-                network = Some(self.pool_network(&pool.name)?);
-            }
-            if pool.readonly_root {
-                namespaces |= libc::CLONE_NEWNS;
-            }
-        }
+        let cgroup = match &self.cgroups {
+            Some(manager) => match manager.create(&pool.name, worker.0, &limits(pool)) {
+                Ok(cgroup) => Some(cgroup),
+                Err(e) => {
+                    if let Some(uid) = uid {
+                        self.free_uid(uid);
+                    }
+                    return Err(e.into());
+                }
+            },
+            None => None,
+        };
         let hard = |resource| {
             let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
             // SAFETY: getrlimit writes one rlimit.
@@ -175,6 +205,7 @@ impl Sandbox {
             namespaces,
             join_network: network.as_ref().map(|fd| fd.as_raw_fd()),
             readonly_root: self.privileged && pool.readonly_root,
+            private_tmp: self.privileged,
             rlimits: vec![
                 clamp(libc::RLIMIT_NOFILE, limits.nofile),
                 clamp(libc::RLIMIT_CORE, limits.core),
@@ -201,12 +232,16 @@ impl Sandbox {
         Ok(fd)
     }
 
+    /// A uid no live streamlet has: one never used yet while there are
+    /// any, then the one freed longest ago, so a uid's next holder comes as
+    /// late as possible after its last.
     fn allocate_uid(&self) -> Result<u32, SandboxError> {
         let (first, last) = self.uid_range;
-        let mut used = self.uids_in_use.lock().unwrap_or_else(|p| p.into_inner());
-        let uid = (first..=last).find(|u| !used.contains(u)).ok_or(SandboxError::NoUid(first, last))?;
-        used.insert(uid);
-        Ok(uid)
+        self.uids.lock().unwrap_or_else(|p| p.into_inner()).allocate(last).ok_or(SandboxError::NoUid(first, last))
+    }
+
+    fn free_uid(&self, uid: u32) {
+        self.uids.lock().unwrap_or_else(|p| p.into_inner()).freed.push_back(uid);
     }
 
     /// At exit, after every streamlet is reaped: removes the streamlets' part
@@ -241,13 +276,19 @@ impl Sandbox {
     /// Undoes a confinement: kills what is left in the cgroup and removes it,
     /// and frees the uid. Blocking file IO: run it off the daemon's thread.
     pub fn release(&self, confinement: Confinement) {
+        let mut clean = true;
         if let (Some(manager), Some(cgroup)) = (&self.cgroups, confinement.cgroup) {
             if let Err(e) = manager.remove(&cgroup) {
                 tracing::warn!(error = %e, "cannot remove a streamlet's cgroup");
+                clean = false;
             }
         }
-        if let Some(uid) = confinement.uid {
-            self.uids_in_use.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
+        match confinement.uid {
+            Some(uid) if clean => self.free_uid(uid),
+            // Something of the streamlet's may still run under it: never hand
+            // that uid out again.
+            Some(uid) => tracing::warn!(uid, "quarantining a uid whose streamlet's cgroup could not be removed"),
+            None => {}
         }
     }
 }
@@ -311,6 +352,18 @@ fn default_v1_base(socket: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uids_are_fresh_first_then_least_recently_freed() {
+        let mut pool = UidPool { next_fresh: 10, freed: VecDeque::new() };
+        assert_eq!((pool.allocate(12), pool.allocate(12), pool.allocate(12)), (Some(10), Some(11), Some(12)));
+        assert_eq!(pool.allocate(12), None, "all held");
+        pool.freed.push_back(11);
+        pool.freed.push_back(10);
+        assert_eq!(pool.allocate(12), Some(11), "the one freed longest ago");
+        assert_eq!(pool.allocate(12), Some(10));
+        assert_eq!(pool.allocate(12), None);
+    }
 
     #[test]
     fn v1_base_names_are_stable_and_distinct_per_socket() {

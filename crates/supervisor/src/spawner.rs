@@ -83,11 +83,13 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
     });
     send_with_fds(ours.as_fd(), &encode(&init)?, &[])?;
     let (plan, mut cgroup, uid) = daemon.sandbox.plan(&config, id)?;
+    let (stderr_read, stderr_write) = crate::stderr::pipe()?;
     let spawned = streamlet_sandbox::spawn(SpawnSpec {
         program: daemon.worker_exe.exec_path(),
         arg0: Some(daemon.worker_exe.path().as_os_str().to_owned()),
         args: vec![],
         control: theirs,
+        stderr: Some(stderr_write),
         plan: Some(Arc::new(plan)),
     });
     // The child has joined (or failed): the parent needs the descriptors no more.
@@ -98,12 +100,28 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
     let child = match spawned {
         Ok(child) => child,
         Err(e) => {
-            daemon.sandbox.release(confinement);
+            let sandbox = daemon.sandbox.clone();
+            tokio::task::spawn_blocking(move || sandbox.release(confinement));
             return Err(e.into());
         }
     };
     let pid = child.id().unwrap_or(0);
-    let link = Arc::new(WorkerLink::new(Channel::new(ours)?));
+    tokio::spawn(crate::stderr::forward(id, pool.to_owned(), stderr_read));
+    let channel = match Channel::new(ours) {
+        Ok(channel) => channel,
+        Err(e) => {
+            // Not tracked yet: kill it here rather than leave it running.
+            let mut child = child;
+            let _ = child.start_kill();
+            let sandbox = daemon.sandbox.clone();
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+                let _ = tokio::task::spawn_blocking(move || sandbox.release(confinement)).await;
+            });
+            return Err(e.into());
+        }
+    };
+    let link = Arc::new(WorkerLink::new(channel));
     let (kill, kill_rx) = mpsc::unbounded_channel();
     daemon.core().insert_worker(NewWorker {
         id,

@@ -87,11 +87,16 @@ pub fn procs(dir: &Path) -> Result<Vec<i32>, CgroupError> {
 }
 
 /// SIGKILLs every process in `dir` (not below it) until none is left, for at
-/// most `wait`.
+/// most `wait`. Refuses a cgroup that holds the daemon itself.
 pub fn kill_all(dir: &Path, wait: Duration) -> Result<(), CgroupError> {
     let deadline = Instant::now() + wait;
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
     loop {
         let pids = procs(dir)?;
+        if pids.contains(&me) {
+            return Err(CgroupError::Layout(format!("{} holds the daemon itself: not killing it", dir.display())));
+        }
         if pids.is_empty() {
             return Ok(());
         }

@@ -45,8 +45,11 @@ impl V1 {
 
     /// [`discover`](Self::discover) from the two files' text.
     pub fn from_proc(mountinfo: &str, proc_self_cgroup: &str, base_name: &str) -> Result<Self, CgroupError> {
-        if base_name.is_empty() || base_name.contains("..") || base_name.starts_with('/') {
-            return Err(CgroupError::Layout(format!("cgroup base {base_name:?} must be a relative path without '..'")));
+        let plain = base_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if base_name.is_empty() || !plain {
+            return Err(CgroupError::Layout(format!(
+                "cgroup base {base_name:?} must be a plain name of letters, digits, '-' and '_'"
+            )));
         }
         let mut hierarchies: Vec<Hierarchy> = Vec::new();
         for controller in CONTROLLERS {
@@ -179,21 +182,27 @@ impl CgroupManager for V1 {
     fn create(&self, pool: &str, worker: u64, limits: &Limits) -> Result<WorkerCgroup, CgroupError> {
         check_name(pool)?;
         let mut dirs = Vec::new();
-        for h in &self.hierarchies {
-            let pool_dir = h.base.join(pool);
-            fs::mkdir(&pool_dir)?;
-            let dir = pool_dir.join(worker.to_string());
-            fs::mkdir(&dir)?;
-            dirs.push(dir);
-        }
-        if let Err(e) = self.write_limits(&dirs, limits) {
-            for dir in &dirs {
-                let _ = fs::rmdir(dir);
+        let made = (|| {
+            for h in &self.hierarchies {
+                let pool_dir = h.base.join(pool);
+                fs::mkdir(&pool_dir)?;
+                let dir = pool_dir.join(worker.to_string());
+                fs::mkdir(&dir)?;
+                dirs.push(dir);
             }
-            return Err(e);
+            self.write_limits(&dirs, limits)?;
+            dirs.iter().map(|d| fs::open_procs(d)).collect::<Result<Vec<_>, _>>()
+        })();
+        match made {
+            Ok(procs) => Ok(WorkerCgroup::new(dirs, procs)),
+            Err(e) => {
+                // Nothing half-made is left behind.
+                for dir in &dirs {
+                    let _ = fs::rmdir(dir);
+                }
+                Err(e)
+            }
         }
-        let procs = dirs.iter().map(|d| fs::open_procs(d)).collect::<Result<Vec<_>, _>>()?;
-        Ok(WorkerCgroup::new(dirs, procs))
     }
 
     fn update(&self, cgroup: &WorkerCgroup, limits: &Limits) -> Result<(), CgroupError> {

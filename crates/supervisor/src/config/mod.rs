@@ -365,6 +365,13 @@ mod tests {
         assert_eq!(e.key, "pools.echo.network");
         let e = error(&format!("[sandbox]\nuids = \"5-1\"\n{POOL}"));
         assert_eq!(e.key, "sandbox.uids");
+        for bad in [".", "..", "a/b", "", "/", "/sys/../etc", "/a/./b"] {
+            let e = error(&format!("[sandbox]\ncgroup_root = \"{bad}\"\n{POOL}"));
+            assert_eq!(e.key, "sandbox.cgroup_root", "{bad:?}");
+        }
+        for good in ["streamlet-test", "/sys/fs/cgroup/system.slice/streamletd.service"] {
+            Config::parse(&format!("[sandbox]\ncgroup_root = \"{good}\"\n{POOL}"), "x").unwrap();
+        }
     }
 
     #[test]

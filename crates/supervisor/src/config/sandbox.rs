@@ -97,11 +97,31 @@ pub(super) fn sandbox(raw: RawSandbox) -> Result<SandboxConfig, (&'static str, S
         Some(text) => uid_range(&text).map_err(|r| ("sandbox.uids", r))?,
     };
     if let Some(root) = &raw.cgroup_root {
-        if root.is_empty() || root.contains("..") || root.contains('\0') {
-            return Err(("sandbox.cgroup_root", format!("{root:?} is not a usable cgroup path")));
-        }
+        cgroup_root(root).map_err(|r| ("sandbox.cgroup_root", r))?;
     }
     Ok(SandboxConfig { required: raw.required.unwrap_or(false), cgroup_root: raw.cgroup_root, uids })
+}
+
+/// An absolute directory (v2's delegated cgroup) without `.` or `..`
+/// components, or a plain name (v1's directory under the daemon's cgroup):
+/// anything else could name the daemon's own cgroup, whose processes the
+/// start-up clean-up would kill.
+fn cgroup_root(root: &str) -> Result<(), String> {
+    let plain = |c: &str| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok = match root.strip_prefix('/') {
+        Some(rest) => {
+            !rest.is_empty()
+                && rest.split('/').all(|c| plain(c) || c.contains('.') && c != "." && c != ".." && !c.contains('\0'))
+        }
+        None => plain(root),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{root:?}: write an absolute cgroup directory (cgroup v2) or a plain name of letters, digits, '-' and '_' (cgroup v1)"
+        ))
+    }
 }
 
 fn uid_range(text: &str) -> Result<(u32, u32), String> {
