@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 
-use crate::{Placement, WorkerKey};
+use crate::{Labels, Placement, Request, WorkerKey};
 
 /// Picks the streamlet with the smallest share of its capacity in use; among
 /// equals, the one least recently chosen. O(log n) per placement.
@@ -49,7 +49,7 @@ impl LeastConnections {
 }
 
 impl Placement for LeastConnections {
-    fn add(&mut self, worker: WorkerKey, capacity: u32) {
+    fn add(&mut self, worker: WorkerKey, capacity: u32, _labels: &Labels) {
         self.remove(worker);
         if capacity == 0 {
             return;
@@ -65,7 +65,7 @@ impl Placement for LeastConnections {
         }
     }
 
-    fn place(&mut self) -> Option<WorkerKey> {
+    fn place(&mut self, _request: &Request) -> Option<WorkerKey> {
         let first = *self.order.first()?;
         if first.active >= first.capacity {
             // The least loaded is full, so all are.
@@ -99,35 +99,35 @@ mod tests {
     fn spreads_evenly_and_round_robins_ties() {
         let mut p = LeastConnections::default();
         for w in 1..=3 {
-            p.add(w, 10);
+            p.add(w, 10, &Labels::new());
         }
-        let picks: Vec<_> = (0..6).map(|_| p.place().unwrap()).collect();
+        let picks: Vec<_> = (0..6).map(|_| p.place(&Request::default()).unwrap()).collect();
         assert_eq!(picks, vec![1, 2, 3, 1, 2, 3]);
     }
 
     #[test]
     fn weights_by_capacity() {
         let mut p = LeastConnections::default();
-        p.add(1, 4);
-        p.add(2, 1);
+        p.add(1, 4, &Labels::new());
+        p.add(2, 1, &Labels::new());
         let mut counts = [0; 3];
         for _ in 0..5 {
-            counts[p.place().unwrap() as usize] += 1;
+            counts[p.place(&Request::default()).unwrap() as usize] += 1;
         }
         assert_eq!(&counts[1..], &[4, 1]);
-        assert_eq!(p.place(), None);
+        assert_eq!(p.place(&Request::default()), None);
     }
 
     #[test]
     fn removed_streamlets_are_never_chosen() {
         let mut p = LeastConnections::default();
-        p.add(1, 4);
-        p.add(2, 4);
+        p.add(1, 4, &Labels::new());
+        p.add(2, 4, &Labels::new());
         p.remove(1);
         for _ in 0..4 {
-            assert_eq!(p.place(), Some(2));
+            assert_eq!(p.place(&Request::default()), Some(2));
         }
-        assert_eq!(p.place(), None);
+        assert_eq!(p.place(&Request::default()), None);
         p.release(1); // unknown: ignored
         assert_eq!(p.load(1), None);
     }
@@ -144,7 +144,7 @@ mod tests {
             let mut p = LeastConnections::default();
             let mut active: HashMap<WorkerKey, u32> = HashMap::new();
             for (i, c) in caps.iter().enumerate() {
-                p.add(i as u64, *c);
+                p.add(i as u64, *c, &Labels::new());
                 active.insert(i as u64, 0);
             }
             for (op, w) in ops {
@@ -155,7 +155,7 @@ mod tests {
                     continue;
                 }
                 let best = active.iter().map(|(k, a)| *a as f64 / caps[*k as usize] as f64).fold(f64::MAX, f64::min);
-                match p.place() {
+                match p.place(&Request::default()) {
                     Some(k) => {
                         let share = active[&k] as f64 / caps[k as usize] as f64;
                         prop_assert!((share - best).abs() < 1e-9);

@@ -5,34 +5,48 @@
 //! ([`Placement::place`]), so no two streams can take the same last slot.
 //!
 //! ```
-//! use streamlet_balance::{LeastConnections, Placement};
+//! use streamlet_balance::{Labels, LeastConnections, Placement, Request};
 //!
 //! let mut p = LeastConnections::default();
-//! p.add(1, 1);
-//! p.add(2, 1);
-//! let a = p.place().unwrap();
-//! let b = p.place().unwrap();
+//! let labels = Labels::new();
+//! p.add(1, 1, &labels);
+//! p.add(2, 1, &labels);
+//! let any = Request::default();
+//! let a = p.place(&any).unwrap();
+//! let b = p.place(&any).unwrap();
 //! assert_ne!(a, b, "the second stream goes to the emptier streamlet");
-//! assert_eq!(p.place(), None, "all full");
+//! assert_eq!(p.place(&any), None, "all full");
 //! p.release(a);
-//! assert_eq!(p.place(), Some(a));
+//! assert_eq!(p.place(&any), Some(a));
 //! ```
 
 mod least_connections;
+pub mod policies;
+pub mod quota;
 
 pub use least_connections::LeastConnections;
 
 /// A streamlet as the placement code knows it: the daemon's worker id.
 pub type WorkerKey = u64;
 
+/// A streamlet's labels (`region`, `zone`, `forwarded`, ...).
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// What a stream asks of placement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// The region the stream is nearest to (`geo`).
+    pub region: Option<String>,
+}
+
 /// A placement policy over the ready streamlets of one pool.
 pub trait Placement: Send + std::fmt::Debug {
     /// A streamlet became ready with room for `capacity` streams.
-    fn add(&mut self, worker: WorkerKey, capacity: u32);
+    fn add(&mut self, worker: WorkerKey, capacity: u32, labels: &Labels);
     /// A streamlet stops taking streams (stopping, dead). Its counts are forgotten.
     fn remove(&mut self, worker: WorkerKey);
-    /// Chooses a streamlet with room and claims one slot on it.
-    fn place(&mut self) -> Option<WorkerKey>;
+    /// Chooses a streamlet with room and claims one slot on it, in one step.
+    fn place(&mut self, request: &Request) -> Option<WorkerKey>;
     /// A stream on `worker` ended: its slot is free again.
     fn release(&mut self, worker: WorkerKey);
     /// `(active, capacity)` of a streamlet, if it is placeable.

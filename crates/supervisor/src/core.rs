@@ -190,7 +190,7 @@ impl Core {
         }
         worker.state = WorkerState::Ready;
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
-        pool.placement.add(id.0, pool.config.streams_per_worker);
+        pool.placement.add(id.0, pool.config.streams_per_worker, &streamlet_balance::Labels::new());
         true
     }
 
@@ -215,7 +215,7 @@ impl Core {
         let assign = encode(&assign)
             .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("stream too large to hand over: {e}")))?;
         let worker = loop {
-            let Some(key) = pool.placement.place() else {
+            let Some(key) = pool.placement.place(&streamlet_balance::Request::default()) else {
                 let ready = self.workers.values().filter(|w| w.pool == request.pool && w.state == WorkerState::Ready);
                 let message = match ready.count() {
                     0 => format!("no streamlet of pool {:?} is ready yet", request.pool),
