@@ -100,7 +100,8 @@ async fn run(socket: &std::path::Path, concurrency: usize, length: Duration) -> 
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let (mine, theirs) = StdUnixStream::pair().unwrap();
-                let request = OpenRequest { pool: "echo".into(), tenant: None, labels: Default::default() };
+                let request =
+                    OpenRequest { pool: "echo".into(), tenant: None, labels: Default::default(), region: None };
                 client.open(request, theirs.as_fd()).await.expect("open");
                 drop(theirs);
                 mine.set_nonblocking(true).unwrap();

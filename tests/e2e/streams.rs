@@ -10,7 +10,7 @@ use streamlet_proto::{EndReason, Event, OpenRequest};
 use crate::support::{echo_once, Daemon, Raw, TWO_BY_64};
 
 fn open_request(tenant: &str) -> OpenRequest {
-    OpenRequest { pool: "echo".into(), tenant: Some(tenant.into()), labels: Default::default() }
+    OpenRequest { pool: "echo".into(), tenant: Some(tenant.into()), labels: Default::default(), region: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,4 +98,40 @@ fn a_json_gateway_opens_and_is_told_of_the_end() {
     assert_eq!(ended["stream"], stream, "{event}");
     assert_eq!(ended["reason"], "completed");
     assert_eq!(ended["bytes_in"], 10);
+}
+
+/// The seed's layer-filling example through the daemon: three streamlets of
+/// five streams each fill layer by layer, and the sixteenth stream is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layered_placement_fills_every_streamlet_before_any_gets_more() {
+    let config = TWO_BY_64
+        .replace("workers = { min = 2, max = 2 }", "workers = { min = 3, max = 3 }")
+        .replace("streams_per_worker = 64", "streams_per_worker = 5")
+        .replace("placement = \"least-connections\"", "placement = \"layered\"");
+    let daemon = Daemon::start(&config);
+    let mut client = daemon.client().await;
+    let mut held = Vec::new();
+    let mut order = Vec::new();
+    for _ in 0..15 {
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        let opened = client.open(open_request("t"), theirs.as_fd()).await.unwrap();
+        order.push(opened.worker.0);
+        held.push(mine);
+    }
+    let mut first_layer = order[..3].to_vec();
+    first_layer.sort();
+    assert_eq!(first_layer.len(), 3);
+    first_layer.dedup();
+    assert_eq!(first_layer.len(), 3, "one stream on each streamlet first: {order:?}");
+    for layer in order.chunks(3) {
+        let mut l = layer.to_vec();
+        l.sort();
+        l.dedup();
+        assert_eq!(l.len(), 3, "every layer spans the three streamlets: {order:?}");
+    }
+    let (_m, theirs) = UnixStream::pair().unwrap();
+    let err = client.open(open_request("t"), theirs.as_fd()).await.unwrap_err();
+    assert_eq!(err.code(), Some(streamlet_proto::ErrorCode::NoCapacity));
+    let status = client.status().await.unwrap();
+    assert_eq!(status.pools[0].placement, "layered");
 }

@@ -159,6 +159,7 @@ impl Gateway {
             pool: self.pool.clone(),
             tenant: self.tenant.clone(),
             labels: BTreeMap::from([("peer".to_owned(), peer.to_string())]),
+            region: None,
         };
         let result = client.open(request, stream.as_fd()).await;
         drop(stream);

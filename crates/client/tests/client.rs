@@ -143,7 +143,8 @@ async fn open_passes_the_connection_to_the_daemon() {
     };
     let client = async {
         let mut client = Client::connect(&daemon.path).await.unwrap();
-        let request = OpenRequest { pool: "echo".into(), tenant: Some("acme".into()), labels: Default::default() };
+        let request =
+            OpenRequest { pool: "echo".into(), tenant: Some("acme".into()), labels: Default::default(), region: None };
         client.open(request, theirs.as_fd()).await.unwrap()
     };
     let ((), opened) = tokio::join!(server, client);

@@ -34,6 +34,7 @@ pub mod frame;
 pub mod handshake;
 pub mod message;
 pub mod socket_path;
+pub mod units;
 pub mod worker;
 
 pub use codec::{CodecError, Encoding};

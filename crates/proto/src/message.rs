@@ -84,6 +84,9 @@ pub struct OpenRequest {
     /// Free-form labels, handed to the streamlet with the stream.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The region the client is nearest to, for pools placed by `geo`.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

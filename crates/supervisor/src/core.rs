@@ -11,7 +11,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streamlet_balance::{LeastConnections, Placement};
+use streamlet_balance::policies::{PolicyKind, PolicyOptions};
+use streamlet_balance::Placement;
 use streamlet_proto::channel::encode;
 use streamlet_proto::worker::{Assign, Ended, StreamCounters, ToWorker};
 use streamlet_proto::{
@@ -123,9 +124,7 @@ impl Core {
             .pools
             .values()
             .map(|pool| {
-                let placement: Box<dyn Placement> = match pool.placement {
-                    PlacementKind::LeastConnections => Box::new(LeastConnections::default()),
-                };
+                let placement = placement_for(pool, config);
                 let slots = (0..pool.workers_min).map(|_| Slot::default()).collect();
                 (pool.name.clone(), PoolState { config: pool.clone(), placement, slots })
             })
@@ -190,7 +189,7 @@ impl Core {
         }
         worker.state = WorkerState::Ready;
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
-        pool.placement.add(id.0, pool.config.streams_per_worker, &streamlet_balance::Labels::new());
+        pool.placement.add(id.0, pool.config.streams_per_worker, &pool.config.labels);
         true
     }
 
@@ -211,11 +210,12 @@ impl Core {
         };
         let stream = StreamId(self.next_stream);
         let tenant = request.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+        let wanted = streamlet_balance::Request { region: request.region };
         let assign = ToWorker::Assign(Assign { stream, tenant: tenant.clone(), labels: request.labels });
         let assign = encode(&assign)
             .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("stream too large to hand over: {e}")))?;
         let worker = loop {
-            let Some(key) = pool.placement.place(&streamlet_balance::Request::default()) else {
+            let Some(key) = pool.placement.place(&wanted) else {
                 let ready = self.workers.values().filter(|w| w.pool == request.pool && w.state == WorkerState::Ready);
                 let message = match ready.count() {
                     0 => format!("no streamlet of pool {:?} is ready yet", request.pool),
@@ -537,6 +537,29 @@ impl Drop for StreamFd {
             );
         }
     }
+}
+
+/// A distance of this many units weighs, in `geo`'s score, as much as a
+/// streamlet's whole capacity in use.
+const GEO_DISTANCE_PER_FULL_LOAD: f64 = 100.0;
+
+/// The pool's placement policy, with what it needs from the configuration.
+fn placement_for(pool: &PoolConfig, config: &Config) -> Box<dyn Placement> {
+    let kind = match pool.placement {
+        PlacementKind::LeastConnections => PolicyKind::LeastConnections,
+        PlacementKind::Layered => PolicyKind::Layered,
+        PlacementKind::P2c => PolicyKind::PowerOfTwo,
+        PlacementKind::Geo => PolicyKind::Geo,
+        PlacementKind::RoundRobin => PolicyKind::RoundRobin,
+    };
+    let options = PolicyOptions {
+        prefer: pool.prefer.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        distances: config.quota.distances.iter().map(|(pair, d)| (pair.clone(), *d)).collect(),
+        penalty_per_unit: 1.0 / GEO_DISTANCE_PER_FULL_LOAD,
+        // A seed of the pool's name: the same choices on every run.
+        seed: pool.name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| h.rotate_left(5) ^ u64::from(b)),
+    };
+    kind.build(&options)
 }
 
 /// Shuts a client connection down both ways: the client reads end of file,

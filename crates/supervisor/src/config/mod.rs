@@ -13,9 +13,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use streamlet_proto::worker::HandlerSpec;
 
+mod quota;
 mod sandbox;
 mod units;
 
+pub use quota::{QuotaConfig, RateRange};
 pub use sandbox::{Limits, Network, RunAs, SandboxConfig};
 use units::duration;
 
@@ -31,6 +33,7 @@ pub struct Config {
     pub source: String,
     pub daemon: DaemonConfig,
     pub sandbox: SandboxConfig,
+    pub quota: QuotaConfig,
     pub pools: BTreeMap<String, Arc<PoolConfig>>,
 }
 
@@ -58,18 +61,36 @@ pub struct PoolConfig {
     pub run_as: RunAs,
     /// A mount namespace with a read-only root and a private `/tmp`.
     pub readonly_root: bool,
+    /// The pool's share of the host's egress, bytes per second.
+    pub egress: Option<u64>,
+    /// Whether a higher-priority stream may push out a lower-priority one.
+    pub preempt: bool,
+    /// The rate of streams that ask for none.
+    pub default_rate: Option<RateRange>,
+    /// Labels every streamlet of the pool carries (`region`, `zone`, ...).
+    pub labels: BTreeMap<String, String>,
+    /// Labels `layered` placement prefers in a tie.
+    pub prefer: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PlacementKind {
     LeastConnections,
+    Layered,
+    P2c,
+    Geo,
+    RoundRobin,
 }
 
 impl PlacementKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::LeastConnections => "least-connections",
+            Self::Layered => "layered",
+            Self::P2c => "p2c",
+            Self::Geo => "geo",
+            Self::RoundRobin => "round-robin",
         }
     }
 }
@@ -101,6 +122,12 @@ struct RawConfig {
     #[serde(default)]
     sandbox: sandbox::RawSandbox,
     #[serde(default)]
+    capacity: quota::RawCapacity,
+    #[serde(default)]
+    tenants: BTreeMap<String, quota::RawTenant>,
+    #[serde(default)]
+    regions: quota::RawRegions,
+    #[serde(default)]
     pools: BTreeMap<String, RawPool>,
 }
 
@@ -128,6 +155,14 @@ struct RawPool {
     group: Option<String>,
     #[serde(default)]
     readonly_root: bool,
+    egress: Option<String>,
+    #[serde(default)]
+    preempt: bool,
+    default_rate: Option<quota::RawRate>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    prefer: BTreeMap<String, String>,
 }
 
 fn default_placement() -> PlacementKind {
@@ -206,6 +241,7 @@ impl Config {
         }
 
         let sandbox = sandbox::sandbox(raw.sandbox).map_err(|(key, reason)| err(key, reason))?;
+        let quota = quota::quota(raw.capacity, raw.tenants, raw.regions).map_err(|(key, reason)| err(&key, reason))?;
 
         if raw.pools.is_empty() {
             return Err(err("pools", "no pool is configured: add a [pools.NAME] table".into()));
@@ -237,6 +273,9 @@ impl Config {
             let limits = sandbox::limits(pool.limits).map_err(|(k, reason)| err(&key(k), reason))?;
             let run_as =
                 sandbox::run_as(pool.user.as_deref(), pool.group.as_deref()).map_err(|(k, r)| err(&key(k), r))?;
+            let egress =
+                pool.egress.map(|e| quota::rate("egress", &e)).transpose().map_err(|(k, r)| err(&key(k), r))?;
+            let default_rate = quota::rate_range(pool.default_rate).map_err(|(k, r)| err(&key(k), r))?;
             let config = PoolConfig {
                 name: name.clone(),
                 handler,
@@ -248,10 +287,15 @@ impl Config {
                 network: pool.network,
                 run_as,
                 readonly_root: pool.readonly_root,
+                egress,
+                preempt: pool.preempt,
+                default_rate,
+                labels: pool.labels,
+                prefer: pool.prefer,
             };
             pools.insert(name, Arc::new(config));
         }
-        Ok(Self { source: source.to_owned(), daemon, sandbox, pools })
+        Ok(Self { source: source.to_owned(), daemon, sandbox, quota, pools })
     }
 }
 
@@ -372,6 +416,50 @@ mod tests {
         for good in ["streamlet-test", "/sys/fs/cgroup/system.slice/streamletd.service"] {
             Config::parse(&format!("[sandbox]\ncgroup_root = \"{good}\"\n{POOL}"), "x").unwrap();
         }
+    }
+
+    #[test]
+    fn the_quota_keys_of_the_issue_parse() {
+        let text = r#"
+[capacity]
+egress = "1Gbit"
+
+[pools.video]
+handler = { kind = "echo" }
+workers = { min = 1, max = 4 }
+streams_per_worker = 8
+egress = "400Mbit"
+placement = "geo"
+preempt = true
+default_rate = { min = "1Mbit", max = "8Mbit" }
+labels = { region = "eu-west" }
+
+[regions.distance]
+"eu-west:us-east" = 80
+
+[tenants.default]
+max_streams = 5
+[tenants.acme]
+max_streams = 50
+"#;
+        let config = Config::parse(text, "x").unwrap();
+        assert_eq!(config.quota.egress, Some(125_000_000));
+        assert_eq!(config.quota.default_max_streams, Some(5));
+        assert_eq!(config.quota.tenants["acme"], 50);
+        assert_eq!(config.quota.distances[&("us-east".to_owned(), "eu-west".to_owned())], 80, "symmetric");
+        let video = &config.pools["video"];
+        assert_eq!(video.egress, Some(50_000_000));
+        assert_eq!(video.placement, PlacementKind::Geo);
+        assert!(video.preempt);
+        assert_eq!(video.default_rate, Some(RateRange { min: 125_000, max: 1_000_000 }));
+        assert_eq!(video.labels["region"], "eu-west");
+
+        let e = error(&format!("{POOL}default_rate = {{ min = \"8Mbit\", max = \"1Mbit\" }}\n"));
+        assert_eq!(e.key, "pools.echo.default_rate.min");
+        let e = error(&format!("[capacity]\negress = \"fast\"\n{POOL}"));
+        assert_eq!(e.key, "capacity.egress");
+        let e = error(&format!("[regions.distance]\n\"eu\" = 3\n{POOL}"));
+        assert!(e.key.starts_with("regions.distance"), "{e}");
     }
 
     #[test]

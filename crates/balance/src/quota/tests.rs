@@ -1,0 +1,223 @@
+//! Worked examples of the allocator's rules.
+
+use super::*;
+
+const BULK: Priority = Priority(0);
+const LIVE: Priority = Priority(5);
+
+fn rate(min: u64, max: u64) -> Rate {
+    Rate { min, max }
+}
+
+fn one_pool(capacity: u64, preempt: bool) -> Allocator {
+    let mut a = Allocator::new(capacity);
+    a.set_pool("video", None, preempt);
+    a
+}
+
+#[test]
+fn the_seed_example_one_two_then_four_customers() {
+    let mut a = one_pool(50, false);
+    let r = rate(1, 15);
+    let first = a.admit(StreamKey(0), "video", "c0", BULK, r, 0).unwrap();
+    assert_eq!(first.rate, 15);
+    let second = a.admit(StreamKey(1), "video", "c1", BULK, r, 0).unwrap();
+    assert_eq!((second.rate, second.changes.rates.len()), (15, 0), "the first keeps 15");
+    a.admit(StreamKey(2), "video", "c2", BULK, r, 0).unwrap();
+    let fourth = a.admit(StreamKey(3), "video", "c3", BULK, r, 0).unwrap();
+    let rates: Vec<u64> = (0..4).map(|k| a.allocation(StreamKey(k)).unwrap()).collect();
+    assert_eq!(rates, [13, 13, 12, 12], "12.5 each, the spare bytes to the oldest");
+    assert_eq!(fourth.rate, 12);
+    assert_eq!(a.release(StreamKey(3)), vec![(StreamKey(0), 15), (StreamKey(1), 15), (StreamKey(2), 15)]);
+}
+
+#[test]
+fn running_streams_keep_their_minimum() {
+    let mut a = one_pool(100, false);
+    a.admit(StreamKey(1), "video", "t", BULK, rate(60, 100), 0).unwrap();
+    let refused = a.admit(StreamKey(2), "video", "t", LIVE, rate(50, 50), 0).unwrap_err();
+    assert_eq!(refused, Refusal::Insufficient { level: Level::Host, need: 50, free: 40 });
+    assert_eq!(refused.reason(), Reason::Insufficient);
+    assert_eq!(a.allocation(StreamKey(1)), Some(100));
+    let admitted = a.admit(StreamKey(3), "video", "t", LIVE, rate(40, 40), 0).unwrap();
+    assert_eq!(admitted.rate, 40);
+    assert_eq!(admitted.changes.rates, vec![(StreamKey(1), 60)]);
+}
+
+#[test]
+fn a_preempting_pool_closes_strictly_lower_priority_newest_first() {
+    let mut a = one_pool(100, true);
+    a.admit(StreamKey(1), "video", "t", BULK, rate(30, 30), 0).unwrap();
+    a.admit(StreamKey(2), "video", "t", BULK, rate(30, 30), 1).unwrap();
+    a.admit(StreamKey(3), "video", "t", LIVE, rate(30, 30), 2).unwrap();
+    let equal = a.admit(StreamKey(4), "video", "t", BULK, rate(40, 40), 3);
+    let admitted = a.admit(StreamKey(4), "video", "t", Priority(9), rate(40, 40), 3).unwrap();
+    assert_eq!(admitted.changes.preempted, vec![StreamKey(2)], "bulk and newest first");
+    assert_eq!(a.allocation(StreamKey(1)), Some(30));
+    assert!(equal.is_err(), "same or higher priority does not preempt: {equal:?}");
+    let too_big = a.admit(StreamKey(5), "video", "t", Priority(9), rate(100, 100), 4).unwrap_err();
+    assert_eq!(too_big.reason(), Reason::Insufficient);
+    assert_eq!(a.len(), 3, "a refusal preempts nothing");
+}
+
+#[test]
+fn a_pool_caps_its_streams_and_the_host_shares_the_rest() {
+    let mut a = Allocator::new(100);
+    a.set_pool("small", Some(20), false);
+    a.set_pool("big", None, false);
+    a.admit(StreamKey(1), "small", "t", BULK, rate(0, 100), 0).unwrap();
+    a.admit(StreamKey(2), "big", "t", BULK, rate(0, 100), 0).unwrap();
+    assert_eq!((a.allocation(StreamKey(1)), a.allocation(StreamKey(2))), (Some(20), Some(80)));
+    let refused = a.admit(StreamKey(3), "small", "t", BULK, rate(21, 30), 0).unwrap_err();
+    assert!(matches!(refused, Refusal::Insufficient { level: Level::Pool(ref p), .. } if p == "small"));
+    assert_eq!(a.admit(StreamKey(3), "nowhere", "t", BULK, rate(1, 1), 0).unwrap_err().reason(), Reason::Unknown);
+}
+
+#[test]
+fn priority_weighs_the_residual() {
+    let mut a = one_pool(100, false);
+    a.admit(StreamKey(1), "video", "t", Priority(0), rate(0, 1000), 0).unwrap();
+    a.admit(StreamKey(2), "video", "t", Priority(2), rate(0, 1000), 0).unwrap();
+    assert_eq!((a.allocation(StreamKey(1)), a.allocation(StreamKey(2))), (Some(25), Some(75)));
+}
+
+#[test]
+fn tenants_are_limited_by_streams_and_leases_together() {
+    let mut a = one_pool(1000, false);
+    a.set_default_tenant_limit(1);
+    a.set_tenant_limit("acme", 2);
+    a.admit(StreamKey(1), "video", "other", BULK, rate(1, 1), 0).unwrap();
+    let refused = a.admit(StreamKey(2), "video", "other", BULK, rate(1, 1), 0).unwrap_err();
+    assert_eq!(refused, Refusal::TenantLimit { tenant: "other".into(), limit: 1 });
+    a.admit(StreamKey(3), "video", "acme", BULK, rate(1, 1), 0).unwrap();
+    let lease = a.lease("acme", "video", BULK, rate(1, 1), 10, 0).unwrap();
+    assert_eq!(a.lease("acme", "video", BULK, rate(1, 1), 10, 0).unwrap_err().reason(), Reason::TenantLimit);
+    a.expire(10);
+    assert_eq!(a.lease_rate(lease.id), None);
+    a.lease("acme", "video", BULK, rate(1, 1), 10, 10).expect("the expired lease freed its slot");
+}
+
+#[test]
+fn leases_expire_exactly_at_their_ttl() {
+    let mut a = one_pool(100, false);
+    let grant = a.lease("t", "video", BULK, rate(10, 100), 1_000, 5).unwrap();
+    assert_eq!((grant.rate, grant.expires_at), (100, 1_005));
+    assert_eq!(a.refresh(grant.id, 500), Ok((100, 1_500)), "extended by the same ttl");
+    assert!(a.expire(1_499).leases.is_empty());
+    assert_eq!(a.refresh(grant.id, 1_500), Err(Refusal::Expired(grant.id)));
+    assert_eq!(a.expire(1_500).leases, vec![grant.id]);
+    assert_eq!(a.refresh(grant.id, 1_500).unwrap_err().reason(), Reason::Unknown);
+    assert_eq!(a.release_lease(grant.id).unwrap_err().reason(), Reason::Unknown);
+    assert_eq!(a.snapshot().host.reserved, 0);
+}
+
+#[test]
+fn a_lease_shares_with_streams_and_its_expiry_gives_back() {
+    let mut a = one_pool(100, false);
+    a.admit(StreamKey(1), "video", "t", BULK, rate(0, 100), 0).unwrap();
+    let grant = a.lease("gw", "video", BULK, rate(0, 100), 10, 0).unwrap();
+    assert_eq!(grant.rate, 50);
+    assert_eq!(grant.changes.rates, vec![(StreamKey(1), 50)]);
+    let expiry = a.expire(10);
+    assert_eq!(expiry, Expiry { leases: vec![grant.id], rates: vec![(StreamKey(1), 100)] });
+}
+
+#[test]
+fn a_preempted_lease_learns_it_on_refresh() {
+    let mut a = one_pool(100, true);
+    let grant = a.lease("gw", "video", BULK, rate(80, 80), 10, 0).unwrap();
+    let admitted = a.admit(StreamKey(1), "video", "t", LIVE, rate(50, 50), 1).unwrap();
+    assert_eq!(admitted.changes.preempted_leases, vec![grant.id]);
+    assert_eq!(a.refresh(grant.id, 2), Err(Refusal::Preempted(grant.id)));
+    assert_eq!(a.refresh(grant.id, 2).unwrap_err().reason(), Reason::Unknown);
+}
+
+#[test]
+fn lowering_capacity_preempts_the_lowest_priority() {
+    let mut a = one_pool(100, false);
+    a.admit(StreamKey(1), "video", "t", LIVE, rate(40, 40), 0).unwrap();
+    a.admit(StreamKey(2), "video", "t", BULK, rate(40, 40), 0).unwrap();
+    let changes = a.set_host_capacity(60);
+    assert_eq!(changes.preempted, vec![StreamKey(2)]);
+    assert_eq!(changes.rates, vec![]);
+    let changes = a.set_pool("video", Some(30), false);
+    assert_eq!(changes.preempted, vec![StreamKey(1)]);
+    assert!(a.is_empty());
+}
+
+#[test]
+fn burst_takes_idle_capacity_for_a_window() {
+    let mut a = one_pool(100, false);
+    a.set_burst_window(500);
+    a.admit(StreamKey(1), "video", "t", BULK, rate(10, 30), 0).unwrap();
+    assert_eq!(a.burst(StreamKey(1), 1_000), Some(Burst { rate: 100, until: 1_500 }));
+    a.admit(StreamKey(2), "video", "t", BULK, rate(10, 100), 0).unwrap();
+    assert_eq!(a.burst(StreamKey(1), 1_000), None, "nothing idle");
+    assert_eq!(a.burst(StreamKey(9), 1_000), None);
+}
+
+#[test]
+fn the_snapshot_adds_up_per_pool_and_tenant() {
+    let mut a = Allocator::new(100);
+    a.set_pool("video", Some(60), true);
+    a.set_pool("audio", None, false);
+    a.set_tenant_limit("acme", 5);
+    a.admit(StreamKey(1), "video", "acme", BULK, rate(10, 100), 0).unwrap();
+    a.admit(StreamKey(2), "audio", "zeta", BULK, rate(5, 20), 0).unwrap();
+    a.lease("acme", "audio", BULK, rate(5, 10), 100, 0).unwrap();
+    let report = a.snapshot();
+    let full = Usage { capacity: Some(100), reserved: 20, allocated: 90, free: Some(10), streams: 2, leases: 1 };
+    assert_eq!(report.host, full);
+    assert_eq!(report.pools[0].pool, "audio");
+    assert_eq!(report.pools[1].usage.free, Some(0));
+    assert_eq!((report.tenants[0].tenant.as_str(), report.tenants[0].max_streams), ("acme", 5));
+    assert_eq!(report.tenants[0].usage.allocated, 70);
+    assert_eq!(report.tenants[1].max_streams, u32::MAX);
+}
+
+#[test]
+fn reason_codes_have_stable_names() {
+    let names: Vec<&str> = [
+        Reason::Granted,
+        Reason::Insufficient,
+        Reason::TenantLimit,
+        Reason::Preempted,
+        Reason::Expired,
+        Reason::Unknown,
+        Reason::Duplicate,
+        Reason::InvalidRate,
+    ]
+    .iter()
+    .map(|r| r.as_str())
+    .collect();
+    assert_eq!(
+        names,
+        ["granted", "insufficient", "tenant_limit", "preempted", "expired", "unknown", "duplicate", "invalid_rate"]
+    );
+    assert_eq!(Refusal::Expired(LeaseId(7)).to_string(), "lease 7 expired");
+}
+
+#[test]
+fn bad_requests_are_refused() {
+    let mut a = one_pool(100, false);
+    assert_eq!(a.admit(StreamKey(1), "video", "t", BULK, rate(2, 1), 0).unwrap_err().reason(), Reason::InvalidRate);
+    a.admit(StreamKey(1), "video", "t", BULK, rate(1, 2), 0).unwrap();
+    assert_eq!(a.admit(StreamKey(1), "video", "t", BULK, rate(1, 2), 0), Err(Refusal::Duplicate(StreamKey(1))));
+    assert_eq!(a.release(StreamKey(42)), vec![]);
+}
+
+#[test]
+fn a_batch_shares_once_like_one_admission_after_another() {
+    let mut one_by_one = one_pool(50, false);
+    let mut batch = one_pool(50, false);
+    let streams: Vec<_> = (0..4).map(|k| (StreamKey(k), "video", "t", BULK, rate(1, 15))).collect();
+    for &(key, pool, tenant, priority, r) in &streams {
+        one_by_one.admit(key, pool, tenant, priority, r, 0).unwrap();
+    }
+    let admitted = batch.admit_batch(streams, 0);
+    assert!(admitted.refused.is_empty());
+    assert_eq!(admitted.changes.rates.len(), 4);
+    for k in 0..4 {
+        assert_eq!(batch.allocation(StreamKey(k)), one_by_one.allocation(StreamKey(k)));
+    }
+}

@@ -1,0 +1,95 @@
+//! The quota keys: `[capacity]`, `[tenants.*]`, `[regions.distance]`, and
+//! each pool's `egress`, `preempt`, `default_rate`, `labels`, `prefer`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use streamlet_proto::units::parse_rate;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCapacity {
+    egress: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenant {
+    max_streams: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRegions {
+    #[serde(default)]
+    distance: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRate {
+    min: String,
+    max: String,
+}
+
+/// A stream's rate request: at least `min`, at most `max` bytes per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateRange {
+    pub min: u64,
+    pub max: u64,
+}
+
+/// The host's share and the tenants' limits.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QuotaConfig {
+    /// The host's egress bandwidth to share, bytes per second; `None`: not
+    /// limited (streams get their max).
+    pub egress: Option<u64>,
+    /// `max_streams` of tenants without an entry of their own.
+    pub default_max_streams: Option<u32>,
+    pub tenants: BTreeMap<String, u32>,
+    /// Symmetric distances between regions, for `geo` placement.
+    pub distances: BTreeMap<(String, String), u32>,
+}
+
+pub(super) fn rate(key: &'static str, text: &str) -> Result<u64, (&'static str, String)> {
+    parse_rate(text).map_err(|r| (key, r))
+}
+
+pub(super) fn rate_range(raw: Option<RawRate>) -> Result<Option<RateRange>, (&'static str, String)> {
+    let Some(raw) = raw else { return Ok(None) };
+    let min = rate("default_rate.min", &raw.min)?;
+    let max = rate("default_rate.max", &raw.max)?;
+    if min > max {
+        return Err(("default_rate.min", format!("{} is above max ({})", raw.min, raw.max)));
+    }
+    if max == 0 {
+        return Err(("default_rate.max", "must be more than 0".into()));
+    }
+    Ok(Some(RateRange { min, max }))
+}
+
+pub(super) fn quota(
+    capacity: RawCapacity,
+    mut tenants: BTreeMap<String, RawTenant>,
+    regions: RawRegions,
+) -> Result<QuotaConfig, (String, String)> {
+    let egress = capacity.egress.map(|e| parse_rate(&e)).transpose().map_err(|r| ("capacity.egress".to_owned(), r))?;
+    let default_max_streams = tenants.remove("default").map(|t| t.max_streams);
+    let mut distances = BTreeMap::new();
+    for (pair, distance) in regions.distance {
+        let key = format!("regions.distance.\"{pair}\"");
+        let (a, b) = pair
+            .split_once(':')
+            .filter(|(a, b)| !a.is_empty() && !b.is_empty() && a != b)
+            .ok_or_else(|| (key.clone(), "write two different regions as \"a:b\"".to_owned()))?;
+        distances.insert((a.to_owned(), b.to_owned()), distance);
+        distances.insert((b.to_owned(), a.to_owned()), distance);
+    }
+    Ok(QuotaConfig {
+        egress,
+        default_max_streams,
+        tenants: tenants.into_iter().map(|(name, t)| (name, t.max_streams)).collect(),
+        distances,
+    })
+}
