@@ -24,7 +24,7 @@ const END_REPORT_WAIT: Duration = Duration::from_secs(1);
 
 pub async fn run(client: &mut Client, pool: String, tenant: Option<String>, json: bool) -> anyhow::Result<()> {
     let (ours, theirs) = UnixStream::pair().context("creating a socket pair")?;
-    let request = OpenRequest { pool, tenant, labels: Default::default(), region: None };
+    let request = OpenRequest { pool, tenant, labels: Default::default(), region: None, priority: None, rate: None };
     let opened = client.open(request, theirs.as_fd()).await?;
     drop(theirs);
     announce(&opened, json);

@@ -160,6 +160,8 @@ impl Gateway {
             tenant: self.tenant.clone(),
             labels: BTreeMap::from([("peer".to_owned(), peer.to_string())]),
             region: None,
+            priority: None,
+            rate: None,
         };
         let result = client.open(request, stream.as_fd()).await;
         drop(stream);

@@ -13,11 +13,13 @@
 //!     age_ms: 252_000,
 //!     bytes_in: 1229,
 //!     bytes_out: 1229,
+//!     rate: Some(1_000_000),
+//!     priority: 0,
 //! };
 //! assert_eq!(
 //!     streams_table(&[stream]),
-//!     "ID  POOL  TENANT   WORKER    AGE  BYTES_IN  BYTES_OUT\n\
-//!      12  echo  default       2  4m12s   1.2 KiB    1.2 KiB\n",
+//!     "ID  POOL  TENANT   WORKER    AGE  BYTES_IN  BYTES_OUT      RATE\n\
+//!      12  echo  default       2  4m12s   1.2 KiB    1.2 KiB  8 Mbit/s\n",
 //! );
 //! ```
 
@@ -90,7 +92,7 @@ pub fn workers_table(workers: &[WorkerInfo]) -> String {
     grid.render("(no streamlets)")
 }
 
-/// ID POOL TENANT WORKER AGE BYTES_IN BYTES_OUT.
+/// ID POOL TENANT WORKER AGE BYTES_IN BYTES_OUT RATE (the allocated rate; `-` without quota).
 pub fn streams_table(streams: &[StreamInfo]) -> String {
     let mut grid = Grid::new(&[
         ("ID", Align::Right),
@@ -100,6 +102,7 @@ pub fn streams_table(streams: &[StreamInfo]) -> String {
         ("AGE", Align::Right),
         ("BYTES_IN", Align::Right),
         ("BYTES_OUT", Align::Right),
+        ("RATE", Align::Right),
     ]);
     for s in streams {
         grid.row(vec![
@@ -110,6 +113,7 @@ pub fn streams_table(streams: &[StreamInfo]) -> String {
             human::duration_ms(s.age_ms),
             human::bytes(s.bytes_in),
             human::bytes(s.bytes_out),
+            s.rate.map_or_else(|| "-".to_owned(), streamlet_proto::units::format_rate),
         ]);
     }
     grid.render("(no streams)")
@@ -210,7 +214,7 @@ pub(crate) mod tests {
     #[test]
     fn empty_tables_say_so() {
         assert_eq!(workers_table(&[]), "POOL  ID  PID  STATE  STREAMS  UPTIME  RESTARTS\n(no streamlets)\n");
-        assert!(streams_table(&[]).ends_with("BYTES_OUT\n(no streams)\n"));
+        assert!(streams_table(&[]).ends_with("RATE\n(no streams)\n"));
     }
 
     #[test]

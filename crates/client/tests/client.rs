@@ -138,13 +138,19 @@ async fn open_passes_the_connection_to_the_daemon() {
         assert_eq!(open.tenant.as_deref(), Some("acme"));
         let mut passed = std::os::unix::net::UnixStream::from(fd.expect("a descriptor with the open"));
         passed.write_all(b"hi").unwrap();
-        let opened = Opened { stream: StreamId(7), pool: open.pool, worker: WorkerId(3) };
+        let opened = Opened { stream: StreamId(7), pool: open.pool, worker: WorkerId(3), rate: None };
         conn.reply(request.id, ReplyBody::Opened(opened)).await;
     };
     let client = async {
         let mut client = Client::connect(&daemon.path).await.unwrap();
-        let request =
-            OpenRequest { pool: "echo".into(), tenant: Some("acme".into()), labels: Default::default(), region: None };
+        let request = OpenRequest {
+            pool: "echo".into(),
+            tenant: Some("acme".into()),
+            labels: Default::default(),
+            region: None,
+            priority: None,
+            rate: None,
+        };
         client.open(request, theirs.as_fd()).await.unwrap()
     };
     let ((), opened) = tokio::join!(server, client);

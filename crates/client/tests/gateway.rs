@@ -40,7 +40,7 @@ async fn serve_open(conn: &mut Accepted, stream: u64) {
     let connection = StdTcpStream::from(fd.expect("the connection with the open"));
     std::io::Write::write_all(&mut &connection, b"hello").unwrap();
     drop(connection);
-    let opened = Opened { stream: StreamId(stream), pool: open.pool.clone(), worker: WorkerId(1) };
+    let opened = Opened { stream: StreamId(stream), pool: open.pool.clone(), worker: WorkerId(1), rate: None };
     conn.reply(request.id, ReplyBody::Opened(opened)).await;
     let ended = StreamEnded {
         stream: StreamId(stream),

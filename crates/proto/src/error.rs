@@ -33,6 +33,11 @@ pub enum ErrorCode {
     /// The daemon is out of a resource (file descriptors, memory) for now;
     /// the same request may succeed later.
     Overloaded,
+    /// The tenant holds as many streams as its `max_streams` allows.
+    TenantLimit,
+    /// The stream's minimum rate does not fit in the bandwidth left, even
+    /// after any preemption the pool allows.
+    Insufficient,
 }
 
 impl ErrorCode {
@@ -50,6 +55,8 @@ impl ErrorCode {
             Self::BadFd => "bad_fd",
             Self::ShuttingDown => "shutting_down",
             Self::Overloaded => "overloaded",
+            Self::TenantLimit => "tenant_limit",
+            Self::Insufficient => "insufficient",
             Self::Internal => "internal",
         }
     }

@@ -87,6 +87,21 @@ pub struct OpenRequest {
     /// The region the client is nearest to, for pools placed by `geo`.
     #[serde(default)]
     pub region: Option<String>,
+    /// Higher wins when bandwidth is short (0 to 255); `None` is 0.
+    #[serde(default)]
+    pub priority: Option<u8>,
+    /// The bandwidth the stream needs and can use; `None`: the pool's
+    /// `default_rate`, else no bandwidth quota for it.
+    #[serde(default)]
+    pub rate: Option<RateRequest>,
+}
+
+/// Bytes per second: at least `min` (else the stream is refused), at most `max`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct RateRequest {
+    pub min: u64,
+    pub max: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -167,6 +182,10 @@ pub struct Opened {
     pub stream: StreamId,
     pub pool: String,
     pub worker: WorkerId,
+    /// The bandwidth allocated, bytes per second; `None` when the stream has
+    /// no rate (no quota applies to it).
+    #[serde(default)]
+    pub rate: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -281,6 +300,11 @@ pub struct StreamInfo {
     pub bytes_in: u64,
     /// Bytes written to the client, as last reported by the streamlet.
     pub bytes_out: u64,
+    /// The bandwidth allocated now, bytes per second; `None`: no quota.
+    #[serde(default)]
+    pub rate: Option<u64>,
+    #[serde(default)]
+    pub priority: u8,
 }
 
 /// An unsolicited message about a stream, sent to the connection that opened it
@@ -320,6 +344,9 @@ pub enum EndReason {
     WorkerDied { cause: ExitCause },
     /// The daemon is shutting down.
     Shutdown,
+    /// A stream of higher priority needed its bandwidth (the pool allows
+    /// preemption).
+    Preempted,
 }
 
 impl fmt::Display for EndReason {
@@ -331,6 +358,7 @@ impl fmt::Display for EndReason {
             Self::HandlerError { message } => write!(f, "handler_error ({message})"),
             Self::WorkerDied { cause } => write!(f, "worker_died ({cause})"),
             Self::Shutdown => f.write_str("shutdown"),
+            Self::Preempted => f.write_str("preempted"),
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum ToWorker {
     Assign(Assign),
     /// End this stream now.
     Close { stream: StreamId },
+    /// The stream's allocated rate changed (bytes per second).
+    UpdateRate { stream: StreamId, rate: u64 },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -68,6 +70,8 @@ pub struct Assign {
     pub stream: StreamId,
     pub tenant: String,
     pub labels: BTreeMap<String, String>,
+    /// The allocated rate, bytes per second; `None`: no quota.
+    pub rate: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

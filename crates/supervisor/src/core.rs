@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamlet_balance::policies::{PolicyKind, PolicyOptions};
+use streamlet_balance::quota::{Admission, Allocator, Priority, Rate, Refusal, StreamKey};
 use streamlet_balance::Placement;
 use streamlet_proto::channel::encode;
 use streamlet_proto::worker::{Assign, Ended, StreamCounters, ToWorker};
@@ -46,6 +47,16 @@ pub struct Core {
     next_stream: u64,
     next_worker: u64,
     shutting_down: bool,
+    /// Bandwidth, for the streams that have a rate (or that a capacity covers).
+    quota: Allocator,
+    /// Whether the host has an egress capacity to share.
+    host_capacity: bool,
+    /// Streams (and, later, leases) per tenant.
+    tenants: HashMap<String, u32>,
+    tenant_limits: BTreeMap<String, u32>,
+    default_tenant_limit: Option<u32>,
+    /// The quota's clock starts here.
+    epoch: Instant,
 }
 
 #[derive(Debug)]
@@ -90,9 +101,15 @@ struct StreamEntry {
     bytes_in: u64,
     bytes_out: u64,
     owner: Option<EventSink>,
-    /// A `Close` asked for this end: reported as `closed`, whatever the
+    /// The daemon ended it (`closed`, `preempted`): reported so, whatever the
     /// streamlet saw first.
-    closing: bool,
+    closing: Option<EndReason>,
+    /// Its allocation, bytes per second, when the quota covers it.
+    rate: Option<u64>,
+    priority: u8,
+    /// Whether the quota covers it (and it must be released there).
+    managed: bool,
+    tcp: bool,
 }
 
 /// A new streamlet, as the spawner hands it to the core.
@@ -129,6 +146,10 @@ impl Core {
                 (pool.name.clone(), PoolState { config: pool.clone(), placement, slots })
             })
             .collect();
+        let mut quota = Allocator::new(config.quota.egress.unwrap_or(u64::MAX));
+        for pool in config.pools.values() {
+            quota.set_pool(&pool.name, pool.egress, pool.preempt);
+        }
         Self {
             pools,
             workers: HashMap::new(),
@@ -136,6 +157,12 @@ impl Core {
             next_stream: 1,
             next_worker: 1,
             shutting_down: false,
+            quota,
+            host_capacity: config.quota.egress.is_some(),
+            tenants: HashMap::new(),
+            tenant_limits: config.quota.tenants.clone(),
+            default_tenant_limit: config.quota.default_max_streams,
+            epoch: Instant::now(),
         }
     }
 
@@ -210,12 +237,38 @@ impl Core {
         };
         let stream = StreamId(self.next_stream);
         let tenant = request.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+        let limit = self.tenant_limits.get(&tenant).copied().or(self.default_tenant_limit);
+        let held = self.tenants.get(&tenant).copied().unwrap_or(0);
+        if limit.is_some_and(|limit| held >= limit) {
+            return Err(ErrorBody::new(
+                ErrorCode::TenantLimit,
+                format!("tenant {tenant:?} holds {held} streams, its max_streams"),
+            ));
+        }
+        // The quota covers a stream with a rate, or one in a pool or host
+        // with a capacity to share; others go unpaced and cost it nothing.
+        let rate = request
+            .rate
+            .map(|r| Rate { min: r.min, max: r.max })
+            .or(pool.config.default_rate.map(|r| Rate { min: r.min, max: r.max }));
+        let managed = rate.is_some() || self.host_capacity || pool.config.egress.is_some();
+        let rate = rate.unwrap_or(Rate { min: 0, max: u64::MAX });
+        if rate.min > rate.max {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("rate min {} is above max {}", rate.min, rate.max),
+            ));
+        }
+        let priority = request.priority.unwrap_or(0);
         let wanted = streamlet_balance::Request { region: request.region };
-        let assign = ToWorker::Assign(Assign { stream, tenant: tenant.clone(), labels: request.labels });
-        let assign = encode(&assign)
-            .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("stream too large to hand over: {e}")))?;
+        let labels = request.labels;
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let mut admission: Option<Admission> = None;
         let worker = loop {
             let Some(key) = pool.placement.place(&wanted) else {
+                if admission.is_some() {
+                    self.quota.release(StreamKey(stream.0));
+                }
                 let ready = self.workers.values().filter(|w| w.pool == request.pool && w.state == WorkerState::Ready);
                 let message = match ready.count() {
                     0 => format!("no streamlet of pool {:?} is ready yet", request.pool),
@@ -226,9 +279,24 @@ impl Core {
                 };
                 return Err(ErrorBody::new(ErrorCode::NoCapacity, message));
             };
+            // Admission once a slot is held, so a refusal preempts nothing.
+            if managed && admission.is_none() {
+                match self.quota.admit(StreamKey(stream.0), &request.pool, &tenant, Priority(priority), rate, now) {
+                    Ok(granted) => admission = Some(granted),
+                    Err(refusal) => {
+                        pool.placement.release(key);
+                        return Err(refusal_error(&refusal));
+                    }
+                }
+            }
+            let allocated = admission.as_ref().map(|a| a.rate).filter(|r| *r < UNLIMITED);
+            let assign =
+                ToWorker::Assign(Assign { stream, tenant: tenant.clone(), labels: labels.clone(), rate: allocated });
+            let assign = encode(&assign)
+                .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("stream too large to hand over: {e}")))?;
             let id = WorkerId(key);
             let entry = self.workers.get_mut(&id).expect("placement holds only known streamlets");
-            match entry.link.send_encoded(assign.clone(), Some(fd.as_fd())) {
+            match entry.link.send_encoded(assign, Some(fd.as_fd())) {
                 Ok(()) => {
                     entry.streams.insert(stream);
                     break id;
@@ -236,6 +304,9 @@ impl Core {
                 Err(e @ (SendError::Resources(_) | SendError::Message(_))) => {
                     // Nothing wrong with the streamlet: give its slot back.
                     pool.placement.release(key);
+                    if admission.is_some() {
+                        self.quota.release(StreamKey(stream.0));
+                    }
                     tracing::warn!(worker = %id, error = %e, "cannot hand a stream over");
                     let code = if matches!(e, SendError::Resources(_)) {
                         ErrorCode::Overloaded
@@ -257,32 +328,94 @@ impl Core {
             }
         };
         self.next_stream += 1;
+        *self.tenants.entry(tenant.clone()).or_default() += 1;
+        let rate = admission.as_ref().map(|a| a.rate).filter(|r| *r < UNLIMITED);
+        let tcp = is_tcp(&fd);
+        let fd = StreamFd(fd);
+        if let (Some(rate), true) = (rate, tcp) {
+            set_pacing(&fd, rate);
+        }
         let entry = StreamEntry {
             pool: request.pool.clone(),
             tenant,
             worker,
-            fd: StreamFd(fd),
+            fd,
             opened: Instant::now(),
             bytes_in: 0,
             bytes_out: 0,
             owner,
-            closing: false,
+            closing: None,
+            rate,
+            priority,
+            managed,
+            tcp,
         };
         self.streams.insert(stream, entry);
-        Ok(Opened { stream, pool: request.pool, worker })
+        if let Some(admission) = admission {
+            for victim in &admission.changes.preempted {
+                self.end_by_daemon(StreamId(victim.0), EndReason::Preempted);
+            }
+            self.apply_rates(&admission.changes.rates);
+        }
+        Ok(Opened { stream, pool: request.pool, worker, rate })
+    }
+
+    /// New allocations from the quota reach the streams: their streamlets
+    /// (`UpdateRate`) and, for TCP, the kernel's pacing on the socket.
+    fn apply_rates(&mut self, rates: &[(StreamKey, u64)]) {
+        for (key, rate) in rates {
+            let stream = StreamId(key.0);
+            let Some(entry) = self.streams.get_mut(&stream) else { continue };
+            let rate = (*rate < UNLIMITED).then_some(*rate);
+            if entry.rate == rate {
+                continue;
+            }
+            entry.rate = rate;
+            if let (Some(rate), true) = (rate, entry.tcp) {
+                set_pacing(&entry.fd, rate);
+            }
+            if let Some(worker) = self.workers.get(&entry.worker) {
+                let _ = worker.link.send(&ToWorker::UpdateRate { stream, rate: rate.unwrap_or(0) }, None);
+            }
+        }
+    }
+
+    /// A stream leaves the quota and its tenant's count; others' rates follow.
+    fn forget_stream(&mut self, stream: StreamId, entry: &StreamEntry) {
+        if let Some(count) = self.tenants.get_mut(&entry.tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.tenants.remove(&entry.tenant);
+            }
+        }
+        if entry.managed {
+            let rates = self.quota.release(StreamKey(stream.0));
+            if !self.shutting_down {
+                self.apply_rates(&rates);
+            }
+        }
     }
 
     /// Asks for a stream to end: its connection is shut down and its
     /// streamlet told; the stream leaves the table when the streamlet reports
     /// the end.
     pub fn close(&mut self, stream: StreamId) -> Result<(), ErrorBody> {
-        let Some(entry) = self.streams.get_mut(&stream) else {
+        if !self.streams.contains_key(&stream) {
             return Err(ErrorBody::new(ErrorCode::UnknownStream, format!("stream {stream} is not open")));
-        };
-        if entry.closing {
-            return Ok(());
         }
-        entry.closing = true;
+        self.end_by_daemon(stream, EndReason::Closed);
+        Ok(())
+    }
+
+    /// Ends a stream for the daemon's own reason (a close, a preemption): its
+    /// connection is shut down and its streamlet told; it leaves the table
+    /// when the streamlet reports the end, reported with `reason`.
+    fn end_by_daemon(&mut self, stream: StreamId, reason: EndReason) {
+        let Some(entry) = self.streams.get_mut(&stream) else { return };
+        if entry.closing.is_some() {
+            return;
+        }
+        entry.closing = Some(reason);
         shutdown(&entry.fd);
         if let Some(worker) = self.workers.get(&entry.worker) {
             if let Err(e) = worker.link.send(&ToWorker::Close { stream }, None) {
@@ -290,7 +423,6 @@ impl Core {
                 tracing::warn!(worker = %entry.worker, %stream, error = %e, "cannot tell the streamlet to close");
             }
         }
-        Ok(())
     }
 
     /// A streamlet reported a stream's end. False if the stream was not its.
@@ -299,9 +431,10 @@ impl Core {
             Some(entry) if entry.worker == worker => {}
             _ => return false,
         }
-        let entry = self.streams.remove(&ended.stream).expect("checked above");
+        let mut entry = self.streams.remove(&ended.stream).expect("checked above");
         self.release_slot(worker, ended.stream);
-        let reason = if entry.closing { EndReason::Closed } else { ended.reason };
+        self.forget_stream(ended.stream, &entry);
+        let reason = entry.closing.take().unwrap_or(ended.reason);
         tracing::debug!(stream = %ended.stream, %worker, %reason, "stream ended");
         notify_end(ended.stream, entry, reason, Some((ended.bytes_in, ended.bytes_out)));
         true
@@ -341,15 +474,16 @@ impl Core {
     }
 
     fn forget_worker(&mut self, id: WorkerId, worker: WorkerEntry, cause: ExitCause) -> Option<Respawn> {
-        let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
-        pool.placement.remove(id.0);
+        self.pools.get_mut(&worker.pool).expect("a worker's pool exists").placement.remove(id.0);
         let lost = worker.streams.len();
-        for stream in worker.streams {
-            if let Some(entry) = self.streams.remove(&stream) {
+        for stream in &worker.streams {
+            if let Some(entry) = self.streams.remove(stream) {
                 shutdown(&entry.fd);
-                notify_end(stream, entry, EndReason::WorkerDied { cause: cause.clone() }, None);
+                self.forget_stream(*stream, &entry);
+                notify_end(*stream, entry, EndReason::WorkerDied { cause: cause.clone() }, None);
             }
         }
+        let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
         let uptime = worker.started.elapsed();
         let slot = pool.slots.get_mut(worker.slot)?;
         if slot.worker == Some(id) {
@@ -494,6 +628,8 @@ impl Core {
                 age_ms: s.opened.elapsed().as_millis() as u64,
                 bytes_in: s.bytes_in,
                 bytes_out: s.bytes_out,
+                rate: s.rate,
+                priority: s.priority,
             })
             .collect();
         infos.sort_by_key(|s| s.id);
@@ -536,6 +672,54 @@ impl Drop for StreamFd {
                 std::mem::size_of::<libc::linger>() as libc::socklen_t,
             );
         }
+    }
+}
+
+/// An allocation at or above this is no limit: the stream is not paced.
+const UNLIMITED: u64 = 1 << 60;
+
+/// The reply to a quota refusal.
+fn refusal_error(refusal: &Refusal) -> ErrorBody {
+    let code = match refusal {
+        Refusal::TenantLimit { .. } => ErrorCode::TenantLimit,
+        Refusal::Insufficient { .. } => ErrorCode::Insufficient,
+        _ => ErrorCode::BadRequest,
+    };
+    ErrorBody::new(code, refusal.to_string())
+}
+
+/// Whether a socket is TCP (the only kind the kernel paces per socket).
+fn is_tcp(fd: &OwnedFd) -> bool {
+    let mut protocol: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into a c_int of the size given, on a live socket.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PROTOCOL,
+            (&mut protocol as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && protocol == libc::IPPROTO_TCP
+}
+
+/// The kernel paces the socket at `rate` bytes per second (`SO_MAX_PACING_RATE`,
+/// which streamlets may not change).
+fn set_pacing(fd: &StreamFd, rate: u64) {
+    // SAFETY: setsockopt from a u64 of the size given, on a live socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.0.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MAX_PACING_RATE,
+            (&rate as *const u64).cast(),
+            std::mem::size_of::<u64>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot set a stream's pacing rate");
     }
 }
 

@@ -50,24 +50,6 @@ impl Daemon {
     }
 }
 
-/// The quota keys set in `config`, which this version parses and checks but
-/// does not act on yet.
-fn unenforced_quota_keys(config: &Config) -> Vec<String> {
-    let mut keys = Vec::new();
-    if config.quota.egress.is_some() {
-        keys.push("capacity.egress".to_owned());
-    }
-    if config.quota.default_max_streams.is_some() || !config.quota.tenants.is_empty() {
-        keys.push("tenants".to_owned());
-    }
-    for pool in config.pools.values() {
-        if pool.egress.is_some() || pool.preempt || pool.default_rate.is_some() {
-            keys.push(format!("pools.{} egress/preempt/default_rate", pool.name));
-        }
-    }
-    keys
-}
-
 /// Resolves once the daemon starts shutting down.
 pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
     let _ = stopping.wait_for(|s| *s).await;
@@ -97,10 +79,6 @@ pub async fn run(
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
 
-    let unenforced = unenforced_quota_keys(&config);
-    if !unenforced.is_empty() {
-        tracing::warn!(keys = %unenforced.join(", "), "bandwidth quota and tenant limits are read but not enforced by this version");
-    }
     let mut sandbox = Sandbox::probe(&config, &socket_path);
     if !sandbox.missing().is_empty() {
         if config.sandbox.required {

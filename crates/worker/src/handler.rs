@@ -44,6 +44,9 @@ pub struct StreamContext {
     pub pool: Arc<str>,
     pub tenant: String,
     pub labels: BTreeMap<String, String>,
+    /// The stream's allocated rate in bytes per second, kept current as the
+    /// daemon re-allocates; 0 when no quota applies.
+    pub rate: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Serves streams. One value serves every stream of the streamlet, each in a

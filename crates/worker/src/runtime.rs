@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ struct Running {
     abort: AbortHandle,
     counters: Arc<Counters>,
     reported: (u64, u64),
+    rate: Arc<AtomicU64>,
 }
 
 /// The whole of a streamlet binary's `main`: takes descriptor 3 (or
@@ -140,6 +142,11 @@ async fn serve(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerE
                         channel.send(&FromWorker::Ended(ended(stream, &running, EndReason::Closed)), None).await?;
                     }
                 }
+                Some((ToWorker::UpdateRate { stream, rate }, _)) => {
+                    if let Some(running) = streams.get(&stream) {
+                        running.rate.store(rate, Ordering::Relaxed);
+                    }
+                }
                 Some((ToWorker::Init(_), _)) => return Err(WorkerError::Protocol("a second Init".into())),
             },
             Some((stream, result)) = done_rx.recv() => {
@@ -166,7 +173,14 @@ fn start(
 ) -> std::io::Result<Running> {
     let counters = Arc::new(Counters::default());
     let stream = Stream::new(fd, counters.clone())?;
-    let ctx = StreamContext { stream: assign.stream, pool: pool.clone(), tenant: assign.tenant, labels: assign.labels };
+    let rate = Arc::new(AtomicU64::new(assign.rate.unwrap_or(0)));
+    let ctx = StreamContext {
+        stream: assign.stream,
+        pool: pool.clone(),
+        tenant: assign.tenant,
+        labels: assign.labels,
+        rate: rate.clone(),
+    };
     let id = assign.stream;
     let future = handler.serve(stream, ctx);
     let done = done.clone();
@@ -174,7 +188,7 @@ fn start(
         let result = future.await;
         let _ = done.send((id, result));
     });
-    Ok(Running { abort: task.abort_handle(), counters, reported: (0, 0) })
+    Ok(Running { abort: task.abort_handle(), counters, reported: (0, 0), rate })
 }
 
 fn ended(stream: StreamId, running: &Running, reason: EndReason) -> Ended {

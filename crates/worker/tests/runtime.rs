@@ -20,7 +20,7 @@ async fn recv(daemon: &Channel) -> FromWorker {
 }
 
 fn assign(id: u64) -> ToWorker {
-    ToWorker::Assign(Assign { stream: StreamId(id), tenant: "t".into(), labels: Default::default() })
+    ToWorker::Assign(Assign { stream: StreamId(id), tenant: "t".into(), labels: Default::default(), rate: None })
 }
 
 #[tokio::test]

@@ -46,6 +46,9 @@ struct StreamRow<'a> {
     age: f64,
     bytes_in: u64,
     bytes_out: u64,
+    /// The allocated rate, bytes per second; null without quota.
+    rate: Option<u64>,
+    priority: u8,
 }
 
 #[derive(Serialize)]
@@ -93,6 +96,8 @@ pub fn streams_json(streams: &[StreamInfo]) -> Value {
         age: seconds(s.age_ms),
         bytes_in: s.bytes_in,
         bytes_out: s.bytes_out,
+        rate: s.rate,
+        priority: s.priority,
     }))
 }
 
@@ -152,9 +157,14 @@ mod tests {
             age_ms: 1500,
             bytes_in: 10,
             bytes_out: 20,
+            rate: None,
+            priority: 0,
         };
         let value = streams_json(&[stream]);
-        assert_eq!(keys(&value), ["age", "bytes_in", "bytes_out", "id", "pool", "tenant", "worker"]);
+        assert_eq!(
+            keys(&value),
+            ["age", "bytes_in", "bytes_out", "id", "pool", "priority", "rate", "tenant", "worker"]
+        );
         assert_eq!(value[0]["age"], json!(1.5));
         assert_eq!(value[0]["worker"], json!(2));
     }
