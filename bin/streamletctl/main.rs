@@ -54,7 +54,23 @@ enum Command {
         /// The tenant to account the stream to [default: default]
         #[arg(long, value_name = "TENANT")]
         tenant: Option<String>,
+        /// Higher wins when bandwidth is short (0-255) [default: 0]
+        #[arg(long, value_name = "N")]
+        priority: Option<u8>,
+        /// The least bandwidth the stream needs, like 1Mbit or 128KiB/s (with --max)
+        #[arg(long, value_name = "RATE", value_parser = parse_rate, requires = "max")]
+        min: Option<u64>,
+        /// The most bandwidth the stream can use, like 8Mbit or 1MiB/s (with --min)
+        #[arg(long, value_name = "RATE", value_parser = parse_rate, requires = "min")]
+        max: Option<u64>,
+        /// The region the client is nearest to (for geo pools)
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
     },
+}
+
+fn parse_rate(text: &str) -> Result<u64, String> {
+    streamlet_client::proto::units::parse_rate(text)
 }
 
 fn main() -> ExitCode {
@@ -86,6 +102,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workers { pool } => cmd::workers::run(&mut client, pool, cli.json).await,
         Command::Streams { pool } => cmd::streams::run(&mut client, pool, cli.json).await,
         Command::Close { stream } => cmd::close::run(&mut client, StreamId(stream), cli.json).await,
-        Command::Open { pool, tenant } => cmd::open::run(&mut client, pool, tenant, cli.json).await,
+        Command::Open { pool, tenant, priority, min, max, region } => {
+            let rate = min.zip(max).map(|(min, max)| streamlet_client::proto::RateRequest { min, max });
+            let request = streamlet_client::proto::OpenRequest {
+                pool,
+                tenant,
+                labels: Default::default(),
+                region,
+                priority,
+                rate,
+            };
+            cmd::open::run(&mut client, request, cli.json).await
+        }
     }
 }

@@ -112,3 +112,33 @@ async fn a_higher_priority_stream_preempts_lower_ones_where_the_pool_allows() {
     let rest: u64 = r.iter().filter(|(id, _)| **id != vip).map(|(_, rate)| rate.unwrap()).sum();
     assert_eq!(rest, 2_000, "the two left keep their minimum: {r:?}");
 }
+
+#[test]
+fn streamletctl_open_takes_priority_and_rates() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let daemon = Daemon::start(CONFIG);
+    let mut child = Command::new(crate::support::STREAMLETCTL)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["open", "--pool", "echo", "--tenant", "ops", "--priority", "3", "--min", "8kbit", "--max", "16kbit"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"paced\n").unwrap();
+    let status = crate::support::wait_timeout(&mut child, Duration::from_secs(10)).expect("open exits");
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("16 kbit/s"), "its allocation (2000 B/s) is shown: {err}");
+    let bad = Command::new(crate::support::STREAMLETCTL)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["open", "--pool", "echo", "--min", "fast", "--max", "1Mbit"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a rate"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

@@ -22,9 +22,8 @@ use tokio::sync::oneshot;
 /// How long to wait, after the stream's end of file, for the daemon to say why it ended.
 const END_REPORT_WAIT: Duration = Duration::from_secs(1);
 
-pub async fn run(client: &mut Client, pool: String, tenant: Option<String>, json: bool) -> anyhow::Result<()> {
+pub async fn run(client: &mut Client, request: OpenRequest, json: bool) -> anyhow::Result<()> {
     let (ours, theirs) = UnixStream::pair().context("creating a socket pair")?;
-    let request = OpenRequest { pool, tenant, labels: Default::default(), region: None, priority: None, rate: None };
     let opened = client.open(request, theirs.as_fd()).await?;
     drop(theirs);
     announce(&opened, json);
@@ -61,10 +60,13 @@ pub async fn run(client: &mut Client, pool: String, tenant: Option<String>, json
 
 fn announce(opened: &Opened, json: bool) {
     if json {
-        let line = json!({ "stream": opened.stream.0, "pool": opened.pool, "worker": opened.worker.0 });
+        let line =
+            json!({ "stream": opened.stream.0, "pool": opened.pool, "worker": opened.worker.0, "rate": opened.rate });
         eprintln!("{line}");
     } else {
-        eprintln!("stream {} on streamlet {} (pool {})", opened.stream, opened.worker, opened.pool);
+        let rate =
+            opened.rate.map(|r| format!(", {}", streamlet_client::proto::units::format_rate(r))).unwrap_or_default();
+        eprintln!("stream {} on streamlet {} (pool {}{rate})", opened.stream, opened.worker, opened.pool);
     }
 }
 
