@@ -67,6 +67,42 @@ enum Command {
         #[arg(long, value_name = "REGION")]
         region: Option<String>,
     },
+    /// Capacity, allocated and free bandwidth, per host, pool and tenant
+    Quota,
+    /// Hold a lease (bandwidth and a tenant slot, no stream) until end of input or Ctrl-C
+    Lease {
+        /// The pool whose bandwidth to hold
+        #[arg(long, value_name = "POOL")]
+        pool: String,
+        /// The tenant to account it to [default: default]
+        #[arg(long, value_name = "TENANT")]
+        tenant: Option<String>,
+        /// Higher wins when bandwidth is short (0-255) [default: 0]
+        #[arg(long, value_name = "N")]
+        priority: Option<u8>,
+        /// The least bandwidth needed, like 1Mbit
+        #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+        min: u64,
+        /// The most bandwidth usable, like 8Mbit
+        #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+        max: u64,
+        /// How long it lives without a refresh, like 30s (it is refreshed at a third of it)
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        ttl: u64,
+    },
+}
+
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?} is not a duration: write a whole number with ms, s or m, like \"30s\"");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(n),
+        "s" => Ok(n * 1000),
+        "m" => Ok(n * 60_000),
+        _ => Err(bad()),
+    }
 }
 
 fn parse_rate(text: &str) -> Result<u64, String> {
@@ -113,6 +149,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rate,
             };
             cmd::open::run(&mut client, request, cli.json).await
+        }
+        Command::Quota => cmd::quota::run(&mut client, cli.json).await,
+        Command::Lease { pool, tenant, priority, min, max, ttl } => {
+            let rate = streamlet_client::proto::RateRequest { min, max };
+            let request = streamlet_client::proto::LeaseRequest { pool, tenant, priority, rate, ttl_ms: ttl };
+            cmd::lease::run(&mut client, request, cli.json).await
         }
     }
 }

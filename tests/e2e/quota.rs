@@ -142,3 +142,81 @@ fn streamletctl_open_takes_priority_and_rates() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a rate"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holds_quota_and_a_tenant_slot_until_released_or_expired() {
+    use streamlet_proto::LeaseRequest;
+    let daemon = Daemon::start(CONFIG);
+    let mut client = daemon.client().await;
+    let lease = |ttl_ms| LeaseRequest {
+        pool: "echo".into(),
+        tenant: Some("gw".into()),
+        priority: None,
+        rate: RateRequest { min: 10_000, max: 30_000 },
+        ttl_ms,
+    };
+    let granted = client.lease(lease(60_000)).await.unwrap();
+    assert_eq!(granted.rate, 30_000);
+    assert_eq!(granted.reason, "granted");
+    let (a, conn) = open(&mut client, "a", 0, None).await.unwrap();
+    assert_eq!(rates(&mut client).await[&a], Some(15_000), "a stream and a lease share the host");
+    let report = client.quota().await.unwrap();
+    let host = report.lines.iter().find(|l| l.level == "host").unwrap();
+    assert_eq!((host.capacity, host.allocated, host.leases, host.streams), (Some(50_000), 45_000, 1, 1));
+    let refreshed = client.refresh(granted.lease).await.unwrap();
+    assert_eq!(refreshed.rate, 30_000);
+    // The tenant's two slots: this lease and one more.
+    let second = client.lease(lease(200)).await.unwrap();
+    let err = client.lease(lease(200)).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::TenantLimit), "{err}");
+    client.release(granted.lease).await.unwrap();
+    assert_eq!(client.refresh(granted.lease).await.unwrap_err().code(), Some(ErrorCode::UnknownLease));
+    // Not refreshed, the second expires: its quota and slot come back.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(client.refresh(second.lease).await.unwrap_err().code(), Some(ErrorCode::UnknownLease));
+    let report = client.quota().await.unwrap();
+    assert_eq!(report.lines.iter().find(|l| l.level == "host").unwrap().leases, 0);
+    assert_eq!(rates(&mut client).await[&a], Some(15_000), "back to its max");
+    client.lease(lease(60_000)).await.unwrap();
+    drop(conn);
+}
+
+#[test]
+fn streamletctl_holds_a_lease_and_shows_the_quota() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let daemon = Daemon::start(CONFIG);
+    let ctl = |args: &[&str]| {
+        let out =
+            Command::new(crate::support::STREAMLETCTL).arg("--socket").arg(&daemon.socket).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut holder = Command::new(crate::support::STREAMLETCTL)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["lease", "--pool", "echo", "--tenant", "gw", "--min", "80kbit", "--max", "160kbit", "--ttl", "300ms"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("granted") && first.contains("160 kbit/s"), "{first}");
+    // Held past its TTL by the refreshes.
+    std::thread::sleep(Duration::from_millis(700));
+    let refreshed = lines.next().unwrap().unwrap();
+    assert!(refreshed.contains("refreshed"), "{refreshed}");
+    let quota: serde_json::Value = serde_json::from_str(&ctl(&["--json", "quota"])).unwrap();
+    let host = quota.as_array().unwrap().iter().find(|l| l["level"] == "host").unwrap().clone();
+    assert_eq!(host["leases"], 1, "{quota}");
+    assert_eq!(host["allocated"], 20_000);
+    let table = ctl(&["quota"]);
+    assert!(table.contains("ALLOCATED") && table.contains("gw"), "{table}");
+    drop(holder.stdin.take());
+    let status = crate::support::wait_timeout(&mut holder, Duration::from_secs(10)).expect("exits at end of input");
+    assert!(status.success());
+    let quota: serde_json::Value = serde_json::from_str(&ctl(&["--json", "quota"])).unwrap();
+    let host = quota.as_array().unwrap().iter().find(|l| l["level"] == "host").unwrap().clone();
+    assert_eq!(host["leases"], 0, "released: {quota}");
+}

@@ -1,7 +1,9 @@
 //! One module per command; each asks the daemon and prints the answer.
 
 pub mod close;
+pub mod lease;
 pub mod open;
+pub mod quota;
 pub mod status;
 pub mod streams;
 pub mod workers;

@@ -10,8 +10,9 @@ use streamlet_proto::conn::{FrameReader, FrameWriter};
 use streamlet_proto::frame::HEADER_LEN;
 use streamlet_proto::handshake::Welcome;
 use streamlet_proto::{
-    CloseRequest, Closed, Encoding, Event, OpenRequest, Opened, ReplyBody, Request, RequestBody, ServerMessage,
-    StatusReport, StatusRequest, StreamId, StreamInfo, StreamsRequest, WorkerInfo, WorkersRequest,
+    CloseRequest, Closed, Encoding, Event, LeaseGranted, LeaseRef, LeaseRequest, OpenRequest, Opened, QuotaReport,
+    QuotaRequest, ReplyBody, Request, RequestBody, ServerMessage, StatusReport, StatusRequest, StreamId, StreamInfo,
+    StreamsRequest, WorkerInfo, WorkersRequest,
 };
 
 use crate::error::ClientError;
@@ -111,6 +112,39 @@ impl Client {
         match self.request(RequestBody::Streams(StreamsRequest { pool }), None).await? {
             ReplyBody::Streams(list) => Ok(list.streams),
             other => Err(unexpected("a streams reply", &other)),
+        }
+    }
+
+    /// Holds bandwidth and a tenant slot without a stream; refresh it before
+    /// its TTL.
+    pub async fn lease(&mut self, request: LeaseRequest) -> Result<LeaseGranted, ClientError> {
+        match self.request(RequestBody::Lease(request), None).await? {
+            ReplyBody::Leased(granted) => Ok(granted),
+            other => Err(unexpected("a leased reply", &other)),
+        }
+    }
+
+    /// Extends a lease by its TTL; answers its current rate.
+    pub async fn refresh(&mut self, lease: u64) -> Result<LeaseGranted, ClientError> {
+        match self.request(RequestBody::Refresh(LeaseRef { lease }), None).await? {
+            ReplyBody::Refreshed(granted) => Ok(granted),
+            other => Err(unexpected("a refreshed reply", &other)),
+        }
+    }
+
+    /// Gives a lease back.
+    pub async fn release(&mut self, lease: u64) -> Result<(), ClientError> {
+        match self.request(RequestBody::Release(LeaseRef { lease }), None).await? {
+            ReplyBody::Released(_) => Ok(()),
+            other => Err(unexpected("a released reply", &other)),
+        }
+    }
+
+    /// Capacity, allocated and free bandwidth per host, pool and tenant.
+    pub async fn quota(&mut self) -> Result<QuotaReport, ClientError> {
+        match self.request(RequestBody::Quota(QuotaRequest {}), None).await? {
+            ReplyBody::Quota(report) => Ok(report),
+            other => Err(unexpected("a quota reply", &other)),
         }
     }
 

@@ -30,7 +30,7 @@ mod json;
 use streamlet_proto::{StatusReport, StreamInfo, WorkerInfo};
 
 use self::grid::{Align, Grid};
-pub use self::json::{status_json, streams_json, workers_json};
+pub use self::json::{quota_json, status_json, streams_json, workers_json};
 
 /// POOL ID PID STATE STREAMS UPTIME RESTARTS, then CPU THROTTLED MEM PEAK
 /// PIDS OOM when the daemon has cgroups, and LAST EXIT when a streamlet
@@ -117,6 +117,37 @@ pub fn streams_table(streams: &[StreamInfo]) -> String {
         ]);
     }
     grid.render("(no streams)")
+}
+
+/// LEVEL NAME CAPACITY RESERVED ALLOCATED FREE STREAMS LEASES MAX_STREAMS: the
+/// host, each pool, each tenant with streams or leases; rates in bits per second.
+pub fn quota_table(report: &streamlet_proto::QuotaReport) -> String {
+    let mut grid = Grid::new(&[
+        ("LEVEL", Align::Left),
+        ("NAME", Align::Left),
+        ("CAPACITY", Align::Right),
+        ("RESERVED", Align::Right),
+        ("ALLOCATED", Align::Right),
+        ("FREE", Align::Right),
+        ("STREAMS", Align::Right),
+        ("LEASES", Align::Right),
+        ("MAX_STREAMS", Align::Right),
+    ]);
+    let rate = streamlet_proto::units::format_rate;
+    for l in &report.lines {
+        grid.row(vec![
+            l.level.clone(),
+            l.name.clone(),
+            l.capacity.map_or_else(|| "-".to_owned(), rate),
+            rate(l.reserved),
+            rate(l.allocated),
+            l.free.map_or_else(|| "-".to_owned(), rate),
+            l.streams.to_string(),
+            l.leases.to_string(),
+            l.max_streams.map_or_else(|| "-".to_owned(), |m| m.to_string()),
+        ]);
+    }
+    grid.render("(no quota)")
 }
 
 /// A line about the daemon, then POOL HANDLER PLACEMENT WORKERS READY STREAMS CAPACITY.

@@ -38,6 +38,12 @@ pub enum ErrorCode {
     /// The stream's minimum rate does not fit in the bandwidth left, even
     /// after any preemption the pool allows.
     Insufficient,
+    /// The lease's TTL passed before it was refreshed.
+    Expired,
+    /// A stream of higher priority took the lease's bandwidth.
+    Preempted,
+    /// No such lease.
+    UnknownLease,
 }
 
 impl ErrorCode {
@@ -57,6 +63,9 @@ impl ErrorCode {
             Self::Overloaded => "overloaded",
             Self::TenantLimit => "tenant_limit",
             Self::Insufficient => "insufficient",
+            Self::Expired => "expired",
+            Self::Preempted => "preempted",
+            Self::UnknownLease => "unknown_lease",
             Self::Internal => "internal",
         }
     }

@@ -58,6 +58,15 @@ pub enum RequestBody {
     Workers(WorkersRequest),
     /// The open streams.
     Streams(StreamsRequest),
+    /// Hold bandwidth and a tenant slot without a stream, for a gateway that
+    /// streams the data itself; refresh it before its TTL or it expires.
+    Lease(LeaseRequest),
+    /// Extend a lease by its TTL; answers its current rate.
+    Refresh(LeaseRef),
+    /// Give a lease back.
+    Release(LeaseRef),
+    /// Capacity, allocated and free bandwidth, per host, pool and tenant.
+    Quota(QuotaRequest),
 }
 
 impl RequestBody {
@@ -69,8 +78,74 @@ impl RequestBody {
             Self::Status(_) => "status",
             Self::Workers(_) => "workers",
             Self::Streams(_) => "streams",
+            Self::Lease(_) => "lease",
+            Self::Refresh(_) => "refresh",
+            Self::Release(_) => "release",
+            Self::Quota(_) => "quota",
         }
     }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LeaseRequest {
+    pub pool: String,
+    /// `None` is the tenant `default`.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub priority: Option<u8>,
+    pub rate: RateRequest,
+    /// How long the lease lives without a refresh, in milliseconds.
+    pub ttl_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LeaseRef {
+    pub lease: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct QuotaRequest {}
+
+/// A lease granted or refreshed: `reason` is `"granted"`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LeaseGranted {
+    pub lease: u64,
+    /// Its allocation now, bytes per second.
+    pub rate: u64,
+    /// Milliseconds until it expires unless refreshed.
+    pub expires_in_ms: u64,
+    pub reason: String,
+}
+
+/// Bandwidth at one level, bytes per second.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct QuotaLine {
+    /// `host`, a pool's name, or a tenant's.
+    pub name: String,
+    /// `host`, `pool` or `tenant`.
+    pub level: String,
+    /// `None`: not limited at this level.
+    pub capacity: Option<u64>,
+    /// Minimums held.
+    pub reserved: u64,
+    pub allocated: u64,
+    pub free: Option<u64>,
+    pub streams: u32,
+    pub leases: u32,
+    /// Tenants: their `max_streams`, if any.
+    pub max_streams: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct QuotaReport {
+    pub lines: Vec<QuotaLine>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -159,6 +234,10 @@ pub enum ReplyBody {
     Status(StatusReport),
     Workers(WorkerList),
     Streams(StreamList),
+    Leased(LeaseGranted),
+    Refreshed(LeaseGranted),
+    Released(LeaseRef),
+    Quota(QuotaReport),
     Error(ErrorBody),
 }
 
@@ -171,6 +250,10 @@ impl ReplyBody {
             Self::Status(_) => "status",
             Self::Workers(_) => "workers",
             Self::Streams(_) => "streams",
+            Self::Leased(_) => "leased",
+            Self::Refreshed(_) => "refreshed",
+            Self::Released(_) => "released",
+            Self::Quota(_) => "quota",
             Self::Error(_) => "error",
         }
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamlet_balance::policies::{PolicyKind, PolicyOptions};
-use streamlet_balance::quota::{Admission, Allocator, Priority, Rate, Refusal, StreamKey};
+use streamlet_balance::quota::{Admission, Allocator, LeaseId, Priority, Rate, Refusal, StreamKey};
 use streamlet_balance::Placement;
 use streamlet_proto::channel::encode;
 use streamlet_proto::worker::{Assign, Ended, StreamCounters, ToWorker};
@@ -20,6 +20,7 @@ use streamlet_proto::{
     EndReason, ErrorBody, ErrorCode, Event, ExitCause, OpenRequest, Opened, PoolStatus, StreamEnded, StreamId,
     StreamInfo, WorkerId, WorkerInfo, WorkerState,
 };
+use streamlet_proto::{LeaseGranted, LeaseRequest, QuotaLine, QuotaReport};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, PlacementKind, PoolConfig};
@@ -57,6 +58,8 @@ pub struct Core {
     default_tenant_limit: Option<u32>,
     /// The quota's clock starts here.
     epoch: Instant,
+    /// Live leases and their tenants.
+    leases: HashMap<LeaseId, String>,
 }
 
 #[derive(Debug)]
@@ -163,6 +166,7 @@ impl Core {
             tenant_limits: config.quota.tenants.clone(),
             default_tenant_limit: config.quota.default_max_streams,
             epoch: Instant::now(),
+            leases: HashMap::new(),
         }
     }
 
@@ -228,6 +232,10 @@ impl Core {
                 "streamletd is shutting down and takes no new streams",
             ));
         }
+        let tenant = request.tenant.clone().unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+        if self.pools.contains_key(&request.pool) {
+            self.check_tenant(&tenant)?;
+        }
         let Some(pool) = self.pools.get_mut(&request.pool) else {
             let known: Vec<&str> = self.pools.keys().map(String::as_str).collect();
             return Err(ErrorBody::new(
@@ -236,15 +244,6 @@ impl Core {
             ));
         };
         let stream = StreamId(self.next_stream);
-        let tenant = request.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
-        let limit = self.tenant_limits.get(&tenant).copied().or(self.default_tenant_limit);
-        let held = self.tenants.get(&tenant).copied().unwrap_or(0);
-        if limit.is_some_and(|limit| held >= limit) {
-            return Err(ErrorBody::new(
-                ErrorCode::TenantLimit,
-                format!("tenant {tenant:?} holds {held} streams, its max_streams"),
-            ));
-        }
         // The quota covers a stream with a rate, or one in a pool or host
         // with a capacity to share; others go unpaced and cost it nothing.
         let rate = request
@@ -264,7 +263,7 @@ impl Core {
         let labels = request.labels;
         let now = self.epoch.elapsed().as_millis() as u64;
         let mut admission: Option<Admission> = None;
-        let worker = loop {
+        let placed = loop {
             let Some(key) = pool.placement.place(&wanted) else {
                 if admission.is_some() {
                     self.quota.release(StreamKey(stream.0));
@@ -299,7 +298,7 @@ impl Core {
             match entry.link.send_encoded(assign, Some(fd.as_fd())) {
                 Ok(()) => {
                     entry.streams.insert(stream);
-                    break id;
+                    break Ok(id);
                 }
                 Err(e @ (SendError::Resources(_) | SendError::Message(_))) => {
                     // Nothing wrong with the streamlet: give its slot back.
@@ -313,7 +312,7 @@ impl Core {
                     } else {
                         ErrorCode::BadRequest
                     };
-                    return Err(ErrorBody::new(code, e.to_string()));
+                    break Err(ErrorBody::new(code, e.to_string()));
                 }
                 Err(e @ (SendError::Channel(_) | SendError::Stuck)) => {
                     // The streamlet is broken: out of placement, killed, and
@@ -325,6 +324,17 @@ impl Core {
                         matches!(e, SendError::Stuck).then(|| ExitCause::ProtocolError { message: e.to_string() });
                     let _ = entry.kill.send(cause);
                 }
+            }
+        };
+        let worker = match placed {
+            Ok(worker) => worker,
+            Err(error) => {
+                // Streams the admission preempted left the quota already:
+                // they end as preempted even though this stream did not start.
+                for victim in admission.iter().flat_map(|a| &a.changes.preempted) {
+                    self.end_by_daemon(StreamId(victim.0), EndReason::Preempted);
+                }
+                return Err(error);
             }
         };
         self.next_stream += 1;
@@ -360,6 +370,131 @@ impl Core {
         Ok(Opened { stream, pool: request.pool, worker, rate })
     }
 
+    fn check_tenant(&self, tenant: &str) -> Result<(), ErrorBody> {
+        let limit = self.tenant_limits.get(tenant).copied().or(self.default_tenant_limit);
+        let held = self.tenants.get(tenant).copied().unwrap_or(0);
+        if limit.is_some_and(|limit| held >= limit) {
+            return Err(ErrorBody::new(
+                ErrorCode::TenantLimit,
+                format!("tenant {tenant:?} holds {held} streams and leases, its max_streams"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn untenant(&mut self, tenant: &str) {
+        if let Some(count) = self.tenants.get_mut(tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.tenants.remove(tenant);
+            }
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Grants a lease: bandwidth and a tenant slot without a stream.
+    pub fn lease(&mut self, request: LeaseRequest) -> Result<LeaseGranted, ErrorBody> {
+        if self.shutting_down {
+            return Err(ErrorBody::new(ErrorCode::ShuttingDown, "streamletd is shutting down"));
+        }
+        if !self.pools.contains_key(&request.pool) {
+            return Err(ErrorBody::new(
+                ErrorCode::UnknownPool,
+                format!("pool {:?} is not configured; configured pools: {}", request.pool, self.pool_names()),
+            ));
+        }
+        let tenant = request.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+        self.check_tenant(&tenant)?;
+        if request.rate.min > request.rate.max || request.ttl_ms == 0 {
+            return Err(ErrorBody::new(ErrorCode::BadRequest, "a lease needs min <= max and a ttl_ms above 0"));
+        }
+        let now = self.now_ms();
+        let rate = Rate { min: request.rate.min, max: request.rate.max };
+        let priority = Priority(request.priority.unwrap_or(0));
+        let grant = self
+            .quota
+            .lease(&tenant, &request.pool, priority, rate, request.ttl_ms, now)
+            .map_err(|r| refusal_error(&r))?;
+        *self.tenants.entry(tenant.clone()).or_default() += 1;
+        self.leases.insert(grant.id, tenant);
+        for victim in &grant.changes.preempted {
+            self.end_by_daemon(StreamId(victim.0), EndReason::Preempted);
+        }
+        for lease in &grant.changes.preempted_leases {
+            if let Some(tenant) = self.leases.remove(lease) {
+                self.untenant(&tenant);
+            }
+        }
+        self.apply_rates(&grant.changes.rates);
+        Ok(LeaseGranted {
+            lease: grant.id.0,
+            rate: grant.rate,
+            expires_in_ms: grant.expires_at.saturating_sub(now),
+            reason: "granted".into(),
+        })
+    }
+
+    /// Extends a lease by its TTL.
+    pub fn refresh(&mut self, lease: u64) -> Result<LeaseGranted, ErrorBody> {
+        let now = self.now_ms();
+        let (rate, expires_at) = self.quota.refresh(LeaseId(lease), now).map_err(|r| refusal_error(&r))?;
+        Ok(LeaseGranted { lease, rate, expires_in_ms: expires_at.saturating_sub(now), reason: "granted".into() })
+    }
+
+    /// Gives a lease back.
+    pub fn release_lease(&mut self, lease: u64) -> Result<(), ErrorBody> {
+        let rates = self.quota.release_lease(LeaseId(lease)).map_err(|r| refusal_error(&r))?;
+        if let Some(tenant) = self.leases.remove(&LeaseId(lease)) {
+            self.untenant(&tenant);
+        }
+        self.apply_rates(&rates);
+        Ok(())
+    }
+
+    /// Frees every lease whose TTL has passed: a gateway that crashed leaks
+    /// nothing. Called by the daemon's expiry task.
+    pub fn expire_leases(&mut self) -> usize {
+        let expiry = self.quota.expire(self.now_ms());
+        for lease in &expiry.leases {
+            if let Some(tenant) = self.leases.remove(lease) {
+                tracing::info!(lease = lease.0, tenant, "lease expired");
+                self.untenant(&tenant);
+            }
+        }
+        self.apply_rates(&expiry.rates);
+        expiry.leases.len()
+    }
+
+    /// Capacity, allocated and free, per host, pool and tenant.
+    pub fn quota_report(&self) -> QuotaReport {
+        let report = self.quota.snapshot();
+        let line = |name: &str, level: &str, u: &streamlet_balance::quota::Usage, max_streams: Option<u32>| QuotaLine {
+            name: name.to_owned(),
+            level: level.to_owned(),
+            capacity: u.capacity.filter(|c| *c < UNLIMITED),
+            reserved: u.reserved,
+            allocated: u.allocated.min(UNLIMITED),
+            free: u.free.filter(|_| u.capacity.is_some_and(|c| c < UNLIMITED)),
+            streams: u.streams,
+            leases: u.leases,
+            max_streams,
+        };
+        let mut lines = vec![line("host", "host", &report.host, None)];
+        lines.extend(report.pools.iter().map(|p| line(&p.pool, "pool", &p.usage, None)));
+        for (tenant, held) in &self.tenants {
+            let usage = report.tenants.iter().find(|t| &t.tenant == tenant).map(|t| t.usage).unwrap_or_default();
+            let limit = self.tenant_limits.get(tenant).copied().or(self.default_tenant_limit);
+            let mut l = line(tenant, "tenant", &usage, limit);
+            // Streams outside the quota count here too.
+            l.streams = held.saturating_sub(l.leases);
+            lines.push(l);
+        }
+        QuotaReport { lines }
+    }
+
     /// New allocations from the quota reach the streams: their streamlets
     /// (`UpdateRate`) and, for TCP, the kernel's pacing on the socket.
     fn apply_rates(&mut self, rates: &[(StreamKey, u64)]) {
@@ -371,8 +506,9 @@ impl Core {
                 continue;
             }
             entry.rate = rate;
-            if let (Some(rate), true) = (rate, entry.tcp) {
-                set_pacing(&entry.fd, rate);
+            if entry.tcp {
+                // No limit any more: the kernel's "unpaced" value.
+                set_pacing(&entry.fd, rate.unwrap_or(u64::MAX));
             }
             if let Some(worker) = self.workers.get(&entry.worker) {
                 let _ = worker.link.send(&ToWorker::UpdateRate { stream, rate: rate.unwrap_or(0) }, None);
@@ -382,12 +518,7 @@ impl Core {
 
     /// A stream leaves the quota and its tenant's count; others' rates follow.
     fn forget_stream(&mut self, stream: StreamId, entry: &StreamEntry) {
-        if let Some(count) = self.tenants.get_mut(&entry.tenant) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.tenants.remove(&entry.tenant);
-            }
-        }
+        self.untenant(&entry.tenant);
         if entry.managed {
             let rates = self.quota.release(StreamKey(stream.0));
             if !self.shutting_down {
@@ -683,6 +814,9 @@ fn refusal_error(refusal: &Refusal) -> ErrorBody {
     let code = match refusal {
         Refusal::TenantLimit { .. } => ErrorCode::TenantLimit,
         Refusal::Insufficient { .. } => ErrorCode::Insufficient,
+        Refusal::Expired(_) => ErrorCode::Expired,
+        Refusal::Preempted(_) => ErrorCode::Preempted,
+        Refusal::UnknownLease(_) => ErrorCode::UnknownLease,
         _ => ErrorCode::BadRequest,
     };
     ErrorBody::new(code, refusal.to_string())

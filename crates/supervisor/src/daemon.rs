@@ -50,6 +50,23 @@ impl Daemon {
     }
 }
 
+/// How often leases past their TTL are freed.
+const LEASE_SWEEP: Duration = Duration::from_millis(50);
+
+/// Frees expired leases until the daemon stops.
+async fn expire_leases(daemon: Arc<Daemon>) {
+    let mut stopping = daemon.stopping.subscribe();
+    let mut tick = tokio::time::interval(LEASE_SWEEP);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                daemon.core().expire_leases();
+            }
+            _ = stopped(&mut stopping) => return,
+        }
+    }
+}
+
 /// Resolves once the daemon starts shutting down.
 pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
     let _ = stopping.wait_for(|s| *s).await;
@@ -115,6 +132,7 @@ pub async fn run(
         spawner::fill_slot(daemon.clone(), pool, slot, Duration::ZERO);
     }
     let server = tokio::spawn(server::serve(daemon.clone(), listener));
+    tokio::spawn(expire_leases(daemon.clone()));
 
     let signal = tokio::select! {
         _ = terminate.recv() => "SIGTERM",

@@ -114,6 +114,13 @@ pub fn status_json(status: &StatusReport) -> Value {
     }))
 }
 
+/// One object per line of the quota report: `level, name, capacity, reserved,
+/// allocated, free, streams, leases, max_streams` (rates in bytes per second;
+/// null where there is no limit).
+pub fn quota_json(report: &streamlet_proto::QuotaReport) -> Value {
+    serde_json::to_value(&report.lines).unwrap_or(Value::Null)
+}
+
 fn rows<T: Serialize>(rows: impl Iterator<Item = T>) -> Value {
     // Serializing these structs cannot fail: every field is a string, a number
     // or an option of one.

@@ -2,6 +2,7 @@
 //! with a reply body (an error body when it fails).
 
 mod close;
+mod lease;
 mod open;
 mod status;
 mod streams;
@@ -23,6 +24,10 @@ pub fn dispatch(daemon: &Daemon, body: RequestBody, reader: &mut FrameReader, si
         RequestBody::Status(_) => status::status(daemon),
         RequestBody::Workers(request) => workers::workers(daemon, request),
         RequestBody::Streams(request) => streams::streams(daemon, request),
+        RequestBody::Lease(request) => lease::lease(daemon, request),
+        RequestBody::Refresh(request) => lease::refresh(daemon, request),
+        RequestBody::Release(request) => lease::release(daemon, request),
+        RequestBody::Quota(request) => lease::quota(daemon, request),
     };
     match reply {
         Ok(body) => body,

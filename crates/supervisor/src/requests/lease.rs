@@ -1,0 +1,23 @@
+//! `lease`, `refresh`, `release`: bandwidth and a tenant slot for a gateway
+//! that streams the data itself; and `quota`, the report.
+
+use streamlet_proto::{ErrorBody, LeaseRef, LeaseRequest, QuotaRequest, ReplyBody};
+
+use crate::daemon::Daemon;
+
+pub fn lease(daemon: &Daemon, request: LeaseRequest) -> Result<ReplyBody, ErrorBody> {
+    Ok(ReplyBody::Leased(daemon.core().lease(request)?))
+}
+
+pub fn refresh(daemon: &Daemon, request: LeaseRef) -> Result<ReplyBody, ErrorBody> {
+    Ok(ReplyBody::Refreshed(daemon.core().refresh(request.lease)?))
+}
+
+pub fn release(daemon: &Daemon, request: LeaseRef) -> Result<ReplyBody, ErrorBody> {
+    daemon.core().release_lease(request.lease)?;
+    Ok(ReplyBody::Released(request))
+}
+
+pub fn quota(daemon: &Daemon, _request: QuotaRequest) -> Result<ReplyBody, ErrorBody> {
+    Ok(ReplyBody::Quota(daemon.core().quota_report()))
+}
