@@ -107,6 +107,7 @@ async fn run(socket: &std::path::Path, concurrency: usize, length: Duration) -> 
                     region: None,
                     priority: None,
                     rate: None,
+                    wait_ms: None,
                 };
                 client.open(request, theirs.as_fd()).await.expect("open");
                 drop(theirs);

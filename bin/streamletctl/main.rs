@@ -66,6 +66,9 @@ enum Command {
         /// The region the client is nearest to (for geo pools)
         #[arg(long, value_name = "REGION")]
         region: Option<String>,
+        /// Wait this long for room (like 30s) instead of being refused at once
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        wait: Option<u64>,
     },
     /// Capacity, allocated and free bandwidth, per host, pool and tenant
     Quota,
@@ -138,7 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workers { pool } => cmd::workers::run(&mut client, pool, cli.json).await,
         Command::Streams { pool } => cmd::streams::run(&mut client, pool, cli.json).await,
         Command::Close { stream } => cmd::close::run(&mut client, StreamId(stream), cli.json).await,
-        Command::Open { pool, tenant, priority, min, max, region } => {
+        Command::Open { pool, tenant, priority, min, max, region, wait } => {
             let rate = min.zip(max).map(|(min, max)| streamlet_client::proto::RateRequest { min, max });
             let request = streamlet_client::proto::OpenRequest {
                 pool,
@@ -147,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 region,
                 priority,
                 rate,
+                wait_ms: wait,
             };
             cmd::open::run(&mut client, request, cli.json).await
         }

@@ -24,6 +24,7 @@ impl Witness {
             region: None,
             priority: None,
             rate: None,
+            wait_ms: None,
         };
         client.open(request, theirs.as_fd()).await.unwrap();
         Witness { conn }
@@ -218,6 +219,7 @@ async fn no_capacity_when_every_streamlet_is_full() {
             region: None,
             priority: None,
             rate: None,
+            wait_ms: None,
         };
         client.open(request, theirs.as_fd()).await.unwrap();
         held.push(mine);
@@ -230,6 +232,7 @@ async fn no_capacity_when_every_streamlet_is_full() {
         region: None,
         priority: None,
         rate: None,
+        wait_ms: None,
     };
     let err = client.open(request, theirs.as_fd()).await.unwrap_err();
     assert_eq!(err.code(), Some(streamlet_proto::ErrorCode::NoCapacity), "{err}");
@@ -249,6 +252,7 @@ async fn an_oversized_open_is_refused_and_the_pool_keeps_serving() {
         region: None,
         priority: None,
         rate: None,
+        wait_ms: None,
     };
     let err = client.open(request, theirs.as_fd()).await.unwrap_err();
     assert_eq!(err.code(), Some(streamlet_proto::ErrorCode::BadRequest), "{err}");

@@ -24,6 +24,7 @@ async fn a_killed_streamlet_is_replaced_and_only_its_streams_end() {
             region: None,
             priority: None,
             rate: None,
+            wait_ms: None,
         };
         let opened = client.open(request, theirs.as_fd()).await.unwrap();
         conns.push((opened, mine));
@@ -112,6 +113,7 @@ async fn no_descriptor_leaks_across_deaths_and_streams() {
                 region: None,
                 priority: None,
                 rate: None,
+                wait_ms: None,
             };
             client.open(request, theirs.as_fd()).await.unwrap();
             drop(theirs);
@@ -141,6 +143,7 @@ async fn sigterm_stops_every_streamlet_removes_the_socket_and_leaves_no_orphan()
         region: None,
         priority: None,
         rate: None,
+        wait_ms: None,
     };
     client.open(request, theirs.as_fd()).await.unwrap();
     drop(theirs);

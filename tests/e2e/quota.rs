@@ -40,6 +40,7 @@ async fn open(
         region: None,
         priority: Some(priority),
         rate,
+        wait_ms: None,
     };
     let opened = client.open(request, theirs.as_fd()).await?;
     Ok((opened.stream.0, mine))

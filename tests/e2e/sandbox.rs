@@ -28,7 +28,15 @@ fn config_with(limits: &str, readonly_root: bool) -> String {
 async fn open(client: &mut Client, labels: &[(&str, &str)]) -> (Opened, UnixStream) {
     let (mine, theirs) = UnixStream::pair().unwrap();
     let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    let request = OpenRequest { pool: "edge".into(), tenant: None, labels, region: None, priority: None, rate: None };
+    let request = OpenRequest {
+        pool: "edge".into(),
+        tenant: None,
+        labels,
+        region: None,
+        priority: None,
+        rate: None,
+        wait_ms: None,
+    };
     let opened = client.open(request, theirs.as_fd()).await.unwrap();
     mine.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     (opened, mine)
@@ -327,6 +335,7 @@ fn without_root_the_daemon_says_what_is_missing() {
             region: None,
             priority: None,
             rate: None,
+            wait_ms: None,
         };
         client.open(request, theirs.as_fd()).await.unwrap();
     });

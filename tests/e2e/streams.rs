@@ -17,6 +17,7 @@ fn open_request(tenant: &str) -> OpenRequest {
         region: None,
         priority: None,
         rate: None,
+        wait_ms: None,
     }
 }
 
@@ -141,4 +142,43 @@ async fn layered_placement_fills_every_streamlet_before_any_gets_more() {
     assert_eq!(err.code(), Some(streamlet_proto::ErrorCode::NoCapacity));
     let status = client.status().await.unwrap();
     assert_eq!(status.pools[0].placement, "layered");
+}
+
+/// An open that asks to wait is placed when a slot frees, or refused when
+/// its time is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_that_asks_to_wait_gets_the_next_free_slot_or_its_error_in_time() {
+    let config = TWO_BY_64.replace("streams_per_worker = 64", "streams_per_worker = 1");
+    let daemon = Daemon::start(&config);
+    let mut client = daemon.client().await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        client.open(open_request("t"), theirs.as_fd()).await.unwrap();
+        held.push(mine);
+    }
+    // Too short a wait: no_capacity, after the wait, not at once.
+    let (_m, theirs) = UnixStream::pair().unwrap();
+    let started = std::time::Instant::now();
+    let request = OpenRequest { wait_ms: Some(200), ..open_request("t") };
+    let err = client.open(request, theirs.as_fd()).await.unwrap_err();
+    assert_eq!(err.code(), Some(streamlet_proto::ErrorCode::NoCapacity));
+    assert!(started.elapsed() >= Duration::from_millis(150), "it waited: {:?}", started.elapsed());
+
+    // A longer wait is served when a stream ends.
+    let socket = daemon.socket.clone();
+    let waiter = tokio::spawn(async move {
+        let mut other = streamlet_client::Client::connect(&socket).await.unwrap();
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        let request = OpenRequest { wait_ms: Some(10_000), ..open_request("t") };
+        let opened = other.open(request, theirs.as_fd()).await.unwrap();
+        drop(theirs);
+        echo_once(&mut mine, b"worth the wait");
+        opened
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "no room yet");
+    drop(held.pop());
+    let opened = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    assert_eq!(opened.pool, "echo");
 }

@@ -162,6 +162,7 @@ impl Gateway {
             region: None,
             priority: None,
             rate: None,
+            wait_ms: None,
         };
         let result = client.open(request, stream.as_fd()).await;
         drop(stream);

@@ -150,6 +150,7 @@ async fn open_passes_the_connection_to_the_daemon() {
             region: None,
             priority: None,
             rate: None,
+            wait_ms: None,
         };
         client.open(request, theirs.as_fd()).await.unwrap()
     };

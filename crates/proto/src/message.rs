@@ -169,6 +169,10 @@ pub struct OpenRequest {
     /// `default_rate`, else no bandwidth quota for it.
     #[serde(default)]
     pub rate: Option<RateRequest>,
+    /// When no streamlet has room or the minimum rate does not fit now, wait
+    /// up to this many milliseconds for it instead of being refused at once.
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
 }
 
 /// Bytes per second: at least `min` (else the stream is refused), at most `max`.

@@ -89,10 +89,19 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             }
         };
         let reply = match encoding.decode::<Request>(&bytes) {
-            Ok(request) => {
-                let body = requests::dispatch(&daemon, request.body, &mut reader, &sink);
-                Reply { id: request.id, body }
-            }
+            Ok(request) => match requests::dispatch(&daemon, request.id, request.body, &mut reader, &sink) {
+                requests::Dispatched::Reply(body) => Reply { id: request.id, body },
+                requests::Dispatched::Later(done) => {
+                    // An open waiting for room: its reply goes into the queue
+                    // when it comes; replies stay in order, so no further
+                    // request is read until then.
+                    tokio::select! {
+                        _ = done => {}
+                        _ = crate::daemon::stopped(&mut stopping) => break,
+                    }
+                    continue;
+                }
+            },
             Err(e) => {
                 let error =
                     ErrorBody::new(ErrorCode::BadRequest, format!("undecodable {} frame: {e}", encoding.as_str()));

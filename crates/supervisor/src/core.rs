@@ -6,7 +6,7 @@
 //! gateways go into the connection's unbounded, ordered queue). Methods return what the caller must do next
 //! (respawn a slot, ...) instead of doing IO themselves.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +20,8 @@ use streamlet_proto::{
     EndReason, ErrorBody, ErrorCode, Event, ExitCause, OpenRequest, Opened, PoolStatus, StreamEnded, StreamId,
     StreamInfo, WorkerId, WorkerInfo, WorkerState,
 };
-use streamlet_proto::{LeaseGranted, LeaseRequest, QuotaLine, QuotaReport};
-use tokio::sync::mpsc;
+use streamlet_proto::{LeaseGranted, LeaseRequest, QuotaLine, QuotaReport, Reply, ReplyBody, ServerMessage};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, PlacementKind, PoolConfig};
 use crate::events::EventSink;
@@ -60,6 +60,48 @@ pub struct Core {
     epoch: Instant,
     /// Live leases and their tenants.
     leases: HashMap<LeaseId, String>,
+    /// Opens waiting for room, oldest first.
+    waiting: VecDeque<Waiter>,
+}
+
+/// An open that asked to wait for room.
+#[derive(Debug)]
+struct Waiter {
+    request: OpenRequest,
+    fd: OwnedFd,
+    owner: EventSink,
+    /// The request's id, for the reply.
+    id: u64,
+    deadline: Instant,
+    /// Why it could not be placed the last time it was tried.
+    last: ErrorBody,
+    /// Tells the connection the reply is in its queue.
+    done: oneshot::Sender<()>,
+}
+
+impl Waiter {
+    fn answer(self, body: ReplyBody) {
+        answer(&self.owner, self.id, self.done, body);
+    }
+}
+
+/// Puts a waiting open's reply into its connection's queue, and says so.
+fn answer(owner: &EventSink, id: u64, done: oneshot::Sender<()>, body: ReplyBody) {
+    let reply = ServerMessage::Reply(Reply { id, body });
+    match owner.encoding().encode_frame(&reply) {
+        Ok(frame) => owner.push(frame),
+        Err(e) => tracing::error!(error = %e, "cannot encode a reply"),
+    }
+    let _ = done.send(());
+}
+
+/// What became of an open.
+#[derive(Debug)]
+pub enum OpenOutcome {
+    Done(Result<Opened, ErrorBody>),
+    /// It waits for room; the reply goes into the connection's queue, and
+    /// this resolves when it is there.
+    Waiting(oneshot::Receiver<()>),
 }
 
 #[derive(Debug)]
@@ -167,6 +209,7 @@ impl Core {
             default_tenant_limit: config.quota.default_max_streams,
             epoch: Instant::now(),
             leases: HashMap::new(),
+            waiting: VecDeque::new(),
         }
     }
 
@@ -221,11 +264,76 @@ impl Core {
         worker.state = WorkerState::Ready;
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
         pool.placement.add(id.0, pool.config.streams_per_worker, &pool.config.labels);
+        self.retry_waiting();
         true
     }
 
     /// Places a new stream and hands its connection to the chosen streamlet.
-    pub fn open(&mut self, request: OpenRequest, fd: OwnedFd, owner: Option<EventSink>) -> Result<Opened, ErrorBody> {
+    ///
+    /// When no streamlet has room or the minimum rate does not fit, and the
+    /// request asks to wait, it waits (with its connection) until
+    /// [`retry_waiting`](Self::retry_waiting) can place it or its time is up;
+    /// the reply then goes straight into the connection's queue.
+    pub fn open(&mut self, request: OpenRequest, fd: OwnedFd, owner: Option<EventSink>, reply_id: u64) -> OpenOutcome {
+        let wait = request.wait_ms.filter(|w| *w > 0);
+        let keep = wait.map(|_| request.clone());
+        let mut retry_fd = None;
+        match self.open_now(request, fd, owner.clone(), &mut retry_fd) {
+            Ok(opened) => OpenOutcome::Done(Ok(opened)),
+            Err(error) => match (keep, retry_fd, owner, wait) {
+                (Some(request), Some(fd), Some(owner), Some(wait)) => {
+                    let (done, waiting) = oneshot::channel();
+                    let deadline = Instant::now() + Duration::from_millis(wait);
+                    self.waiting.push_back(Waiter { request, fd, owner, id: reply_id, deadline, last: error, done });
+                    OpenOutcome::Waiting(waiting)
+                }
+                _ => OpenOutcome::Done(Err(error)),
+            },
+        }
+    }
+
+    /// Tries the waiting opens again, in arrival order: after a stream or a
+    /// lease ended, or a streamlet became ready.
+    pub fn retry_waiting(&mut self) {
+        if self.waiting.is_empty() || self.shutting_down {
+            return;
+        }
+        let queue = std::mem::take(&mut self.waiting);
+        for Waiter { request, fd, owner, id, deadline, last: _, done } in queue {
+            let mut retry_fd = None;
+            match self.open_now(request.clone(), fd, Some(owner.clone()), &mut retry_fd) {
+                Ok(opened) => answer(&owner, id, done, ReplyBody::Opened(opened)),
+                Err(error) => match retry_fd {
+                    Some(fd) => self.waiting.push_back(Waiter { request, fd, owner, id, deadline, last: error, done }),
+                    None => answer(&owner, id, done, ReplyBody::Error(error)),
+                },
+            }
+        }
+    }
+
+    /// Answers the waiting opens whose time is up with the error that made
+    /// them wait.
+    pub fn expire_waiting(&mut self) {
+        let now = Instant::now();
+        if self.waiting.iter().all(|w| w.deadline > now) {
+            return;
+        }
+        let (due, keep): (VecDeque<Waiter>, VecDeque<Waiter>) =
+            std::mem::take(&mut self.waiting).into_iter().partition(|w| w.deadline <= now);
+        self.waiting = keep;
+        for w in due {
+            let error = w.last.clone();
+            w.answer(ReplyBody::Error(error));
+        }
+    }
+
+    fn open_now(
+        &mut self,
+        request: OpenRequest,
+        fd: OwnedFd,
+        owner: Option<EventSink>,
+        retry_fd: &mut Option<OwnedFd>,
+    ) -> Result<Opened, ErrorBody> {
         if self.shutting_down {
             return Err(ErrorBody::new(
                 ErrorCode::ShuttingDown,
@@ -265,7 +373,10 @@ impl Core {
         let mut admission: Option<Admission> = None;
         let placed = loop {
             let Some(key) = pool.placement.place(&wanted) else {
-                if admission.is_some() {
+                // (Only after a broken streamlet was skipped can an admission
+                // already be held here.)
+                let admitted = admission.is_some();
+                if admitted {
                     self.quota.release(StreamKey(stream.0));
                 }
                 let ready = self.workers.values().filter(|w| w.pool == request.pool && w.state == WorkerState::Ready);
@@ -276,7 +387,12 @@ impl Core {
                         request.pool, pool.config.streams_per_worker
                     ),
                 };
-                return Err(ErrorBody::new(ErrorCode::NoCapacity, message));
+                let error = ErrorBody::new(ErrorCode::NoCapacity, message);
+                if admitted {
+                    break Err(error);
+                }
+                *retry_fd = Some(fd);
+                return Err(error);
             };
             // Admission once a slot is held, so a refusal preempts nothing.
             if managed && admission.is_none() {
@@ -284,6 +400,9 @@ impl Core {
                     Ok(granted) => admission = Some(granted),
                     Err(refusal) => {
                         pool.placement.release(key);
+                        if matches!(refusal, Refusal::Insufficient { .. }) {
+                            *retry_fd = Some(fd);
+                        }
                         return Err(refusal_error(&refusal));
                     }
                 }
@@ -291,8 +410,16 @@ impl Core {
             let allocated = admission.as_ref().map(|a| a.rate).filter(|r| *r < UNLIMITED);
             let assign =
                 ToWorker::Assign(Assign { stream, tenant: tenant.clone(), labels: labels.clone(), rate: allocated });
-            let assign = encode(&assign)
-                .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("stream too large to hand over: {e}")))?;
+            let assign = match encode(&assign) {
+                Ok(assign) => assign,
+                Err(e) => {
+                    pool.placement.release(key);
+                    if admission.is_some() {
+                        self.quota.release(StreamKey(stream.0));
+                    }
+                    break Err(ErrorBody::new(ErrorCode::BadRequest, format!("stream too large to hand over: {e}")));
+                }
+            };
             let id = WorkerId(key);
             let entry = self.workers.get_mut(&id).expect("placement holds only known streamlets");
             match entry.link.send_encoded(assign, Some(fd.as_fd())) {
@@ -329,10 +456,10 @@ impl Core {
         let worker = match placed {
             Ok(worker) => worker,
             Err(error) => {
-                // Streams the admission preempted left the quota already:
-                // they end as preempted even though this stream did not start.
-                for victim in admission.iter().flat_map(|a| &a.changes.preempted) {
-                    self.end_by_daemon(StreamId(victim.0), EndReason::Preempted);
+                // What the admission preempted left the quota already: those
+                // streams and leases end even though this stream did not start.
+                if let Some(admission) = &admission {
+                    self.preempted(&admission.changes);
                 }
                 return Err(error);
             }
@@ -362,9 +489,7 @@ impl Core {
         };
         self.streams.insert(stream, entry);
         if let Some(admission) = admission {
-            for victim in &admission.changes.preempted {
-                self.end_by_daemon(StreamId(victim.0), EndReason::Preempted);
-            }
+            self.preempted(&admission.changes);
             self.apply_rates(&admission.changes.rates);
         }
         Ok(Opened { stream, pool: request.pool, worker, rate })
@@ -407,6 +532,9 @@ impl Core {
             ));
         }
         let tenant = request.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+        if tenant.len() > crate::requests::MAX_TENANT_LEN {
+            return Err(ErrorBody::new(ErrorCode::BadRequest, "tenant is longer than 128 bytes"));
+        }
         self.check_tenant(&tenant)?;
         if request.rate.min > request.rate.max || request.ttl_ms == 0 {
             return Err(ErrorBody::new(ErrorCode::BadRequest, "a lease needs min <= max and a ttl_ms above 0"));
@@ -420,14 +548,7 @@ impl Core {
             .map_err(|r| refusal_error(&r))?;
         *self.tenants.entry(tenant.clone()).or_default() += 1;
         self.leases.insert(grant.id, tenant);
-        for victim in &grant.changes.preempted {
-            self.end_by_daemon(StreamId(victim.0), EndReason::Preempted);
-        }
-        for lease in &grant.changes.preempted_leases {
-            if let Some(tenant) = self.leases.remove(lease) {
-                self.untenant(&tenant);
-            }
-        }
+        self.preempted(&grant.changes);
         self.apply_rates(&grant.changes.rates);
         Ok(LeaseGranted {
             lease: grant.id.0,
@@ -451,6 +572,7 @@ impl Core {
             self.untenant(&tenant);
         }
         self.apply_rates(&rates);
+        self.retry_waiting();
         Ok(())
     }
 
@@ -465,6 +587,9 @@ impl Core {
             }
         }
         self.apply_rates(&expiry.rates);
+        if !expiry.leases.is_empty() {
+            self.retry_waiting();
+        }
         expiry.leases.len()
     }
 
@@ -484,7 +609,9 @@ impl Core {
         };
         let mut lines = vec![line("host", "host", &report.host, None)];
         lines.extend(report.pools.iter().map(|p| line(&p.pool, "pool", &p.usage, None)));
-        for (tenant, held) in &self.tenants {
+        let mut tenants: Vec<(&String, &u32)> = self.tenants.iter().collect();
+        tenants.sort();
+        for (tenant, held) in tenants {
             let usage = report.tenants.iter().find(|t| &t.tenant == tenant).map(|t| t.usage).unwrap_or_default();
             let limit = self.tenant_limits.get(tenant).copied().or(self.default_tenant_limit);
             let mut l = line(tenant, "tenant", &usage, limit);
@@ -493,6 +620,19 @@ impl Core {
             lines.push(l);
         }
         QuotaReport { lines }
+    }
+
+    /// Ends what an admission preempted: streams with reason `preempted`;
+    /// leases lose their tenant slot (their next refresh hears why).
+    fn preempted(&mut self, changes: &streamlet_balance::quota::Changes) {
+        for victim in &changes.preempted {
+            self.end_by_daemon(StreamId(victim.0), EndReason::Preempted);
+        }
+        for lease in &changes.preempted_leases {
+            if let Some(tenant) = self.leases.remove(lease) {
+                self.untenant(&tenant);
+            }
+        }
     }
 
     /// New allocations from the quota reach the streams: their streamlets
@@ -566,6 +706,7 @@ impl Core {
         self.release_slot(worker, ended.stream);
         self.forget_stream(ended.stream, &entry);
         let reason = entry.closing.take().unwrap_or(ended.reason);
+        self.retry_waiting();
         tracing::debug!(stream = %ended.stream, %worker, %reason, "stream ended");
         notify_end(ended.stream, entry, reason, Some((ended.bytes_in, ended.bytes_out)));
         true
@@ -647,6 +788,9 @@ impl Core {
     /// the streamlets' links so the caller can hang them up.
     pub fn begin_shutdown(&mut self) -> Vec<Arc<WorkerLink>> {
         self.shutting_down = true;
+        for w in std::mem::take(&mut self.waiting) {
+            w.answer(ReplyBody::Error(ErrorBody::new(ErrorCode::ShuttingDown, "streamletd is shutting down")));
+        }
         for (id, entry) in self.streams.drain() {
             shutdown(&entry.fd);
             notify_end(id, entry, EndReason::Shutdown, None);

@@ -60,7 +60,9 @@ async fn expire_leases(daemon: Arc<Daemon>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                daemon.core().expire_leases();
+                let mut core = daemon.core();
+                core.expire_leases();
+                core.expire_waiting();
             }
             _ = stopped(&mut stopping) => return,
         }

@@ -4,6 +4,7 @@
 mod close;
 mod lease;
 mod open;
+pub use open::MAX_TENANT_LEN;
 mod status;
 mod streams;
 mod workers;
@@ -16,10 +17,28 @@ use crate::events::EventSink;
 
 /// Answers one request. `reader` holds the descriptors that came with the
 /// connection's frames; `sink` is where events for streams opened here go.
-pub fn dispatch(daemon: &Daemon, body: RequestBody, reader: &mut FrameReader, sink: &EventSink) -> ReplyBody {
+/// A request's answer: now, or later (an open waiting for room, whose reply
+/// goes into the connection's queue when it comes; the receiver resolves
+/// then).
+#[derive(Debug)]
+pub enum Dispatched {
+    Reply(ReplyBody),
+    Later(tokio::sync::oneshot::Receiver<()>),
+}
+
+pub fn dispatch(daemon: &Daemon, id: u64, body: RequestBody, reader: &mut FrameReader, sink: &EventSink) -> Dispatched {
     let name = body.name();
+    if let RequestBody::Open(request) = body {
+        return match open::open(daemon, id, request, reader.take_fd(), sink) {
+            Ok(dispatched) => dispatched,
+            Err(error) => {
+                tracing::debug!(request = name, %error, "request refused");
+                Dispatched::Reply(ReplyBody::Error(error))
+            }
+        };
+    }
     let reply = match body {
-        RequestBody::Open(request) => open::open(daemon, request, reader.take_fd(), sink),
+        RequestBody::Open(_) => unreachable!("handled above"),
         RequestBody::Close(request) => close::close(daemon, request),
         RequestBody::Status(_) => status::status(daemon),
         RequestBody::Workers(request) => workers::workers(daemon, request),
@@ -29,11 +48,11 @@ pub fn dispatch(daemon: &Daemon, body: RequestBody, reader: &mut FrameReader, si
         RequestBody::Release(request) => lease::release(daemon, request),
         RequestBody::Quota(request) => lease::quota(daemon, request),
     };
-    match reply {
+    Dispatched::Reply(match reply {
         Ok(body) => body,
         Err(error) => {
             tracing::debug!(request = name, %error, "request refused");
             ReplyBody::Error(error)
         }
-    }
+    })
 }

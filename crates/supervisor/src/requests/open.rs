@@ -5,6 +5,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use streamlet_proto::fdpass::is_connected_stream_socket;
 use streamlet_proto::{ErrorBody, ErrorCode, OpenRequest, ReplyBody};
 
+use super::Dispatched;
+use crate::core::OpenOutcome;
 use crate::daemon::Daemon;
 use crate::events::EventSink;
 
@@ -19,10 +21,11 @@ pub const MAX_LABEL_VALUE_LEN: usize = 1024;
 
 pub fn open(
     daemon: &Daemon,
+    id: u64,
     request: OpenRequest,
     fd: Option<OwnedFd>,
     sink: &EventSink,
-) -> Result<ReplyBody, ErrorBody> {
+) -> Result<Dispatched, ErrorBody> {
     check_sizes(&request)?;
     let Some(fd) = fd else {
         return Err(ErrorBody::new(
@@ -40,9 +43,14 @@ pub fn open(
         }
         Err(e) => return Err(ErrorBody::new(ErrorCode::BadFd, format!("cannot inspect the attached descriptor: {e}"))),
     }
-    let opened = daemon.core().open(request, fd, Some(sink.clone()))?;
-    tracing::debug!(stream = %opened.stream, worker = %opened.worker, pool = %opened.pool, "stream opened");
-    Ok(ReplyBody::Opened(opened))
+    match daemon.core().open(request, fd, Some(sink.clone()), id) {
+        OpenOutcome::Done(Ok(opened)) => {
+            tracing::debug!(stream = %opened.stream, worker = %opened.worker, pool = %opened.pool, "stream opened");
+            Ok(Dispatched::Reply(ReplyBody::Opened(opened)))
+        }
+        OpenOutcome::Done(Err(error)) => Err(error),
+        OpenOutcome::Waiting(done) => Ok(Dispatched::Later(done)),
+    }
 }
 
 fn check_sizes(request: &OpenRequest) -> Result<(), ErrorBody> {
