@@ -181,6 +181,14 @@ async fn request_errors_are_typed_and_the_connection_goes_on() {
     raw.frame(br#"{"id":9,"body":{"open":{"pool":"echo"}}}"#);
     assert_eq!(error_code(&raw.read().unwrap()), Some("missing_fd"));
 
+    // Waits and TTLs from a client never overflow the daemon's clock.
+    let (_e, f) = UnixStream::pair().unwrap();
+    raw.frame_with_fd(br#"{"id":10,"body":{"open":{"pool":"echo","wait_ms":18446744073709551615}}}"#, f.as_fd());
+    assert_eq!(error_code(&raw.read().unwrap()), Some("bad_request"));
+    raw.frame(br#"{"id":11,"body":{"lease":{"pool":"echo","rate":{"min":1,"max":2},"ttl_ms":18446744073709551615}}}"#);
+    let reply = raw.read().unwrap();
+    assert_eq!(reply["reply"]["id"], 11, "{reply}");
+
     raw.frame(br#"{"id":7,"body":{"status":{}}}"#);
     let reply = raw.read().unwrap();
     assert_eq!(reply["reply"]["id"], 7);

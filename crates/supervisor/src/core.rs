@@ -283,7 +283,10 @@ impl Core {
             Err(error) => match (keep, retry_fd, owner, wait) {
                 (Some(request), Some(fd), Some(owner), Some(wait)) => {
                     let (done, waiting) = oneshot::channel();
-                    let deadline = Instant::now() + Duration::from_millis(wait);
+                    // (wait_ms is bounded by the request's checks; saturate all the same.)
+                    let deadline = Instant::now()
+                        .checked_add(Duration::from_millis(wait))
+                        .unwrap_or_else(|| Instant::now() + Duration::from_secs(600));
                     self.waiting.push_back(Waiter { request, fd, owner, id: reply_id, deadline, last: error, done });
                     OpenOutcome::Waiting(waiting)
                 }

@@ -18,6 +18,8 @@ pub const MAX_LABELS: usize = 32;
 pub const MAX_LABEL_KEY_LEN: usize = 64;
 /// Bytes in a label's value, at most.
 pub const MAX_LABEL_VALUE_LEN: usize = 1024;
+/// The longest an open may wait for room, in milliseconds (ten minutes).
+pub const MAX_WAIT_MS: u64 = 600_000;
 
 pub fn open(
     daemon: &Daemon,
@@ -55,6 +57,9 @@ pub fn open(
 
 fn check_sizes(request: &OpenRequest) -> Result<(), ErrorBody> {
     let bad = |message: String| Err(ErrorBody::new(ErrorCode::BadRequest, message));
+    if request.wait_ms.is_some_and(|w| w > MAX_WAIT_MS) {
+        return bad(format!("wait_ms is at most {MAX_WAIT_MS} (ten minutes)"));
+    }
     if request.tenant.as_ref().is_some_and(|t| t.len() > MAX_TENANT_LEN) {
         return bad(format!("tenant is longer than {MAX_TENANT_LEN} bytes"));
     }
