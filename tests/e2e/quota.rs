@@ -178,6 +178,8 @@ async fn a_lease_holds_quota_and_a_tenant_slot_until_released_or_expired() {
     let report = client.quota().await.unwrap();
     assert_eq!(report.lines.iter().find(|l| l.level == "host").unwrap().leases, 0);
     assert_eq!(rates(&mut client).await[&a], Some(15_000), "back to its max");
+    // Both of the tenant's slots are free again.
+    client.lease(lease(60_000)).await.unwrap();
     client.lease(lease(60_000)).await.unwrap();
     drop(conn);
 }

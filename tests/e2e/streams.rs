@@ -182,3 +182,31 @@ async fn an_open_that_asks_to_wait_gets_the_next_free_slot_or_its_error_in_time(
     let opened = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
     assert_eq!(opened.pool, "echo");
 }
+
+/// A waiting open whose gateway hangs up is dropped: its client connection is
+/// closed and nothing is placed for it when room appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_open_of_a_gateway_that_hung_up_is_dropped() {
+    let config = TWO_BY_64.replace("streams_per_worker = 64", "streams_per_worker = 1");
+    let daemon = Daemon::start(&config);
+    let mut client = daemon.client().await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        client.open(open_request("t"), theirs.as_fd()).await.unwrap();
+        held.push(mine);
+    }
+    let mut raw = Raw::json(&daemon.socket);
+    let (waiting_client, theirs) = UnixStream::pair().unwrap();
+    raw.frame_with_fd(br#"{"id":1,"body":{"open":{"pool":"echo","wait_ms":10000}}}"#, theirs.as_fd());
+    drop(theirs);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(raw);
+    // The daemon let go of the waiting client's connection.
+    waiting_client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(std::io::Read::read(&mut &waiting_client, &mut [0u8; 1]).unwrap(), 0);
+    // Room appears; nothing takes it.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(client.streams(None).await.unwrap().len(), 1);
+}

@@ -128,6 +128,41 @@ impl FrameReader {
         }
     }
 
+    /// Resolves when the peer has closed its side (end of file), without
+    /// consuming anything; never resolves while it has sent more bytes (a
+    /// request waiting to be read). For a reader that must not read now.
+    pub async fn peer_hung_up(&self) {
+        let stream = self.half.as_ref();
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            let mut byte = [0u8; 1];
+            let peeked = stream.try_io(Interest::READABLE, || {
+                // SAFETY: a peek of at most one byte into a live buffer.
+                let n = unsafe {
+                    libc::recv(
+                        std::os::fd::AsRawFd::as_raw_fd(&stream.as_fd()),
+                        byte.as_mut_ptr().cast(),
+                        1,
+                        libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                    )
+                };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n)
+                }
+            });
+            match peeked {
+                Ok(0) => return,
+                Ok(_) => std::future::pending::<()>().await,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Whether part of a frame has been received.
     pub fn in_frame(&self) -> bool {
         self.buf.pending() > 0

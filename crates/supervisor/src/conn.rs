@@ -97,6 +97,11 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                     // request is read until then.
                     tokio::select! {
                         _ = done => {}
+                        _ = reader.peer_hung_up() => {
+                            // Nothing is placed for a gateway that is gone.
+                            daemon.core().cancel_waiting(&sink);
+                            break;
+                        }
                         _ = crate::daemon::stopped(&mut stopping) => break,
                     }
                     continue;

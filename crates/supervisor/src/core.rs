@@ -354,7 +354,9 @@ impl Core {
                 format!("pool {:?} is not configured; configured pools: {}", request.pool, known.join(", ")),
             ));
         };
+        // Taken up front: a failed open never leaves its key behind for the next.
         let stream = StreamId(self.next_stream);
+        self.next_stream += 1;
         // The quota covers a stream with a rate, or one in a pool or host
         // with a capacity to share; others go unpaced and cost it nothing.
         let rate = request
@@ -374,13 +376,15 @@ impl Core {
         let labels = request.labels;
         let now = self.epoch.elapsed().as_millis() as u64;
         let mut admission: Option<Admission> = None;
+        // New rates of the others when this stream's admission is undone.
+        let mut released = Vec::new();
         let placed = loop {
             let Some(key) = pool.placement.place(&wanted) else {
                 // (Only after a broken streamlet was skipped can an admission
                 // already be held here.)
                 let admitted = admission.is_some();
                 if admitted {
-                    self.quota.release(StreamKey(stream.0));
+                    released = self.quota.release(StreamKey(stream.0));
                 }
                 let ready = self.workers.values().filter(|w| w.pool == request.pool && w.state == WorkerState::Ready);
                 let message = match ready.count() {
@@ -418,7 +422,7 @@ impl Core {
                 Err(e) => {
                     pool.placement.release(key);
                     if admission.is_some() {
-                        self.quota.release(StreamKey(stream.0));
+                        released = self.quota.release(StreamKey(stream.0));
                     }
                     break Err(ErrorBody::new(ErrorCode::BadRequest, format!("stream too large to hand over: {e}")));
                 }
@@ -434,7 +438,7 @@ impl Core {
                     // Nothing wrong with the streamlet: give its slot back.
                     pool.placement.release(key);
                     if admission.is_some() {
-                        self.quota.release(StreamKey(stream.0));
+                        released = self.quota.release(StreamKey(stream.0));
                     }
                     tracing::warn!(worker = %id, error = %e, "cannot hand a stream over");
                     let code = if matches!(e, SendError::Resources(_)) {
@@ -460,14 +464,16 @@ impl Core {
             Ok(worker) => worker,
             Err(error) => {
                 // What the admission preempted left the quota already: those
-                // streams and leases end even though this stream did not start.
+                // streams and leases end even though this stream did not start,
+                // and the survivors get the rates they have now.
                 if let Some(admission) = &admission {
                     self.preempted(&admission.changes);
+                    self.apply_rates(&admission.changes.rates);
+                    self.apply_rates(&released);
                 }
                 return Err(error);
             }
         };
-        self.next_stream += 1;
         *self.tenants.entry(tenant.clone()).or_default() += 1;
         let rate = admission.as_ref().map(|a| a.rate).filter(|r| *r < UNLIMITED);
         let tcp = is_tcp(&fd);
@@ -539,11 +545,18 @@ impl Core {
             return Err(ErrorBody::new(ErrorCode::BadRequest, "tenant is longer than 128 bytes"));
         }
         self.check_tenant(&tenant)?;
-        if request.rate.min > request.rate.max || request.ttl_ms == 0 {
-            return Err(ErrorBody::new(ErrorCode::BadRequest, "a lease needs min <= max and a ttl_ms above 0"));
+        if request.rate.min > request.rate.max
+            || request.rate.min > MAX_MIN_RATE
+            || request.ttl_ms == 0
+            || request.ttl_ms > MAX_LEASE_TTL_MS
+        {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("a lease needs min <= max, min at most {MAX_MIN_RATE} and ttl_ms from 1 to {MAX_LEASE_TTL_MS}"),
+            ));
         }
         let now = self.now_ms();
-        let rate = Rate { min: request.rate.min, max: request.rate.max };
+        let rate = Rate { min: request.rate.min, max: request.rate.max.min(UNLIMITED) };
         let priority = Priority(request.priority.unwrap_or(0));
         let grant = self
             .quota
@@ -745,7 +758,16 @@ impl Core {
     pub fn worker_exited(&mut self, id: WorkerId, cause: ExitCause) -> (Option<Respawn>, Confinement) {
         let Some(mut worker) = self.workers.remove(&id) else { return (None, Confinement::default()) };
         let confinement = std::mem::take(&mut worker.confinement);
-        (self.forget_worker(id, worker, cause), confinement)
+        let respawn = self.forget_worker(id, worker, cause);
+        // Its streams' bandwidth is free for opens waiting on it.
+        self.retry_waiting();
+        (respawn, confinement)
+    }
+
+    /// Drops the waiting opens of a connection that went away: its client
+    /// connections close, and nothing is placed for a gateway that is gone.
+    pub fn cancel_waiting(&mut self, sink: &EventSink) {
+        self.waiting.retain(|w| !w.owner.same(sink));
     }
 
     fn forget_worker(&mut self, id: WorkerId, worker: WorkerEntry, cause: ExitCause) -> Option<Respawn> {
@@ -955,6 +977,14 @@ impl Drop for StreamFd {
 
 /// An allocation at or above this is no limit: the stream is not paced.
 const UNLIMITED: u64 = 1 << 60;
+
+/// The largest minimum a stream or lease may ask (about 1 TB/s): sums of
+/// minimums stay far from overflowing.
+pub const MAX_MIN_RATE: u64 = 1 << 40;
+
+/// The longest a lease may live without a refresh (an hour): a crashed
+/// gateway's leases always run out.
+pub const MAX_LEASE_TTL_MS: u64 = 3_600_000;
 
 /// The reply to a quota refusal.
 fn refusal_error(refusal: &Refusal) -> ErrorBody {

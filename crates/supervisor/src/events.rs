@@ -54,6 +54,11 @@ impl EventSink {
         )
     }
 
+    /// Whether both are the same connection's queue.
+    pub fn same(&self, other: &EventSink) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     pub fn encoding(&self) -> Encoding {
         self.0.encoding
     }

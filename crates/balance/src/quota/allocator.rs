@@ -291,8 +291,10 @@ impl Allocator {
         let demand = Demand { pool: p, min: rate.min, max: rate.max, weight: priority.weight(), seq };
         self.index.insert(holder, self.entries.len());
         self.entries.push(Entry { demand, holder, tenant: t, priority, since: now, alloc: 0 });
-        self.pools[p].min_sum += rate.min;
-        self.host_min += rate.min;
+        // Saturating: the room check above saturates too, so sums of huge
+        // minimums under an unlimited capacity stay well-defined.
+        self.pools[p].min_sum = self.pools[p].min_sum.saturating_add(rate.min);
+        self.host_min = self.host_min.saturating_add(rate.min);
         self.tenants[t].slots += 1;
         Ok(changes)
     }
@@ -367,8 +369,8 @@ impl Allocator {
         if let Some(moved) = self.entries.get(i) {
             self.index.insert(moved.holder, i);
         }
-        self.pools[e.demand.pool].min_sum -= e.demand.min;
-        self.host_min -= e.demand.min;
+        self.pools[e.demand.pool].min_sum = self.pools[e.demand.pool].min_sum.saturating_sub(e.demand.min);
+        self.host_min = self.host_min.saturating_sub(e.demand.min);
         self.tenants[e.tenant].slots -= 1;
         let term = match holder {
             Holder::Lease(id) => self.leases.remove(&id).inspect(|t| {

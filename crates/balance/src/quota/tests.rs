@@ -221,3 +221,18 @@ fn a_batch_shares_once_like_one_admission_after_another() {
         assert_eq!(batch.allocation(StreamKey(k)), one_by_one.allocation(StreamKey(k)));
     }
 }
+
+/// Minimums whose sum would overflow, under an unlimited host: no panic, and
+/// the allocator stays usable.
+#[test]
+fn huge_minimums_under_an_unlimited_host_do_not_overflow() {
+    let mut a = Allocator::new(u64::MAX);
+    a.set_pool("p", None, false);
+    let huge = Rate { min: u64::MAX / 2 + 1, max: u64::MAX };
+    assert!(a.admit(StreamKey(1), "p", "t", Priority(0), huge, 0).is_ok());
+    let second = a.admit(StreamKey(2), "p", "t", Priority(0), huge, 0);
+    assert!(matches!(second, Ok(_) | Err(Refusal::Insufficient { .. })), "{second:?}");
+    a.release(StreamKey(1));
+    a.release(StreamKey(2));
+    assert!(a.admit(StreamKey(3), "p", "t", Priority(0), Rate { min: 1, max: 10 }, 0).is_ok());
+}
