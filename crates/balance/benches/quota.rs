@@ -64,6 +64,18 @@ fn quota(c: &mut Criterion) {
             })
         });
         group.bench_with_input(BenchmarkId::new("reallocate", n), &n, |b, _| b.iter(|| black_box(a.reallocate())));
+        // Every maximum fits: the sharing is trivial and skipped.
+        let mut roomy = Allocator::new(u64::MAX);
+        roomy.set_pool("open", None, false);
+        roomy.set_pool("capped", None, false);
+        let streams = (0..n).map(|k| (StreamKey(k), pool(k), "tenant", Priority((k % 4) as u8), RATE));
+        assert!(roomy.admit_batch(streams, 0).refused.is_empty());
+        group.bench_with_input(BenchmarkId::new("admit+release, maxima fit", n), &n, |b, _| {
+            b.iter(|| {
+                black_box(roomy.admit(key, "open", "tenant", Priority(2), RATE, 0).unwrap());
+                black_box(roomy.release(key));
+            })
+        });
     }
     group.finish();
 }

@@ -42,6 +42,8 @@ pub struct Allocator {
     pub(super) host_capacity: u64,
     /// The sum of the minimums of every holder.
     pub(super) host_min: u64,
+    /// The sum of every holder's max (u128: no overflow).
+    pub(super) host_max: u128,
     pub(super) pools: Vec<Pool>,
     pub(super) pool_index: HashMap<PoolId, usize>,
     pub(super) tenants: Vec<Tenant>,
@@ -66,6 +68,8 @@ pub(super) struct Pool {
     pub capacity: Option<u64>,
     pub preempt: bool,
     pub min_sum: u64,
+    /// The sum of the maxima of its holders (u128: no overflow).
+    pub max_sum: u128,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +108,7 @@ impl Allocator {
         Allocator {
             host_capacity,
             host_min: 0,
+            host_max: 0,
             pools: Vec::new(),
             pool_index: HashMap::new(),
             tenants: Vec::new(),
@@ -128,7 +133,7 @@ impl Allocator {
         let p = match self.pool_index.get(pool) {
             Some(&p) => p,
             None => {
-                self.pools.push(Pool { name: pool.to_owned(), capacity: None, preempt, min_sum: 0 });
+                self.pools.push(Pool { name: pool.to_owned(), capacity: None, preempt, min_sum: 0, max_sum: 0 });
                 self.pool_index.insert(pool.to_owned(), self.pools.len() - 1);
                 self.pools.len() - 1
             }
@@ -180,7 +185,15 @@ impl Allocator {
         if self.index.contains_key(&holder) {
             return Err(Refusal::Duplicate(key));
         }
+        let before = self.unconstrained();
         let mut changes = self.take(holder, pool, tenant, priority, rate, now)?;
+        if before && self.unconstrained() {
+            // Every maximum fits, before and after: everyone holds its max,
+            // and only the newcomer's allocation is new. O(1).
+            let i = self.index[&holder];
+            self.entries[i].alloc = self.entries[i].demand.max;
+            return Ok(Admission { rate: self.entries[i].alloc, changes });
+        }
         changes.rates = self.rebalance(Some(holder));
         Ok(Admission { rate: self.entries[self.index[&holder]].alloc, changes })
     }
@@ -216,10 +229,22 @@ impl Allocator {
     /// Ends a stream and re-shares its bandwidth; returns the new rates of the
     /// streams that changed. An unknown key changes nothing.
     pub fn release(&mut self, key: StreamKey) -> Vec<(StreamKey, u64)> {
+        let before = self.unconstrained();
         if self.remove(Holder::Stream(key)).is_none() {
             return Vec::new();
         }
+        if before {
+            // Everyone held its max and still does. O(1).
+            return Vec::new();
+        }
         self.rebalance(None)
+    }
+
+    /// Whether every holder's max fits at the host and in its pool: then the
+    /// sharing is trivial (each gets its max) and needs no water-filling.
+    fn unconstrained(&self) -> bool {
+        self.host_max <= u128::from(self.host_capacity)
+            && self.pools.iter().all(|p| p.capacity.is_none_or(|c| p.max_sum <= u128::from(c)))
     }
 
     /// A stream's current allocation in bytes per second.
@@ -295,6 +320,8 @@ impl Allocator {
         // minimums under an unlimited capacity stay well-defined.
         self.pools[p].min_sum = self.pools[p].min_sum.saturating_add(rate.min);
         self.host_min = self.host_min.saturating_add(rate.min);
+        self.pools[p].max_sum += u128::from(rate.max);
+        self.host_max += u128::from(rate.max);
         self.tenants[t].slots += 1;
         Ok(changes)
     }
@@ -371,6 +398,8 @@ impl Allocator {
         }
         self.pools[e.demand.pool].min_sum = self.pools[e.demand.pool].min_sum.saturating_sub(e.demand.min);
         self.host_min = self.host_min.saturating_sub(e.demand.min);
+        self.pools[e.demand.pool].max_sum -= u128::from(e.demand.max);
+        self.host_max -= u128::from(e.demand.max);
         self.tenants[e.tenant].slots -= 1;
         let term = match holder {
             Holder::Lease(id) => self.leases.remove(&id).inspect(|t| {
