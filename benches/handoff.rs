@@ -100,15 +100,7 @@ async fn run(socket: &std::path::Path, concurrency: usize, length: Duration) -> 
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let (mine, theirs) = StdUnixStream::pair().unwrap();
-                let request = OpenRequest {
-                    pool: "echo".into(),
-                    tenant: None,
-                    labels: Default::default(),
-                    region: None,
-                    priority: None,
-                    rate: None,
-                    wait_ms: None,
-                };
+                let request = OpenRequest::new("echo");
                 client.open(request, theirs.as_fd()).await.expect("open");
                 drop(theirs);
                 mine.set_nonblocking(true).unwrap();

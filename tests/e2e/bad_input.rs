@@ -17,15 +17,7 @@ impl Witness {
     async fn open(daemon: &Daemon) -> Witness {
         let mut client = daemon.client().await;
         let (conn, theirs) = UnixStream::pair().unwrap();
-        let request = OpenRequest {
-            pool: "echo".into(),
-            tenant: None,
-            labels: Default::default(),
-            region: None,
-            priority: None,
-            rate: None,
-            wait_ms: None,
-        };
+        let request = OpenRequest::new("echo");
         client.open(request, theirs.as_fd()).await.unwrap();
         Witness { conn }
     }
@@ -220,28 +212,12 @@ async fn no_capacity_when_every_streamlet_is_full() {
     let mut held = Vec::new();
     for _ in 0..2 {
         let (mine, theirs) = UnixStream::pair().unwrap();
-        let request = OpenRequest {
-            pool: "echo".into(),
-            tenant: None,
-            labels: Default::default(),
-            region: None,
-            priority: None,
-            rate: None,
-            wait_ms: None,
-        };
+        let request = OpenRequest::new("echo");
         client.open(request, theirs.as_fd()).await.unwrap();
         held.push(mine);
     }
     let (_mine, theirs) = UnixStream::pair().unwrap();
-    let request = OpenRequest {
-        pool: "echo".into(),
-        tenant: None,
-        labels: Default::default(),
-        region: None,
-        priority: None,
-        rate: None,
-        wait_ms: None,
-    };
+    let request = OpenRequest::new("echo");
     let err = client.open(request, theirs.as_fd()).await.unwrap_err();
     assert_eq!(err.code(), Some(streamlet_proto::ErrorCode::NoCapacity), "{err}");
     assert!(err.to_string().contains("full"), "{err}");
@@ -253,15 +229,7 @@ async fn an_oversized_open_is_refused_and_the_pool_keeps_serving() {
     let mut client = daemon.client().await;
     let labels = (0..40).map(|i| (format!("k{i}"), "v".repeat(1500))).collect();
     let (_mine, theirs) = UnixStream::pair().unwrap();
-    let request = OpenRequest {
-        pool: "echo".into(),
-        tenant: Some("t".repeat(200)),
-        labels,
-        region: None,
-        priority: None,
-        rate: None,
-        wait_ms: None,
-    };
+    let request = OpenRequest { tenant: Some("t".repeat(200)), labels, ..OpenRequest::new("echo") };
     let err = client.open(request, theirs.as_fd()).await.unwrap_err();
     assert_eq!(err.code(), Some(streamlet_proto::ErrorCode::BadRequest), "{err}");
     let status = client.status().await.unwrap();

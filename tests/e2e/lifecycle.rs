@@ -17,15 +17,7 @@ async fn a_killed_streamlet_is_replaced_and_only_its_streams_end() {
     let mut conns = Vec::new();
     for _ in 0..6 {
         let (mine, theirs) = UnixStream::pair().unwrap();
-        let request = OpenRequest {
-            pool: "echo".into(),
-            tenant: None,
-            labels: Default::default(),
-            region: None,
-            priority: None,
-            rate: None,
-            wait_ms: None,
-        };
+        let request = OpenRequest::new("echo");
         let opened = client.open(request, theirs.as_fd()).await.unwrap();
         conns.push((opened, mine));
     }
@@ -106,15 +98,7 @@ async fn no_descriptor_leaks_across_deaths_and_streams() {
         }
         for _ in 0..20 {
             let (mut mine, theirs) = UnixStream::pair().unwrap();
-            let request = OpenRequest {
-                pool: "echo".into(),
-                tenant: None,
-                labels: Default::default(),
-                region: None,
-                priority: None,
-                rate: None,
-                wait_ms: None,
-            };
+            let request = OpenRequest::new("echo");
             client.open(request, theirs.as_fd()).await.unwrap();
             drop(theirs);
             echo_once(&mut mine, b"x");
@@ -136,15 +120,7 @@ async fn sigterm_stops_every_streamlet_removes_the_socket_and_leaves_no_orphan()
     let mut daemon = Daemon::start(TWO_BY_64);
     let mut client = daemon.client().await;
     let (mine, theirs) = UnixStream::pair().unwrap();
-    let request = OpenRequest {
-        pool: "echo".into(),
-        tenant: None,
-        labels: Default::default(),
-        region: None,
-        priority: None,
-        rate: None,
-        wait_ms: None,
-    };
+    let request = OpenRequest::new("echo");
     client.open(request, theirs.as_fd()).await.unwrap();
     drop(theirs);
     let pids: Vec<u32> = client.workers(None).await.unwrap().iter().map(|w| w.pid).collect();

@@ -33,15 +33,8 @@ async fn open(
     rate: Option<RateRequest>,
 ) -> Result<(u64, UnixStream), streamlet_client::ClientError> {
     let (mine, theirs) = UnixStream::pair().unwrap();
-    let request = OpenRequest {
-        pool: "echo".into(),
-        tenant: Some(tenant.into()),
-        labels: Default::default(),
-        region: None,
-        priority: Some(priority),
-        rate,
-        wait_ms: None,
-    };
+    let request =
+        OpenRequest { tenant: Some(tenant.into()), priority: Some(priority), rate, ..OpenRequest::new("echo") };
     let opened = client.open(request, theirs.as_fd()).await?;
     Ok((opened.stream.0, mine))
 }

@@ -28,15 +28,7 @@ fn config_with(limits: &str, readonly_root: bool) -> String {
 async fn open(client: &mut Client, labels: &[(&str, &str)]) -> (Opened, UnixStream) {
     let (mine, theirs) = UnixStream::pair().unwrap();
     let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    let request = OpenRequest {
-        pool: "edge".into(),
-        tenant: None,
-        labels,
-        region: None,
-        priority: None,
-        rate: None,
-        wait_ms: None,
-    };
+    let request = OpenRequest { labels, ..OpenRequest::new("edge") };
     let opened = client.open(request, theirs.as_fd()).await.unwrap();
     mine.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     (opened, mine)
@@ -328,15 +320,7 @@ fn without_root_the_daemon_says_what_is_missing() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let mut client = relaxed.client().await;
-        let request = OpenRequest {
-            pool: "echo".into(),
-            tenant: None,
-            labels: Default::default(),
-            region: None,
-            priority: None,
-            rate: None,
-            wait_ms: None,
-        };
+        let request = OpenRequest::new("echo");
         client.open(request, theirs.as_fd()).await.unwrap();
     });
     echo_once(&mut mine, b"unsandboxed but working");

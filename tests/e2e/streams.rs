@@ -10,15 +10,7 @@ use streamlet_proto::{EndReason, Event, OpenRequest};
 use crate::support::{echo_once, Daemon, Raw, TWO_BY_64};
 
 fn open_request(tenant: &str) -> OpenRequest {
-    OpenRequest {
-        pool: "echo".into(),
-        tenant: Some(tenant.into()),
-        labels: Default::default(),
-        region: None,
-        priority: None,
-        rate: None,
-        wait_ms: None,
-    }
+    OpenRequest { tenant: Some(tenant.into()), ..OpenRequest::new("echo") }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

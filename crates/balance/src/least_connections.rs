@@ -1,8 +1,8 @@
 //! Least connections, weighted by capacity, ties broken round-robin.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 
+use crate::load::Load;
 use crate::{Labels, Placement, Request, WorkerKey};
 
 /// Picks the streamlet with the smallest share of its capacity in use; among
@@ -14,29 +14,7 @@ pub struct LeastConnections {
     clock: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    active: u32,
-    capacity: u32,
-    /// The placement counter when this streamlet was last chosen; 0 = never.
-    last: u64,
-    worker: WorkerKey,
-}
-
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // active/capacity < other.active/other.capacity, without division.
-        let lhs = u64::from(self.active) * u64::from(other.capacity);
-        let rhs = u64::from(other.active) * u64::from(self.capacity);
-        lhs.cmp(&rhs).then(self.last.cmp(&other.last)).then(self.worker.cmp(&other.worker))
-    }
-}
-
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
+type Entry = Load;
 
 impl LeastConnections {
     fn update(&mut self, worker: WorkerKey, f: impl FnOnce(&mut Entry)) -> bool {

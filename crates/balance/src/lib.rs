@@ -21,6 +21,7 @@
 //! ```
 
 mod least_connections;
+mod load;
 pub mod policies;
 pub mod quota;
 

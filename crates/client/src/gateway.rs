@@ -156,13 +156,9 @@ impl Gateway {
             return;
         };
         let request = OpenRequest {
-            pool: self.pool.clone(),
             tenant: self.tenant.clone(),
             labels: BTreeMap::from([("peer".to_owned(), peer.to_string())]),
-            region: None,
-            priority: None,
-            rate: None,
-            wait_ms: None,
+            ..OpenRequest::new(self.pool.clone())
         };
         let result = client.open(request, stream.as_fd()).await;
         drop(stream);

@@ -21,7 +21,7 @@
 //! let mut client = Client::connect("/run/streamlet/streamletd.sock").await?;
 //! print!("{}", table::status_table(&client.status().await?));
 //!
-//! let request = OpenRequest { pool: "echo".into(), tenant: None, labels: Default::default(), region: None, priority: None, rate: None, wait_ms: None };
+//! let request = OpenRequest::new("echo");
 //! let opened = client.open(request, connection.as_fd()).await?;
 //! drop(connection); // the streamlet has its own copy now
 //! println!("stream {} on streamlet {}", opened.stream, opened.worker);

@@ -143,15 +143,7 @@ async fn open_passes_the_connection_to_the_daemon() {
     };
     let client = async {
         let mut client = Client::connect(&daemon.path).await.unwrap();
-        let request = OpenRequest {
-            pool: "echo".into(),
-            tenant: Some("acme".into()),
-            labels: Default::default(),
-            region: None,
-            priority: None,
-            rate: None,
-            wait_ms: None,
-        };
+        let request = OpenRequest { tenant: Some("acme".into()), ..OpenRequest::new("echo") };
         client.open(request, theirs.as_fd()).await.unwrap()
     };
     let ((), opened) = tokio::join!(server, client);

@@ -175,6 +175,21 @@ pub struct OpenRequest {
     pub wait_ms: Option<u64>,
 }
 
+impl OpenRequest {
+    /// An open of `pool` with everything else left to the daemon's defaults.
+    pub fn new(pool: impl Into<String>) -> Self {
+        Self {
+            pool: pool.into(),
+            tenant: None,
+            labels: BTreeMap::new(),
+            region: None,
+            priority: None,
+            rate: None,
+            wait_ms: None,
+        }
+    }
+}
+
 /// Bytes per second: at least `min` (else the stream is refused), at most `max`.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]

@@ -1,8 +1,8 @@
 //! Geo: the load share plus a penalty for the distance to the stream's region.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::load::Load;
 use crate::{Labels, Placement, Request, WorkerKey};
 
 /// The distance between two different regions missing from the table.
@@ -34,39 +34,7 @@ pub struct Geo {
     clock: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    active: u32,
-    capacity: u32,
-    /// The placement counter when this streamlet was last chosen; 0 = never.
-    last: u64,
-    worker: WorkerKey,
-}
-
-impl Entry {
-    fn share(&self) -> f64 {
-        f64::from(self.active) / f64::from(self.capacity)
-    }
-
-    fn has_room(&self) -> bool {
-        self.active < self.capacity
-    }
-}
-
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // active/capacity < other.active/other.capacity, without division.
-        let lhs = u64::from(self.active) * u64::from(other.capacity);
-        let rhs = u64::from(other.active) * u64::from(self.capacity);
-        lhs.cmp(&rhs).then(self.last.cmp(&other.last)).then(self.worker.cmp(&other.worker))
-    }
-}
-
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
+type Entry = Load;
 
 impl Geo {
     /// A geo policy over a region-distance table, looked up in both directions
