@@ -206,16 +206,7 @@ fn a_handshake_with_an_unknown_version_or_encoding_is_refused_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_capacity_when_every_streamlet_is_full() {
-    let config = TWO_BY_64.replace("streams_per_worker = 64", "streams_per_worker = 1");
-    let daemon = Daemon::start(&config);
-    let mut client = daemon.client().await;
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let (mine, theirs) = UnixStream::pair().unwrap();
-        let request = OpenRequest::new("echo");
-        client.open(request, theirs.as_fd()).await.unwrap();
-        held.push(mine);
-    }
+    let (_daemon, mut client, _held) = crate::support::full_pool().await;
     let (_mine, theirs) = UnixStream::pair().unwrap();
     let request = OpenRequest::new("echo");
     let err = client.open(request, theirs.as_fd()).await.unwrap_err();

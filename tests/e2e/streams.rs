@@ -140,15 +140,7 @@ async fn layered_placement_fills_every_streamlet_before_any_gets_more() {
 /// its time is up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_that_asks_to_wait_gets_the_next_free_slot_or_its_error_in_time() {
-    let config = TWO_BY_64.replace("streams_per_worker = 64", "streams_per_worker = 1");
-    let daemon = Daemon::start(&config);
-    let mut client = daemon.client().await;
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let (mine, theirs) = UnixStream::pair().unwrap();
-        client.open(open_request("t"), theirs.as_fd()).await.unwrap();
-        held.push(mine);
-    }
+    let (daemon, mut client, mut held) = crate::support::full_pool().await;
     // Too short a wait: no_capacity, after the wait, not at once.
     let (_m, theirs) = UnixStream::pair().unwrap();
     let started = std::time::Instant::now();
@@ -179,15 +171,7 @@ async fn an_open_that_asks_to_wait_gets_the_next_free_slot_or_its_error_in_time(
 /// closed and nothing is placed for it when room appears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_open_of_a_gateway_that_hung_up_is_dropped() {
-    let config = TWO_BY_64.replace("streams_per_worker = 64", "streams_per_worker = 1");
-    let daemon = Daemon::start(&config);
-    let mut client = daemon.client().await;
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let (mine, theirs) = UnixStream::pair().unwrap();
-        client.open(open_request("t"), theirs.as_fd()).await.unwrap();
-        held.push(mine);
-    }
+    let (daemon, mut client, mut held) = crate::support::full_pool().await;
     let mut raw = Raw::json(&daemon.socket);
     let (waiting_client, theirs) = UnixStream::pair().unwrap();
     raw.frame_with_fd(br#"{"id":1,"body":{"open":{"pool":"echo","wait_ms":10000}}}"#, theirs.as_fd());

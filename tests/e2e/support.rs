@@ -304,3 +304,17 @@ pub fn hostile_worker() -> PathBuf {
     assert!(path.exists(), "{} not built (cargo test builds examples)", path.display());
     path
 }
+
+/// A daemon whose two streamlets take one stream each, both taken: the
+/// streams' client ends are returned, to keep or drop.
+pub async fn full_pool() -> (Daemon, Client, Vec<UnixStream>) {
+    let daemon = Daemon::start(&TWO_BY_64.replace("streams_per_worker = 64", "streams_per_worker = 1"));
+    let mut client = daemon.client().await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        client.open(streamlet_proto::OpenRequest::new("echo"), theirs.as_fd()).await.unwrap();
+        held.push(mine);
+    }
+    (daemon, client, held)
+}

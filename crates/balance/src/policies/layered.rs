@@ -155,18 +155,4 @@ mod tests {
         assert_eq!(p.place(&Request::default()), Some(2));
         assert_eq!(p.place(&Request::default()), Some(1));
     }
-
-    #[test]
-    fn removed_streamlets_are_never_chosen() {
-        let mut p = Layered::default();
-        p.add(1, 4, &Labels::new());
-        p.add(2, 4, &Labels::new());
-        p.remove(1);
-        for _ in 0..4 {
-            assert_eq!(p.place(&Request::default()), Some(2));
-        }
-        assert_eq!(p.place(&Request::default()), None);
-        p.release(1); // unknown: ignored
-        assert_eq!(p.load(1), None);
-    }
 }

@@ -196,21 +196,6 @@ mod tests {
         assert_eq!(p.place(&any), Some(2));
     }
 
-    #[test]
-    fn removed_streamlets_are_never_chosen() {
-        let mut p = PowerOfTwo::new(3);
-        for w in 1..=3 {
-            p.add(w, 4, &Labels::new());
-        }
-        p.remove(2);
-        for _ in 0..8 {
-            assert_ne!(p.place(&Request::default()), Some(2));
-        }
-        assert_eq!(p.place(&Request::default()), None);
-        p.release(2); // unknown: ignored
-        assert_eq!(p.load(2), None);
-    }
-
     proptest! {
         /// No streamlet is ever over its capacity, and a placement is refused
         /// only when every streamlet is full.
