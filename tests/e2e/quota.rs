@@ -216,3 +216,122 @@ fn streamletctl_holds_a_lease_and_shows_the_quota() {
     let host = quota.as_array().unwrap().iter().find(|l| l["level"] == "host").unwrap().clone();
     assert_eq!(host["leases"], 0, "released: {quota}");
 }
+
+/// Room for two streams of 20 MB/s, each allowed up to 40.
+const BURSTY: &str = r#"
+[daemon]
+shutdown_timeout = "2s"
+stats_interval = "100ms"
+
+[capacity]
+egress = "40MB/s"
+burst = "1s"
+
+[pools.echo]
+handler = { kind = "echo" }
+workers = { min = 1, max = 1 }
+streams_per_worker = 8
+default_rate = { min = "1MB/s", max = "40MB/s" }
+"#;
+
+/// A loopback TCP connection: the client's end, and the server's end that
+/// is handed over (the test keeps a copy of the same socket).
+fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (client, server)
+}
+
+/// The kernel's pacing limit on a socket, bytes per second.
+fn pacing(socket: &std::net::TcpStream) -> u64 {
+    use std::os::fd::AsRawFd;
+    let mut rate = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: a valid socket, and a buffer of `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MAX_PACING_RATE,
+            (&mut rate as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "getsockopt: {}", std::io::Error::last_os_error());
+    if len == 4 {
+        rate & 0xffff_ffff
+    } else {
+        rate
+    }
+}
+
+/// Polls `f` every 10 ms until it is true or `limit` passes.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kernel_paces_each_stream_and_a_busy_one_bursts_into_an_idle_ones_share() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let daemon = Daemon::start(BURSTY);
+    let mut client = daemon.client().await;
+    let (mut busy_client, busy) = tcp_pair();
+    let (_idle_client, idle) = tcp_pair();
+    let request = || OpenRequest { tenant: Some("t".into()), ..OpenRequest::new("echo") };
+    let first = client.open(request(), busy.as_fd()).await.unwrap();
+    assert_eq!(pacing(&busy), 40_000_000, "alone: paced at its max");
+    let second = client.open(request(), idle.as_fd()).await.unwrap();
+    let r = rates(&mut client).await;
+    assert_eq!((r[&first.stream.0], r[&second.stream.0]), (Some(20_000_000), Some(20_000_000)));
+    // Both are paced at their allocation less the margin that lets the next
+    // admission fit without touching them; the first was lowered at once.
+    let paced = 20_000_000 - 20_000_000 / 64;
+    assert_eq!((pacing(&busy), pacing(&idle)), (paced, paced));
+
+    // One sends as fast as it may; the other sends nothing.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut reader = busy_client.try_clone().unwrap();
+    // (A timeout, so that the pump sees `stop` even when its peer stops reading.)
+    busy_client.set_write_timeout(Some(Duration::from_millis(100))).unwrap();
+    let pump = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let chunk = vec![7u8; 64 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                match busy_client.write(&chunk) {
+                    Ok(_) => {}
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+            }
+        })
+    };
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+    });
+
+    let burst = eventually(Duration::from_secs(10), || pacing(&busy) == 40_000_000);
+    assert!(burst, "the busy stream never burst: paced at {}", pacing(&busy));
+    assert_eq!(pacing(&idle), paced, "the idle stream keeps its pacing: it may need it back");
+    assert_eq!(rates(&mut client).await[&first.stream.0], Some(20_000_000), "the allocation is unchanged");
+    let ended = eventually(Duration::from_secs(3), || pacing(&busy) == paced);
+    assert!(ended, "the burst never ended: paced at {}", pacing(&busy));
+
+    stop.store(true, Ordering::Relaxed);
+    pump.join().unwrap();
+    client.close(first.stream).await.unwrap();
+    client.close(second.stream).await.unwrap();
+    drain.join().unwrap();
+}

@@ -62,6 +62,8 @@ pub struct Core {
     leases: HashMap<LeaseId, String>,
     /// Opens waiting for room, oldest first.
     waiting: VecDeque<Waiter>,
+    /// When the streams' send rates were last sampled for bursts.
+    sampled: Instant,
 }
 
 /// An open that asked to wait for room.
@@ -149,8 +151,11 @@ struct StreamEntry {
     /// The daemon ended it (`closed`, `preempted`): reported so, whatever the
     /// streamlet saw first.
     closing: Option<EndReason>,
-    /// Its allocation, bytes per second, when the quota covers it.
+    /// The rate it is paced at (its streamlet and the kernel were told),
+    /// bytes per second, when the quota covers it.
     rate: Option<u64>,
+    /// When its send rate was last measured, and `bytes_out` then.
+    usage_base: (Instant, u64),
     priority: u8,
     /// Whether the quota covers it (and it must be released there).
     managed: bool,
@@ -195,6 +200,7 @@ impl Core {
         for pool in config.pools.values() {
             quota.set_pool(&pool.name, pool.egress, pool.preempt);
         }
+        quota.set_burst_window(config.quota.burst.as_millis() as u64);
         Self {
             pools,
             workers: HashMap::new(),
@@ -210,6 +216,7 @@ impl Core {
             epoch: Instant::now(),
             leases: HashMap::new(),
             waiting: VecDeque::new(),
+            sampled: Instant::now(),
         }
     }
 
@@ -376,15 +383,13 @@ impl Core {
         let labels = request.labels;
         let now = self.epoch.elapsed().as_millis() as u64;
         let mut admission: Option<Admission> = None;
-        // New rates of the others when this stream's admission is undone.
-        let mut released = Vec::new();
         let placed = loop {
             let Some(key) = pool.placement.place(&wanted) else {
                 // (Only after a broken streamlet was skipped can an admission
                 // already be held here.)
                 let admitted = admission.is_some();
                 if admitted {
-                    released = self.quota.release(StreamKey(stream.0));
+                    self.quota.release(StreamKey(stream.0));
                 }
                 let ready = self.workers.values().filter(|w| w.pool == request.pool && w.state == WorkerState::Ready);
                 let message = match ready.count() {
@@ -422,7 +427,7 @@ impl Core {
                 Err(e) => {
                     pool.placement.release(key);
                     if admission.is_some() {
-                        released = self.quota.release(StreamKey(stream.0));
+                        self.quota.release(StreamKey(stream.0));
                     }
                     break Err(ErrorBody::new(ErrorCode::BadRequest, format!("stream too large to hand over: {e}")));
                 }
@@ -438,7 +443,7 @@ impl Core {
                     // Nothing wrong with the streamlet: give its slot back.
                     pool.placement.release(key);
                     if admission.is_some() {
-                        released = self.quota.release(StreamKey(stream.0));
+                        self.quota.release(StreamKey(stream.0));
                     }
                     tracing::warn!(worker = %id, error = %e, "cannot hand a stream over");
                     let code = if matches!(e, SendError::Resources(_)) {
@@ -464,12 +469,12 @@ impl Core {
             Ok(worker) => worker,
             Err(error) => {
                 // What the admission preempted left the quota already: those
-                // streams and leases end even though this stream did not start,
-                // and the survivors get the rates they have now.
+                // streams and leases end even though this stream did not start.
+                // Those it lowered are lowered (the quota counts them so), and
+                // the next sweep raises them again.
                 if let Some(admission) = &admission {
                     self.preempted(&admission.changes);
                     self.apply_rates(&admission.changes.rates);
-                    self.apply_rates(&released);
                 }
                 return Err(error);
             }
@@ -489,6 +494,7 @@ impl Core {
             opened: Instant::now(),
             bytes_in: 0,
             bytes_out: 0,
+            usage_base: (Instant::now(), 0),
             owner,
             closing: None,
             rate,
@@ -583,11 +589,10 @@ impl Core {
 
     /// Gives a lease back.
     pub fn release_lease(&mut self, lease: u64) -> Result<(), ErrorBody> {
-        let rates = self.quota.release_lease(LeaseId(lease)).map_err(|r| refusal_error(&r))?;
+        self.quota.release_lease(LeaseId(lease)).map_err(|r| refusal_error(&r))?;
         if let Some(tenant) = self.leases.remove(&LeaseId(lease)) {
             self.untenant(&tenant);
         }
-        self.apply_rates(&rates);
         self.retry_waiting();
         Ok(())
     }
@@ -595,18 +600,45 @@ impl Core {
     /// Frees every lease whose TTL has passed: a gateway that crashed leaks
     /// nothing. Called by the daemon's expiry task.
     pub fn expire_leases(&mut self) -> usize {
-        let expiry = self.quota.expire(self.now_ms());
-        for lease in &expiry.leases {
+        let expired = self.quota.expire(self.now_ms());
+        for lease in &expired {
             if let Some(tenant) = self.leases.remove(lease) {
                 tracing::info!(lease = lease.0, tenant, "lease expired");
                 self.untenant(&tenant);
             }
         }
-        self.apply_rates(&expiry.rates);
-        if !expiry.leases.is_empty() {
+        if !expired.is_empty() {
             self.retry_waiting();
         }
-        expiry.leases.len()
+        expired.len()
+    }
+
+    /// Brings the streams' pacing up to date with the quota: re-paces those
+    /// whose allocation moved since the last time and ends bursts past their
+    /// window; once per `stats_interval`, takes streams that reported nothing
+    /// as idle and grants bursts. Called by the daemon every 50 ms.
+    pub fn pace(&mut self, stats_interval: Duration) {
+        if self.quota.stale() {
+            let rates = self.quota.sweep();
+            self.apply_rates(&rates);
+        }
+        let now = self.now_ms();
+        let rates = self.quota.end_bursts(now);
+        self.apply_rates(&rates);
+        if self.sampled.elapsed() < stats_interval {
+            return;
+        }
+        self.sampled = Instant::now();
+        // Streamlets report only the streams whose counters moved.
+        let silent = stats_interval * 2;
+        for (id, s) in &mut self.streams {
+            if s.managed && s.usage_base.0.elapsed() >= silent {
+                s.usage_base = (self.sampled, s.bytes_out);
+                self.quota.record_usage(StreamKey(id.0), 0);
+            }
+        }
+        let rates = self.quota.grant_bursts(now);
+        self.apply_rates(&rates);
     }
 
     /// Capacity, allocated and free, per host, pool and tenant.
@@ -672,14 +704,12 @@ impl Core {
         }
     }
 
-    /// A stream leaves the quota and its tenant's count; others' rates follow.
+    /// A stream leaves the quota and its tenant's count; the others' rates
+    /// follow at the next [`Core::pace`].
     fn forget_stream(&mut self, stream: StreamId, entry: &StreamEntry) {
         self.untenant(&entry.tenant);
         if entry.managed {
-            let rates = self.quota.release(StreamKey(stream.0));
-            if !self.shutting_down {
-                self.apply_rates(&rates);
-            }
+            self.quota.release(StreamKey(stream.0));
         }
     }
 
@@ -739,11 +769,21 @@ impl Core {
         }
     }
 
+    /// A streamlet's counters. Each report also measures the stream's send
+    /// rate since the one before, for bursts.
     pub fn stream_stats(&mut self, worker: WorkerId, counters: &[StreamCounters]) {
+        let now = Instant::now();
         for c in counters {
             if let Some(entry) = self.streams.get_mut(&c.stream).filter(|e| e.worker == worker) {
                 entry.bytes_in = c.bytes_in;
                 entry.bytes_out = c.bytes_out;
+                let (at, base) = entry.usage_base;
+                let ms = now.duration_since(at).as_millis();
+                if entry.managed && ms >= MIN_USAGE_SPAN_MS {
+                    let used = u128::from(c.bytes_out.saturating_sub(base)) * 1000 / ms;
+                    self.quota.record_usage(StreamKey(c.stream.0), u64::try_from(used).unwrap_or(u64::MAX));
+                    entry.usage_base = (now, c.bytes_out);
+                }
             }
         }
     }
@@ -928,7 +968,7 @@ impl Core {
                 age_ms: s.opened.elapsed().as_millis() as u64,
                 bytes_in: s.bytes_in,
                 bytes_out: s.bytes_out,
-                rate: s.rate,
+                rate: s.managed.then(|| self.quota.allocation(StreamKey(id.0))).flatten().filter(|r| *r < UNLIMITED),
                 priority: s.priority,
             })
             .collect();
@@ -974,6 +1014,10 @@ impl Drop for StreamFd {
         }
     }
 }
+
+/// Send rates are measured over at least this many milliseconds: shorter
+/// spans between reports are added to the next.
+const MIN_USAGE_SPAN_MS: u128 = 10;
 
 /// An allocation at or above this is no limit: the stream is not paced.
 const UNLIMITED: u64 = 1 << 60;

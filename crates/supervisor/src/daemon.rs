@@ -50,19 +50,23 @@ impl Daemon {
     }
 }
 
-/// How often leases past their TTL are freed.
-const LEASE_SWEEP: Duration = Duration::from_millis(50);
+/// How often leases and waits past their time are freed, and the streams'
+/// pacing caught up with the quota.
+const QUOTA_TICK: Duration = Duration::from_millis(50);
 
-/// Frees expired leases until the daemon stops.
-async fn expire_leases(daemon: Arc<Daemon>) {
+/// The quota's clock work, until the daemon stops.
+async fn quota_tick(daemon: Arc<Daemon>) {
     let mut stopping = daemon.stopping.subscribe();
-    let mut tick = tokio::time::interval(LEASE_SWEEP);
+    let mut tick = tokio::time::interval(QUOTA_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stats_interval = daemon.config.daemon.stats_interval;
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 let mut core = daemon.core();
                 core.expire_leases();
                 core.expire_waiting();
+                core.pace(stats_interval);
             }
             _ = stopped(&mut stopping) => return,
         }
@@ -134,7 +138,7 @@ pub async fn run(
         spawner::fill_slot(daemon.clone(), pool, slot, Duration::ZERO);
     }
     let server = tokio::spawn(server::serve(daemon.clone(), listener));
-    tokio::spawn(expire_leases(daemon.clone()));
+    tokio::spawn(quota_tick(daemon.clone()));
 
     let signal = tokio::select! {
         _ = terminate.recv() => "SIGTERM",

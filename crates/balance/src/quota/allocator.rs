@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::fill::{water_fill, Demand};
+use super::levels::{Item, LevelIndex, Scope, Water};
 use super::reason::Refusal;
 use super::types::{Holder, LeaseId, Level, Millis, PoolId, Priority, Rate, StreamKey, TenantId};
 
@@ -13,14 +13,15 @@ pub struct Changes {
     pub preempted: Vec<StreamKey>,
     /// Leases closed with reason `preempted`: their next refresh is refused with it.
     pub preempted_leases: Vec<LeaseId>,
-    /// Every running stream whose allocation changed, with its new rate (`UpdateRate`).
+    /// Every other running stream whose paced rate changed, with the new rate
+    /// (`UpdateRate`). Raises, and lowers that fit without, wait for [`Allocator::sweep`].
     pub rates: Vec<(StreamKey, u64)>,
 }
 
 /// A stream admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admission {
-    /// The stream's allocation, in bytes per second.
+    /// The rate the stream is paced at, in bytes per second (see [`Allocator::paced`]).
     pub rate: u64,
     /// Preemptions and new rates of the other streams.
     pub changes: Changes,
@@ -44,6 +45,14 @@ pub struct Allocator {
     pub(super) host_min: u64,
     /// The sum of every holder's max (u128: no overflow).
     pub(super) host_max: u128,
+    /// The sum of every holder's paced rate.
+    pub(super) host_paced: u128,
+    /// The host's water level above the minimums.
+    pub(super) host_water: Water,
+    /// Every demand, sorted by saturation level.
+    pub(super) levels: LevelIndex,
+    /// Allocations moved since the last [`Allocator::sweep`].
+    pub(super) stale: bool,
     pub(super) pools: Vec<Pool>,
     pub(super) pool_index: HashMap<PoolId, usize>,
     pub(super) tenants: Vec<Tenant>,
@@ -60,6 +69,8 @@ pub struct Allocator {
     pub(super) next_lease: u64,
     pub(super) next_seq: u64,
     pub(super) burst_window: Millis,
+    /// `(until, holder)` of every running burst.
+    pub(super) burst_ends: BTreeSet<(Millis, Holder)>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +81,12 @@ pub(super) struct Pool {
     pub min_sum: u64,
     /// The sum of the maxima of its holders (u128: no overflow).
     pub max_sum: u128,
+    /// The sum of its holders' paced rates.
+    pub paced: u128,
+    /// Its own water level, if it has a capacity, else `Full`.
+    pub water: Water,
+    /// The level its holders are at: the lower of its own and the host's.
+    pub level: Water,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +102,28 @@ pub(super) struct Term {
     pub expires_at: Millis,
 }
 
+/// One holder's demand on the allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Demand {
+    /// Index of the pool in the allocator's pool table.
+    pub pool: usize,
+    pub min: u64,
+    pub max: u64,
+    pub weight: u32,
+    /// Admission order.
+    pub seq: u64,
+}
+
+impl Demand {
+    pub fn span(&self) -> u64 {
+        self.max - self.min
+    }
+
+    fn item(&self) -> Item {
+        Item { span: self.span(), weight: self.weight, pool: self.pool as u32, seq: self.seq }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Entry {
     pub demand: Demand,
@@ -92,13 +131,14 @@ pub(super) struct Entry {
     pub tenant: usize,
     pub priority: Priority,
     pub since: Millis,
-    pub alloc: u64,
-}
-
-impl AsRef<Demand> for Entry {
-    fn as_ref(&self) -> &Demand {
-        &self.demand
-    }
+    /// The rate last handed out (`UpdateRate`, pacing): near the allocation,
+    /// see [`Allocator::sweep`].
+    pub paced: u64,
+    /// Its recent send rate, if reported.
+    pub used: Option<u64>,
+    pub burst: Option<super::burst::Burst>,
+    /// No new burst before this instant.
+    pub cool_until: Millis,
 }
 
 impl Allocator {
@@ -109,6 +149,10 @@ impl Allocator {
             host_capacity,
             host_min: 0,
             host_max: 0,
+            host_paced: 0,
+            host_water: Water::Full,
+            levels: LevelIndex::default(),
+            stale: false,
             pools: Vec::new(),
             pool_index: HashMap::new(),
             tenants: Vec::new(),
@@ -122,6 +166,7 @@ impl Allocator {
             next_lease: 1,
             next_seq: 0,
             burst_window: 2_000,
+            burst_ends: BTreeSet::new(),
         }
     }
 
@@ -133,7 +178,17 @@ impl Allocator {
         let p = match self.pool_index.get(pool) {
             Some(&p) => p,
             None => {
-                self.pools.push(Pool { name: pool.to_owned(), capacity: None, preempt, min_sum: 0, max_sum: 0 });
+                self.pools.push(Pool {
+                    name: pool.to_owned(),
+                    capacity: None,
+                    preempt,
+                    min_sum: 0,
+                    max_sum: 0,
+                    paced: 0,
+                    water: Water::Full,
+                    level: Water::Full,
+                });
+                self.levels.add_pool();
                 self.pool_index.insert(pool.to_owned(), self.pools.len() - 1);
                 self.pools.len() - 1
             }
@@ -163,13 +218,15 @@ impl Allocator {
         self.default_tenant_limit = max_streams;
     }
 
-    /// How long a burst granted by [`Allocator::burst`] lasts, in milliseconds.
+    /// How long a burst granted by [`Allocator::grant_bursts`] lasts, in
+    /// milliseconds (and how long the stream then waits before the next); 0:
+    /// no bursts.
     pub fn set_burst_window(&mut self, window: Millis) {
         self.burst_window = window;
     }
 
     /// Admits a stream: reserves its minimum, preempting strictly
-    /// lower-priority holders if the pool allows, then re-shares the residual.
+    /// lower-priority holders if the pool allows, then raises the water.
     /// `now` is recorded as the stream's start: among preemption victims of
     /// equal priority, the newest goes first.
     pub fn admit(
@@ -185,23 +242,17 @@ impl Allocator {
         if self.index.contains_key(&holder) {
             return Err(Refusal::Duplicate(key));
         }
-        let before = self.unconstrained();
         let mut changes = self.take(holder, pool, tenant, priority, rate, now)?;
-        if before && self.unconstrained() {
-            // Every maximum fits, before and after: everyone holds its max,
-            // and only the newcomer's allocation is new. O(1).
-            let i = self.index[&holder];
-            self.entries[i].alloc = self.entries[i].demand.max;
-            return Ok(Admission { rate: self.entries[i].alloc, changes });
-        }
-        changes.rates = self.rebalance(Some(holder));
-        Ok(Admission { rate: self.entries[self.index[&holder]].alloc, changes })
+        self.relevel();
+        let (rate, rates) = self.pace_newcomer(holder);
+        changes.rates = rates;
+        Ok(Admission { rate, changes })
     }
 
     /// Admits many streams under the same rules as [`Allocator::admit`], one
-    /// after the other, but re-shares once at the end: for a daemon that
-    /// restarts with streams running. `changes.rates` lists every stream whose
-    /// rate changed, the new ones included.
+    /// after the other, but finds the levels once at the end: for a daemon
+    /// that restarts with streams running. `changes.rates` lists every
+    /// stream's paced rate, the new ones included.
     pub fn admit_batch<'a, I>(&mut self, streams: I, now: Millis) -> BatchAdmission
     where
         I: IntoIterator<Item = (StreamKey, &'a str, &'a str, Priority, Rate)>,
@@ -222,34 +273,33 @@ impl Allocator {
                 Err(refusal) => batch.refused.push((key, refusal)),
             }
         }
-        batch.changes.rates = self.rebalance(None);
+        self.relevel();
+        batch.changes.rates = self.sweep();
         batch
     }
 
-    /// Ends a stream and re-shares its bandwidth; returns the new rates of the
-    /// streams that changed. An unknown key changes nothing.
-    pub fn release(&mut self, key: StreamKey) -> Vec<(StreamKey, u64)> {
-        let before = self.unconstrained();
-        if self.remove(Holder::Stream(key)).is_none() {
-            return Vec::new();
+    /// Ends a stream. The others' share of what it frees reaches them at the
+    /// next [`Allocator::sweep`]. An unknown key changes nothing.
+    pub fn release(&mut self, key: StreamKey) {
+        if self.remove(Holder::Stream(key)).is_some() {
+            self.relevel();
         }
-        if before {
-            // Everyone held its max and still does. O(1).
-            return Vec::new();
-        }
-        self.rebalance(None)
     }
 
-    /// Whether every holder's max fits at the host and in its pool: then the
-    /// sharing is trivial (each gets its max) and needs no water-filling.
-    fn unconstrained(&self) -> bool {
-        self.host_max <= u128::from(self.host_capacity)
-            && self.pools.iter().all(|p| p.capacity.is_none_or(|c| p.max_sum <= u128::from(c)))
-    }
-
-    /// A stream's current allocation in bytes per second.
+    /// A stream's allocation in bytes per second: its fair share now.
     pub fn allocation(&self, key: StreamKey) -> Option<u64> {
-        self.index.get(&Holder::Stream(key)).map(|&i| self.entries[i].alloc)
+        self.index.get(&Holder::Stream(key)).map(|&i| self.allocation_of(&self.entries[i]))
+    }
+
+    /// The rate a stream is paced at: its allocation, less a margin while it
+    /// is below its max (see [`Allocator::sweep`]).
+    pub fn paced(&self, key: StreamKey) -> Option<u64> {
+        self.index.get(&Holder::Stream(key)).map(|&i| self.entries[i].paced)
+    }
+
+    pub(super) fn allocation_of(&self, e: &Entry) -> u64 {
+        let d = &e.demand;
+        d.min + self.pools[d.pool].level.share(d.span(), d.weight)
     }
 
     /// The number of streams and leases held.
@@ -262,15 +312,77 @@ impl Allocator {
         self.entries.is_empty()
     }
 
-    /// Re-shares the residual from scratch and returns every stream whose
-    /// allocation changed. Every admit and release does this already; the
-    /// daemon need not call it.
+    /// Finds the levels again and re-paces every holder: what every change
+    /// did once, kept to measure it against. Returns the streams whose
+    /// paced rate changed.
     pub fn reallocate(&mut self) -> Vec<(StreamKey, u64)> {
-        self.rebalance(None)
+        self.relevel();
+        self.sweep()
+    }
+
+    /// Whether allocations moved since the last [`Allocator::sweep`].
+    pub fn stale(&self) -> bool {
+        self.stale
+    }
+
+    /// Brings every paced rate near its allocation and returns the streams
+    /// whose paced rate changed.
+    ///
+    /// Paced rates trail allocations on purpose. A holder is paced at its
+    /// allocation less 1/64 (at its max exactly), and only re-paced when
+    /// its allocation falls below that or rises more than 1/32 above. So an
+    /// admission usually fits in the margin the others leave, and is paced at
+    /// once without touching them (O(1) instead of O(n) rate changes); when
+    /// it does not fit, the admission sweeps itself. Lowers that a release or
+    /// a raise makes possible wait for the caller's next sweep (the daemon's
+    /// runs every 50 ms). The sum of the paced rates never exceeds a capacity.
+    pub fn sweep(&mut self) -> Vec<(StreamKey, u64)> {
+        self.stale = false;
+        let mut changed = Vec::new();
+        for i in 0..self.entries.len() {
+            let alloc = self.allocation_of(&self.entries[i]);
+            let e = &self.entries[i];
+            let at_max = alloc == e.demand.max;
+            if e.paced > alloc || e.paced < alloc - alloc / 32 || (at_max && e.paced != alloc) {
+                let before = e.rate_now();
+                self.set_paced(i, pace(&e.demand, alloc));
+                let e = &self.entries[i];
+                if let (Holder::Stream(key), true) = (e.holder, e.rate_now() != before) {
+                    changed.push((key, e.rate_now()));
+                }
+            }
+        }
+        changed.sort_unstable();
+        changed
+    }
+
+    fn set_paced(&mut self, i: usize, paced: u64) {
+        let e = &mut self.entries[i];
+        let pool = &mut self.pools[e.demand.pool];
+        pool.paced = pool.paced - u128::from(e.paced) + u128::from(paced);
+        self.host_paced = self.host_paced - u128::from(e.paced) + u128::from(paced);
+        e.paced = paced;
+    }
+
+    /// Paces a holder just taken, sweeping the others first if it does not
+    /// fit beside them. Its paced rate, and the others' that changed.
+    pub(super) fn pace_newcomer(&mut self, holder: Holder) -> (u64, Vec<(StreamKey, u64)>) {
+        let i = self.index[&holder];
+        let paced = pace(&self.entries[i].demand, self.allocation_of(&self.entries[i]));
+        self.set_paced(i, paced);
+        let p = &self.pools[self.entries[i].demand.pool];
+        let over = self.host_paced > u128::from(self.host_capacity) || p.capacity.is_some_and(|c| p.paced > c.into());
+        let mut rates = if over { self.sweep() } else { Vec::new() };
+        let key = match holder {
+            Holder::Stream(key) => Some(key),
+            Holder::Lease(_) => None,
+        };
+        rates.retain(|(k, _)| Some(*k) != key);
+        (self.entries[self.index[&holder]].paced, rates)
     }
 
     /// Reserves `rate.min` for a new holder, preempting if needed and allowed.
-    /// The caller re-shares. Shared by streams and leases.
+    /// The caller finds the new levels. Shared by streams and leases.
     pub(super) fn take(
         &mut self,
         holder: Holder,
@@ -315,7 +427,18 @@ impl Allocator {
         self.next_seq += 1;
         let demand = Demand { pool: p, min: rate.min, max: rate.max, weight: priority.weight(), seq };
         self.index.insert(holder, self.entries.len());
-        self.entries.push(Entry { demand, holder, tenant: t, priority, since: now, alloc: 0 });
+        self.entries.push(Entry {
+            demand,
+            holder,
+            tenant: t,
+            priority,
+            since: now,
+            paced: 0,
+            used: None,
+            burst: None,
+            cool_until: 0,
+        });
+        self.levels.insert(demand.item());
         // Saturating: the room check above saturates too, so sums of huge
         // minimums under an unlimited capacity stay well-defined.
         self.pools[p].min_sum = self.pools[p].min_sum.saturating_add(rate.min);
@@ -354,7 +477,8 @@ impl Allocator {
         (host_need == 0 && pool_need == 0).then_some(chosen)
     }
 
-    /// After a capacity change: preempts until every level's minimums fit, then re-shares.
+    /// After a capacity change: preempts until every level's minimums fit,
+    /// then finds the levels and re-paces.
     fn shed_and_rebalance(&mut self) -> Changes {
         let mut changes = Changes::default();
         let over = |a: &Allocator, e: &Entry| {
@@ -372,7 +496,8 @@ impl Allocator {
                 }
             }
         }
-        changes.rates = self.rebalance(None);
+        self.relevel();
+        changes.rates = self.sweep();
         changes
     }
 
@@ -389,13 +514,21 @@ impl Allocator {
         }
     }
 
-    /// Forgets a holder without re-sharing. `None` if unknown; for a lease, its term.
+    /// Forgets a holder without finding the new levels. `None` if unknown;
+    /// for a lease, its term.
     pub(super) fn remove(&mut self, holder: Holder) -> Option<Option<Term>> {
-        let i = self.index.remove(&holder)?;
+        let i = *self.index.get(&holder)?;
+        self.set_paced(i, 0);
+        self.index.remove(&holder);
         let e = self.entries.swap_remove(i);
+        if let Some(b) = e.burst {
+            self.burst_ends.remove(&(b.until, holder));
+        }
         if let Some(moved) = self.entries.get(i) {
             self.index.insert(moved.holder, i);
         }
+        let removed = self.levels.remove(&e.demand.item());
+        debug_assert!(removed, "every holder is in the level index");
         self.pools[e.demand.pool].min_sum = self.pools[e.demand.pool].min_sum.saturating_sub(e.demand.min);
         self.host_min = self.host_min.saturating_sub(e.demand.min);
         self.pools[e.demand.pool].max_sum -= u128::from(e.demand.max);
@@ -410,23 +543,50 @@ impl Allocator {
         Some(term)
     }
 
-    /// Water-fills from scratch; returns the streams whose rate changed, except `skip`.
-    pub(super) fn rebalance(&mut self, skip: Option<Holder>) -> Vec<(StreamKey, u64)> {
-        let caps: Vec<Option<u64>> = self.pools.iter().map(|p| p.capacity).collect();
-        let alloc = water_fill(self.host_capacity, &caps, &self.entries);
-        let mut changed = Vec::new();
-        for (e, a) in self.entries.iter_mut().zip(alloc) {
-            if e.alloc != a {
-                e.alloc = a;
-                if let Holder::Stream(key) = e.holder {
-                    if Some(e.holder) != skip {
-                        changed.push((key, a));
+    /// Finds the water levels: each capped pool's own, then the host's over
+    /// the pools not already full at theirs (progressive filling: closing a
+    /// full pool only raises the host's level, so at most one pass per pool).
+    /// No holder is touched; their allocations follow from the levels.
+    pub(super) fn relevel(&mut self) {
+        let before: Vec<Water> = self.pools.iter().map(|p| p.level).collect();
+        let fits = |cap: u64, min: u64, max: u128| max - u128::from(min) <= u128::from(cap.saturating_sub(min));
+        for (p, pool) in self.pools.iter_mut().enumerate() {
+            pool.water = match pool.capacity {
+                Some(c) if !fits(c, pool.min_sum, pool.max_sum) => {
+                    self.levels.solve(c.saturating_sub(pool.min_sum), Scope::Pool(p))
+                }
+                _ => Water::Full,
+            };
+        }
+        let host_residual = self.host_capacity.saturating_sub(self.host_min);
+        self.host_water = if fits(self.host_capacity, self.host_min, self.host_max) {
+            Water::Full
+        } else {
+            let mut closed = vec![false; self.pools.len()];
+            let mut taken = 0u64;
+            loop {
+                let water = self.levels.solve(host_residual.saturating_sub(taken), Scope::Open { closed: &closed });
+                let mut more = false;
+                for (p, pool) in self.pools.iter().enumerate() {
+                    if !closed[p] && pool.water.below(water) {
+                        closed[p] = true;
+                        more = true;
+                        // A full pool holds exactly its residual (before rounding down).
+                        let cap = pool.capacity.expect("only a capped pool has a level");
+                        taken = taken.saturating_add(cap.saturating_sub(pool.min_sum));
                     }
                 }
+                if !more {
+                    break water;
+                }
             }
+        };
+        for pool in &mut self.pools {
+            pool.level = pool.water.min(self.host_water);
         }
-        changed.sort_unstable();
-        changed
+        if self.pools.iter().zip(before).any(|(p, b)| p.level != b) {
+            self.stale = true;
+        }
     }
 
     fn tenant(&mut self, tenant: &str) -> usize {
@@ -436,6 +596,16 @@ impl Allocator {
         self.tenants.push(Tenant { name: tenant.to_owned(), limit: None, slots: 0 });
         self.tenant_index.insert(tenant.to_owned(), self.tenants.len() - 1);
         self.tenants.len() - 1
+    }
+}
+
+/// The paced rate for an allocation: less a margin of 1/64, never below the
+/// minimum; the max itself when the holder is at it.
+fn pace(d: &Demand, alloc: u64) -> u64 {
+    if alloc == d.max {
+        alloc
+    } else {
+        (alloc - alloc / 64).max(d.min)
     }
 }
 

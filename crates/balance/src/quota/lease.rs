@@ -7,7 +7,7 @@
 
 use super::allocator::{Allocator, Changes, Term};
 use super::reason::Refusal;
-use super::types::{Holder, LeaseId, Millis, Priority, Rate, StreamKey};
+use super::types::{Holder, LeaseId, Millis, Priority, Rate};
 
 /// A lease granted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,15 +20,6 @@ pub struct LeaseGrant {
     pub expires_at: Millis,
     /// Preemptions and new rates of running streams.
     pub changes: Changes,
-}
-
-/// Leases freed by [`Allocator::expire`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Expiry {
-    /// The leases freed, in expiry order.
-    pub leases: Vec<LeaseId>,
-    /// Running streams whose allocation grew.
-    pub rates: Vec<(StreamKey, u64)>,
 }
 
 impl Allocator {
@@ -44,12 +35,13 @@ impl Allocator {
     ) -> Result<LeaseGrant, Refusal> {
         let id = LeaseId(self.next_lease);
         let mut changes = self.take(Holder::Lease(id), pool, tenant, priority, rate, now)?;
-        changes.rates = self.rebalance(None);
+        self.relevel();
+        let (rate, rates) = self.pace_newcomer(Holder::Lease(id));
+        changes.rates = rates;
         self.next_lease += 1;
         let expires_at = now.saturating_add(ttl);
         self.leases.insert(id, Term { ttl, expires_at });
         self.expiry.insert((expires_at, id));
-        let rate = self.lease_rate(id).unwrap_or(0);
         Ok(LeaseGrant { id, rate, expires_at, changes })
     }
 
@@ -70,18 +62,22 @@ impl Allocator {
         Ok((self.lease_rate(id).unwrap_or(0), expires_at))
     }
 
-    /// Frees a lease before its TTL; returns the streams whose rate grew.
-    pub fn release_lease(&mut self, id: LeaseId) -> Result<Vec<(StreamKey, u64)>, Refusal> {
+    /// Frees a lease before its TTL. The others' share of what it frees
+    /// reaches them at the next [`Allocator::sweep`].
+    pub fn release_lease(&mut self, id: LeaseId) -> Result<(), Refusal> {
         if self.tombstones.remove(&id).is_some() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         self.remove(Holder::Lease(id)).ok_or(Refusal::UnknownLease(id))?;
-        Ok(self.rebalance(None))
+        self.relevel();
+        Ok(())
     }
 
     /// Frees every lease with `expires_at <= now`, and forgets preempted
-    /// leases whose holders never came back for the news.
-    pub fn expire(&mut self, now: Millis) -> Expiry {
+    /// leases whose holders never came back for the news. Returns the leases
+    /// freed, in expiry order; the others' share of what they held reaches
+    /// them at the next [`Allocator::sweep`].
+    pub fn expire(&mut self, now: Millis) -> Vec<LeaseId> {
         self.tombstones.retain(|_, expires_at| *expires_at > now);
         let mut leases = Vec::new();
         while let Some(&(at, id)) = self.expiry.first() {
@@ -91,13 +87,15 @@ impl Allocator {
             self.remove(Holder::Lease(id));
             leases.push(id);
         }
-        let rates = if leases.is_empty() { Vec::new() } else { self.rebalance(None) };
-        Expiry { leases, rates }
+        if !leases.is_empty() {
+            self.relevel();
+        }
+        leases
     }
 
-    /// A lease's current allocation in bytes per second.
+    /// The rate a lease may use now, in bytes per second: paced like a stream's.
     pub fn lease_rate(&self, id: LeaseId) -> Option<u64> {
-        self.index.get(&Holder::Lease(id)).map(|&i| self.entries[i].alloc)
+        self.index.get(&Holder::Lease(id)).map(|&i| self.entries[i].paced)
     }
 
     /// When a live lease expires.

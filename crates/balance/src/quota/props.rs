@@ -2,7 +2,7 @@
 //! release, expiry and capacity changes on a simulated clock, with the
 //! allocator's invariants checked after every step.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
@@ -20,6 +20,9 @@ enum Op {
     ReleaseLease(usize),
     Advance(u64),
     HostCapacity(u64),
+    Sweep,
+    Usage { stream: usize, used: u64 },
+    Bursts,
     PoolCapacity { pool: usize, capacity: Option<u64> },
 }
 
@@ -35,6 +38,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::ReleaseLease),
         2 => (0..30u64).prop_map(Op::Advance),
         1 => (0..250u64).prop_map(Op::HostCapacity),
+        2 => Just(Op::Sweep),
+        2 => (any::<usize>(), 0..60u64).prop_map(|(stream, used)| Op::Usage { stream, used }),
+        2 => Just(Op::Bursts),
         1 => (0..3usize, proptest::option::of(0..150u64)).prop_map(|(pool, capacity)| Op::PoolCapacity { pool, capacity }),
     ]
 }
@@ -64,6 +70,7 @@ fn setup() -> Allocator {
     a.set_pool("b", None, false);
     a.set_pool("c", Some(50), true);
     a.set_default_tenant_limit(8);
+    a.set_burst_window(20);
     a.set_tenant_limit("t0", 4);
     a
 }
@@ -80,30 +87,50 @@ fn refusal_is_deserved(a: &Allocator, pool: usize, priority: Priority, min: u64)
         || p.capacity.is_some_and(|c| p.min_sum - pool_freeable + min > c)
 }
 
-fn check_invariants(a: &Allocator, m: &Model) -> Result<(), TestCaseError> {
-    let mut pool_sum = vec![0u64; a.pools.len()];
-    let mut host_sum = 0;
+fn check_invariants(a: &Allocator, m: &Model, swept: bool) -> Result<(), TestCaseError> {
+    let np = a.pools.len();
+    let (mut pool_sum, mut pool_paced, mut pool_below) = (vec![0u64; np], vec![0u64; np], vec![0u64; np]);
+    let (mut host_sum, mut host_paced, mut host_below) = (0u64, 0u64, 0u64);
     for e in &a.entries {
         let d = &e.demand;
-        prop_assert!(d.min <= e.alloc && e.alloc <= d.max, "{:?} outside {}..={}: {}", e.holder, d.min, d.max, e.alloc);
-        pool_sum[d.pool] += e.alloc;
-        host_sum += e.alloc;
+        let alloc = a.allocation_of(e);
+        prop_assert!(d.min <= alloc && alloc <= d.max, "{:?} outside {}..={}: {}", e.holder, d.min, d.max, alloc);
+        prop_assert!(d.min <= e.paced && e.paced <= d.max, "{:?} paced outside its rate: {}", e.holder, e.paced);
+        if swept {
+            let in_band = e.paced <= alloc && e.paced >= alloc - alloc / 32;
+            prop_assert!(
+                in_band && (alloc < d.max || e.paced == alloc),
+                "{:?} paced {} for {alloc}",
+                e.holder,
+                e.paced
+            );
+        }
+        pool_sum[d.pool] += alloc;
+        host_sum += alloc;
+        pool_paced[d.pool] += e.paced;
+        host_paced += e.paced;
+        if alloc < d.max {
+            pool_below[d.pool] += 1;
+            host_below += 1;
+        }
     }
     prop_assert!(host_sum <= a.host_capacity, "host over capacity: {host_sum} > {}", a.host_capacity);
-    let pool_full: Vec<bool> = a
-        .pools
-        .iter()
-        .zip(&pool_sum)
-        .map(|(p, s)| {
-            let cap = p.capacity.unwrap_or(u64::MAX);
-            assert!(*s <= cap, "pool {} over capacity: {s} > {cap}", p.name);
-            *s == cap
-        })
-        .collect();
-    let host_full = host_sum == a.host_capacity;
+    prop_assert!(host_paced <= a.host_capacity, "host paced over capacity: {host_paced} > {}", a.host_capacity);
+    prop_assert_eq!(u128::from(host_paced), a.host_paced);
+    for (p, pool) in a.pools.iter().enumerate() {
+        let cap = pool.capacity.unwrap_or(u64::MAX);
+        prop_assert!(pool_sum[p] <= cap, "pool {} over capacity: {} > {cap}", pool.name, pool_sum[p]);
+        prop_assert!(pool_paced[p] <= cap, "pool {} paced over capacity: {} > {cap}", pool.name, pool_paced[p]);
+        prop_assert_eq!(u128::from(pool_paced[p]), pool.paced);
+    }
+    // Work-conserving, up to rounding down: what a level leaves idle is less
+    // than one byte per second per holder below its max.
+    let host_idle = a.host_capacity - host_sum;
     for e in &a.entries {
+        let p = e.demand.pool;
+        let pool_idle = a.pools[p].capacity.map_or(u64::MAX, |c| c - pool_sum[p]);
         prop_assert!(
-            e.alloc == e.demand.max || host_full || pool_full[e.demand.pool],
+            a.allocation_of(e) == e.demand.max || host_idle < host_below || pool_idle < pool_below[p],
             "idle capacity while {:?} is below its max",
             e.holder
         );
@@ -112,9 +139,23 @@ fn check_invariants(a: &Allocator, m: &Model) -> Result<(), TestCaseError> {
         for y in &a.entries {
             let same = (x.demand.pool, x.demand.min, x.demand.max, x.priority)
                 == (y.demand.pool, y.demand.min, y.demand.max, y.priority);
-            prop_assert!(!same || x.alloc.abs_diff(y.alloc) <= 1, "unequal shares {:?} {:?}", x.holder, y.holder);
+            prop_assert!(
+                !same || a.allocation_of(x) == a.allocation_of(y),
+                "unequal shares {:?} {:?}",
+                x.holder,
+                y.holder
+            );
         }
     }
+    let mut ends = BTreeSet::new();
+    for e in &a.entries {
+        if let Some(b) = e.burst {
+            prop_assert!(b.rate <= e.demand.max, "{:?} bursts over its max", e.holder);
+            prop_assert!(matches!(e.holder, Holder::Stream(_)), "a lease bursts");
+            ends.insert((b.until, e.holder));
+        }
+    }
+    prop_assert_eq!(&ends, &a.burst_ends, "burst ends track the bursts");
     for t in &a.tenants {
         prop_assert!(t.slots <= t.limit.unwrap_or(a.default_tenant_limit), "tenant {} over its limit", t.name);
     }
@@ -184,7 +225,7 @@ fn step(a: &mut Allocator, m: &mut Model, op: Op) -> Result<(), TestCaseError> {
         Op::Advance(dt) => {
             m.now += dt;
             let due: Vec<LeaseId> = m.leases.iter().filter(|(_, (at, _))| *at <= m.now).map(|(id, _)| *id).collect();
-            let mut freed = a.expire(m.now).leases;
+            let mut freed = a.expire(m.now);
             freed.sort_unstable();
             prop_assert_eq!(&freed, &due, "expired exactly the leases at or past their ttl");
             m.leases.retain(|_, (at, _)| *at > m.now);
@@ -197,6 +238,23 @@ fn step(a: &mut Allocator, m: &mut Model, op: Op) -> Result<(), TestCaseError> {
             let preempt = a.pools[pool].preempt;
             let changes = a.set_pool(POOLS[pool], capacity, preempt);
             m.forget(&changes);
+        }
+        Op::Sweep => {
+            a.sweep();
+        }
+        Op::Usage { stream, used } if !m.streams.is_empty() => {
+            a.record_usage(m.streams[stream % m.streams.len()], used);
+        }
+        Op::Usage { .. } => {}
+        Op::Bursts => {
+            a.end_bursts(m.now);
+            a.grant_bursts(m.now);
+            for e in &a.entries {
+                if let Some(b) = e.burst {
+                    prop_assert!(b.until > m.now, "{:?} bursts past its window", e.holder);
+                    prop_assert!(b.until <= m.now + a.burst_window);
+                }
+            }
         }
         Op::Release(_) | Op::Refresh(_) | Op::ReleaseLease(_) => {}
     }
@@ -211,8 +269,9 @@ proptest! {
         let mut a = setup();
         let mut m = Model::default();
         for op in ops {
+            let swept = matches!(op, Op::Sweep);
             step(&mut a, &mut m, op)?;
-            check_invariants(&a, &m)?;
+            check_invariants(&a, &m, swept)?;
         }
     }
 
@@ -228,8 +287,8 @@ proptest! {
         }
         let rates: Vec<u64> = (0..n).filter_map(|k| a.allocation(StreamKey(k))).collect();
         let (lo, hi) = (rates.iter().min().copied().unwrap_or(0), rates.iter().max().copied().unwrap_or(0));
-        prop_assert!(hi - lo <= 1, "shares {rates:?}");
-        prop_assert_eq!(rates.iter().sum::<u64>(), capacity.min(max * n));
+        prop_assert_eq!(hi, lo, "shares {:?}", rates);
+        prop_assert_eq!(lo, (capacity / n).min(max), "rounded down");
         prop_assert_eq!(admitted.len() as u64, n);
     }
 }

@@ -64,7 +64,7 @@ impl Allocator {
             let lease = matches!(e.holder, Holder::Lease(_));
             for u in [&mut host, &mut pools[e.demand.pool], &mut tenants[e.tenant]] {
                 u.reserved = u.reserved.saturating_add(e.demand.min);
-                u.allocated = u.allocated.saturating_add(e.alloc);
+                u.allocated = u.allocated.saturating_add(self.allocation_of(e));
                 if lease {
                     u.leases += 1;
                 } else {

@@ -26,9 +26,14 @@ fn the_seed_example_one_two_then_four_customers() {
     a.admit(StreamKey(2), "video", "c2", BULK, r, 0).unwrap();
     let fourth = a.admit(StreamKey(3), "video", "c3", BULK, r, 0).unwrap();
     let rates: Vec<u64> = (0..4).map(|k| a.allocation(StreamKey(k)).unwrap()).collect();
-    assert_eq!(rates, [13, 13, 12, 12], "12.5 each, the spare bytes to the oldest");
+    assert_eq!(rates, [12, 12, 12, 12], "12.5 each, rounded down");
     assert_eq!(fourth.rate, 12);
-    assert_eq!(a.release(StreamKey(3)), vec![(StreamKey(0), 15), (StreamKey(1), 15), (StreamKey(2), 15)]);
+    let lowered: Vec<StreamKey> = fourth.changes.rates.iter().map(|(k, _)| *k).collect();
+    assert_eq!(lowered, [StreamKey(0), StreamKey(1), StreamKey(2)], "15 each did not leave room: lowered at once");
+    a.release(StreamKey(3));
+    assert_eq!(a.allocation(StreamKey(0)), Some(15));
+    assert_eq!(a.paced(StreamKey(0)), Some(12), "raised at the next sweep");
+    assert_eq!(a.sweep(), vec![(StreamKey(0), 15), (StreamKey(1), 15), (StreamKey(2), 15)]);
 }
 
 #[test]
@@ -103,9 +108,9 @@ fn leases_expire_exactly_at_their_ttl() {
     let grant = a.lease("t", "video", BULK, rate(10, 100), 1_000, 5).unwrap();
     assert_eq!((grant.rate, grant.expires_at), (100, 1_005));
     assert_eq!(a.refresh(grant.id, 500), Ok((100, 1_500)), "extended by the same ttl");
-    assert!(a.expire(1_499).leases.is_empty());
+    assert!(a.expire(1_499).is_empty());
     assert_eq!(a.refresh(grant.id, 1_500), Err(Refusal::Expired(grant.id)));
-    assert_eq!(a.expire(1_500).leases, vec![grant.id]);
+    assert_eq!(a.expire(1_500), vec![grant.id]);
     assert_eq!(a.refresh(grant.id, 1_500).unwrap_err().reason(), Reason::Unknown);
     assert_eq!(a.release_lease(grant.id).unwrap_err().reason(), Reason::Unknown);
     assert_eq!(a.snapshot().host.reserved, 0);
@@ -118,8 +123,8 @@ fn a_lease_shares_with_streams_and_its_expiry_gives_back() {
     let grant = a.lease("gw", "video", BULK, rate(0, 100), 10, 0).unwrap();
     assert_eq!(grant.rate, 50);
     assert_eq!(grant.changes.rates, vec![(StreamKey(1), 50)]);
-    let expiry = a.expire(10);
-    assert_eq!(expiry, Expiry { leases: vec![grant.id], rates: vec![(StreamKey(1), 100)] });
+    assert_eq!(a.expire(10), vec![grant.id]);
+    assert_eq!(a.sweep(), vec![(StreamKey(1), 100)]);
 }
 
 #[test]
@@ -146,14 +151,58 @@ fn lowering_capacity_preempts_the_lowest_priority() {
 }
 
 #[test]
-fn burst_takes_idle_capacity_for_a_window() {
+fn a_busy_stream_bursts_into_what_idle_ones_leave_for_a_window() {
     let mut a = one_pool(100, false);
     a.set_burst_window(500);
-    a.admit(StreamKey(1), "video", "t", BULK, rate(10, 30), 0).unwrap();
-    assert_eq!(a.burst(StreamKey(1), 1_000), Some(Burst { rate: 100, until: 1_500 }));
-    a.admit(StreamKey(2), "video", "t", BULK, rate(10, 100), 0).unwrap();
-    assert_eq!(a.burst(StreamKey(1), 1_000), None, "nothing idle");
-    assert_eq!(a.burst(StreamKey(9), 1_000), None);
+    for k in 0..4 {
+        a.admit(StreamKey(k), "video", "t", BULK, rate(0, 100), 0).unwrap();
+    }
+    a.sweep();
+    assert_eq!(a.paced(StreamKey(0)), Some(25));
+    assert_eq!(a.grant_bursts(1_000), vec![], "no usage known: no burst");
+    // Stream 0 sends at its limit, 1 at 20, 2 at 5; 3 has not reported.
+    for (k, used) in [(0, 25), (1, 20), (2, 5)] {
+        a.record_usage(StreamKey(k), used);
+    }
+    // Idle: 100 - (25 + 20 + 5 + 25) = 25, all to the one busy stream.
+    assert_eq!(a.grant_bursts(1_000), vec![(StreamKey(0), 50)]);
+    assert_eq!(a.burst_of(StreamKey(0)), Some(Burst { rate: 50, until: 1_500 }));
+    assert_eq!((a.allocation(StreamKey(0)), a.paced(StreamKey(0))), (Some(25), Some(25)), "allocation untouched");
+    assert_eq!(a.grant_bursts(1_200), vec![], "one burst at a time");
+    assert_eq!(a.end_bursts(1_499), vec![]);
+    assert_eq!(a.end_bursts(1_500), vec![(StreamKey(0), 25)], "ends exactly at its window");
+    // Busy again at once, but it waits as long as it burst.
+    assert_eq!(a.grant_bursts(1_999), vec![]);
+    assert_eq!(a.grant_bursts(2_000), vec![(StreamKey(0), 50)]);
+    // Once the others send, nothing is idle.
+    a.end_bursts(2_500);
+    a.record_usage(StreamKey(3), 25);
+    a.record_usage(StreamKey(1), 25);
+    a.record_usage(StreamKey(2), 25);
+    assert_eq!(a.grant_bursts(3_000), vec![]);
+}
+
+#[test]
+fn a_burst_stops_at_the_max_and_the_pools_idle() {
+    let mut a = Allocator::new(1_000);
+    a.set_pool("video", Some(120), false);
+    a.set_pool("other", None, false);
+    a.admit(StreamKey(0), "video", "t", BULK, rate(0, 50), 0).unwrap();
+    a.admit(StreamKey(1), "video", "t", BULK, rate(0, 1000), 0).unwrap();
+    a.admit(StreamKey(2), "video", "t", BULK, rate(0, 1000), 0).unwrap();
+    a.sweep();
+    let paced: Vec<u64> = (0..3).map(|k| a.paced(StreamKey(k)).unwrap()).collect();
+    assert_eq!(paced, [40, 40, 40], "the pool's 120 in three");
+    a.record_usage(StreamKey(0), 40);
+    a.record_usage(StreamKey(1), 40);
+    a.record_usage(StreamKey(2), 0);
+    // The pool has 40 idle (the host much more) for two busy streams: 20
+    // each, but 0 stops at its max of 50 and 1 takes the rest.
+    assert_eq!(a.grant_bursts(0), vec![(StreamKey(0), 50), (StreamKey(1), 70)]);
+    a.release(StreamKey(0));
+    assert_eq!(a.end_bursts(2_000), vec![(StreamKey(1), 40)], "a released stream's end is forgotten");
+    a.set_burst_window(0);
+    assert_eq!(a.grant_bursts(5_000), vec![], "a window of 0: no bursts");
 }
 
 #[test]
@@ -203,7 +252,8 @@ fn bad_requests_are_refused() {
     assert_eq!(a.admit(StreamKey(1), "video", "t", BULK, rate(2, 1), 0).unwrap_err().reason(), Reason::InvalidRate);
     a.admit(StreamKey(1), "video", "t", BULK, rate(1, 2), 0).unwrap();
     assert_eq!(a.admit(StreamKey(1), "video", "t", BULK, rate(1, 2), 0), Err(Refusal::Duplicate(StreamKey(1))));
-    assert_eq!(a.release(StreamKey(42)), vec![]);
+    a.release(StreamKey(42));
+    assert_eq!(a.len(), 1);
 }
 
 #[test]

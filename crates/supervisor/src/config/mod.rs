@@ -458,6 +458,10 @@ max_streams = 50
         assert_eq!(e.key, "pools.echo.default_rate.min");
         let e = error(&format!("[capacity]\negress = \"fast\"\n{POOL}"));
         assert_eq!(e.key, "capacity.egress");
+        let e = error(&format!("[capacity]\nburst = \"5min\"\n{POOL}"));
+        assert_eq!(e.key, "capacity.burst");
+        let e = error(&format!("[capacity]\nburst = \"2m\"\n{POOL}"));
+        assert!(e.key == "capacity.burst" && e.reason.contains("at most 60s"), "{e}");
         let e = error(&format!("[regions.distance]\n\"eu\" = 3\n{POOL}"));
         assert!(e.key.starts_with("regions.distance"), "{e}");
     }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use streamlet_proto::units::parse_rate;
 
@@ -10,6 +12,7 @@ use streamlet_proto::units::parse_rate;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCapacity {
     egress: Option<String>,
+    burst: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +35,11 @@ pub(super) struct RawRate {
     max: String,
 }
 
+/// `[capacity] burst` when the file has none.
+pub const DEFAULT_BURST: Duration = Duration::from_secs(2);
+/// Longer bursts are loans nobody can plan around.
+const MAX_BURST: Duration = Duration::from_secs(60);
+
 /// A stream's rate request: at least `min`, at most `max` bytes per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateRange {
@@ -40,11 +48,14 @@ pub struct RateRange {
 }
 
 /// The host's share and the tenants' limits.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QuotaConfig {
     /// The host's egress bandwidth to share, bytes per second; `None`: not
     /// limited (streams get their max).
     pub egress: Option<u64>,
+    /// How long a stream may burst into capacity others leave unused (and
+    /// then waits before the next burst); zero: no bursts.
+    pub burst: Duration,
     /// `max_streams` of tenants without an entry of their own.
     pub default_max_streams: Option<u32>,
     pub tenants: BTreeMap<String, u32>,
@@ -75,6 +86,11 @@ pub(super) fn quota(
     regions: RawRegions,
 ) -> Result<QuotaConfig, (String, String)> {
     let egress = capacity.egress.map(|e| parse_rate(&e)).transpose().map_err(|r| ("capacity.egress".to_owned(), r))?;
+    let burst = super::units::duration(capacity.burst.as_deref(), DEFAULT_BURST)
+        .map_err(|r| ("capacity.burst".to_owned(), r))?;
+    if burst > MAX_BURST {
+        return Err(("capacity.burst".to_owned(), format!("is at most {}s", MAX_BURST.as_secs())));
+    }
     let default_max_streams = tenants.remove("default").map(|t| t.max_streams);
     let mut distances = BTreeMap::new();
     for (pair, distance) in regions.distance {
@@ -88,6 +104,7 @@ pub(super) fn quota(
     }
     Ok(QuotaConfig {
         egress,
+        burst,
         default_max_streams,
         tenants: tenants.into_iter().map(|(name, t)| (name, t.max_streams)).collect(),
         distances,
