@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod hostile;
 mod lifecycle;
+mod placement;
 mod quota;
 mod sandbox;
 mod streams;

@@ -38,6 +38,7 @@ pub use self::json::{quota_json, status_json, streams_json, workers_json};
 pub fn workers_table(workers: &[WorkerInfo]) -> String {
     let with_last_exit = workers.iter().any(|w| w.last_exit.is_some());
     let with_usage = workers.iter().any(|w| w.usage.is_some());
+    let with_labels = workers.iter().any(|w| !w.labels.is_empty());
     let mut columns = vec![
         ("POOL", Align::Left),
         ("ID", Align::Right),
@@ -56,6 +57,9 @@ pub fn workers_table(workers: &[WorkerInfo]) -> String {
             ("PIDS", Align::Right),
             ("OOM", Align::Right),
         ]);
+    }
+    if with_labels {
+        columns.push(("LABELS", Align::Left));
     }
     if with_last_exit {
         columns.push(("LAST EXIT", Align::Left));
@@ -83,6 +87,10 @@ pub fn workers_table(workers: &[WorkerInfo]) -> String {
                 ]),
                 None => row.extend(std::iter::repeat_n("-".to_owned(), 6)),
             }
+        }
+        if with_labels {
+            let labels: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            row.push(if labels.is_empty() { "-".to_owned() } else { labels.join(",") });
         }
         if with_last_exit {
             row.push(w.last_exit.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string));
@@ -200,6 +208,7 @@ pub(crate) mod tests {
             restarts: 0,
             last_exit,
             usage: None,
+            labels: Default::default(),
         }
     }
 
@@ -230,6 +239,18 @@ pub(crate) mod tests {
              echo        1  4001  ready      3/8   4m12s         0\n\
              uppercase  12  4012  ready      3/8   4m12s         0\n"
         );
+    }
+
+    #[test]
+    fn workers_table_shows_labels_only_when_a_streamlet_has_some() {
+        let mut eu = worker(1, "video", None);
+        eu.labels = [("region".to_owned(), "eu-west".to_owned()), ("zone".to_owned(), "a".to_owned())].into();
+        let table = workers_table(&[eu, worker(2, "video", None)]);
+        let mut lines = table.lines();
+        assert!(lines.next().unwrap().ends_with("RESTARTS  LABELS"), "{table}");
+        assert!(lines.next().unwrap().ends_with("  region=eu-west,zone=a"), "{table}");
+        assert!(lines.next().unwrap().ends_with("  -"), "{table}");
+        assert!(!workers_table(&[worker(1, "echo", None)]).contains("LABELS"));
     }
 
     #[test]

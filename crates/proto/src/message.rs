@@ -345,6 +345,9 @@ pub struct WorkerInfo {
     pub last_exit: Option<ExitCause>,
     /// What it has used, from its cgroup; `None` without cgroups.
     pub usage: Option<ResourceUsage>,
+    /// Its labels: the pool's `labels` with its slot's `worker_labels` over them.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A streamlet's use of its cgroup's resources so far.

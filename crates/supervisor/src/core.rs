@@ -135,6 +135,8 @@ struct WorkerEntry {
     started: Instant,
     streams: HashSet<StreamId>,
     confinement: Confinement,
+    /// Its labels, for placement and listings.
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -245,8 +247,12 @@ impl Core {
         if self.shutting_down {
             new.link.hang_up();
         }
-        if let Some(slot) = self.pools.get_mut(&new.pool).and_then(|p| p.slots.get_mut(new.slot)) {
-            slot.worker = Some(new.id);
+        let mut labels = BTreeMap::new();
+        if let Some(pool) = self.pools.get_mut(&new.pool) {
+            labels = pool.config.labels_of(new.slot);
+            if let Some(slot) = pool.slots.get_mut(new.slot) {
+                slot.worker = Some(new.id);
+            }
         }
         let entry = WorkerEntry {
             pool: new.pool,
@@ -258,6 +264,7 @@ impl Core {
             started: Instant::now(),
             streams: HashSet::new(),
             confinement: new.confinement,
+            labels,
         };
         self.workers.insert(new.id, entry);
     }
@@ -270,7 +277,7 @@ impl Core {
         }
         worker.state = WorkerState::Ready;
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
-        pool.placement.add(id.0, pool.config.streams_per_worker, &pool.config.labels);
+        pool.placement.add(id.0, pool.config.streams_per_worker, &worker.labels);
         self.retry_waiting();
         true
     }
@@ -946,6 +953,7 @@ impl Core {
                     restarts: slot.map_or(0, |s| s.restarts),
                     last_exit: slot.and_then(|s| s.last_exit.clone()),
                     usage: None,
+                    labels: w.labels.clone(),
                 };
                 (info, w.confinement.cgroup.clone())
             })

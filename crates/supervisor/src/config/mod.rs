@@ -69,8 +69,23 @@ pub struct PoolConfig {
     pub default_rate: Option<RateRange>,
     /// Labels every streamlet of the pool carries (`region`, `zone`, ...).
     pub labels: BTreeMap<String, String>,
+    /// Labels of single streamlets: the one in slot `i` carries entry
+    /// `i mod len` over the pool's `labels`.
+    pub worker_labels: Vec<BTreeMap<String, String>>,
     /// Labels `layered` placement prefers in a tie.
     pub prefer: BTreeMap<String, String>,
+}
+
+impl PoolConfig {
+    /// The labels of the streamlet in `slot`.
+    pub fn labels_of(&self, slot: usize) -> BTreeMap<String, String> {
+        let mut labels = self.labels.clone();
+        if !self.worker_labels.is_empty() {
+            let own = &self.worker_labels[slot % self.worker_labels.len()];
+            labels.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        labels
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -161,6 +176,8 @@ struct RawPool {
     default_rate: Option<quota::RawRate>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    #[serde(default)]
+    worker_labels: Vec<BTreeMap<String, String>>,
     #[serde(default)]
     prefer: BTreeMap<String, String>,
 }
@@ -276,6 +293,16 @@ impl Config {
             let egress =
                 pool.egress.map(|e| quota::rate("egress", &e)).transpose().map_err(|(k, r)| err(&key(k), r))?;
             let default_rate = quota::rate_range(pool.default_rate).map_err(|(k, r)| err(&key(k), r))?;
+            if pool.worker_labels.len() > pool.workers.max as usize {
+                return Err(err(
+                    &key("worker_labels"),
+                    format!(
+                        "has {} entries but workers.max is {}: the extra ones would never be used",
+                        pool.worker_labels.len(),
+                        pool.workers.max
+                    ),
+                ));
+            }
             let config = PoolConfig {
                 name: name.clone(),
                 handler,
@@ -291,6 +318,7 @@ impl Config {
                 preempt: pool.preempt,
                 default_rate,
                 labels: pool.labels,
+                worker_labels: pool.worker_labels,
                 prefer: pool.prefer,
             };
             pools.insert(name, Arc::new(config));
@@ -419,6 +447,21 @@ mod tests {
     }
 
     #[test]
+    fn worker_labels_go_over_the_pools_by_slot() {
+        let text = format!("{POOL}labels = {{ region = \"eu-west\", tier = \"edge\" }}\nworker_labels = [{{ zone = \"a\" }}, {{ region = \"us-east\" }}]\n");
+        let config = Config::parse(&text, "x").unwrap();
+        let echo = &config.pools["echo"];
+        let labels = |slot| echo.labels_of(slot).into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
+        assert_eq!(labels(0), ["region=eu-west", "tier=edge", "zone=a"]);
+        assert_eq!(labels(1), ["region=us-east", "tier=edge"]);
+        assert_eq!(labels(2), labels(0), "slots past the list start it again");
+        let too_many = format!("{POOL}worker_labels = [{{}}, {{}}, {{}}, {{}}, {{}}]\n");
+        let e = error(&too_many);
+        assert_eq!(e.key, "pools.echo.worker_labels");
+        assert!(e.reason.contains("workers.max"), "{e}");
+    }
+
+    #[test]
     fn the_quota_keys_of_the_issue_parse() {
         let text = r#"
 [capacity]
@@ -443,6 +486,7 @@ max_streams = 5
 max_streams = 50
 "#;
         let config = Config::parse(text, "x").unwrap();
+        assert_eq!(config.quota.burst, quota::DEFAULT_BURST);
         assert_eq!(config.quota.egress, Some(125_000_000));
         assert_eq!(config.quota.default_max_streams, Some(5));
         assert_eq!(config.quota.tenants["acme"], 50);

@@ -1,0 +1,85 @@
+//! Placement through the daemon, by the labels of single streamlets.
+
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+
+use streamlet_client::Client;
+use streamlet_proto::{OpenRequest, WorkerId};
+
+use crate::support::Daemon;
+
+/// Two streamlets of one pool, one in each region.
+const TWO_REGIONS: &str = r#"
+[daemon]
+shutdown_timeout = "2s"
+
+[regions.distance]
+"eu-west:us-east" = 80
+
+[pools.edge]
+handler = { kind = "echo" }
+workers = { min = 2, max = 2 }
+streams_per_worker = 2
+placement = "geo"
+labels = { tier = "edge" }
+worker_labels = [{ region = "eu-west" }, { region = "us-east" }]
+"#;
+
+/// Which streamlet carries each value of the label `key`.
+async fn by_label(client: &mut Client, key: &str) -> HashMap<String, WorkerId> {
+    let workers = client.workers(None).await.unwrap();
+    workers.into_iter().map(|w| (w.labels[key].clone(), w.id)).collect()
+}
+
+async fn open(client: &mut Client, request: OpenRequest, held: &mut Vec<UnixStream>) -> WorkerId {
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    let opened = client.open(request, theirs.as_fd()).await.unwrap();
+    held.push(mine);
+    opened.worker
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geo_places_each_stream_on_the_streamlet_of_its_region_then_the_nearest_with_room() {
+    let daemon = Daemon::start(TWO_REGIONS);
+    let mut client = daemon.client().await;
+    let workers = client.workers(None).await.unwrap();
+    assert!(workers.iter().all(|w| w.labels["tier"] == "edge"), "the pool's labels stay under each one's own");
+    let region = by_label(&mut client, "region").await;
+    assert_eq!(region.len(), 2, "one streamlet per region: {region:?}");
+
+    let mut held = Vec::new();
+    let near = |r: &str| OpenRequest { region: Some(r.into()), ..OpenRequest::new("edge") };
+    assert_eq!(open(&mut client, near("us-east"), &mut held).await, region["us-east"]);
+    assert_eq!(open(&mut client, near("eu-west"), &mut held).await, region["eu-west"]);
+    assert_eq!(open(&mut client, near("eu-west"), &mut held).await, region["eu-west"]);
+    // eu-west is full (2 streams each): the nearest region with room.
+    assert_eq!(open(&mut client, near("eu-west"), &mut held).await, region["us-east"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layered_prefers_the_labelled_streamlet_in_a_tie() {
+    let config = r#"
+[daemon]
+shutdown_timeout = "2s"
+
+[pools.relay]
+handler = { kind = "echo" }
+workers = { min = 2, max = 2 }
+streams_per_worker = 3
+placement = "layered"
+prefer = { forwarded = "true" }
+worker_labels = [{ forwarded = "false" }, { forwarded = "true" }]
+"#;
+    let daemon = Daemon::start(config);
+    let mut client = daemon.client().await;
+    let forwarded = by_label(&mut client, "forwarded").await;
+    let mut held = Vec::new();
+    let mut placed = Vec::new();
+    for _ in 0..6 {
+        let worker = open(&mut client, OpenRequest::new("relay"), &mut held).await;
+        placed.push(if worker == forwarded["true"] { "true" } else { "false" });
+    }
+    // Every streamlet gets N streams before any gets N + 1; in each tie, the preferred one first.
+    assert_eq!(placed, ["true", "false", "true", "false", "true", "false"]);
+}
