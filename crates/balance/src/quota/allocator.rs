@@ -251,8 +251,9 @@ impl Allocator {
 
     /// Admits many streams under the same rules as [`Allocator::admit`], one
     /// after the other, but finds the levels once at the end: for a daemon
-    /// that restarts with streams running. `changes.rates` lists every
-    /// stream's paced rate, the new ones included.
+    /// that restarts with streams running. `changes.rates` lists the streams
+    /// whose paced rate changed, the new ones included (one paced at 0 is not
+    /// listed: [`Allocator::paced`] tells).
     pub fn admit_batch<'a, I>(&mut self, streams: I, now: Millis) -> BatchAdmission
     where
         I: IntoIterator<Item = (StreamKey, &'a str, &'a str, Priority, Rate)>,
@@ -365,20 +366,31 @@ impl Allocator {
     }
 
     /// Paces a holder just taken, sweeping the others first if it does not
-    /// fit beside them. Its paced rate, and the others' that changed.
+    /// fit beside them. Running bursts end: what they borrowed may be the
+    /// newcomer's now. Its paced rate, and the others' rates that changed.
     pub(super) fn pace_newcomer(&mut self, holder: Holder) -> (u64, Vec<(StreamKey, u64)>) {
         let i = self.index[&holder];
         let paced = pace(&self.entries[i].demand, self.allocation_of(&self.entries[i]));
         self.set_paced(i, paced);
         let p = &self.pools[self.entries[i].demand.pool];
         let over = self.host_paced > u128::from(self.host_capacity) || p.capacity.is_some_and(|c| p.paced > c.into());
-        let mut rates = if over { self.sweep() } else { Vec::new() };
+        let ended = self.end_all_bursts();
+        let swept = if over { self.sweep() } else { Vec::new() };
         let key = match holder {
             Holder::Stream(key) => Some(key),
             Holder::Lease(_) => None,
         };
+        let mut rates = self.rates_now(ended.into_iter().chain(swept).map(|(k, _)| k));
         rates.retain(|(k, _)| Some(*k) != key);
         (self.entries[self.index[&holder]].paced, rates)
+    }
+
+    /// `(key, rate now)` for each of `keys`, sorted, once each.
+    pub(super) fn rates_now(&self, keys: impl Iterator<Item = StreamKey>) -> Vec<(StreamKey, u64)> {
+        let mut keys: Vec<StreamKey> = keys.collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into_iter().filter_map(|k| self.rate_now(k).map(|r| (k, r))).collect()
     }
 
     /// Reserves `rate.min` for a new holder, preempting if needed and allowed.
@@ -497,7 +509,9 @@ impl Allocator {
             }
         }
         self.relevel();
-        changes.rates = self.sweep();
+        let ended = self.end_all_bursts();
+        let swept = self.sweep();
+        changes.rates = self.rates_now(ended.into_iter().chain(swept).map(|(k, _)| k));
         changes
     }
 

@@ -78,6 +78,24 @@ impl Allocator {
         changed
     }
 
+    /// Ends every running burst now (a new holder or a smaller capacity may
+    /// need what they borrowed); each stream waits as if its burst had run
+    /// its window. Returns the streams whose rate now changed.
+    pub(super) fn end_all_bursts(&mut self) -> Vec<(StreamKey, u64)> {
+        let mut changed = Vec::new();
+        for (until, holder) in std::mem::take(&mut self.burst_ends) {
+            let Some(&i) = self.index.get(&holder) else { continue };
+            let e = &mut self.entries[i];
+            let before = e.rate_now();
+            e.burst = None;
+            e.cool_until = until.saturating_add(self.burst_window);
+            if let (Holder::Stream(key), true) = (e.holder, e.rate_now() != before) {
+                changed.push((key, e.rate_now()));
+            }
+        }
+        changed
+    }
+
     /// Grants bursts from the usage recorded so far; returns the streams
     /// whose rate now changed. O(n): call it once per usage sample.
     pub fn grant_bursts(&mut self, now: Millis) -> Vec<(StreamKey, u64)> {
@@ -102,7 +120,14 @@ impl Allocator {
                 && e.used.is_some_and(|u| u >= e.paced - e.paced / BUSY)
         };
         for e in &self.entries {
-            let used = u128::from(e.used.map_or(e.rate_now(), |u| u.min(e.rate_now())));
+            // A stream bursting now counts at its burst: its last usage was
+            // measured (mostly) before the burst, and lending that gap again
+            // would lend the same bandwidth twice.
+            let used = match (e.burst, e.used) {
+                (None, Some(u)) => u.min(e.rate_now()),
+                _ => e.rate_now(),
+            };
+            let used = u128::from(used);
             pool_used[e.demand.pool] += used;
             host_used += used;
             if wants(e) {

@@ -183,6 +183,45 @@ fn a_busy_stream_bursts_into_what_idle_ones_leave_for_a_window() {
 }
 
 #[test]
+fn bandwidth_lent_to_a_burst_is_not_lent_again() {
+    let mut a = one_pool(100_000, false);
+    a.admit_batch((0..4).map(|k| (StreamKey(k), "video", "t", BULK, rate(0, 100_000))), 0);
+    let paced = a.paced(StreamKey(0)).unwrap();
+    a.record_usage(StreamKey(0), paced);
+    for k in 1..4 {
+        a.record_usage(StreamKey(k), 0);
+    }
+    assert_eq!(a.grant_bursts(0), vec![(StreamKey(0), 100_000)]);
+    // The burster's last report predates its burst; another stream gets busy.
+    a.record_usage(StreamKey(1), paced);
+    assert_eq!(a.grant_bursts(100), vec![], "the burst holds what was idle: nothing is left to lend");
+}
+
+#[test]
+fn an_admission_or_a_smaller_capacity_ends_running_bursts() {
+    let mut a = one_pool(100_000, false);
+    a.admit_batch((0..2).map(|k| (StreamKey(k), "video", "t", BULK, rate(0, 100_000))), 0);
+    let paced = a.paced(StreamKey(0)).unwrap();
+    a.record_usage(StreamKey(0), paced);
+    a.record_usage(StreamKey(1), 0);
+    assert_eq!(a.grant_bursts(0), vec![(StreamKey(0), 100_000)]);
+    // What the burst borrowed may be the newcomer's minimum now.
+    let admitted = a.admit(StreamKey(2), "video", "t", BULK, rate(30_000, 100_000), 10).unwrap();
+    let zero = admitted.changes.rates.iter().find(|(k, _)| *k == StreamKey(0)).copied();
+    assert_eq!(zero, Some((StreamKey(0), a.paced(StreamKey(0)).unwrap())), "{:?}", admitted.changes.rates);
+    let in_force: u64 = (0..3).map(|k| a.rate_now(StreamKey(k)).unwrap()).sum();
+    assert!(in_force <= 100_000, "{in_force}");
+    // And a capacity cut ends bursts too.
+    a.record_usage(StreamKey(1), a.paced(StreamKey(1)).unwrap());
+    a.record_usage(StreamKey(2), 0);
+    a.grant_bursts(5_000);
+    assert!(a.burst_of(StreamKey(1)).is_some());
+    let changes = a.set_host_capacity(60_000);
+    assert!(a.burst_of(StreamKey(1)).is_none());
+    assert!(changes.rates.iter().any(|(k, _)| *k == StreamKey(1)), "{:?}", changes.rates);
+}
+
+#[test]
 fn a_burst_stops_at_the_max_and_the_pools_idle() {
     let mut a = Allocator::new(1_000);
     a.set_pool("video", Some(120), false);
