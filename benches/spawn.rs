@@ -90,8 +90,13 @@ async fn measure(
         let id = WorkerId(i as u64 + 1);
         let start = Instant::now();
         let (ours, theirs) = seqpacket_pair().unwrap();
-        let init =
-            ToWorker::Init(Init { worker: id, pool: "bench".into(), handler: HandlerSpec::Echo, stats_interval_ms: 0 });
+        let init = ToWorker::Init(Init {
+            worker: id,
+            pool: "bench".into(),
+            handler: HandlerSpec::Echo,
+            stats_interval_ms: 0,
+            heartbeat_interval_ms: 0,
+        });
         send_with_fds(ours.as_fd(), &encode(&init).unwrap(), &[]).unwrap();
         let (plan, cgroup, uid) = match sandboxed {
             Some((sandbox, pool)) => {

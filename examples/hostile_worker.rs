@@ -15,6 +15,10 @@
 //! | `escape` | signals `pids` (label, comma-separated) and opens `path` for writing |
 //! | `status` | writes its `/proc/self/status` |
 //! | `tmp` | writes a file called `name` (label) in /tmp, /var/tmp and /dev/shm |
+//! | `exit` | exits the whole streamlet with `code` (label) |
+//! | `segv` | dies of SIGSEGV |
+//! | `garbage` | writes bytes that are no message to its control channel (fd 3) |
+//! | `block` | blocks its thread (and so its heartbeats) for `seconds` (label) |
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -181,6 +185,29 @@ impl Handler for Hostile {
                         out.push_str(&format!("{dir}: {}\n", if written { "written" } else { "refused" }));
                     }
                     out
+                }
+                "exit" => {
+                    let code: i32 = ctx.labels.get("code").and_then(|c| c.parse().ok()).unwrap_or(3);
+                    std::process::exit(code);
+                }
+                "segv" => {
+                    // A real fault (a raised SIGSEGV would only reach Rust's
+                    // stack-overflow handler, which returns).
+                    let null = std::hint::black_box(std::ptr::null_mut::<u8>());
+                    // SAFETY: none; the fault is the point, and the process dies of it.
+                    unsafe { null.write_volatile(1) };
+                    "survived SIGSEGV\n".to_owned()
+                }
+                "garbage" => {
+                    let junk = [0xffu8; 37];
+                    // SAFETY: a write of a live buffer to the control channel's descriptor.
+                    let rc = unsafe { libc::write(3, junk.as_ptr().cast(), junk.len()) };
+                    format!("garbage: {}\n", outcome(rc as libc::c_long))
+                }
+                "block" => {
+                    let seconds: u64 = ctx.labels.get("seconds").and_then(|s| s.parse().ok()).unwrap_or(5);
+                    std::thread::sleep(Duration::from_secs(seconds));
+                    "unblocked\n".to_owned()
                 }
                 other => format!("unknown behaviour {other}\n"),
             };

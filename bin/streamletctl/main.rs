@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use streamlet_client::proto::socket_path::resolve_socket_path;
-use streamlet_client::proto::{Encoding, StreamId};
+use streamlet_client::proto::{Encoding, StreamId, WorkerId};
 use streamlet_client::{error_chain, Client};
 
 #[derive(Debug, Parser)]
@@ -69,6 +69,29 @@ enum Command {
         /// Wait this long for room (like 30s) instead of being refused at once
         #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
         wait: Option<u64>,
+    },
+    /// One streamlet: its state, streams, usage and its slot's last deaths
+    Worker {
+        /// The streamlet's id, as `workers` shows it
+        worker: u64,
+    },
+    /// Stop giving a streamlet new streams; it exits when empty, or is killed at the timeout
+    Drain {
+        /// The streamlet's id
+        worker: u64,
+        /// Kill it after this long (like 30s) if streams remain [default: the daemon's shutdown_timeout]
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        timeout: Option<u64>,
+    },
+    /// Kill a streamlet now; its slot is filled again at once
+    Kill {
+        /// The streamlet's id
+        worker: u64,
+    },
+    /// Replace a pool's streamlets one at a time (drain, replace, wait until ready, next)
+    Restart {
+        /// The pool
+        pool: String,
     },
     /// Capacity, allocated and free bandwidth, per host, pool and tenant
     Quota,
@@ -155,6 +178,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cmd::open::run(&mut client, request, cli.json).await
         }
         Command::Quota => cmd::quota::run(&mut client, cli.json).await,
+        Command::Worker { worker } => cmd::monitor::worker(&mut client, WorkerId(worker), cli.json).await,
+        Command::Drain { worker, timeout } => {
+            cmd::monitor::drain(&mut client, WorkerId(worker), timeout, cli.json).await
+        }
+        Command::Kill { worker } => cmd::monitor::kill(&mut client, WorkerId(worker), cli.json).await,
+        Command::Restart { pool } => cmd::monitor::restart(&mut client, pool, cli.json).await,
         Command::Lease { pool, tenant, priority, min, max, ttl } => {
             let rate = streamlet_client::proto::RateRequest { min, max };
             let request = streamlet_client::proto::LeaseRequest { pool, tenant, priority, rate, ttl_ms: ttl };

@@ -158,7 +158,7 @@ async fn request_errors_are_typed_and_the_connection_goes_on() {
     raw.frame(br#"{"id":5,"body":{"workers":{"pool":"nope"}}}"#);
     assert_eq!(error_code(&raw.read().unwrap()), Some("unknown_pool"));
 
-    raw.frame(br#"{"id":6,"body":{"subscribe":{}}}"#);
+    raw.frame(br#"{"id":6,"body":{"reboot":{}}}"#);
     let reply = raw.read().unwrap();
     assert_eq!(error_code(&reply), Some("bad_request"), "an unknown request kind");
     assert_eq!(reply["reply"]["id"], 6);

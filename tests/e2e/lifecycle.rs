@@ -29,7 +29,7 @@ async fn a_killed_streamlet_is_replaced_and_only_its_streams_end() {
     // Each of its streams ends with the cause; the others do not.
     for _ in 0..3 {
         let event = tokio::time::timeout(Duration::from_secs(10), client.next_event()).await.unwrap().unwrap();
-        let Event::StreamEnded(ended) = event;
+        let Event::StreamEnded(ended) = event else { panic!("expected stream_ended, got {:?}", event) };
         assert_eq!(ended.worker, victim.id);
         assert_eq!(
             ended.reason,
@@ -135,7 +135,7 @@ async fn sigterm_stops_every_streamlet_removes_the_socket_and_leaves_no_orphan()
     }
     // The stream was ended with a reason, then the connection shut down.
     let event = tokio::time::timeout(Duration::from_secs(5), client.next_event()).await.unwrap().unwrap();
-    let Event::StreamEnded(ended) = event;
+    let Event::StreamEnded(ended) = event else { panic!("expected stream_ended, got {:?}", event) };
     assert_eq!(ended.reason, EndReason::Shutdown);
     let mut buf = [0u8; 1];
     mine.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

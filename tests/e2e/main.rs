@@ -2,9 +2,11 @@
 //! sockets and real descriptor passing.
 
 mod bad_input;
+mod chaos;
 mod cli;
 mod hostile;
 mod lifecycle;
+mod monitor;
 mod placement;
 mod quota;
 mod sandbox;

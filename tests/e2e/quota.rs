@@ -96,7 +96,7 @@ async fn a_higher_priority_stream_preempts_lower_ones_where_the_pool_allows() {
     let mut preempted = Vec::new();
     while preempted.len() < 2 {
         let event = tokio::time::timeout(Duration::from_secs(10), client.next_event()).await.unwrap().unwrap();
-        let Event::StreamEnded(e) = event;
+        let Event::StreamEnded(e) = event else { panic!("expected stream_ended, got {:?}", event) };
         assert_eq!(e.reason, EndReason::Preempted, "{e:?}");
         assert!(low.contains(&e.stream.0));
         preempted.push(e.stream.0);

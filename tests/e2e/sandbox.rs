@@ -20,7 +20,9 @@ fn config_with(limits: &str, readonly_root: bool) -> String {
         "[daemon]\nworker_binary = \"{}\"\nshutdown_timeout = \"2s\"\nstats_interval = \"50ms\"\n\n\
          [sandbox]\nrequired = true\n\n\
          [pools.edge]\nhandler = {{ kind = \"echo\" }}\nworkers = {{ min = 2, max = 2 }}\nstreams_per_worker = 4\n\
-         limits = {{ {limits} }}\nreadonly_root = {readonly_root}\n",
+         limits = {{ {limits} }}\nreadonly_root = {readonly_root}\n\
+         # The spin test blocks a streamlet's thread for seconds on purpose.\n\
+         heartbeat_timeout = \"30s\"\n",
         hostile_worker().display()
     )
 }
@@ -58,7 +60,7 @@ async fn a_memory_bomb_is_oom_killed_and_reported_as_oom_while_neighbours_echo()
     assert_ne!(bomb.worker, neighbour.worker, "the bomb has a streamlet of its own");
     let ended = loop {
         let event = tokio::time::timeout(Duration::from_secs(20), client.next_event()).await.unwrap().unwrap();
-        let Event::StreamEnded(e) = event;
+        let Event::StreamEnded(e) = event else { panic!("expected stream_ended, got {:?}", event) };
         if e.stream == bomb.stream {
             break e;
         }

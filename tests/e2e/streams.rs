@@ -50,7 +50,7 @@ async fn a_hundred_streams_echo_spread_over_both_streamlets_and_close() {
     let mut ended = Vec::new();
     while ended.len() < 100 {
         let event = tokio::time::timeout(Duration::from_secs(10), client.next_event()).await.unwrap().unwrap();
-        let Event::StreamEnded(e) = event;
+        let Event::StreamEnded(e) = event else { panic!("expected stream_ended, got {:?}", event) };
         assert_eq!(e.reason, EndReason::Completed, "{e:?}");
         ended.push(e.stream);
     }
@@ -70,7 +70,8 @@ async fn close_ends_a_stream_with_reason_closed_and_the_client_sees_eof() {
     drop(theirs);
     echo_once(&mut mine, b"ping");
     client.close(opened.stream).await.unwrap();
-    let Event::StreamEnded(ended) = client.next_event().await.unwrap();
+    let event = client.next_event().await.unwrap();
+    let Event::StreamEnded(ended) = event else { panic!("expected stream_ended, got {event:?}") };
     assert_eq!(ended.stream, opened.stream);
     assert_eq!(ended.reason, EndReason::Closed);
     assert_eq!((ended.bytes_in, ended.bytes_out), (4, 4));

@@ -2,6 +2,7 @@
 
 pub mod close;
 pub mod lease;
+pub mod monitor;
 pub mod open;
 pub mod quota;
 pub mod status;

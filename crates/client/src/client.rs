@@ -10,9 +10,10 @@ use streamlet_proto::conn::{FrameReader, FrameWriter};
 use streamlet_proto::frame::HEADER_LEN;
 use streamlet_proto::handshake::Welcome;
 use streamlet_proto::{
-    CloseRequest, Closed, Encoding, Event, LeaseGranted, LeaseRef, LeaseRequest, OpenRequest, Opened, QuotaReport,
-    QuotaRequest, ReplyBody, Request, RequestBody, ServerMessage, StatusReport, StatusRequest, StreamId, StreamInfo,
-    StreamsRequest, WorkerInfo, WorkersRequest,
+    CloseRequest, Closed, DrainRequest, Encoding, Event, LeaseGranted, LeaseRef, LeaseRequest, OpenRequest, Opened,
+    QuotaReport, QuotaRequest, ReplyBody, Request, RequestBody, RestartAccepted, RestartRequest, ServerMessage,
+    StatusReport, StatusRequest, StreamId, StreamInfo, StreamsRequest, SubscribeRequest, WorkerDetail, WorkerId,
+    WorkerInfo, WorkerRef, WorkersRequest,
 };
 
 use crate::error::ClientError;
@@ -145,6 +146,49 @@ impl Client {
         match self.request(RequestBody::Quota(QuotaRequest {}), None).await? {
             ReplyBody::Quota(report) => Ok(report),
             other => Err(unexpected("a quota reply", &other)),
+        }
+    }
+
+    /// One streamlet, its streams and its slot's last deaths.
+    pub async fn worker(&mut self, worker: WorkerId) -> Result<WorkerDetail, ClientError> {
+        match self.request(RequestBody::Worker(WorkerRef { worker }), None).await? {
+            ReplyBody::Worker(detail) => Ok(*detail),
+            other => Err(unexpected("a worker reply", &other)),
+        }
+    }
+
+    /// Stops giving a streamlet new streams; it exits when its last one
+    /// ends, or is killed after `timeout_ms` (`None`: the daemon's shutdown
+    /// timeout).
+    pub async fn drain(&mut self, worker: WorkerId, timeout_ms: Option<u64>) -> Result<(), ClientError> {
+        match self.request(RequestBody::Drain(DrainRequest { worker, timeout_ms }), None).await? {
+            ReplyBody::Draining(_) => Ok(()),
+            other => Err(unexpected("a draining reply", &other)),
+        }
+    }
+
+    /// Kills a streamlet now; it is replaced at once.
+    pub async fn kill(&mut self, worker: WorkerId) -> Result<(), ClientError> {
+        match self.request(RequestBody::Kill(WorkerRef { worker }), None).await? {
+            ReplyBody::Killed(_) => Ok(()),
+            other => Err(unexpected("a killed reply", &other)),
+        }
+    }
+
+    /// Replaces a pool's streamlets one at a time; answers which, in order.
+    pub async fn restart(&mut self, pool: String) -> Result<RestartAccepted, ClientError> {
+        match self.request(RequestBody::Restart(RestartRequest { pool }), None).await? {
+            ReplyBody::Restarting(accepted) => Ok(accepted),
+            other => Err(unexpected("a restarting reply", &other)),
+        }
+    }
+
+    /// Asks for the daemon's lifecycle events on this connection; read them
+    /// with [`next_event`](Self::next_event).
+    pub async fn subscribe(&mut self) -> Result<(), ClientError> {
+        match self.request(RequestBody::Subscribe(SubscribeRequest {}), None).await? {
+            ReplyBody::Subscribed(_) => Ok(()),
+            other => Err(unexpected("a subscribed reply", &other)),
         }
     }
 

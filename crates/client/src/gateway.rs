@@ -118,6 +118,8 @@ impl Gateway {
                 },
                 event = next_event(&mut link.client) => match event {
                     Ok(Event::StreamEnded(ended)) => self.emit(GatewayEvent::Ended(ended)),
+                    // Lifecycle events come only to connections that subscribe.
+                    Ok(other) => tracing::debug!(?other, "ignoring an event"),
                     Err(err @ ClientError::Unexpected { .. }) => tracing::warn!(error = %err, "ignoring a message"),
                     Err(err) => self.lost(&mut link, err),
                 },

@@ -30,7 +30,7 @@ mod json;
 use streamlet_proto::{StatusReport, StreamInfo, WorkerInfo};
 
 use self::grid::{Align, Grid};
-pub use self::json::{quota_json, status_json, streams_json, workers_json};
+pub use self::json::{quota_json, status_json, streams_json, worker_json, workers_json};
 
 /// POOL ID PID STATE STREAMS UPTIME RESTARTS, then CPU THROTTLED MEM PEAK
 /// PIDS OOM when the daemon has cgroups, and LAST EXIT when a streamlet
@@ -158,9 +158,67 @@ pub fn quota_table(report: &streamlet_proto::QuotaReport) -> String {
     grid.render("(no quota)")
 }
 
-/// A line about the daemon, then POOL HANDLER PLACEMENT WORKERS READY STREAMS CAPACITY.
-pub fn status_table(status: &StatusReport) -> String {
+/// One streamlet: its listing's fields one per line, its streams, then its
+/// slot's deaths, newest first.
+pub fn worker_detail(detail: &streamlet_proto::WorkerDetail) -> String {
+    let w = &detail.info;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<10} {v}\n"));
+    line("streamlet", w.id.to_string());
+    line("pool", w.pool.clone());
+    line("pid", w.pid.to_string());
+    line("state", w.state.as_str().to_owned());
+    line("streams", format!("{}/{}", w.streams, w.capacity));
+    line("uptime", human::duration_ms(w.uptime_ms));
+    line("restarts", w.restarts.to_string());
+    if !w.labels.is_empty() {
+        line("labels", w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","));
+    }
+    if let Some(u) = &w.usage {
+        line(
+            "cpu",
+            format!(
+                "{} (throttled {})",
+                human::duration_ms(u.cpu_usage_us / 1000),
+                human::duration_ms(u.cpu_throttled_us / 1000)
+            ),
+        );
+        line("memory", format!("{} (peak {})", human::bytes(u.memory_current), human::bytes(u.memory_peak)));
+        line("pids", u.pids.to_string());
+        line("oom kills", u.oom_kills.to_string());
+    }
+    if !detail.streams.is_empty() {
+        line("stream ids", detail.streams.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "));
+    }
+    if detail.deaths.is_empty() {
+        out.push_str("\nno deaths in this slot\n");
+        return out;
+    }
     let mut grid = Grid::new(&[
+        ("AGO", Align::Right),
+        ("STREAMLET", Align::Right),
+        ("RAN", Align::Right),
+        ("STREAMS", Align::Right),
+        ("CAUSE", Align::Left),
+    ]);
+    for d in &detail.deaths {
+        grid.row(vec![
+            human::duration_ms(d.ago_ms),
+            d.worker.to_string(),
+            human::duration_ms(d.uptime_ms),
+            d.streams.to_string(),
+            d.cause.to_string(),
+        ]);
+    }
+    out.push_str(&format!("\nlast deaths in this slot, newest first\n{}", grid.render("")));
+    out
+}
+
+/// A line about the daemon, then POOL HANDLER PLACEMENT WORKERS READY STREAMS
+/// CAPACITY, and STATE when a pool is degraded.
+pub fn status_table(status: &StatusReport) -> String {
+    let any_degraded = status.pools.iter().any(|p| p.degraded_for_ms.is_some());
+    let mut columns = vec![
         ("POOL", Align::Left),
         ("HANDLER", Align::Left),
         ("PLACEMENT", Align::Left),
@@ -168,9 +226,13 @@ pub fn status_table(status: &StatusReport) -> String {
         ("READY", Align::Right),
         ("STREAMS", Align::Right),
         ("CAPACITY", Align::Right),
-    ]);
+    ];
+    if any_degraded {
+        columns.push(("STATE", Align::Left));
+    }
+    let mut grid = Grid::new(&columns);
     for p in &status.pools {
-        grid.row(vec![
+        let mut row = vec![
             p.name.clone(),
             p.handler.clone(),
             p.placement.clone(),
@@ -178,7 +240,14 @@ pub fn status_table(status: &StatusReport) -> String {
             p.ready.to_string(),
             p.streams.to_string(),
             p.capacity.to_string(),
-        ]);
+        ];
+        if any_degraded {
+            row.push(match p.degraded_for_ms {
+                Some(ms) => format!("degraded: crash loop, restarts paused {} more", human::duration_ms(ms)),
+                None => "ok".to_owned(),
+            });
+        }
+        grid.row(row);
     }
     format!(
         "streamletd {}, pid {}, up {}, socket {}\n{}",
@@ -226,6 +295,7 @@ pub(crate) mod tests {
                 ready: 2,
                 streams: 3,
                 capacity: 16,
+                degraded_for_ms: None,
             }],
         }
     }

@@ -27,6 +27,7 @@ fn status_report() -> StatusReport {
             ready: 1,
             streams: 0,
             capacity: 8,
+            degraded_for_ms: None,
         }],
     }
 }

@@ -44,6 +44,8 @@ pub enum ErrorCode {
     Preempted,
     /// No such lease.
     UnknownLease,
+    /// The request named a streamlet the daemon does not have (any more).
+    UnknownWorker,
 }
 
 impl ErrorCode {
@@ -66,6 +68,7 @@ impl ErrorCode {
             Self::Expired => "expired",
             Self::Preempted => "preempted",
             Self::UnknownLease => "unknown_lease",
+            Self::UnknownWorker => "unknown_worker",
             Self::Internal => "internal",
         }
     }

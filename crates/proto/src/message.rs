@@ -67,6 +67,16 @@ pub enum RequestBody {
     Release(LeaseRef),
     /// Capacity, allocated and free bandwidth, per host, pool and tenant.
     Quota(QuotaRequest),
+    /// One streamlet, with its slot's deaths.
+    Worker(WorkerRef),
+    /// Stop giving a streamlet new streams; it exits when empty or at a timeout.
+    Drain(DrainRequest),
+    /// Kill a streamlet now (`killed_by_operator`); its slot is filled again.
+    Kill(WorkerRef),
+    /// Replace a pool's streamlets one at a time.
+    Restart(RestartRequest),
+    /// Receive the daemon's lifecycle events on this connection.
+    Subscribe(SubscribeRequest),
 }
 
 impl RequestBody {
@@ -82,8 +92,72 @@ impl RequestBody {
             Self::Refresh(_) => "refresh",
             Self::Release(_) => "release",
             Self::Quota(_) => "quota",
+            Self::Worker(_) => "worker",
+            Self::Drain(_) => "drain",
+            Self::Kill(_) => "kill",
+            Self::Restart(_) => "restart",
+            Self::Subscribe(_) => "subscribe",
         }
     }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct WorkerRef {
+    pub worker: WorkerId,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct DrainRequest {
+    pub worker: WorkerId,
+    /// Kill it after this many milliseconds if streams remain; `None`: the
+    /// daemon's `shutdown_timeout`.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct RestartRequest {
+    pub pool: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SubscribeRequest {}
+
+/// A rolling restart accepted: these streamlets will be replaced, in order.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct RestartAccepted {
+    pub pool: String,
+    pub workers: Vec<WorkerId>,
+}
+
+/// One streamlet in detail.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct WorkerDetail {
+    pub info: WorkerInfo,
+    /// Its streams.
+    pub streams: Vec<StreamId>,
+    /// The last deaths in its slot of the pool, newest first.
+    pub deaths: Vec<Death>,
+}
+
+/// A streamlet's death, as its slot remembers it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Death {
+    pub worker: WorkerId,
+    pub cause: ExitCause,
+    /// How long it had run.
+    pub uptime_ms: u64,
+    /// How long ago it died.
+    pub ago_ms: u64,
+    /// How many streams it served when it died.
+    pub streams: u32,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -258,6 +332,11 @@ pub enum ReplyBody {
     Released(LeaseRef),
     Quota(QuotaReport),
     Error(ErrorBody),
+    Worker(Box<WorkerDetail>),
+    Draining(WorkerRef),
+    Killed(WorkerRef),
+    Restarting(RestartAccepted),
+    Subscribed(SubscribeRequest),
 }
 
 impl ReplyBody {
@@ -274,6 +353,11 @@ impl ReplyBody {
             Self::Released(_) => "released",
             Self::Quota(_) => "quota",
             Self::Error(_) => "error",
+            Self::Worker(_) => "worker",
+            Self::Draining(_) => "draining",
+            Self::Killed(_) => "killed",
+            Self::Restarting(_) => "restarting",
+            Self::Subscribed(_) => "subscribed",
         }
     }
 }
@@ -321,6 +405,10 @@ pub struct PoolStatus {
     pub streams: u32,
     /// Streams the ready streamlets can hold in all.
     pub capacity: u32,
+    /// Its crash-loop breaker is open: no streamlet of it restarts for this
+    /// many more milliseconds.
+    #[serde(default)]
+    pub degraded_for_ms: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -375,6 +463,8 @@ pub enum WorkerState {
     Ready,
     /// Being stopped; takes no new streams.
     Stopping,
+    /// Takes no new streams; exits when its last stream ends, or at a timeout.
+    Draining,
 }
 
 impl WorkerState {
@@ -383,6 +473,7 @@ impl WorkerState {
             Self::Starting => "starting",
             Self::Ready => "ready",
             Self::Stopping => "stopping",
+            Self::Draining => "draining",
         }
     }
 }
@@ -419,6 +510,64 @@ pub struct StreamInfo {
 #[serde(rename_all = "snake_case")]
 pub enum Event {
     StreamEnded(StreamEnded),
+    /// To subscribers: a streamlet died.
+    WorkerExited(WorkerExited),
+    /// To subscribers: a streamlet is ready.
+    WorkerReady(WorkerReady),
+    /// To subscribers: a pool's crash-loop breaker opened.
+    PoolDegraded(PoolDegraded),
+    /// To subscribers: a degraded pool's cool-down ended.
+    PoolRecovered(PoolRecovered),
+    /// To subscribers: a dead streamlet's stream was placed on another.
+    StreamMigrated(StreamMigrated),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct WorkerExited {
+    pub worker: WorkerId,
+    pub pool: String,
+    pub cause: ExitCause,
+    pub uptime_ms: u64,
+    /// Streams it served: ended or migrated.
+    pub streams: u32,
+    /// When its replacement starts; `None`: none will (shutdown, drain, scale-in).
+    pub respawn_in_ms: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct WorkerReady {
+    pub worker: WorkerId,
+    pub pool: String,
+    /// From spawn to ready.
+    pub startup_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PoolDegraded {
+    pub pool: String,
+    /// Deaths within its `restart.period`.
+    pub deaths: u32,
+    pub period_ms: u64,
+    /// No streamlet of it restarts before this many milliseconds pass.
+    pub cooldown_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PoolRecovered {
+    pub pool: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StreamMigrated {
+    pub stream: StreamId,
+    pub pool: String,
+    pub from: WorkerId,
+    pub to: WorkerId,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -481,6 +630,10 @@ pub enum ExitCause {
     ProtocolError { message: String },
     /// The kernel's OOM killer killed it: it reached its memory limit.
     Oom,
+    /// It sent nothing for its pool's `heartbeat_timeout`; the daemon killed it.
+    Hung { silent_ms: u64 },
+    /// An operator killed it (`streamletctl kill`, or a drain that timed out).
+    KilledByOperator,
 }
 
 impl fmt::Display for ExitCause {
@@ -496,6 +649,8 @@ impl fmt::Display for ExitCause {
             }
             Self::ProtocolError { message } => write!(f, "protocol error: {message}"),
             Self::Oom => f.write_str("oom (killed at its memory limit)"),
+            Self::Hung { silent_ms } => write!(f, "hung (silent for {silent_ms} ms)"),
+            Self::KilledByOperator => f.write_str("killed by operator"),
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct Init {
     pub handler: HandlerSpec,
     /// How often to send `Stats` for streams whose counters moved; 0 never.
     pub stats_interval_ms: u32,
+    /// Send `Heartbeat` when nothing else was sent for this long; 0 never.
+    /// A streamlet silent for its pool's `heartbeat_timeout` is killed as hung.
+    pub heartbeat_interval_ms: u32,
 }
 
 /// What a pool's streamlets run for each stream.
@@ -83,6 +86,8 @@ pub enum FromWorker {
     Ended(Ended),
     /// Counters of streams that moved since the last report.
     Stats { streams: Vec<StreamCounters> },
+    /// Still alive, with nothing else to say.
+    Heartbeat,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

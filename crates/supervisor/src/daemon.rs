@@ -67,6 +67,7 @@ async fn quota_tick(daemon: Arc<Daemon>) {
                 core.expire_leases();
                 core.expire_waiting();
                 core.pace(stats_interval);
+                core.tick_monitor();
             }
             _ = stopped(&mut stopping) => return,
         }

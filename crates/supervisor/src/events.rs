@@ -95,6 +95,11 @@ impl EventSink {
         self.0.drained.notify_waiters();
     }
 
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.0.queued.load(Ordering::Acquire)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.0.closed.load(Ordering::Acquire)
     }

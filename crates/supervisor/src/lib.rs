@@ -24,6 +24,7 @@ pub mod exe;
 pub mod link;
 pub mod listener;
 mod requests;
+pub mod restart;
 pub mod sandbox;
 mod server;
 mod spawner;

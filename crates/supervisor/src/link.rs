@@ -10,8 +10,9 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use streamlet_proto::channel::{encode, Channel};
 use streamlet_proto::worker::ToWorker;
@@ -26,6 +27,9 @@ pub struct WorkerLink {
     outbox: Mutex<VecDeque<(Vec<u8>, Option<OwnedFd>)>>,
     wake: Notify,
     closed: AtomicBool,
+    created: Instant,
+    /// When the streamlet last sent anything, in milliseconds since `created`.
+    heard: AtomicU64,
 }
 
 /// Why a send failed.
@@ -58,7 +62,25 @@ impl SendError {
 
 impl WorkerLink {
     pub fn new(channel: Channel) -> Self {
-        Self { channel, outbox: Mutex::new(VecDeque::new()), wake: Notify::new(), closed: AtomicBool::new(false) }
+        Self {
+            channel,
+            outbox: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            created: Instant::now(),
+            heard: AtomicU64::new(0),
+        }
+    }
+
+    /// The streamlet sent something: it is alive.
+    pub fn heard(&self) {
+        self.heard.store(self.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long the streamlet has been silent.
+    pub fn silent_for(&self) -> Duration {
+        let heard = Duration::from_millis(self.heard.load(Ordering::Relaxed));
+        self.created.elapsed().saturating_sub(heard)
     }
 
     pub fn channel(&self) -> &Channel {

@@ -31,6 +31,12 @@ const HANGUP_GRACE: Duration = Duration::from_secs(1);
 /// How long a new streamlet has to say it is ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often a streamlet says it is alive: four times per timeout, so that
+/// one late heartbeat is no death sentence.
+fn heartbeat_interval(timeout: Duration) -> Duration {
+    timeout / 4
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("pool {0:?} is not configured")]
@@ -80,6 +86,7 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
         pool: pool.to_owned(),
         handler: config.handler.clone(),
         stats_interval_ms: daemon.config.daemon.stats_interval.as_millis().min(u32::MAX as u128) as u32,
+        heartbeat_interval_ms: heartbeat_interval(config.heartbeat_timeout).as_millis() as u32,
     });
     send_with_fds(ours.as_fd(), &encode(&init)?, &[])?;
     let (plan, mut cgroup, uid) = daemon.sandbox.plan(&config, id)?;
@@ -139,7 +146,7 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
             tracing::debug!(worker = %id, error = %e, "channel flusher stopped");
         }
     });
-    tokio::spawn(monitor(daemon.clone(), id, child, link, kill_rx));
+    tokio::spawn(monitor(daemon.clone(), id, child, link, kill_rx, config.heartbeat_timeout));
     Ok(id)
 }
 
@@ -148,7 +155,12 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
 async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
     let mut buf = RecvBuf::new();
     let violation = loop {
-        match link.channel().recv_with::<FromWorker>(&mut buf).await {
+        let message = link.channel().recv_with::<FromWorker>(&mut buf).await;
+        if matches!(message, Ok(Some(_))) {
+            link.heard();
+        }
+        match message {
+            Ok(Some((FromWorker::Heartbeat, None))) => {}
             Ok(Some((_, Some(_fd)))) => break "sent a file descriptor".to_owned(),
             Ok(Some((FromWorker::Ready { .. }, None))) => {
                 if !daemon.core().worker_ready(id) {
@@ -193,14 +205,26 @@ async fn monitor(
     mut child: Child,
     link: Arc<WorkerLink>,
     mut kills: mpsc::UnboundedReceiver<KillRequest>,
+    heartbeat_timeout: Duration,
 ) {
     let mut recorded: Option<ExitCause> = None;
     let ready_deadline = tokio::time::sleep(READY_TIMEOUT);
     tokio::pin!(ready_deadline);
     let mut watching_ready = true;
+    let mut pulse = tokio::time::interval(heartbeat_interval(heartbeat_timeout));
+    pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
+            _ = pulse.tick(), if recorded.is_none() => {
+                let silent = link.silent_for();
+                if silent >= heartbeat_timeout && !daemon.core().worker_starting(id) {
+                    let silent_ms = silent.as_millis() as u64;
+                    tracing::warn!(worker = %id, silent_ms, "streamlet silent past its heartbeat timeout; killing it as hung");
+                    recorded = Some(ExitCause::Hung { silent_ms });
+                    let _ = child.start_kill();
+                }
+            }
             _ = &mut ready_deadline, if watching_ready => {
                 watching_ready = false;
                 if daemon.core().worker_starting(id) {

@@ -106,7 +106,7 @@ async fn serve(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerE
         Ok(Err(e)) => return Err(e.into()),
         Err(_) => return Err(WorkerError::Protocol(format!("no Init within {INIT_TIMEOUT:?}"))),
     };
-    let Init { pool, handler: spec, stats_interval_ms, .. } = init;
+    let Init { pool, handler: spec, stats_interval_ms, heartbeat_interval_ms, .. } = init;
     let handler = factory(&spec).map_err(|reason| WorkerError::Handler { kind: spec.kind(), reason })?;
     channel.send(&FromWorker::Ready { pid: std::process::id() }, None).await?;
 
@@ -116,6 +116,10 @@ async fn serve(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerE
     let period = Duration::from_millis(u64::from(stats_interval_ms.max(1)));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // On the same thread as the handlers: a handler that blocks it stops the
+    // heartbeats, and the daemon kills the streamlet as hung.
+    let mut pulse = tokio::time::interval(Duration::from_millis(u64::from(heartbeat_interval_ms.max(1))));
+    pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         tokio::select! {
@@ -160,6 +164,7 @@ async fn serve(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerE
                 }
             }
             _ = tick.tick(), if stats_interval_ms > 0 => report_stats(&channel, &mut streams).await?,
+            _ = pulse.tick(), if heartbeat_interval_ms > 0 => channel.send(&FromWorker::Heartbeat, None).await?,
         }
     }
 }

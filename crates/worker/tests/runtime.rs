@@ -29,7 +29,13 @@ async fn serves_echo_reports_ends_and_exits_when_the_daemon_goes() {
     let daemon = Channel::new(ours).unwrap();
     let worker = tokio::spawn(async move { streamlet_worker::run(theirs, &streamlet_worker::builtin_handler).await });
 
-    let init = Init { worker: WorkerId(1), pool: "echo".into(), handler: HandlerSpec::Echo, stats_interval_ms: 0 };
+    let init = Init {
+        worker: WorkerId(1),
+        pool: "echo".into(),
+        handler: HandlerSpec::Echo,
+        stats_interval_ms: 0,
+        heartbeat_interval_ms: 0,
+    };
     daemon.send(&ToWorker::Init(init), None).await.unwrap();
     assert!(matches!(recv(&daemon).await, FromWorker::Ready { .. }));
 
@@ -76,7 +82,13 @@ async fn an_assign_without_a_descriptor_is_a_protocol_error() {
     let (ours, theirs) = seqpacket_pair().unwrap();
     let daemon = Channel::new(ours).unwrap();
     let worker = tokio::spawn(async move { streamlet_worker::run(theirs, &streamlet_worker::builtin_handler).await });
-    let init = Init { worker: WorkerId(1), pool: "echo".into(), handler: HandlerSpec::Echo, stats_interval_ms: 0 };
+    let init = Init {
+        worker: WorkerId(1),
+        pool: "echo".into(),
+        handler: HandlerSpec::Echo,
+        stats_interval_ms: 0,
+        heartbeat_interval_ms: 0,
+    };
     daemon.send(&ToWorker::Init(init), None).await.unwrap();
     recv(&daemon).await;
     daemon.send(&assign(9), None).await.unwrap();
@@ -89,7 +101,13 @@ async fn stats_report_moving_counters() {
     let (ours, theirs) = seqpacket_pair().unwrap();
     let daemon = Channel::new(ours).unwrap();
     tokio::spawn(async move { streamlet_worker::run(theirs, &streamlet_worker::builtin_handler).await });
-    let init = Init { worker: WorkerId(1), pool: "echo".into(), handler: HandlerSpec::Echo, stats_interval_ms: 20 };
+    let init = Init {
+        worker: WorkerId(1),
+        pool: "echo".into(),
+        handler: HandlerSpec::Echo,
+        stats_interval_ms: 20,
+        heartbeat_interval_ms: 0,
+    };
     daemon.send(&ToWorker::Init(init), None).await.unwrap();
     recv(&daemon).await;
     let (mut client, server) = UnixStream::pair().unwrap();
@@ -105,5 +123,31 @@ async fn stats_report_moving_counters() {
                 }
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn heartbeats_come_at_the_asked_interval_and_not_at_all_for_zero() {
+    for (interval, expected) in [(20u32, true), (0, false)] {
+        let (ours, theirs) = seqpacket_pair().unwrap();
+        let daemon = Channel::new(ours).unwrap();
+        tokio::spawn(async move { streamlet_worker::run(theirs, &streamlet_worker::builtin_handler).await });
+        let init = Init {
+            worker: WorkerId(1),
+            pool: "echo".into(),
+            handler: HandlerSpec::Echo,
+            stats_interval_ms: 0,
+            heartbeat_interval_ms: interval,
+        };
+        daemon.send(&ToWorker::Init(init), None).await.unwrap();
+        assert!(matches!(recv(&daemon).await, FromWorker::Ready { .. }));
+        let beats = async {
+            for _ in 0..5 {
+                assert_eq!(recv(&daemon).await, FromWorker::Heartbeat);
+            }
+        };
+        // Five beats at 20 ms come well within a second; none come for 0.
+        let came = tokio::time::timeout(Duration::from_secs(1), beats).await.is_ok();
+        assert_eq!(came, expected, "interval {interval}");
     }
 }

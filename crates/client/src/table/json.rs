@@ -23,6 +23,7 @@ struct WorkerRow<'a> {
     /// From the streamlet's cgroup; absent without cgroups.
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<UsageRow>,
+    labels: &'a std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -60,10 +61,45 @@ struct PoolRow<'a> {
     ready: u32,
     streams: u32,
     capacity: u32,
+    /// Seconds its restarts stay paused by the crash-loop breaker; null when not degraded.
+    degraded_for: Option<f64>,
 }
 
-/// One object per streamlet: `pool, id, pid, state, streams, capacity, uptime, restarts, last_exit`,
-/// and `usage` (`cpu, cpu_throttled, memory, memory_peak, pids, oom_kills`) with cgroups.
+#[derive(Serialize)]
+struct DeathRow {
+    worker: u64,
+    cause: String,
+    /// Seconds it ran, and seconds since it died.
+    uptime: f64,
+    ago: f64,
+    streams: u32,
+}
+
+/// One streamlet as in `workers_json`, with `streams` (its stream ids) as
+/// `stream_ids` and `deaths` (its slot's, newest first: `worker, cause,
+/// uptime, ago, streams`).
+pub fn worker_json(detail: &streamlet_proto::WorkerDetail) -> Value {
+    let mut row = workers_json(std::slice::from_ref(&detail.info));
+    let Some(object) = row.get_mut(0).and_then(Value::as_object_mut) else { return Value::Null };
+    let ids: Vec<u64> = detail.streams.iter().map(|s| s.0).collect();
+    object.insert("stream_ids".into(), serde_json::json!(ids));
+    let deaths: Vec<DeathRow> = detail
+        .deaths
+        .iter()
+        .map(|d| DeathRow {
+            worker: d.worker.0,
+            cause: d.cause.to_string(),
+            uptime: seconds(d.uptime_ms),
+            ago: seconds(d.ago_ms),
+            streams: d.streams,
+        })
+        .collect();
+    object.insert("deaths".into(), serde_json::to_value(deaths).unwrap_or(Value::Null));
+    row[0].take()
+}
+
+/// One object per streamlet: `pool, id, pid, state, streams, capacity, uptime, restarts, last_exit,
+/// labels`, and `usage` (`cpu, cpu_throttled, memory, memory_peak, pids, oom_kills`) with cgroups.
 pub fn workers_json(workers: &[WorkerInfo]) -> Value {
     rows(workers.iter().map(|w| WorkerRow {
         pool: &w.pool,
@@ -83,6 +119,7 @@ pub fn workers_json(workers: &[WorkerInfo]) -> Value {
             pids: u.pids,
             oom_kills: u.oom_kills,
         }),
+        labels: &w.labels,
     }))
 }
 
@@ -101,7 +138,7 @@ pub fn streams_json(streams: &[StreamInfo]) -> Value {
     }))
 }
 
-/// One object per pool: `pool, handler, placement, workers, ready, streams, capacity`.
+/// One object per pool: `pool, handler, placement, workers, ready, streams, capacity, degraded_for`.
 pub fn status_json(status: &StatusReport) -> Value {
     rows(status.pools.iter().map(|p| PoolRow {
         pool: &p.name,
@@ -111,6 +148,7 @@ pub fn status_json(status: &StatusReport) -> Value {
         ready: p.ready,
         streams: p.streams,
         capacity: p.capacity,
+        degraded_for: p.degraded_for_ms.map(seconds),
     }))
 }
 
@@ -146,8 +184,9 @@ mod tests {
         let value = workers_json(&[worker(3, "echo", Some(ExitCause::Exited { code: 1 }))]);
         assert_eq!(
             keys(&value),
-            ["capacity", "id", "last_exit", "pid", "pool", "restarts", "state", "streams", "uptime"]
+            ["capacity", "id", "labels", "last_exit", "pid", "pool", "restarts", "state", "streams", "uptime"]
         );
+        assert_eq!(value[0]["labels"], json!({}));
         assert_eq!(value[0]["uptime"], json!(252.0));
         assert_eq!(value[0]["state"], json!("ready"));
         assert_eq!(value[0]["last_exit"], json!("exit code 1"));
@@ -180,8 +219,39 @@ mod tests {
     fn status_is_an_array_of_pools() {
         let value = status_json(&status());
         assert!(value.is_array());
-        assert_eq!(keys(&value), ["capacity", "handler", "placement", "pool", "ready", "streams", "workers"]);
+        assert_eq!(
+            keys(&value),
+            ["capacity", "degraded_for", "handler", "placement", "pool", "ready", "streams", "workers"]
+        );
         assert_eq!(value[0]["pool"], json!("echo"));
+        assert_eq!(value[0]["degraded_for"], Value::Null);
+        let mut degraded = status();
+        degraded.pools[0].degraded_for_ms = Some(1500);
+        assert_eq!(status_json(&degraded)[0]["degraded_for"], json!(1.5));
+        let table = crate::table::status_table(&degraded);
+        assert!(table.contains("degraded: crash loop, restarts paused 1s more"), "{table}");
+    }
+
+    #[test]
+    fn a_worker_in_detail_has_its_streams_and_deaths() {
+        let detail = streamlet_proto::WorkerDetail {
+            info: worker(3, "echo", Some(ExitCause::Hung { silent_ms: 2100 })),
+            streams: vec![StreamId(7), StreamId(9)],
+            deaths: vec![streamlet_proto::Death {
+                worker: WorkerId(2),
+                cause: ExitCause::Hung { silent_ms: 2100 },
+                uptime_ms: 61_000,
+                ago_ms: 4_000,
+                streams: 3,
+            }],
+        };
+        let value = worker_json(&detail);
+        assert_eq!(value["stream_ids"], json!([7, 9]));
+        assert_eq!(value["deaths"][0]["cause"], json!("hung (silent for 2100 ms)"));
+        assert_eq!(value["deaths"][0]["ago"], json!(4.0));
+        let text = crate::table::worker_detail(&detail);
+        assert!(text.contains("stream ids 7 9"), "{text}");
+        assert!(text.lines().any(|l| l.contains("2") && l.ends_with("hung (silent for 2100 ms)")), "{text}");
     }
 
     #[test]

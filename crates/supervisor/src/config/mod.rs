@@ -13,10 +13,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use streamlet_proto::worker::HandlerSpec;
 
+use crate::restart::RestartPolicy;
+
+mod monitor;
 mod quota;
 mod sandbox;
 mod units;
 
+pub use monitor::{OnWorkerExit, DEFAULT_HEARTBEAT_TIMEOUT};
 pub use quota::{QuotaConfig, RateRange};
 pub use sandbox::{Limits, Network, RunAs, SandboxConfig};
 use units::duration;
@@ -74,6 +78,12 @@ pub struct PoolConfig {
     pub worker_labels: Vec<BTreeMap<String, String>>,
     /// Labels `layered` placement prefers in a tie.
     pub prefer: BTreeMap<String, String>,
+    /// What becomes of a dead streamlet's streams.
+    pub on_worker_exit: OnWorkerExit,
+    /// A streamlet silent this long is killed as `hung`.
+    pub heartbeat_timeout: Duration,
+    /// Backoff and crash-loop breaker.
+    pub restart: RestartPolicy,
 }
 
 impl PoolConfig {
@@ -180,6 +190,10 @@ struct RawPool {
     worker_labels: Vec<BTreeMap<String, String>>,
     #[serde(default)]
     prefer: BTreeMap<String, String>,
+    #[serde(default)]
+    on_worker_exit: OnWorkerExit,
+    heartbeat_timeout: Option<String>,
+    restart: Option<monitor::RawRestart>,
 }
 
 fn default_placement() -> PlacementKind {
@@ -303,6 +317,9 @@ impl Config {
                     ),
                 ));
             }
+            let heartbeat_timeout =
+                monitor::heartbeat_timeout(pool.heartbeat_timeout.as_deref()).map_err(|(k, r)| err(&key(k), r))?;
+            let restart = monitor::restart(pool.restart).map_err(|(k, r)| err(&key(k), r))?;
             let config = PoolConfig {
                 name: name.clone(),
                 handler,
@@ -320,6 +337,9 @@ impl Config {
                 labels: pool.labels,
                 worker_labels: pool.worker_labels,
                 prefer: pool.prefer,
+                on_worker_exit: pool.on_worker_exit,
+                heartbeat_timeout,
+                restart,
             };
             pools.insert(name, Arc::new(config));
         }
@@ -443,6 +463,37 @@ mod tests {
         }
         for good in ["streamlet-test", "/sys/fs/cgroup/system.slice/streamletd.service"] {
             Config::parse(&format!("[sandbox]\ncgroup_root = \"{good}\"\n{POOL}"), "x").unwrap();
+        }
+    }
+
+    #[test]
+    fn the_monitor_keys_of_the_issue_parse_and_are_checked() {
+        let text = format!(
+            "{POOL}on_worker_exit = \"migrate\"\nheartbeat_timeout = \"2s\"\nrestart = {{ initial = \"0ms\", max = \"30s\", multiplier = 2.0, jitter = 0.2, intensity = 5, period = \"10s\", cooldown = \"60s\", healthy_after = \"30s\" }}\n"
+        );
+        let config = Config::parse(&text, "x").unwrap();
+        let echo = &config.pools["echo"];
+        assert_eq!(echo.on_worker_exit, OnWorkerExit::Migrate);
+        assert_eq!(echo.heartbeat_timeout, Duration::from_secs(2));
+        assert_eq!(echo.restart, RestartPolicy::default(), "the issue's values are the defaults");
+        let plain = Config::parse(POOL, "x").unwrap();
+        assert_eq!(plain.pools["echo"].on_worker_exit, OnWorkerExit::Close);
+        assert_eq!(plain.pools["echo"].heartbeat_timeout, DEFAULT_HEARTBEAT_TIMEOUT);
+
+        for (line, key) in [
+            ("on_worker_exit = \"retry\"", "pools.echo.on_worker_exit"),
+            ("heartbeat_timeout = \"10ms\"", "pools.echo.heartbeat_timeout"),
+            ("heartbeat_timeout = \"soon\"", "pools.echo.heartbeat_timeout"),
+            ("restart = { multiplier = 0.5 }", "pools.echo.restart.multiplier"),
+            ("restart = { jitter = 2.0 }", "pools.echo.restart.jitter"),
+            ("restart = { intensity = 0 }", "pools.echo.restart.intensity"),
+            ("restart = { initial = \"1m\", max = \"30s\" }", "pools.echo.restart.initial"),
+            ("restart = { period = \"0s\" }", "pools.echo.restart.period"),
+            ("restart = { cooldown = \"later\" }", "pools.echo.restart.cooldown"),
+            ("restart = { retries = 3 }", "pools.echo.restart"),
+        ] {
+            let e = error(&format!("{POOL}{line}\n"));
+            assert!(e.key.starts_with(key), "{line}: {e}");
         }
     }
 

@@ -26,15 +26,16 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{Config, PlacementKind, PoolConfig};
 use crate::events::EventSink;
 use crate::link::{SendError, WorkerLink};
+use crate::restart::{Breaker, SlotBackoff};
 use crate::sandbox::Confinement;
 use streamlet_sandbox::cgroup::WorkerCgroup;
 
+mod monitor;
+
+pub use monitor::{unknown_worker, DrainOutcome, DEATHS_KEPT};
+
 /// The tenant of streams opened without one.
 pub const DEFAULT_TENANT: &str = "default";
-
-/// A streamlet that dies sooner than this after its start is replaced only
-/// after a backoff.
-pub const MIN_HEALTHY_UPTIME: Duration = Duration::from_secs(1);
 
 /// A request to the monitor of a streamlet to kill it, with the cause to
 /// record (`None`: record what the kernel reports).
@@ -64,6 +65,12 @@ pub struct Core {
     waiting: VecDeque<Waiter>,
     /// When the streams' send rates were last sampled for bursts.
     sampled: Instant,
+    /// Connections that asked for lifecycle events.
+    subscribers: Vec<EventSink>,
+    /// State of the generator behind the restart jitter.
+    rng: u64,
+    /// How long a rolling restart's drains wait for streams to end.
+    drain_timeout: Duration,
 }
 
 /// An open that asked to wait for room.
@@ -111,17 +118,26 @@ struct PoolState {
     config: Arc<PoolConfig>,
     placement: Box<dyn Placement>,
     slots: Vec<Slot>,
+    /// The pool's crash-loop breaker.
+    breaker: Breaker,
+    /// `PoolDegraded` was published and `PoolRecovered` is still due.
+    degraded: bool,
+    /// A rolling restart's streamlets still to replace, in order.
+    restarting: VecDeque<WorkerId>,
 }
 
 /// A place in a pool for one streamlet; a replacement takes its dead
-/// predecessor's slot.
+/// predecessor's slot (and its labels).
 #[derive(Debug, Default)]
 struct Slot {
     worker: Option<WorkerId>,
+    /// Streamlets of this slot that died.
     restarts: u32,
     last_exit: Option<ExitCause>,
-    /// Streamlets in a row that died before they were ready or soon after.
-    early_deaths: u32,
+    /// Deaths in a row, for the backoff.
+    backoff: SlotBackoff,
+    /// The last [`DEATHS_KEPT`] deaths, newest last.
+    history: VecDeque<monitor::DeathRecord>,
 }
 
 #[derive(Debug)]
@@ -137,6 +153,8 @@ struct WorkerEntry {
     confinement: Confinement,
     /// Its labels, for placement and listings.
     labels: BTreeMap<String, String>,
+    /// Draining: killed at this instant if streams remain.
+    drain_deadline: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -162,6 +180,11 @@ struct StreamEntry {
     /// Whether the quota covers it (and it must be released there).
     managed: bool,
     tcp: bool,
+    /// What the open asked for, to place it again if its streamlet dies.
+    labels: BTreeMap<String, String>,
+    region: Option<String>,
+    /// Bytes in and out counted by the streamlets it was on before this one.
+    carried: (u64, u64),
 }
 
 /// A new streamlet, as the spawner hands it to the core.
@@ -195,7 +218,15 @@ impl Core {
             .map(|pool| {
                 let placement = placement_for(pool, config);
                 let slots = (0..pool.workers_min).map(|_| Slot::default()).collect();
-                (pool.name.clone(), PoolState { config: pool.clone(), placement, slots })
+                let state = PoolState {
+                    config: pool.clone(),
+                    placement,
+                    slots,
+                    breaker: Breaker::default(),
+                    degraded: false,
+                    restarting: VecDeque::new(),
+                };
+                (pool.name.clone(), state)
             })
             .collect();
         let mut quota = Allocator::new(config.quota.egress.unwrap_or(u64::MAX));
@@ -219,6 +250,17 @@ impl Core {
             leases: HashMap::new(),
             waiting: VecDeque::new(),
             sampled: Instant::now(),
+            subscribers: Vec::new(),
+            drain_timeout: config.daemon.shutdown_timeout,
+            // Any seed will do; only the spread of restarts depends on it.
+            rng: u64::from(std::process::id()) << 32
+                | u64::from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .subsec_nanos(),
+                )
+                | 1,
         }
     }
 
@@ -265,6 +307,7 @@ impl Core {
             streams: HashSet::new(),
             confinement: new.confinement,
             labels,
+            drain_deadline: None,
         };
         self.workers.insert(new.id, entry);
     }
@@ -278,6 +321,7 @@ impl Core {
         worker.state = WorkerState::Ready;
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
         pool.placement.add(id.0, pool.config.streams_per_worker, &worker.labels);
+        self.announce_ready(id);
         self.retry_waiting();
         true
     }
@@ -378,7 +422,8 @@ impl Core {
             .map(|r| Rate { min: r.min, max: r.max })
             .or(pool.config.default_rate.map(|r| Rate { min: r.min, max: r.max }));
         let managed = rate.is_some() || self.host_capacity || pool.config.egress.is_some();
-        let rate = rate.unwrap_or(Rate { min: 0, max: u64::MAX });
+        // (Above UNLIMITED is no limit: many such maxima must not add up to a cap.)
+        let rate = rate.map_or(Rate { min: 0, max: UNLIMITED }, |r| Rate { min: r.min, max: r.max.min(UNLIMITED) });
         if rate.min > rate.max {
             return Err(ErrorBody::new(
                 ErrorCode::BadRequest,
@@ -426,7 +471,7 @@ impl Core {
                     }
                 }
             }
-            let allocated = admission.as_ref().map(|a| a.rate).filter(|r| *r < UNLIMITED);
+            let allocated = admission.as_ref().and_then(|a| limit(a.rate));
             let assign =
                 ToWorker::Assign(Assign { stream, tenant: tenant.clone(), labels: labels.clone(), rate: allocated });
             let assign = match encode(&assign) {
@@ -487,7 +532,7 @@ impl Core {
             }
         };
         *self.tenants.entry(tenant.clone()).or_default() += 1;
-        let rate = admission.as_ref().map(|a| a.rate).filter(|r| *r < UNLIMITED);
+        let rate = admission.as_ref().and_then(|a| limit(a.rate));
         let tcp = is_tcp(&fd);
         let fd = StreamFd(fd);
         if let (Some(rate), true) = (rate, tcp) {
@@ -508,6 +553,9 @@ impl Core {
             priority,
             managed,
             tcp,
+            labels,
+            region: wanted.region,
+            carried: (0, 0),
         };
         self.streams.insert(stream, entry);
         if let Some(admission) = admission {
@@ -696,7 +744,7 @@ impl Core {
         for (key, rate) in rates {
             let stream = StreamId(key.0);
             let Some(entry) = self.streams.get_mut(&stream) else { continue };
-            let rate = (*rate < UNLIMITED).then_some(*rate);
+            let rate = limit(*rate);
             if entry.rate == rate {
                 continue;
             }
@@ -761,7 +809,11 @@ impl Core {
         let reason = entry.closing.take().unwrap_or(ended.reason);
         self.retry_waiting();
         tracing::debug!(stream = %ended.stream, %worker, %reason, "stream ended");
-        notify_end(ended.stream, entry, reason, Some((ended.bytes_in, ended.bytes_out)));
+        let bytes = (entry.carried.0 + ended.bytes_in, entry.carried.1 + ended.bytes_out);
+        let pool = entry.pool.clone();
+        notify_end(ended.stream, entry, reason, Some(bytes));
+        self.drained(worker);
+        self.advance_restart(&pool);
         true
     }
 
@@ -782,14 +834,14 @@ impl Core {
         let now = Instant::now();
         for c in counters {
             if let Some(entry) = self.streams.get_mut(&c.stream).filter(|e| e.worker == worker) {
-                entry.bytes_in = c.bytes_in;
-                entry.bytes_out = c.bytes_out;
+                entry.bytes_in = entry.carried.0 + c.bytes_in;
+                entry.bytes_out = entry.carried.1 + c.bytes_out;
                 let (at, base) = entry.usage_base;
                 let ms = now.duration_since(at).as_millis();
                 if entry.managed && ms >= MIN_USAGE_SPAN_MS {
-                    let used = u128::from(c.bytes_out.saturating_sub(base)) * 1000 / ms;
+                    let used = u128::from(entry.bytes_out.saturating_sub(base)) * 1000 / ms;
                     self.quota.record_usage(StreamKey(c.stream.0), u64::try_from(used).unwrap_or(u64::MAX));
-                    entry.usage_base = (now, c.bytes_out);
+                    entry.usage_base = (now, entry.bytes_out);
                 }
             }
         }
@@ -815,45 +867,6 @@ impl Core {
     /// connections close, and nothing is placed for a gateway that is gone.
     pub fn cancel_waiting(&mut self, sink: &EventSink) {
         self.waiting.retain(|w| !w.owner.same(sink));
-    }
-
-    fn forget_worker(&mut self, id: WorkerId, worker: WorkerEntry, cause: ExitCause) -> Option<Respawn> {
-        self.pools.get_mut(&worker.pool).expect("a worker's pool exists").placement.remove(id.0);
-        let lost = worker.streams.len();
-        for stream in &worker.streams {
-            if let Some(entry) = self.streams.remove(stream) {
-                shutdown(&entry.fd);
-                self.forget_stream(*stream, &entry);
-                notify_end(*stream, entry, EndReason::WorkerDied { cause: cause.clone() }, None);
-            }
-        }
-        let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
-        let uptime = worker.started.elapsed();
-        let slot = pool.slots.get_mut(worker.slot)?;
-        if slot.worker == Some(id) {
-            slot.worker = None;
-        }
-        if self.shutting_down {
-            tracing::info!(worker = %id, pool = %worker.pool, pid = worker.pid, %cause, "streamlet exited");
-            return None;
-        }
-        slot.restarts += 1;
-        slot.last_exit = Some(cause.clone());
-        // A first death is repaired at once. Dying again before being ready,
-        // or soon after, is a crash loop in the making (a binary that cannot
-        // start, say): 100 ms, doubling, at most 5 s, until one lives a while.
-        let early = worker.state == WorkerState::Starting || uptime < MIN_HEALTHY_UPTIME;
-        slot.early_deaths = if early { slot.early_deaths.saturating_add(1) } else { 0 };
-        let delay = match slot.early_deaths {
-            0 | 1 => Duration::ZERO,
-            n => Duration::from_millis(100u64 << (n - 2).min(6)).min(Duration::from_secs(5)),
-        };
-        tracing::warn!(
-            worker = %id, pool = %worker.pool, pid = worker.pid, %cause, streams_lost = lost,
-            uptime_ms = uptime.as_millis() as u64, respawn_in_ms = delay.as_millis() as u64,
-            "streamlet died"
-        );
-        Some(Respawn { pool: worker.pool, slot: worker.slot, delay })
     }
 
     /// Stops taking streams, ends every stream with `shutdown`, and returns
@@ -926,6 +939,7 @@ impl Core {
                     ready,
                     streams: mine().map(|w| w.streams.len() as u32).sum(),
                     capacity: ready * pool.config.streams_per_worker,
+                    degraded_for_ms: self.degraded_for(&pool.config.name),
                 }
             })
             .collect()
@@ -1029,6 +1043,13 @@ const MIN_USAGE_SPAN_MS: u128 = 10;
 
 /// An allocation at or above this is no limit: the stream is not paced.
 const UNLIMITED: u64 = 1 << 60;
+
+/// The rate a streamlet and the kernel are given for a paced rate: `None`
+/// for no limit; never 0, which the protocol reads as no limit (a stream
+/// allocated nothing is held to 1 byte per second).
+fn limit(rate: u64) -> Option<u64> {
+    (rate < UNLIMITED).then_some(rate.max(1))
+}
 
 /// The largest minimum a stream or lease may ask (about 1 TB/s): sums of
 /// minimums stay far from overflowing.

@@ -3,6 +3,7 @@
 
 mod close;
 mod lease;
+mod monitor;
 mod open;
 pub use open::MAX_TENANT_LEN;
 mod status;
@@ -47,6 +48,11 @@ pub fn dispatch(daemon: &Daemon, id: u64, body: RequestBody, reader: &mut FrameR
         RequestBody::Refresh(request) => lease::refresh(daemon, request),
         RequestBody::Release(request) => lease::release(daemon, request),
         RequestBody::Quota(request) => lease::quota(daemon, request),
+        RequestBody::Worker(request) => monitor::worker(daemon, request),
+        RequestBody::Drain(request) => monitor::drain(daemon, request),
+        RequestBody::Kill(request) => monitor::kill(daemon, request),
+        RequestBody::Restart(request) => monitor::restart(daemon, request),
+        RequestBody::Subscribe(_) => monitor::subscribe(daemon, sink),
     };
     Dispatched::Reply(match reply {
         Ok(body) => body,

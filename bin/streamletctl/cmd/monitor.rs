@@ -1,0 +1,45 @@
+//! `streamletctl worker <ID>`, `drain <ID>`, `kill <ID>` and `restart <POOL>`:
+//! a streamlet's history, and the operator's hands on the monitor.
+
+use serde_json::json;
+use streamlet_client::proto::WorkerId;
+use streamlet_client::{table, Client};
+
+pub async fn worker(client: &mut Client, id: WorkerId, json: bool) -> anyhow::Result<()> {
+    let detail = client.worker(id).await?;
+    super::print(json, || table::worker_detail(&detail), || table::worker_json(&detail))
+}
+
+pub async fn drain(client: &mut Client, id: WorkerId, timeout_ms: Option<u64>, json: bool) -> anyhow::Result<()> {
+    client.drain(id, timeout_ms).await?;
+    let text = || {
+        match timeout_ms {
+        Some(ms) => format!("streamlet {id} is draining: it takes no new streams and exits when empty, or is killed in {ms} ms"),
+        None => format!("streamlet {id} is draining: it takes no new streams and exits when empty, or at the daemon's shutdown timeout"),
+    }
+    };
+    super::print(json, text, || json!({ "worker": id.0, "state": "draining" }))
+}
+
+pub async fn kill(client: &mut Client, id: WorkerId, json: bool) -> anyhow::Result<()> {
+    client.kill(id).await?;
+    super::print(
+        json,
+        || format!("killed streamlet {id}; its slot is filled again at once"),
+        || json!({ "worker": id.0, "killed": true }),
+    )
+}
+
+pub async fn restart(client: &mut Client, pool: String, json: bool) -> anyhow::Result<()> {
+    let accepted = client.restart(pool).await?;
+    let ids: Vec<String> = accepted.workers.iter().map(ToString::to_string).collect();
+    let text = || {
+        format!(
+            "restarting pool {}: streamlets {} are drained and replaced one at a time (`streamletctl workers` shows progress)",
+            accepted.pool,
+            ids.join(", ")
+        )
+    };
+    let workers: Vec<u64> = accepted.workers.iter().map(|w| w.0).collect();
+    super::print(json, text, || json!({ "pool": accepted.pool, "workers": workers }))
+}

@@ -1,0 +1,390 @@
+//! The crash-isolation half of the core: what a streamlet's death does to
+//! its streams and its slot, operator actions (drain, kill, rolling
+//! restart), and the lifecycle events published to subscribers.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use streamlet_proto::worker::{Assign, ToWorker};
+use streamlet_proto::{
+    Death, EndReason, ErrorBody, ErrorCode, Event, ExitCause, PoolDegraded, PoolRecovered, StreamId, StreamMigrated,
+    WorkerDetail, WorkerExited, WorkerId, WorkerInfo, WorkerReady, WorkerState,
+};
+
+use super::{notify_end, shutdown, Core, Respawn, WorkerEntry};
+use crate::config::OnWorkerExit;
+use crate::events::REPLY_BUDGET;
+use crate::link::SendError;
+use crate::restart;
+
+/// Deaths each slot remembers for `streamletctl worker`.
+pub const DEATHS_KEPT: usize = 16;
+
+/// One death, as its slot remembers it.
+#[derive(Debug, Clone)]
+pub(super) struct DeathRecord {
+    worker: WorkerId,
+    cause: ExitCause,
+    uptime: Duration,
+    at: Instant,
+    streams: u32,
+}
+
+/// What an operator's drain asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// It had no streams and was told to exit.
+    Exiting,
+    /// It takes no new streams and exits when its last one ends.
+    Draining,
+}
+
+impl Core {
+    /// A streamlet left the table: its streams move or end, its slot records
+    /// the death, and the answer says when to start its replacement.
+    pub(super) fn forget_worker(&mut self, id: WorkerId, worker: WorkerEntry, cause: ExitCause) -> Option<Respawn> {
+        let uptime = worker.started.elapsed();
+        let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
+        pool.placement.remove(id.0);
+        pool.restarting.retain(|w| *w != id);
+        let migrate = pool.config.on_worker_exit == OnWorkerExit::Migrate && !self.shutting_down;
+        let served = worker.streams.len() as u32;
+        let mut moved = 0u32;
+        let mut streams: Vec<StreamId> = worker.streams.iter().copied().collect();
+        streams.sort_unstable();
+        for stream in streams {
+            if migrate && self.migrate(stream, id) {
+                moved += 1;
+                continue;
+            }
+            if let Some(entry) = self.streams.remove(&stream) {
+                shutdown(&entry.fd);
+                self.forget_stream(stream, &entry);
+                notify_end(stream, entry, EndReason::WorkerDied { cause: cause.clone() }, None);
+            }
+        }
+
+        let now = self.now_ms();
+        let random = self.next_random();
+        let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
+        let policy = pool.config.restart;
+        let slot = pool.slots.get_mut(worker.slot)?;
+        if slot.worker == Some(id) {
+            slot.worker = None;
+        }
+        slot.restarts += 1;
+        slot.last_exit = Some(cause.clone());
+        if slot.history.len() == DEATHS_KEPT {
+            slot.history.pop_front();
+        }
+        slot.history.push_back(DeathRecord {
+            worker: id,
+            cause: cause.clone(),
+            uptime,
+            at: Instant::now(),
+            streams: served,
+        });
+        if self.shutting_down {
+            tracing::info!(worker = %id, pool = %worker.pool, pid = worker.pid, %cause, "streamlet exited");
+            return None;
+        }
+        // A drained streamlet, or one an operator killed, did not crash: its
+        // replacement starts at once and nothing counts against the pool.
+        let planned = worker.state == WorkerState::Draining || cause == ExitCause::KilledByOperator;
+        let (delay, tripped) = if planned {
+            (Duration::ZERO, false)
+        } else {
+            let verdict = restart::on_death(&policy, &mut slot.backoff, &mut pool.breaker, uptime, now, random);
+            (verdict.delay, verdict.tripped)
+        };
+        let log_delay = delay.as_millis() as u64;
+        if planned {
+            tracing::info!(worker = %id, pool = %worker.pool, %cause, streams_moved = moved, "streamlet stopped");
+        } else {
+            tracing::warn!(
+                worker = %id, pool = %worker.pool, pid = worker.pid, %cause, streams_lost = served - moved,
+                streams_moved = moved, uptime_ms = uptime.as_millis() as u64, respawn_in_ms = log_delay,
+                "streamlet died"
+            );
+        }
+        let deaths = pool.breaker.recent(now, &policy) as u32;
+        if tripped {
+            pool.degraded = true;
+            tracing::error!(
+                pool = %worker.pool, deaths, period_ms = policy.period.as_millis() as u64,
+                cooldown_ms = policy.cooldown.as_millis() as u64,
+                "crash loop: pool degraded, restarts paused for the cool-down"
+            );
+        }
+        self.publish(Event::WorkerExited(WorkerExited {
+            worker: id,
+            pool: worker.pool.clone(),
+            cause,
+            uptime_ms: uptime.as_millis() as u64,
+            streams: served,
+            respawn_in_ms: Some(log_delay),
+        }));
+        if tripped {
+            self.publish(Event::PoolDegraded(PoolDegraded {
+                pool: worker.pool.clone(),
+                deaths,
+                period_ms: policy.period.as_millis() as u64,
+                cooldown_ms: policy.cooldown.as_millis() as u64,
+            }));
+        }
+        Some(Respawn { pool: worker.pool, slot: worker.slot, delay })
+    }
+
+    /// Places a dead streamlet's stream on another through the pool's
+    /// placement; its quota and tenant slot stay as they are. False if no
+    /// streamlet has room or the hand-over fails: the caller ends it.
+    fn migrate(&mut self, stream: StreamId, from: WorkerId) -> bool {
+        let Some(entry) = self.streams.get(&stream) else { return false };
+        let Some(pool) = self.pools.get_mut(&entry.pool) else { return false };
+        let wanted = streamlet_balance::Request { region: entry.region.clone() };
+        let Some(key) = pool.placement.place(&wanted) else { return false };
+        let to = WorkerId(key);
+        let assign = ToWorker::Assign(Assign {
+            stream,
+            tenant: entry.tenant.clone(),
+            labels: entry.labels.clone(),
+            rate: entry.rate,
+        });
+        let Some(worker) = self.workers.get_mut(&to) else {
+            pool.placement.release(key);
+            return false;
+        };
+        if let Err(e) = worker.link.send(&assign, Some(entry.fd.0.as_fd())) {
+            pool.placement.release(key);
+            tracing::warn!(%stream, worker = %to, error = %e, "cannot migrate a stream");
+            if matches!(e, SendError::Channel(_) | SendError::Stuck) {
+                let _ = worker.kill.send(None);
+            }
+            return false;
+        }
+        worker.streams.insert(stream);
+        let entry = self.streams.get_mut(&stream).expect("checked above");
+        entry.worker = to;
+        entry.carried = (entry.bytes_in, entry.bytes_out);
+        entry.usage_base = (Instant::now(), entry.bytes_out);
+        let pool_name = entry.pool.clone();
+        tracing::info!(%stream, %from, %to, "stream migrated");
+        self.publish(Event::StreamMigrated(StreamMigrated { stream, pool: pool_name, from, to }));
+        true
+    }
+
+    /// An operator's drain: no new streams; the streamlet exits when its
+    /// last stream ends, or is killed (`killed_by_operator`) at `timeout`.
+    pub fn drain(&mut self, id: WorkerId, timeout: Duration) -> Result<DrainOutcome, ErrorBody> {
+        let worker = self.workers.get_mut(&id).ok_or_else(|| unknown_worker(id))?;
+        match worker.state {
+            WorkerState::Ready | WorkerState::Starting => {}
+            WorkerState::Draining => {
+                return Ok(if worker.streams.is_empty() { DrainOutcome::Exiting } else { DrainOutcome::Draining })
+            }
+            WorkerState::Stopping => {
+                return Err(ErrorBody::new(ErrorCode::BadRequest, format!("streamlet {id} is already stopping")))
+            }
+        }
+        worker.state = WorkerState::Draining;
+        worker.drain_deadline = Some(Instant::now() + timeout);
+        if let Some(pool) = self.pools.get_mut(&worker.pool) {
+            pool.placement.remove(id.0);
+        }
+        tracing::info!(worker = %id, streams = worker.streams.len(), "streamlet draining");
+        if worker.streams.is_empty() {
+            worker.link.hang_up();
+            return Ok(DrainOutcome::Exiting);
+        }
+        Ok(DrainOutcome::Draining)
+    }
+
+    /// A draining streamlet whose last stream ended is told to exit.
+    pub(super) fn drained(&mut self, id: WorkerId) {
+        if let Some(worker) = self.workers.get(&id) {
+            if worker.state == WorkerState::Draining && worker.streams.is_empty() {
+                worker.link.hang_up();
+            }
+        }
+    }
+
+    /// Whether a streamlet is still draining (for the drain's timeout).
+    pub fn is_draining(&self, id: WorkerId) -> bool {
+        self.workers.get(&id).is_some_and(|w| w.state == WorkerState::Draining)
+    }
+
+    /// An operator's kill: the streamlet dies now, recorded as
+    /// `killed_by_operator`, and is replaced at once.
+    pub fn kill_by_operator(&mut self, id: WorkerId) -> Result<(), ErrorBody> {
+        if !self.workers.contains_key(&id) {
+            return Err(unknown_worker(id));
+        }
+        tracing::info!(worker = %id, "streamlet killed by operator");
+        self.kill_worker(id, Some(ExitCause::KilledByOperator));
+        Ok(())
+    }
+
+    /// Starts a rolling restart of a pool: its streamlets are drained and
+    /// replaced one at a time, the next only once the last one's replacement
+    /// is ready and the others have room for the pool's streams.
+    pub fn restart_pool(&mut self, pool: &str) -> Result<Vec<WorkerId>, ErrorBody> {
+        self.check_pool(Some(pool))?;
+        let mut ids: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.pool == pool && matches!(w.state, WorkerState::Ready | WorkerState::Starting))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        let state = self.pools.get_mut(pool).expect("checked above");
+        if !state.restarting.is_empty() {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("pool {pool:?} is already restarting ({} streamlets to go)", state.restarting.len()),
+            ));
+        }
+        state.restarting = ids.iter().copied().collect();
+        tracing::info!(pool, streamlets = ids.len(), "rolling restart");
+        self.advance_restart(pool);
+        Ok(ids)
+    }
+
+    /// Drains the next streamlet of a rolling restart if none is draining or
+    /// starting in the pool and the rest can hold the pool's streams.
+    pub(super) fn advance_restart(&mut self, pool: &str) {
+        let Some(state) = self.pools.get(pool) else { return };
+        let Some(&next) = state.restarting.front() else { return };
+        let per = state.config.streams_per_worker as usize;
+        let mine = || self.workers.values().filter(|w| w.pool == pool);
+        if mine().any(|w| matches!(w.state, WorkerState::Draining | WorkerState::Starting)) {
+            return;
+        }
+        let ready = mine().filter(|w| w.state == WorkerState::Ready).count();
+        let streams: usize = mine().map(|w| w.streams.len()).sum();
+        // Never below the capacity in use: the others must have room for
+        // every stream the pool serves. (A pool of one streamlet cannot.)
+        if ready > 1 && (ready - 1) * per < streams {
+            tracing::info!(pool, worker = %next, "rolling restart waits for room");
+            return;
+        }
+        self.pools.get_mut(pool).expect("checked above").restarting.pop_front();
+        if self.workers.contains_key(&next) {
+            let _ = self.drain(next, self.drain_timeout);
+        } else {
+            self.advance_restart(pool);
+        }
+    }
+
+    /// One streamlet, its streams and its slot's deaths.
+    pub fn worker_detail(&self, id: WorkerId, info: WorkerInfo) -> Result<WorkerDetail, ErrorBody> {
+        let worker = self.workers.get(&id).ok_or_else(|| unknown_worker(id))?;
+        let mut streams: Vec<StreamId> = worker.streams.iter().copied().collect();
+        streams.sort_unstable();
+        let slot = self.pools.get(&worker.pool).and_then(|p| p.slots.get(worker.slot));
+        let deaths = slot
+            .map(|s| {
+                s.history
+                    .iter()
+                    .rev()
+                    .map(|d| Death {
+                        worker: d.worker,
+                        cause: d.cause.clone(),
+                        uptime_ms: d.uptime.as_millis() as u64,
+                        ago_ms: d.at.elapsed().as_millis() as u64,
+                        streams: d.streams,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(WorkerDetail { info, streams, deaths })
+    }
+
+    /// A connection asks for lifecycle events.
+    pub fn subscribe(&mut self, sink: crate::events::EventSink) {
+        if !self.subscribers.iter().any(|s| s.same(&sink)) {
+            self.subscribers.push(sink);
+        }
+    }
+
+    /// Sends a lifecycle event to every subscriber. One that leaves more than
+    /// [`REPLY_BUDGET`] bytes unread is dropped, its connection closed: a
+    /// slow reader must not grow the daemon without bound.
+    pub(super) fn publish(&mut self, event: Event) {
+        self.subscribers.retain(|sink| {
+            if sink.is_closed() {
+                return false;
+            }
+            if sink.queued() > REPLY_BUDGET {
+                tracing::warn!("an event subscriber does not read; closing it");
+                sink.close();
+                return false;
+            }
+            sink.send(event.clone());
+            true
+        });
+    }
+
+    /// A streamlet is ready: subscribers hear of it, and a rolling restart
+    /// moves on.
+    pub(super) fn announce_ready(&mut self, id: WorkerId) {
+        let Some(worker) = self.workers.get(&id) else { return };
+        let pool = worker.pool.clone();
+        let startup_ms = worker.started.elapsed().as_millis() as u64;
+        self.publish(Event::WorkerReady(WorkerReady { worker: id, pool: pool.clone(), startup_ms }));
+        self.advance_restart(&pool);
+    }
+
+    /// The monitor's clock work, every 50 ms: draining streamlets past their
+    /// deadline are killed, and pools whose cool-down ended recover.
+    pub fn tick_monitor(&mut self) {
+        let late: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.state == WorkerState::Draining && w.drain_deadline.is_some_and(|d| d <= Instant::now()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            tracing::warn!(worker = %id, "drain timed out; killing the streamlet");
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.drain_deadline = None;
+            }
+            self.kill_worker(id, Some(ExitCause::KilledByOperator));
+        }
+        let now = self.now_ms();
+        let recovered: Vec<String> = self
+            .pools
+            .values_mut()
+            .filter(|p| p.degraded && !p.breaker.degraded(now))
+            .map(|p| {
+                p.degraded = false;
+                p.config.name.clone()
+            })
+            .collect();
+        for pool in recovered {
+            tracing::info!(%pool, "pool recovered from its crash loop");
+            self.publish(Event::PoolRecovered(PoolRecovered { pool }));
+        }
+    }
+
+    /// How much longer a pool's restarts are paused, if they are.
+    pub(super) fn degraded_for(&self, pool: &str) -> Option<u64> {
+        let now = self.now_ms();
+        self.pools.get(pool)?.breaker.degraded_until(now).map(|until| until - now)
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// The error for a streamlet id that is not (or no longer) running.
+pub fn unknown_worker(id: WorkerId) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::UnknownWorker,
+        format!("streamlet {id} is not running (it may have died: `streamletctl workers` lists the live ones)"),
+    )
+}

@@ -1,0 +1,315 @@
+//! The crash-isolation monitor through the daemon: every kind of death for
+//! real, migration across a SIGKILL, the operator's drain, kill and rolling
+//! restart, and the crash-loop breaker.
+
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use streamlet_client::Client;
+use streamlet_proto::{EndReason, Event, ExitCause, OpenRequest, StreamEnded, StreamId, WorkerId, WorkerState};
+
+use crate::support::{echo_once, hostile_worker, privileged, signal, Daemon};
+
+/// Waits for the next event that `pick` accepts, for at most 15 s.
+async fn next<T>(client: &mut Client, mut pick: impl FnMut(Event) -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, client.next_event()).await.expect("an event in time").unwrap();
+        if let Some(picked) = pick(event) {
+            return picked;
+        }
+    }
+}
+
+async fn ended(client: &mut Client, stream: StreamId) -> StreamEnded {
+    next(client, |e| match e {
+        Event::StreamEnded(ended) if ended.stream == stream => Some(ended),
+        _ => None,
+    })
+    .await
+}
+
+async fn open(client: &mut Client, pool: &str, labels: &[(&str, &str)]) -> (StreamId, WorkerId, UnixStream) {
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let opened = client.open(OpenRequest { labels, ..OpenRequest::new(pool) }, theirs.as_fd()).await.unwrap();
+    mine.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    (opened.stream, opened.worker, mine)
+}
+
+/// One slot, so that every death lands in the same history; a short
+/// heartbeat timeout; a breaker that never trips here.
+fn one_slot_config() -> String {
+    format!(
+        r#"
+[daemon]
+worker_binary = "{}"
+shutdown_timeout = "2s"
+
+[pools.edge]
+handler = {{ kind = "echo" }}
+workers = {{ min = 1, max = 1 }}
+streams_per_worker = 4
+limits = {{ memory = "64MiB" }}
+heartbeat_timeout = "500ms"
+restart = {{ intensity = 50 }}
+"#,
+        hostile_worker().display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_death_is_classified_and_its_slot_remembers_it() {
+    if !privileged() {
+        return;
+    }
+    let daemon = Daemon::start(&one_slot_config());
+    let mut client = daemon.client().await;
+    type Case = (&'static [(&'static str, &'static str)], fn(&ExitCause) -> bool);
+    let cases: [Case; 5] = [
+        (&[("behave", "exit"), ("code", "7")], |c| *c == ExitCause::Exited { code: 7 }),
+        (&[("behave", "segv")], |c| matches!(c, ExitCause::Signaled { signal: libc::SIGSEGV, .. })),
+        (&[("behave", "garbage")], |c| matches!(c, ExitCause::ProtocolError { .. })),
+        (&[("behave", "block"), ("seconds", "5")], |c| matches!(c, ExitCause::Hung { silent_ms } if *silent_ms >= 500)),
+        (&[("behave", "memory-bomb")], |c| *c == ExitCause::Oom),
+    ];
+    let mut seen = Vec::new();
+    for (labels, expected) in cases {
+        daemon.wait_until(|s| s.pools[0].ready == 1);
+        let (stream, worker, _conn) = open(&mut client, "edge", labels).await;
+        let end = ended(&mut client, stream).await;
+        assert_eq!(end.worker, worker);
+        let EndReason::WorkerDied { cause } = end.reason else { panic!("{labels:?}: {:?}", end.reason) };
+        assert!(expected(&cause), "{labels:?} died of {cause}");
+        seen.push((worker, cause));
+    }
+
+    // The replacement's slot remembers all five, newest first.
+    daemon.wait_until(|s| s.pools[0].ready == 1);
+    let now = client.workers(None).await.unwrap()[0].clone();
+    assert_eq!(now.restarts, 5);
+    assert_eq!(now.last_exit.as_ref(), Some(&seen[4].1));
+    let detail = client.worker(now.id).await.unwrap();
+    let remembered: Vec<(WorkerId, ExitCause)> = detail.deaths.iter().map(|d| (d.worker, d.cause.clone())).collect();
+    seen.reverse();
+    assert_eq!(remembered, seen);
+    assert!(detail.deaths.iter().all(|d| d.streams == 1), "each served the one stream that killed it");
+
+    // And the operator reads it at 3 a.m.
+    let out = std::process::Command::new(crate::support::STREAMLETCTL)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["worker", &now.id.0.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for cause in ["oom", "hung (silent for", "protocol error", "signal SIGSEGV", "exit code 7"] {
+        assert!(text.contains(cause), "{cause} missing from:\n{text}");
+    }
+    let unknown = client.worker(WorkerId(999_999)).await.unwrap_err();
+    assert!(unknown.to_string().contains("unknown_worker"), "{unknown}");
+}
+
+const MIGRATE: &str = r#"
+[daemon]
+shutdown_timeout = "2s"
+stats_interval = "50ms"
+
+[capacity]
+egress = "10MB/s"
+
+[pools.echo]
+handler = { kind = "echo" }
+workers = { min = 2, max = 2 }
+streams_per_worker = 8
+on_worker_exit = "migrate"
+default_rate = { min = "1MB/s", max = "10MB/s" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_migrate_a_client_keeps_echoing_across_a_sigkill_of_its_streamlet() {
+    let daemon = Daemon::start(MIGRATE);
+    let mut client = daemon.client().await;
+    let mut watcher = daemon.client().await;
+    watcher.subscribe().await.unwrap();
+    let (stream, first, mut conn) = open(&mut client, "echo", &[]).await;
+    echo_once(&mut conn, b"before the crash");
+    // (Counters are as fresh as the streamlet's last report: wait for it.)
+    while client.streams(None).await.unwrap()[0].bytes_in < 16 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let victim = client.workers(None).await.unwrap().into_iter().find(|w| w.id == first).unwrap();
+
+    signal(victim.pid, libc::SIGKILL);
+    let migrated = next(&mut watcher, |e| match e {
+        Event::StreamMigrated(m) => Some(m),
+        _ => None,
+    })
+    .await;
+    assert_eq!((migrated.stream, migrated.from), (stream, first));
+    assert_ne!(migrated.to, first);
+
+    // Same connection, same stream id, another streamlet.
+    echo_once(&mut conn, b"after the crash");
+    let streams = client.streams(None).await.unwrap();
+    assert_eq!(streams.len(), 1);
+    assert_eq!((streams[0].id, streams[0].worker), (stream, migrated.to));
+    assert_eq!(streams[0].rate, Some(10_000_000), "its quota came along, once");
+    let quota = client.quota().await.unwrap();
+    let host = quota.lines.iter().find(|l| l.level == "host").unwrap();
+    assert_eq!((host.streams, host.reserved), (1, 1_000_000), "no quota leaked or doubled");
+    let exited = next(&mut watcher, |e| match e {
+        Event::WorkerExited(x) if x.worker == first => Some(x),
+        _ => None,
+    })
+    .await;
+    assert_eq!(exited.cause, ExitCause::Signaled { signal: libc::SIGKILL, core_dumped: false });
+    assert_eq!(exited.streams, 1);
+
+    // It ends normally later, with the bytes of both streamlets counted.
+    drop(conn);
+    let end = ended(&mut client, stream).await;
+    assert_eq!(end.reason, EndReason::Completed);
+    assert_eq!(end.bytes_in, ("before the crash".len() + "after the crash".len()) as u64);
+    let quota = client.quota().await.unwrap();
+    let host = quota.lines.iter().find(|l| l.level == "host").unwrap();
+    assert_eq!((host.streams, host.reserved, host.allocated), (0, 0, 0));
+}
+
+const TWO: &str = r#"
+[daemon]
+shutdown_timeout = "2s"
+
+[pools.echo]
+handler = { kind = "echo" }
+workers = { min = 2, max = 2 }
+streams_per_worker = 4
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_streamlet_takes_no_new_streams_and_leaves_when_empty() {
+    let daemon = Daemon::start(TWO);
+    let mut client = daemon.client().await;
+    let (stream, worker, mut conn) = open(&mut client, "echo", &[]).await;
+    client.drain(worker, None).await.unwrap();
+    let listed = client.worker(worker).await.unwrap();
+    assert_eq!(listed.info.state, WorkerState::Draining);
+    for _ in 0..3 {
+        let (_, other, _c) = open(&mut client, "echo", &[]).await;
+        assert_ne!(other, worker, "a draining streamlet gets no new stream");
+    }
+    echo_once(&mut conn, b"still served");
+
+    // Its last stream ends: it exits, and a new one takes the slot at once.
+    drop(conn);
+    let end = ended(&mut client, stream).await;
+    assert_eq!(end.reason, EndReason::Completed);
+    daemon.wait_until(|s| s.pools[0].ready == 2);
+    let workers = client.workers(None).await.unwrap();
+    assert!(workers.iter().all(|w| w.id != worker));
+    let replacement = workers.iter().find(|w| w.restarts == 1).expect("the drained slot was filled");
+    assert_eq!(replacement.last_exit, Some(ExitCause::Exited { code: 0 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_times_out_and_a_kill_are_the_operators() {
+    let daemon = Daemon::start(TWO);
+    let mut client = daemon.client().await;
+    let (stream, worker, _conn) = open(&mut client, "echo", &[]).await;
+    client.drain(worker, Some(300)).await.unwrap();
+    let end = ended(&mut client, stream).await;
+    assert_eq!(end.reason, EndReason::WorkerDied { cause: ExitCause::KilledByOperator });
+
+    daemon.wait_until(|s| s.pools[0].ready == 2);
+    let target = client.workers(None).await.unwrap()[0].id;
+    let started = Instant::now();
+    client.kill(target).await.unwrap();
+    daemon.wait_until(|s| s.pools[0].ready == 2);
+    assert!(started.elapsed() < Duration::from_secs(5), "replaced without a backoff");
+    let detail = client.workers(None).await.unwrap();
+    assert!(detail.iter().all(|w| w.id != target));
+    assert!(detail.iter().any(|w| w.last_exit == Some(ExitCause::KilledByOperator)));
+    assert!(client.kill(target).await.unwrap_err().to_string().contains("unknown_worker"));
+    assert!(client.drain(WorkerId(424_242), None).await.unwrap_err().to_string().contains("unknown_worker"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_replaces_every_streamlet_one_at_a_time() {
+    // Migrate: the streamlet holding a stream is killed at its drain's
+    // timeout, and the stream moves on.
+    let config = TWO.replace("min = 2, max = 2", "min = 3, max = 3") + "on_worker_exit = \"migrate\"\n";
+    let daemon = Daemon::start(&config);
+    let mut client = daemon.client().await;
+    let mut watcher = daemon.client().await;
+    watcher.subscribe().await.unwrap();
+    let before: Vec<WorkerId> = client.workers(None).await.unwrap().iter().map(|w| w.id).collect();
+    let (_, _, mut conn) = open(&mut client, "echo", &[]).await;
+    let accepted = client.restart("echo".into()).await.unwrap();
+    assert_eq!(accepted.workers, before);
+    assert!(client.restart("echo".into()).await.is_err(), "one rolling restart at a time");
+
+    // Each old one exits only after the previous one's replacement is ready,
+    // and the pool never serves from fewer than two streamlets meanwhile.
+    let (mut ready, mut exited) = (0, Vec::new());
+    while exited.len() < 3 || ready < 3 {
+        match next(&mut watcher, Some).await {
+            Event::WorkerExited(x) => {
+                assert_eq!(exited.len(), ready, "{} exited before the last replacement was ready", x.worker);
+                exited.push(x.worker);
+            }
+            Event::WorkerReady(_) => ready += 1,
+            _ => {}
+        }
+        let status = client.status().await.unwrap();
+        assert!(status.pools[0].ready >= 2, "{:?}", status.pools[0]);
+    }
+    exited.sort_unstable();
+    assert_eq!(exited, before, "every old streamlet went, once");
+    let after = client.workers(None).await.unwrap();
+    assert!(after.iter().all(|w| !before.contains(&w.id) && w.state == WorkerState::Ready), "{after:?}");
+    echo_once(&mut conn, b"served throughout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_degrades_the_pool_then_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+[daemon]
+worker_binary = "/bin/false"
+shutdown_timeout = "2s"
+
+[pools.broken]
+handler = { kind = "echo" }
+workers = { min = 1, max = 1 }
+streams_per_worker = 1
+restart = { intensity = 2, period = "10s", cooldown = "1s", jitter = 0.0 }
+"#;
+    let path = dir.path().join("streamletd.toml");
+    std::fs::write(&path, config).unwrap();
+    let socket = dir.path().join("streamletd.sock");
+    let mut cmd = std::process::Command::new(crate::support::STREAMLETD);
+    cmd.arg("--config").arg(&path).arg("--socket").arg(&socket);
+    let daemon = Daemon::spawn_unready(cmd, dir, socket);
+    let mut watcher = daemon.client().await;
+    watcher.subscribe().await.unwrap();
+
+    let degraded = next(&mut watcher, |e| match e {
+        Event::PoolDegraded(d) => Some(d),
+        _ => None,
+    })
+    .await;
+    assert_eq!((degraded.pool.as_str(), degraded.deaths, degraded.cooldown_ms), ("broken", 3, 1_000));
+    let status = watcher.status().await.unwrap();
+    assert!(status.pools[0].degraded_for_ms.is_some_and(|ms| ms <= 1_000), "{:?}", status.pools[0]);
+    let started = Instant::now();
+    let recovered = next(&mut watcher, |e| match e {
+        Event::PoolRecovered(r) => Some(r),
+        _ => None,
+    })
+    .await;
+    assert_eq!(recovered.pool, "broken");
+    assert!(started.elapsed() <= Duration::from_millis(1_500), "{:?}", started.elapsed());
+}
