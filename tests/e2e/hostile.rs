@@ -36,7 +36,7 @@ fn daemon_with(behaviour: &str) -> Daemon {
     std::fs::write(&script, format!("{PRELUDE}{behaviour}")).unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let config = format!(
-        "[daemon]\nworker_binary = \"{}\"\nshutdown_timeout = \"1s\"\n\n[pools.bad]\nhandler = {{ kind = \"echo\" }}\nworkers = {{ min = 1, max = 1 }}\nstreams_per_worker = 4\n",
+        "[daemon]\nworker_binary = \"{}\"\nshutdown_timeout = \"1s\"\n\n[pools.bad]\nhandler = {{ kind = \"echo\" }}\nworkers = {{ min = 1, max = 1 }}\nstreams_per_worker = 4\nspare = false\n",
         script.display()
     );
     let path = dir.path().join("streamletd.toml");

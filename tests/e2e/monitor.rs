@@ -88,7 +88,8 @@ async fn every_death_is_classified_and_its_slot_remembers_it() {
 
     // The replacement's slot remembers all five, newest first.
     daemon.wait_until(|s| s.pools[0].ready == 1);
-    let now = client.workers(None).await.unwrap()[0].clone();
+    let workers = client.workers(None).await.unwrap();
+    let now = workers.iter().find(|w| w.state != WorkerState::Spare).unwrap().clone();
     assert_eq!(now.restarts, 5);
     assert_eq!(now.last_exit.as_ref(), Some(&seen[4].1));
     let detail = client.worker(now.id).await.unwrap();
@@ -224,7 +225,7 @@ async fn a_drain_that_times_out_and_a_kill_are_the_operators() {
     assert_eq!(end.reason, EndReason::WorkerDied { cause: ExitCause::KilledByOperator });
 
     daemon.wait_until(|s| s.pools[0].ready == 2);
-    let target = client.workers(None).await.unwrap()[0].id;
+    let target = client.workers(None).await.unwrap().iter().find(|w| w.state == WorkerState::Ready).unwrap().id;
     let started = Instant::now();
     client.kill(target).await.unwrap();
     daemon.wait_until(|s| s.pools[0].ready == 2);
@@ -245,7 +246,10 @@ async fn a_rolling_restart_replaces_every_streamlet_one_at_a_time() {
     let mut client = daemon.client().await;
     let mut watcher = daemon.client().await;
     watcher.subscribe().await.unwrap();
-    let before: Vec<WorkerId> = client.workers(None).await.unwrap().iter().map(|w| w.id).collect();
+    let serving = |ws: &[streamlet_proto::WorkerInfo]| -> Vec<WorkerId> {
+        ws.iter().filter(|w| w.state != WorkerState::Spare).map(|w| w.id).collect()
+    };
+    let before = serving(&client.workers(None).await.unwrap());
     let (_, _, mut conn) = open(&mut client, "echo", &[]).await;
     let accepted = client.restart("echo".into()).await.unwrap();
     assert_eq!(accepted.workers, before);
@@ -269,7 +273,8 @@ async fn a_rolling_restart_replaces_every_streamlet_one_at_a_time() {
     exited.sort_unstable();
     assert_eq!(exited, before, "every old streamlet went, once");
     let after = client.workers(None).await.unwrap();
-    assert!(after.iter().all(|w| !before.contains(&w.id) && w.state == WorkerState::Ready), "{after:?}");
+    assert!(serving(&after).iter().all(|id| !before.contains(id)), "{after:?}");
+    assert!(after.iter().all(|w| matches!(w.state, WorkerState::Ready | WorkerState::Spare)), "{after:?}");
     echo_once(&mut conn, b"served throughout");
 }
 
@@ -312,4 +317,55 @@ restart = { intensity = 2, period = "10s", cooldown = "1s", jitter = 0.0 }
     .await;
     assert_eq!(recovered.pool, "broken");
     assert!(started.elapsed() <= Duration::from_millis(1_500), "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spare_takes_a_dead_streamlets_slot_and_labels_at_once() {
+    let config = r#"
+[daemon]
+shutdown_timeout = "2s"
+
+[pools.echo]
+handler = { kind = "echo" }
+workers = { min = 2, max = 2 }
+streams_per_worker = 4
+worker_labels = [{ zone = "a" }, { zone = "b" }]
+"#;
+    let daemon = Daemon::start(config);
+    daemon.wait_until(|s| s.pools[0].spares == 1);
+    let mut client = daemon.client().await;
+    let mut spare = None;
+    while spare.is_none() {
+        let workers = client.workers(None).await.unwrap();
+        spare = workers.iter().find(|w| w.state == WorkerState::Spare).cloned();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let spare = spare.unwrap();
+    assert!(spare.labels.is_empty(), "a spare has no slot yet: {spare:?}");
+    let victim = client
+        .workers(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|w| w.labels.get("zone").is_some_and(|z| z == "b"))
+        .unwrap();
+
+    signal(victim.pid, libc::SIGKILL);
+    let mut promoted = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while promoted.is_none() {
+        assert!(Instant::now() < deadline, "the spare never took the slot");
+        let workers = client.workers(None).await.unwrap();
+        promoted = workers.into_iter().find(|w| w.id == spare.id && w.state == WorkerState::Ready);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let promoted = promoted.unwrap();
+    assert_eq!(promoted.labels.get("zone").map(String::as_str), Some("b"), "it carries the slot's labels");
+    assert_eq!(promoted.restarts, 1, "the slot's history came with it");
+    assert!(matches!(promoted.last_exit, Some(ExitCause::Signaled { signal: libc::SIGKILL, .. })));
+    // And a new spare stands behind it.
+    daemon.wait_until(|s| s.pools[0].spares == 1 && s.pools[0].ready == 2);
+    let (_, worker, mut conn) = open(&mut client, "echo", &[]).await;
+    assert_ne!(worker, victim.id);
+    echo_once(&mut conn, b"served");
 }

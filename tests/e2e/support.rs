@@ -17,7 +17,8 @@ pub const STREAMLETD: &str = env!("CARGO_BIN_EXE_streamletd");
 pub const STREAMLETCTL: &str = env!("CARGO_BIN_EXE_streamletctl");
 pub const GATEWAY: &str = env!("CARGO_BIN_EXE_streamlet-gateway");
 
-/// A pool of two streamlets with room for 64 streams each.
+/// A pool of two streamlets with room for 64 streams each (and no spare:
+/// the listings show exactly two).
 pub const TWO_BY_64: &str = r#"
 [daemon]
 shutdown_timeout = "2s"
@@ -28,6 +29,7 @@ handler = { kind = "echo" }
 workers = { min = 2, max = 2 }
 streams_per_worker = 64
 placement = "least-connections"
+spare = false
 "#;
 
 /// A running daemon. Dropping it kills it (and so its streamlets).

@@ -296,6 +296,7 @@ pub(crate) mod tests {
                 streams: 3,
                 capacity: 16,
                 degraded_for_ms: None,
+                spares: 0,
             }],
         }
     }

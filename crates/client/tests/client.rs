@@ -28,6 +28,7 @@ fn status_report() -> StatusReport {
             streams: 0,
             capacity: 8,
             degraded_for_ms: None,
+            spares: 0,
         }],
     }
 }

@@ -409,6 +409,9 @@ pub struct PoolStatus {
     /// many more milliseconds.
     #[serde(default)]
     pub degraded_for_ms: Option<u64>,
+    /// Spare streamlets, ready to replace one that dies (not in `workers`).
+    #[serde(default)]
+    pub spares: u32,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -465,6 +468,9 @@ pub enum WorkerState {
     Stopping,
     /// Takes no new streams; exits when its last stream ends, or at a timeout.
     Draining,
+    /// Ready, and held back: it takes the place of the pool's next streamlet
+    /// to die, so the slot is filled without a spawn.
+    Spare,
 }
 
 impl WorkerState {
@@ -474,6 +480,7 @@ impl WorkerState {
             Self::Ready => "ready",
             Self::Stopping => "stopping",
             Self::Draining => "draining",
+            Self::Spare => "spare",
         }
     }
 }

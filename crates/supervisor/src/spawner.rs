@@ -28,6 +28,9 @@ use crate::sandbox::Confinement;
 /// it is killed as broken.
 const HANGUP_GRACE: Duration = Duration::from_secs(1);
 
+/// The first wait after a failed spawn; it doubles to 5 s.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+
 /// How long a new streamlet has to say it is ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,13 +64,13 @@ pub fn fill_slot(daemon: Arc<Daemon>, pool: String, slot: usize, delay: Duration
             if daemon.core().is_shutting_down() {
                 return;
             }
-            match start(&daemon, &pool, slot) {
+            match start_off_thread(&daemon, &pool, slot).await {
                 Ok(id) => {
                     tracing::debug!(worker = %id, %pool, slot, "streamlet spawned");
                     return;
                 }
                 Err(e) => {
-                    delay = (delay * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                    delay = (delay * 2).clamp(FIRST_RETRY, Duration::from_secs(5));
                     tracing::error!(%pool, slot, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot start a streamlet");
                 }
             }
@@ -255,14 +258,39 @@ async fn monitor(
     let (respawn, confinement) = daemon.core().worker_exited(id, cause);
     link.close();
     drop(link);
+    daemon.worker_reaped.notify_waiters();
     // Removing the cgroup may wait for stragglers it still holds: off the
     // daemon's thread.
     let sandbox = daemon.sandbox.clone();
-    tokio::task::spawn_blocking(move || sandbox.release(confinement));
-    daemon.worker_reaped.notify_waiters();
-    if let Some(plan) = respawn {
-        fill_slot(daemon, plan.pool, plan.slot, plan.delay);
+    let release = move || sandbox.release(confinement);
+    match respawn {
+        Some(plan) if plan.delay.is_zero() => {
+            // A replacement due now starts before the dead one's cgroup goes:
+            // removing a cgroup holds the kernel's cgroup lock for
+            // milliseconds, and the new one's creation would wait behind it.
+            if let Err(e) = start_off_thread(&daemon, &plan.pool, plan.slot).await {
+                tracing::error!(pool = %plan.pool, slot = plan.slot, error = %e, "cannot start a streamlet; retrying");
+                fill_slot(daemon.clone(), plan.pool, plan.slot, FIRST_RETRY);
+            }
+            tokio::task::spawn_blocking(release);
+        }
+        other => {
+            tokio::task::spawn_blocking(release);
+            if let Some(plan) = other {
+                fill_slot(daemon, plan.pool, plan.slot, plan.delay);
+            }
+        }
     }
+}
+
+/// [`start`] on a blocking thread: a spawn waits for the child's exec, and
+/// the child's move into its cgroup can take milliseconds (the kernel's
+/// cgroup lock), which must not stall the daemon's event loop.
+async fn start_off_thread(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, StartError> {
+    let (daemon, pool) = (daemon.clone(), pool.to_owned());
+    tokio::task::spawn_blocking(move || start(&daemon, &pool, slot))
+        .await
+        .unwrap_or_else(|e| Err(StartError::Channel(std::io::Error::other(format!("spawn task failed: {e}")))))
 }
 
 fn classify(status: ExitStatus) -> ExitCause {

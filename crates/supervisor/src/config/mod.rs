@@ -80,6 +80,8 @@ pub struct PoolConfig {
     pub prefer: BTreeMap<String, String>,
     /// What becomes of a dead streamlet's streams.
     pub on_worker_exit: OnWorkerExit,
+    /// Keep one streamlet spawned and ready to take a dead one's place.
+    pub spare: bool,
     /// A streamlet silent this long is killed as `hung`.
     pub heartbeat_timeout: Duration,
     /// Backoff and crash-loop breaker.
@@ -192,8 +194,14 @@ struct RawPool {
     prefer: BTreeMap<String, String>,
     #[serde(default)]
     on_worker_exit: OnWorkerExit,
+    #[serde(default = "yes")]
+    spare: bool,
     heartbeat_timeout: Option<String>,
     restart: Option<monitor::RawRestart>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_placement() -> PlacementKind {
@@ -338,6 +346,7 @@ impl Config {
                 worker_labels: pool.worker_labels,
                 prefer: pool.prefer,
                 on_worker_exit: pool.on_worker_exit,
+                spare: pool.spare,
                 heartbeat_timeout,
                 restart,
             };

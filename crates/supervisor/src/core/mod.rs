@@ -34,6 +34,9 @@ mod monitor;
 
 pub use monitor::{unknown_worker, DrainOutcome, DEATHS_KEPT};
 
+/// The slot number of a pool's spare streamlet, which has no slot of its own.
+pub const SPARE_SLOT: usize = usize::MAX;
+
 /// The tenant of streams opened without one.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -124,6 +127,8 @@ struct PoolState {
     degraded: bool,
     /// A rolling restart's streamlets still to replace, in order.
     restarting: VecDeque<WorkerId>,
+    /// Its spare streamlet, starting or ready, if it keeps one.
+    spare: Option<WorkerId>,
 }
 
 /// A place in a pool for one streamlet; a replacement takes its dead
@@ -225,6 +230,7 @@ impl Core {
                     breaker: Breaker::default(),
                     degraded: false,
                     restarting: VecDeque::new(),
+                    spare: None,
                 };
                 (pool.name.clone(), state)
             })
@@ -265,8 +271,11 @@ impl Core {
     }
 
     /// Every `(pool, slot)` the pools start with.
+    /// The slots to fill at start, then a spare for each pool that keeps one.
     pub fn initial_slots(&self) -> Vec<(String, usize)> {
-        self.pools.iter().flat_map(|(name, p)| (0..p.slots.len()).map(move |s| (name.clone(), s))).collect()
+        let slots = self.pools.iter().flat_map(|(name, p)| (0..p.slots.len()).map(move |s| (name.clone(), s)));
+        let spares = self.pools.iter().filter(|(_, p)| p.config.spare).map(|(name, _)| (name.clone(), SPARE_SLOT));
+        slots.chain(spares).collect()
     }
 
     pub fn pool_config(&self, pool: &str) -> Option<Arc<PoolConfig>> {
@@ -291,9 +300,13 @@ impl Core {
         }
         let mut labels = BTreeMap::new();
         if let Some(pool) = self.pools.get_mut(&new.pool) {
-            labels = pool.config.labels_of(new.slot);
-            if let Some(slot) = pool.slots.get_mut(new.slot) {
-                slot.worker = Some(new.id);
+            if new.slot == SPARE_SLOT {
+                pool.spare = Some(new.id);
+            } else {
+                labels = pool.config.labels_of(new.slot);
+                if let Some(slot) = pool.slots.get_mut(new.slot) {
+                    slot.worker = Some(new.id);
+                }
             }
         }
         let entry = WorkerEntry {
@@ -317,6 +330,13 @@ impl Core {
         let Some(worker) = self.workers.get_mut(&id) else { return false };
         if worker.state != WorkerState::Starting || self.shutting_down {
             return false;
+        }
+        if worker.slot == SPARE_SLOT {
+            // Out of placement until a streamlet of its pool dies.
+            worker.state = WorkerState::Spare;
+            let pool = worker.pool.clone();
+            self.advance_restart(&pool);
+            return true;
         }
         worker.state = WorkerState::Ready;
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
@@ -929,7 +949,8 @@ impl Core {
         self.pools
             .values()
             .map(|pool| {
-                let mine = || self.workers.values().filter(|w| w.pool == pool.config.name);
+                let all = || self.workers.values().filter(|w| w.pool == pool.config.name);
+                let mine = || all().filter(|w| w.slot != SPARE_SLOT);
                 let ready = mine().filter(|w| w.state == WorkerState::Ready).count() as u32;
                 PoolStatus {
                     name: pool.config.name.clone(),
@@ -940,6 +961,7 @@ impl Core {
                     streams: mine().map(|w| w.streams.len() as u32).sum(),
                     capacity: ready * pool.config.streams_per_worker,
                     degraded_for_ms: self.degraded_for(&pool.config.name),
+                    spares: all().filter(|w| w.slot == SPARE_SLOT).count() as u32,
                 }
             })
             .collect()

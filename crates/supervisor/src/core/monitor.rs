@@ -11,7 +11,7 @@ use streamlet_proto::{
     WorkerDetail, WorkerExited, WorkerId, WorkerInfo, WorkerReady, WorkerState,
 };
 
-use super::{notify_end, shutdown, Core, Respawn, WorkerEntry};
+use super::{notify_end, shutdown, Core, Respawn, WorkerEntry, SPARE_SLOT};
 use crate::config::OnWorkerExit;
 use crate::events::REPLY_BUDGET;
 use crate::link::SendError;
@@ -19,6 +19,9 @@ use crate::restart;
 
 /// Deaths each slot remembers for `streamletctl worker`.
 pub const DEATHS_KEPT: usize = 16;
+
+/// How long a dead spare's replacement waits.
+const SPARE_RESPAWN: Duration = Duration::from_secs(1);
 
 /// One death, as its slot remembers it.
 #[derive(Debug, Clone)]
@@ -68,6 +71,18 @@ impl Core {
         let random = self.next_random();
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
         let policy = pool.config.restart;
+        if worker.slot == SPARE_SLOT {
+            // A spare that dies is replaced after a pause (it served nothing;
+            // a broken binary must not spin here either).
+            if pool.spare == Some(id) {
+                pool.spare = None;
+            }
+            if self.shutting_down {
+                return None;
+            }
+            tracing::warn!(worker = %id, pool = %worker.pool, %cause, "spare streamlet died");
+            return Some(Respawn { pool: worker.pool, slot: SPARE_SLOT, delay: SPARE_RESPAWN });
+        }
         let slot = pool.slots.get_mut(worker.slot)?;
         if slot.worker == Some(id) {
             slot.worker = None;
@@ -132,7 +147,30 @@ impl Core {
                 cooldown_ms: policy.cooldown.as_millis() as u64,
             }));
         }
+        if delay.is_zero() {
+            if let Some(spare) = self.promote_spare(&worker.pool, worker.slot) {
+                tracing::debug!(worker = %spare, pool = %worker.pool, slot = worker.slot, "spare took the slot");
+                return Some(Respawn { pool: worker.pool, slot: SPARE_SLOT, delay: Duration::ZERO });
+            }
+        }
         Some(Respawn { pool: worker.pool, slot: worker.slot, delay })
+    }
+
+    /// Puts the pool's ready spare into `slot` (with the slot's labels) and
+    /// into placement; its id, if there was one.
+    fn promote_spare(&mut self, pool_name: &str, slot: usize) -> Option<WorkerId> {
+        let pool = self.pools.get_mut(pool_name)?;
+        let id = pool.spare?;
+        let spare = self.workers.get_mut(&id).filter(|w| w.state == WorkerState::Spare)?;
+        pool.spare = None;
+        spare.slot = slot;
+        spare.state = WorkerState::Ready;
+        spare.labels = pool.config.labels_of(slot);
+        pool.slots[slot].worker = Some(id);
+        pool.placement.add(id.0, pool.config.streams_per_worker, &spare.labels);
+        self.announce_ready(id);
+        self.retry_waiting();
+        Some(id)
     }
 
     /// Places a dead streamlet's stream on another through the pool's
@@ -178,7 +216,7 @@ impl Core {
     pub fn drain(&mut self, id: WorkerId, timeout: Duration) -> Result<DrainOutcome, ErrorBody> {
         let worker = self.workers.get_mut(&id).ok_or_else(|| unknown_worker(id))?;
         match worker.state {
-            WorkerState::Ready | WorkerState::Starting => {}
+            WorkerState::Ready | WorkerState::Starting | WorkerState::Spare => {}
             WorkerState::Draining => {
                 return Ok(if worker.streams.is_empty() { DrainOutcome::Exiting } else { DrainOutcome::Draining })
             }
