@@ -30,7 +30,7 @@ def find():
             continue
         try:
             with open(f'/proc/{pid}/cmdline', 'rb') as f:
-                if marker.encode() in f.read():
+                if f.read() == b'/bin/sleep\0' + marker.encode() + b'\0':
                     return int(pid)
         except OSError:
             pass

@@ -145,3 +145,45 @@ fn the_demo_tours_and_leaves_nothing_behind() {
         assert!(wait_gone(pid.parse().unwrap()), "process {pid} left behind");
     }
 }
+
+#[test]
+fn streamletctl_drains_kills_restarts_and_shows_a_streamlet() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let (_, out, _) = ctl(&daemon, &["--json", "workers"]);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (first, second) = (rows[0]["id"].as_u64().unwrap(), rows[1]["id"].as_u64().unwrap());
+
+    let (code, out, err) = ctl(&daemon, &["kill", &first.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("killed streamlet {first}")), "{out}");
+    daemon.wait_until(|s| s.pools[0].ready == 2);
+    let (_, out, _) = ctl(&daemon, &["workers"]);
+    assert!(out.contains("LAST EXIT") && out.contains("killed by operator"), "{out}");
+
+    let (code, out, err) = ctl(&daemon, &["drain", &second.to_string(), "--timeout", "5s"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("draining"), "{out}");
+    daemon.wait_until(|s| s.pools[0].ready == 2 && s.pools[0].workers == 2);
+
+    let (_, out, _) = ctl(&daemon, &["--json", "workers"]);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let live = rows[0]["id"].as_u64().unwrap();
+    let (code, out, err) = ctl(&daemon, &["worker", &live.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("streamlet  {live}\n")), "{out}");
+    assert!(out.contains("last deaths in this slot") || out.contains("no deaths in this slot"), "{out}");
+    let (code, out, _) = ctl(&daemon, &["--json", "worker", &live.to_string()]);
+    assert_eq!(code, 0);
+    let detail: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(detail["deaths"].is_array() && detail["stream_ids"].is_array(), "{detail}");
+
+    let (code, out, err) = ctl(&daemon, &["restart", "echo"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("restarting pool echo"), "{out}");
+    let (code, _, err) = ctl(&daemon, &["kill", "987654"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown_worker") && err.contains("streamletctl workers"), "{err}");
+    let (code, _, err) = ctl(&daemon, &["restart", "nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown_pool"), "{err}");
+}

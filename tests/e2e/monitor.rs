@@ -145,6 +145,14 @@ async fn with_migrate_a_client_keeps_echoing_across_a_sigkill_of_its_streamlet()
     let victim = client.workers(None).await.unwrap().into_iter().find(|w| w.id == first).unwrap();
 
     signal(victim.pid, libc::SIGKILL);
+    // The death is published first, then the stream's move.
+    let exited = next(&mut watcher, |e| match e {
+        Event::WorkerExited(x) if x.worker == first => Some(x),
+        _ => None,
+    })
+    .await;
+    assert_eq!(exited.cause, ExitCause::Signaled { signal: libc::SIGKILL, core_dumped: false });
+    assert_eq!(exited.streams, 1);
     let migrated = next(&mut watcher, |e| match e {
         Event::StreamMigrated(m) => Some(m),
         _ => None,
@@ -162,14 +170,6 @@ async fn with_migrate_a_client_keeps_echoing_across_a_sigkill_of_its_streamlet()
     let quota = client.quota().await.unwrap();
     let host = quota.lines.iter().find(|l| l.level == "host").unwrap();
     assert_eq!((host.streams, host.reserved), (1, 1_000_000), "no quota leaked or doubled");
-    let exited = next(&mut watcher, |e| match e {
-        Event::WorkerExited(x) if x.worker == first => Some(x),
-        _ => None,
-    })
-    .await;
-    assert_eq!(exited.cause, ExitCause::Signaled { signal: libc::SIGKILL, core_dumped: false });
-    assert_eq!(exited.streams, 1);
-
     // It ends normally later, with the bytes of both streamlets counted.
     drop(conn);
     let end = ended(&mut client, stream).await;

@@ -43,15 +43,61 @@ pub enum DrainOutcome {
 }
 
 impl Core {
-    /// A streamlet left the table: its streams move or end, its slot records
-    /// the death, and the answer says when to start its replacement.
+    /// A streamlet left the table: its slot records the death and, unless
+    /// the pool is degraded, the spare takes the slot at once; then its
+    /// streams move (possibly to that spare) or end. The answer says when to
+    /// spawn what is missing: the slot's replacement, or a new spare.
     pub(super) fn forget_worker(&mut self, id: WorkerId, worker: WorkerEntry, cause: ExitCause) -> Option<Respawn> {
         let uptime = worker.started.elapsed();
+        let served = worker.streams.len() as u32;
+        let now = self.now_ms();
+        let random = self.next_random();
+        let shutting_down = self.shutting_down;
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
         pool.placement.remove(id.0);
         pool.restarting.retain(|w| *w != id);
-        let migrate = pool.config.on_worker_exit == OnWorkerExit::Migrate && !self.shutting_down;
-        let served = worker.streams.len() as u32;
+        let policy = pool.config.restart;
+        let migrate = pool.config.on_worker_exit == OnWorkerExit::Migrate && !shutting_down;
+
+        let respawn = if worker.slot == SPARE_SLOT {
+            // A spare that dies is replaced after a pause (it served nothing;
+            // a broken binary must not spin here either).
+            if pool.spare == Some(id) {
+                pool.spare = None;
+            }
+            if !shutting_down {
+                tracing::warn!(worker = %id, pool = %worker.pool, %cause, "spare streamlet died");
+            }
+            (!shutting_down).then(|| Respawn { pool: worker.pool.clone(), slot: SPARE_SLOT, delay: SPARE_RESPAWN })
+        } else if let Some(slot) = pool.slots.get_mut(worker.slot) {
+            if slot.worker == Some(id) {
+                slot.worker = None;
+            }
+            slot.restarts += 1;
+            slot.last_exit = Some(cause.clone());
+            if slot.history.len() == DEATHS_KEPT {
+                slot.history.pop_front();
+            }
+            let record = DeathRecord { worker: id, cause: cause.clone(), uptime, at: Instant::now(), streams: served };
+            slot.history.push_back(record);
+            if shutting_down {
+                None
+            } else {
+                // A drained streamlet, or one an operator killed, did not
+                // crash: replaced at once, and nothing counts against the pool.
+                let planned = worker.state == WorkerState::Draining || cause == ExitCause::KilledByOperator;
+                let verdict = if planned {
+                    restart::Verdict { delay: Duration::ZERO, tripped: false }
+                } else {
+                    restart::on_death(&policy, &mut slot.backoff, &mut pool.breaker, uptime, now, random)
+                };
+                Some((planned, verdict))
+            }
+            .map(|(planned, verdict)| self.replace(&worker, id, &cause, uptime, served, planned, verdict, now))
+        } else {
+            None
+        };
+
         let mut moved = 0u32;
         let mut streams: Vec<StreamId> = worker.streams.iter().copied().collect();
         streams.sort_unstable();
@@ -66,64 +112,33 @@ impl Core {
                 notify_end(stream, entry, EndReason::WorkerDied { cause: cause.clone() }, None);
             }
         }
+        if shutting_down {
+            tracing::info!(worker = %id, pool = %worker.pool, pid = worker.pid, %cause, "streamlet exited");
+        } else if moved > 0 || served > 0 {
+            tracing::info!(worker = %id, pool = %worker.pool, streams_moved = moved, streams_ended = served - moved, "its streams");
+        }
+        respawn
+    }
 
-        let now = self.now_ms();
-        let random = self.next_random();
+    /// After a slot's death: logs and publishes it, hands the slot to the
+    /// spare unless the pool is degraded, and says what to spawn when.
+    #[allow(clippy::too_many_arguments)]
+    fn replace(
+        &mut self,
+        worker: &WorkerEntry,
+        id: WorkerId,
+        cause: &ExitCause,
+        uptime: Duration,
+        served: u32,
+        planned: bool,
+        verdict: restart::Verdict,
+        now: u64,
+    ) -> Respawn {
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
         let policy = pool.config.restart;
-        if worker.slot == SPARE_SLOT {
-            // A spare that dies is replaced after a pause (it served nothing;
-            // a broken binary must not spin here either).
-            if pool.spare == Some(id) {
-                pool.spare = None;
-            }
-            if self.shutting_down {
-                return None;
-            }
-            tracing::warn!(worker = %id, pool = %worker.pool, %cause, "spare streamlet died");
-            return Some(Respawn { pool: worker.pool, slot: SPARE_SLOT, delay: SPARE_RESPAWN });
-        }
-        let slot = pool.slots.get_mut(worker.slot)?;
-        if slot.worker == Some(id) {
-            slot.worker = None;
-        }
-        slot.restarts += 1;
-        slot.last_exit = Some(cause.clone());
-        if slot.history.len() == DEATHS_KEPT {
-            slot.history.pop_front();
-        }
-        slot.history.push_back(DeathRecord {
-            worker: id,
-            cause: cause.clone(),
-            uptime,
-            at: Instant::now(),
-            streams: served,
-        });
-        if self.shutting_down {
-            tracing::info!(worker = %id, pool = %worker.pool, pid = worker.pid, %cause, "streamlet exited");
-            return None;
-        }
-        // A drained streamlet, or one an operator killed, did not crash: its
-        // replacement starts at once and nothing counts against the pool.
-        let planned = worker.state == WorkerState::Draining || cause == ExitCause::KilledByOperator;
-        let (delay, tripped) = if planned {
-            (Duration::ZERO, false)
-        } else {
-            let verdict = restart::on_death(&policy, &mut slot.backoff, &mut pool.breaker, uptime, now, random);
-            (verdict.delay, verdict.tripped)
-        };
-        let log_delay = delay.as_millis() as u64;
-        if planned {
-            tracing::info!(worker = %id, pool = %worker.pool, %cause, streams_moved = moved, "streamlet stopped");
-        } else {
-            tracing::warn!(
-                worker = %id, pool = %worker.pool, pid = worker.pid, %cause, streams_lost = served - moved,
-                streams_moved = moved, uptime_ms = uptime.as_millis() as u64, respawn_in_ms = log_delay,
-                "streamlet died"
-            );
-        }
         let deaths = pool.breaker.recent(now, &policy) as u32;
-        if tripped {
+        let degraded = pool.breaker.degraded(now) && !planned;
+        if verdict.tripped {
             pool.degraded = true;
             tracing::error!(
                 pool = %worker.pool, deaths, period_ms = policy.period.as_millis() as u64,
@@ -131,15 +146,26 @@ impl Core {
                 "crash loop: pool degraded, restarts paused for the cool-down"
             );
         }
+        let delay_ms = verdict.delay.as_millis() as u64;
+        let spare_ready = pool.spare.and_then(|s| self.workers.get(&s)).is_some_and(|w| w.state == WorkerState::Spare);
+        let promote = !degraded && spare_ready;
+        if planned {
+            tracing::info!(worker = %id, pool = %worker.pool, %cause, "streamlet stopped");
+        } else {
+            tracing::warn!(
+                worker = %id, pool = %worker.pool, pid = worker.pid, %cause, streams = served,
+                uptime_ms = uptime.as_millis() as u64, respawn_in_ms = delay_ms, "streamlet died"
+            );
+        }
         self.publish(Event::WorkerExited(WorkerExited {
             worker: id,
             pool: worker.pool.clone(),
-            cause,
+            cause: cause.clone(),
             uptime_ms: uptime.as_millis() as u64,
             streams: served,
-            respawn_in_ms: Some(log_delay),
+            respawn_in_ms: Some(if promote { 0 } else { delay_ms }),
         }));
-        if tripped {
+        if verdict.tripped {
             self.publish(Event::PoolDegraded(PoolDegraded {
                 pool: worker.pool.clone(),
                 deaths,
@@ -147,13 +173,15 @@ impl Core {
                 cooldown_ms: policy.cooldown.as_millis() as u64,
             }));
         }
-        if delay.is_zero() {
+        // The spare fills the slot now; the backoff then delays the spawn of
+        // the next spare instead, so a crash loop still spawns no faster.
+        if promote {
             if let Some(spare) = self.promote_spare(&worker.pool, worker.slot) {
                 tracing::debug!(worker = %spare, pool = %worker.pool, slot = worker.slot, "spare took the slot");
-                return Some(Respawn { pool: worker.pool, slot: SPARE_SLOT, delay: Duration::ZERO });
+                return Respawn { pool: worker.pool.clone(), slot: SPARE_SLOT, delay: verdict.delay };
             }
         }
-        Some(Respawn { pool: worker.pool, slot: worker.slot, delay })
+        Respawn { pool: worker.pool.clone(), slot: worker.slot, delay: verdict.delay }
     }
 
     /// Puts the pool's ready spare into `slot` (with the slot's labels) and
