@@ -150,7 +150,8 @@ async fn tour() -> Result<()> {
         }
     }
     let workers = wait_workers(&mut client, |w| {
-        w.len() == 2 && w.iter().all(|w| w.state == WorkerState::Ready && w.id != victim.id)
+        let serving: Vec<_> = w.iter().filter(|w| w.state != WorkerState::Spare).collect();
+        serving.len() == 2 && serving.iter().all(|w| w.state == WorkerState::Ready && w.id != victim.id)
     })
     .await?;
     let replacement = workers.iter().find(|w| w.restarts > 0).context("no replacement")?;

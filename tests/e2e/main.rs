@@ -4,6 +4,7 @@
 mod bad_input;
 mod chaos;
 mod cli;
+mod handlers;
 mod hostile;
 mod lifecycle;
 mod monitor;

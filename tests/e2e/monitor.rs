@@ -145,14 +145,7 @@ async fn with_migrate_a_client_keeps_echoing_across_a_sigkill_of_its_streamlet()
     let victim = client.workers(None).await.unwrap().into_iter().find(|w| w.id == first).unwrap();
 
     signal(victim.pid, libc::SIGKILL);
-    // The death is published first, then the stream's move.
-    let exited = next(&mut watcher, |e| match e {
-        Event::WorkerExited(x) if x.worker == first => Some(x),
-        _ => None,
-    })
-    .await;
-    assert_eq!(exited.cause, ExitCause::Signaled { signal: libc::SIGKILL, core_dumped: false });
-    assert_eq!(exited.streams, 1);
+    // The stream's move is published first, then the death.
     let migrated = next(&mut watcher, |e| match e {
         Event::StreamMigrated(m) => Some(m),
         _ => None,
@@ -160,6 +153,13 @@ async fn with_migrate_a_client_keeps_echoing_across_a_sigkill_of_its_streamlet()
     .await;
     assert_eq!((migrated.stream, migrated.from), (stream, first));
     assert_ne!(migrated.to, first);
+    let exited = next(&mut watcher, |e| match e {
+        Event::WorkerExited(x) if x.worker == first => Some(x),
+        _ => None,
+    })
+    .await;
+    assert_eq!(exited.cause, ExitCause::Signaled { signal: libc::SIGKILL, core_dumped: false });
+    assert_eq!(exited.streams, 1);
 
     // Same connection, same stream id, another streamlet.
     echo_once(&mut conn, b"after the crash");
@@ -228,10 +228,16 @@ async fn a_drain_that_times_out_and_a_kill_are_the_operators() {
     let target = client.workers(None).await.unwrap().iter().find(|w| w.state == WorkerState::Ready).unwrap().id;
     let started = Instant::now();
     client.kill(target).await.unwrap();
-    daemon.wait_until(|s| s.pools[0].ready == 2);
-    assert!(started.elapsed() < Duration::from_secs(5), "replaced without a backoff");
-    let detail = client.workers(None).await.unwrap();
-    assert!(detail.iter().all(|w| w.id != target));
+    // Gone, and its slot serving again (the spare, or a new streamlet).
+    let detail = loop {
+        let workers = client.workers(None).await.unwrap();
+        let ready = workers.iter().filter(|w| w.state == WorkerState::Ready).count();
+        if workers.iter().all(|w| w.id != target) && ready == 2 {
+            break workers;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "not replaced without a backoff: {workers:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     assert!(detail.iter().any(|w| w.last_exit == Some(ExitCause::KilledByOperator)));
     assert!(client.kill(target).await.unwrap_err().to_string().contains("unknown_worker"));
     assert!(client.drain(WorkerId(424_242), None).await.unwrap_err().to_string().contains("unknown_worker"));
@@ -241,7 +247,10 @@ async fn a_drain_that_times_out_and_a_kill_are_the_operators() {
 async fn a_rolling_restart_replaces_every_streamlet_one_at_a_time() {
     // Migrate: the streamlet holding a stream is killed at its drain's
     // timeout, and the stream moves on.
-    let config = TWO.replace("min = 2, max = 2", "min = 3, max = 3") + "on_worker_exit = \"migrate\"\n";
+    // (A long heartbeat timeout: a suite busy elsewhere must not starve one
+    // into a hang and blur what this test counts.)
+    let config = TWO.replace("min = 2, max = 2", "min = 3, max = 3")
+        + "on_worker_exit = \"migrate\"\nheartbeat_timeout = \"30s\"\n";
     let daemon = Daemon::start(&config);
     let mut client = daemon.client().await;
     let mut watcher = daemon.client().await;
@@ -260,7 +269,8 @@ async fn a_rolling_restart_replaces_every_streamlet_one_at_a_time() {
     let (mut ready, mut exited) = (0, Vec::new());
     while exited.len() < 3 || ready < 3 {
         match next(&mut watcher, Some).await {
-            Event::WorkerExited(x) => {
+            // (The old spare is replaced too, outside the count.)
+            Event::WorkerExited(x) if before.contains(&x.worker) => {
                 assert_eq!(exited.len(), ready, "{} exited before the last replacement was ready", x.worker);
                 exited.push(x.worker);
             }

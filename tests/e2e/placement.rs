@@ -30,7 +30,7 @@ worker_labels = [{ region = "eu-west" }, { region = "us-east" }]
 async fn by_label(client: &mut Client, key: &str) -> HashMap<String, WorkerId> {
     let workers = client.workers(None).await.unwrap();
     // (The pool's spare carries no slot, so no slot's labels, until it takes one.)
-    let serving = workers.into_iter().filter(|w| w.state != streamlet_proto::WorkerState::Spare);
+    let serving = workers.into_iter().filter(|w| w.state == streamlet_proto::WorkerState::Ready);
     serving.map(|w| (w.labels[key].clone(), w.id)).collect()
 }
 

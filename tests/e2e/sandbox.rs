@@ -258,7 +258,9 @@ async fn stale_subtrees_of_an_earlier_run_are_killed_and_removed_at_start() {
     for pid in &forked {
         assert!(crate::support::wait_gone(*pid as u32), "stale process {pid} was not killed");
     }
-    // The new daemon's streamlet 1 has the same path; only it is in there.
+    // The new daemon's streamlet of the same id (maybe its spare) has the
+    // same path; only it is in there.
+    daemon.wait_until(|s| s.pools[0].spares == 1);
     let mut client = daemon.client().await;
     let now: Vec<u32> = client.workers(None).await.unwrap().iter().map(|w| w.pid).collect();
     let inside: Vec<u32> = std::fs::read_to_string(dir.join("cgroup.procs"))

@@ -60,7 +60,7 @@ impl Daemon {
 
     pub fn spawn(cmd: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
         let daemon = Self::spawn_unready(cmd, dir, socket);
-        daemon.wait_until(|s| s.pools.iter().all(|p| p.ready == p.workers && p.workers > 0));
+        daemon.wait_until(|s| s.pools.iter().all(|p| p.ready == p.slots && p.slots > 0));
         daemon
     }
 
@@ -109,7 +109,7 @@ impl Daemon {
         let (child, banner) = Self::launch(cmd);
         self.child = Some(child);
         self.banner = banner;
-        self.wait_until(|s| s.pools.iter().all(|p| p.ready == p.workers && p.workers > 0));
+        self.wait_until(|s| s.pools.iter().all(|p| p.ready == p.slots && p.slots > 0));
     }
 
     pub fn pid(&self) -> u32 {

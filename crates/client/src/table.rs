@@ -297,6 +297,7 @@ pub(crate) mod tests {
                 capacity: 16,
                 degraded_for_ms: None,
                 spares: 0,
+                slots: 2,
             }],
         }
     }

@@ -29,6 +29,7 @@ fn status_report() -> StatusReport {
             capacity: 8,
             degraded_for_ms: None,
             spares: 0,
+            slots: 2,
         }],
     }
 }

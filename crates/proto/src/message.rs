@@ -412,6 +412,10 @@ pub struct PoolStatus {
     /// Spare streamlets, ready to replace one that dies (not in `workers`).
     #[serde(default)]
     pub spares: u32,
+    /// How many streamlets the pool keeps (its slots): `ready` is below it
+    /// while some start, restart or back off.
+    #[serde(default)]
+    pub slots: u32,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -608,6 +612,9 @@ pub enum EndReason {
     /// A stream of higher priority needed its bandwidth (the pool allows
     /// preemption).
     Preempted,
+    /// The stream's command (`exec` handler) exited with a status other than
+    /// 0, or was killed by a signal.
+    CommandExited { cause: ExitCause },
 }
 
 impl fmt::Display for EndReason {
@@ -620,6 +627,7 @@ impl fmt::Display for EndReason {
             Self::WorkerDied { cause } => write!(f, "worker_died ({cause})"),
             Self::Shutdown => f.write_str("shutdown"),
             Self::Preempted => f.write_str("preempted"),
+            Self::CommandExited { cause } => write!(f, "command_exited ({cause})"),
         }
     }
 }

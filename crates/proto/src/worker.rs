@@ -57,12 +57,16 @@ pub struct Init {
 pub enum HandlerSpec {
     /// Writes back every byte it reads.
     Echo,
+    /// Runs `command` for each stream, the stream as its stdin and stdout;
+    /// `direct`: the socket itself, else through pipes the streamlet copies.
+    Exec { command: Vec<String>, direct: bool },
 }
 
 impl HandlerSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Echo => "echo",
+            Self::Exec { .. } => "exec",
         }
     }
 }

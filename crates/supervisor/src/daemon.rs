@@ -180,11 +180,14 @@ async fn shutdown(daemon: &Arc<Daemon>, socket: ControlSocket, server: tokio::ta
 async fn wait_for_workers(daemon: &Daemon, deadline: tokio::time::Instant) -> bool {
     loop {
         let reaped = daemon.worker_reaped.notified();
-        if daemon.core().live_workers() == 0 {
+        // Spawns in flight count too: one finishing late must not find its
+        // cgroup tree torn down.
+        let done = |core: &crate::core::Core| core.live_workers() == 0 && core.pending_spawns() == 0;
+        if done(&daemon.core()) {
             return true;
         }
         if tokio::time::timeout_at(deadline, reaped).await.is_err() {
-            return daemon.core().live_workers() == 0;
+            return done(&daemon.core());
         }
     }
 }

@@ -30,6 +30,9 @@ pub struct WorkerLink {
     created: Instant,
     /// When the streamlet last sent anything, in milliseconds since `created`.
     heard: AtomicU64,
+    /// The reader reached the end of the channel (or gave up on it).
+    drained: AtomicBool,
+    drained_wake: Notify,
 }
 
 /// Why a send failed.
@@ -69,7 +72,38 @@ impl WorkerLink {
             closed: AtomicBool::new(false),
             created: Instant::now(),
             heard: AtomicU64::new(0),
+            drained: AtomicBool::new(false),
+            drained_wake: Notify::new(),
         }
+    }
+
+    /// The reader read everything the streamlet sent: its last messages
+    /// (an `Ended` sent just before dying) have been applied.
+    pub fn mark_drained(&self) {
+        self.drained.store(true, Ordering::Release);
+        self.drained_wake.notify_waiters();
+    }
+
+    /// Waits, at most `limit`, for [`mark_drained`](Self::mark_drained).
+    pub async fn wait_drained(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let woken = self.drained_wake.notified();
+                if self.drained.load(Ordering::Acquire) {
+                    return;
+                }
+                woken.await;
+            }
+        })
+        .await;
+    }
+
+    /// Whether the streamlet has sent something not read yet.
+    pub fn unread(&self) -> bool {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD on a live socket we own, into a c_int.
+        let rc = unsafe { libc::ioctl(self.channel.as_fd().as_raw_fd(), libc::FIONREAD, &mut n) };
+        rc == 0 && n > 0
     }
 
     /// The streamlet sent something: it is alive.

@@ -28,6 +28,9 @@ use crate::sandbox::Confinement;
 /// it is killed as broken.
 const HANGUP_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a dead streamlet's reader may take to read what it left.
+const DRAIN_LIMIT: Duration = Duration::from_millis(100);
+
 /// The first wait after a failed spawn; it doubles to 5 s.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 
@@ -54,28 +57,48 @@ pub enum StartError {
 
 /// Starts a streamlet in `slot` of `pool` after `delay`, retrying with
 /// backoff while starting fails. Runs in a task of its own.
+///
+/// The core counted the spawn as pending when it planned it
+/// ([`Core::initial_slots`](crate::core::Core::initial_slots), a death's
+/// [`Respawn`](crate::core::Respawn)); this settles it.
 pub fn fill_slot(daemon: Arc<Daemon>, pool: String, slot: usize, delay: Duration) {
-    tokio::spawn(async move {
-        let mut delay = delay;
-        loop {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            if daemon.core().is_shutting_down() {
-                return;
-            }
-            match start_off_thread(&daemon, &pool, slot).await {
-                Ok(id) => {
-                    tracing::debug!(worker = %id, %pool, slot, "streamlet spawned");
-                    return;
-                }
-                Err(e) => {
-                    delay = (delay * 2).clamp(FIRST_RETRY, Duration::from_secs(5));
-                    tracing::error!(%pool, slot, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot start a streamlet");
-                }
+    tokio::spawn(retry_until_started(daemon, pool, slot, delay));
+}
+
+/// The loop of [`fill_slot`].
+async fn retry_until_started(daemon: Arc<Daemon>, pool: String, slot: usize, mut delay: Duration) {
+    let mut stopping = daemon.stopping.subscribe();
+    loop {
+        if !delay.is_zero() {
+            // A shutdown cuts the wait short (and then settles the spawn).
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = crate::daemon::stopped(&mut stopping) => {}
             }
         }
-    });
+        if daemon.core().is_shutting_down() {
+            settled(&daemon, &pool);
+            return;
+        }
+        match start_off_thread(&daemon, &pool, slot).await {
+            Ok(id) => {
+                tracing::debug!(worker = %id, %pool, slot, "streamlet spawned");
+                settled(&daemon, &pool);
+                return;
+            }
+            Err(e) => {
+                delay = (delay * 2).clamp(FIRST_RETRY, Duration::from_secs(5));
+                tracing::error!(%pool, slot, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot start a streamlet");
+            }
+        }
+    }
+}
+
+/// A scheduled spawn is done (started, or given up at shutdown): the
+/// shutdown sequence, which waits for spawns in flight too, looks again.
+fn settled(daemon: &Daemon, pool: &str) {
+    daemon.core().spawn_settled(pool);
+    daemon.worker_reaped.notify_waiters();
 }
 
 /// Spawns one streamlet. Its `Init` is queued on the channel before the
@@ -89,7 +112,7 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
         pool: pool.to_owned(),
         handler: config.handler.clone(),
         stats_interval_ms: daemon.config.daemon.stats_interval.as_millis().min(u32::MAX as u128) as u32,
-        heartbeat_interval_ms: heartbeat_interval(config.heartbeat_timeout).as_millis() as u32,
+        heartbeat_interval_ms: heartbeat_interval(config.heartbeat_timeout).as_millis().min(u32::MAX.into()) as u32,
     });
     send_with_fds(ours.as_fd(), &encode(&init)?, &[])?;
     let (plan, mut cgroup, uid) = daemon.sandbox.plan(&config, id)?;
@@ -183,6 +206,7 @@ async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
             }
             Ok(Some((FromWorker::Stats { streams }, None))) => daemon.core().stream_stats(id, &streams),
             Ok(None) => {
+                link.mark_drained();
                 // The streamlet closed its channel: it is exiting, or broken.
                 // (At shutdown the shutdown sequence has its own deadline.)
                 tokio::time::sleep(HANGUP_GRACE).await;
@@ -196,6 +220,7 @@ async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
             Err(e) => break e.to_string(),
         }
     };
+    link.mark_drained();
     tracing::warn!(worker = %id, violation, "streamlet broke the protocol; killing it");
     daemon.core().kill_worker(id, Some(ExitCause::ProtocolError { message: violation }));
 }
@@ -221,7 +246,8 @@ async fn monitor(
             status = child.wait() => break status,
             _ = pulse.tick(), if recorded.is_none() => {
                 let silent = link.silent_for();
-                if silent >= heartbeat_timeout && !daemon.core().worker_starting(id) {
+                // (Unread messages mean the daemon, not the streamlet, was slow.)
+                if silent >= heartbeat_timeout && !link.unread() && !daemon.core().worker_starting(id) {
                     let silent_ms = silent.as_millis() as u64;
                     tracing::warn!(worker = %id, silent_ms, "streamlet silent past its heartbeat timeout; killing it as hung");
                     recorded = Some(ExitCause::Hung { silent_ms });
@@ -246,6 +272,9 @@ async fn monitor(
             }
         }
     };
+    // Its last messages first: an `Ended` it sent just before dying must end
+    // that stream, not see it migrated.
+    link.wait_drained(DRAIN_LIMIT).await;
     // A SIGKILL with an OOM kill counted in its cgroup is the OOM killer's.
     let cgroup = daemon.core().worker_cgroup(id);
     let oom = cgroup.and_then(|c| daemon.sandbox.usage(&c)).is_some_and(|u| u.oom_kills > 0);
@@ -268,9 +297,16 @@ async fn monitor(
             // A replacement due now starts before the dead one's cgroup goes:
             // removing a cgroup holds the kernel's cgroup lock for
             // milliseconds, and the new one's creation would wait behind it.
-            if let Err(e) = start_off_thread(&daemon, &plan.pool, plan.slot).await {
-                tracing::error!(pool = %plan.pool, slot = plan.slot, error = %e, "cannot start a streamlet; retrying");
-                fill_slot(daemon.clone(), plan.pool, plan.slot, FIRST_RETRY);
+            if daemon.core().is_shutting_down() {
+                settled(&daemon, &plan.pool);
+            } else {
+                match start_off_thread(&daemon, &plan.pool, plan.slot).await {
+                    Ok(_) => settled(&daemon, &plan.pool),
+                    Err(e) => {
+                        tracing::error!(pool = %plan.pool, slot = plan.slot, error = %e, "cannot start a streamlet; retrying");
+                        tokio::spawn(retry_until_started(daemon.clone(), plan.pool, plan.slot, FIRST_RETRY));
+                    }
+                }
             }
             tokio::task::spawn_blocking(release);
         }

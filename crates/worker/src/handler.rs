@@ -25,6 +25,9 @@ pub enum HandlerError {
     /// The handler's own failure.
     #[error("{0}")]
     Failed(String),
+    /// The stream's command (`exec`) ended other than with status 0.
+    #[error("command {0}")]
+    Exited(streamlet_proto::ExitCause),
 }
 
 impl HandlerError {
@@ -33,6 +36,7 @@ impl HandlerError {
         match self {
             Self::Io(e) => EndReason::IoError { message: e.to_string() },
             Self::Failed(message) => EndReason::HandlerError { message: message.clone() },
+            Self::Exited(cause) => EndReason::CommandExited { cause: cause.clone() },
         }
     }
 }
@@ -63,5 +67,6 @@ pub type HandlerFactory = dyn Fn(&HandlerSpec) -> Result<Arc<dyn Handler>, Strin
 pub fn builtin_handler(spec: &HandlerSpec) -> Result<Arc<dyn Handler>, String> {
     match spec {
         HandlerSpec::Echo => Ok(Arc::new(Echo)),
+        HandlerSpec::Exec { command, direct } => Ok(Arc::new(crate::exec::Exec::new(command.clone(), *direct)?)),
     }
 }

@@ -35,11 +35,13 @@
 //! ```
 
 mod echo;
+mod exec;
 mod handler;
 mod runtime;
 mod stream;
 
 pub use echo::Echo;
+pub use exec::Exec;
 pub use handler::{builtin_handler, BoxFuture, Handler, HandlerError, HandlerFactory, HandlerResult, StreamContext};
 pub use runtime::{run, run_main, WorkerError};
 pub use stream::{Counters, Stream};

@@ -200,6 +200,23 @@ struct RawPool {
     restart: Option<monitor::RawRestart>,
 }
 
+/// An `exec` command: a program given by absolute path (streamlets have no
+/// `PATH` to search), that exists and is executable.
+fn check_command(command: &[String]) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(program) = command.first() else {
+        return Err("is empty: give the program and its arguments, like [\"/bin/cat\"]".into());
+    };
+    if !program.starts_with('/') {
+        return Err(format!("{program:?} is not an absolute path (streamlets search no PATH)"));
+    }
+    match std::fs::metadata(program) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err(format!("{program} is not an executable file")),
+        Err(e) => Err(format!("{program}: {e}")),
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -212,6 +229,11 @@ fn default_placement() -> PlacementKind {
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 enum RawHandler {
     Echo {},
+    Exec {
+        command: Vec<String>,
+        #[serde(default)]
+        direct: bool,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,6 +330,10 @@ impl Config {
             }
             let handler = match pool.handler {
                 RawHandler::Echo {} => HandlerSpec::Echo,
+                RawHandler::Exec { command, direct } => {
+                    check_command(&command).map_err(|reason| err(&key("handler.command"), reason))?;
+                    HandlerSpec::Exec { command, direct }
+                }
             };
             let limits = sandbox::limits(pool.limits).map_err(|(k, reason)| err(&key(k), reason))?;
             let run_as =

@@ -129,6 +129,9 @@ struct PoolState {
     restarting: VecDeque<WorkerId>,
     /// Its spare streamlet, starting or ready, if it keeps one.
     spare: Option<WorkerId>,
+    /// Spawns scheduled and not yet done (in a backoff, or on a blocking
+    /// thread): its streamlets to come.
+    pending: u32,
 }
 
 /// A place in a pool for one streamlet; a replacement takes its dead
@@ -231,6 +234,7 @@ impl Core {
                     degraded: false,
                     restarting: VecDeque::new(),
                     spare: None,
+                    pending: 0,
                 };
                 (pool.name.clone(), state)
             })
@@ -271,11 +275,16 @@ impl Core {
     }
 
     /// Every `(pool, slot)` the pools start with.
-    /// The slots to fill at start, then a spare for each pool that keeps one.
-    pub fn initial_slots(&self) -> Vec<(String, usize)> {
+    /// The slots to fill at start, then a spare for each pool that keeps
+    /// one; each counts as a pending spawn until the spawner settles it.
+    pub fn initial_slots(&mut self) -> Vec<(String, usize)> {
         let slots = self.pools.iter().flat_map(|(name, p)| (0..p.slots.len()).map(move |s| (name.clone(), s)));
         let spares = self.pools.iter().filter(|(_, p)| p.config.spare).map(|(name, _)| (name.clone(), SPARE_SLOT));
-        slots.chain(spares).collect()
+        let all: Vec<(String, usize)> = slots.chain(spares).collect();
+        for (pool, _) in &all {
+            self.spawn_scheduled(pool);
+        }
+        all
     }
 
     pub fn pool_config(&self, pool: &str) -> Option<Arc<PoolConfig>> {
@@ -877,9 +886,15 @@ impl Core {
     pub fn worker_exited(&mut self, id: WorkerId, cause: ExitCause) -> (Option<Respawn>, Confinement) {
         let Some(mut worker) = self.workers.remove(&id) else { return (None, Confinement::default()) };
         let confinement = std::mem::take(&mut worker.confinement);
+        let pool = worker.pool.clone();
         let respawn = self.forget_worker(id, worker, cause);
-        // Its streams' bandwidth is free for opens waiting on it.
+        if let Some(plan) = &respawn {
+            self.spawn_scheduled(&plan.pool);
+        }
+        // Its streams' bandwidth is free for opens waiting on it, and a
+        // rolling restart may go on (once what was planned here is counted).
         self.retry_waiting();
+        self.advance_restart(&pool);
         (respawn, confinement)
     }
 
@@ -941,6 +956,26 @@ impl Core {
         self.workers.len()
     }
 
+    /// A spawn for `pool` is scheduled: it counts until [`Core::spawn_settled`].
+    fn spawn_scheduled(&mut self, pool: &str) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.pending += 1;
+        }
+    }
+
+    /// A scheduled spawn started its streamlet, or gave up at shutdown.
+    pub fn spawn_settled(&mut self, pool: &str) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.pending = p.pending.saturating_sub(1);
+        }
+        self.advance_restart(pool);
+    }
+
+    /// Spawns scheduled and not yet done, in all pools.
+    pub fn pending_spawns(&self) -> u32 {
+        self.pools.values().map(|p| p.pending).sum()
+    }
+
     pub fn stream_count(&self) -> usize {
         self.streams.len()
     }
@@ -962,6 +997,7 @@ impl Core {
                     capacity: ready * pool.config.streams_per_worker,
                     degraded_for_ms: self.degraded_for(&pool.config.name),
                     spares: all().filter(|w| w.slot == SPARE_SLOT).count() as u32,
+                    slots: pool.slots.len() as u32,
                 }
             })
             .collect()

@@ -43,10 +43,12 @@ pub enum DrainOutcome {
 }
 
 impl Core {
-    /// A streamlet left the table: its slot records the death and, unless
-    /// the pool is degraded, the spare takes the slot at once; then its
-    /// streams move (possibly to that spare) or end. The answer says when to
-    /// spawn what is missing: the slot's replacement, or a new spare.
+    /// A streamlet left the table. In order: its slot records the death and,
+    /// unless the pool is degraded, the spare takes the slot (quietly, so
+    /// that nothing else takes it first); its streams move (possibly to that
+    /// spare) or end; then `worker_exited`, the spare's `worker_ready` and
+    /// any `pool_degraded` are published. The answer says what to spawn and
+    /// when: the slot's replacement, or a new spare.
     pub(super) fn forget_worker(&mut self, id: WorkerId, worker: WorkerEntry, cause: ExitCause) -> Option<Respawn> {
         let uptime = worker.started.elapsed();
         let served = worker.streams.len() as u32;
@@ -58,16 +60,18 @@ impl Core {
         pool.restarting.retain(|w| *w != id);
         let policy = pool.config.restart;
         let migrate = pool.config.on_worker_exit == OnWorkerExit::Migrate && !shutting_down;
+        let planned = worker.state == WorkerState::Draining || cause == ExitCause::KilledByOperator;
 
+        // The slot, and what replaces it.
+        let mut verdict = restart::Verdict { delay: Duration::ZERO, tripped: false };
+        let mut promoted = None;
         let respawn = if worker.slot == SPARE_SLOT {
             // A spare that dies is replaced after a pause (it served nothing;
             // a broken binary must not spin here either).
             if pool.spare == Some(id) {
                 pool.spare = None;
             }
-            if !shutting_down {
-                tracing::warn!(worker = %id, pool = %worker.pool, %cause, "spare streamlet died");
-            }
+            verdict.delay = SPARE_RESPAWN;
             (!shutting_down).then(|| Respawn { pool: worker.pool.clone(), slot: SPARE_SLOT, delay: SPARE_RESPAWN })
         } else if let Some(slot) = pool.slots.get_mut(worker.slot) {
             if slot.worker == Some(id) {
@@ -84,20 +88,22 @@ impl Core {
                 None
             } else {
                 // A drained streamlet, or one an operator killed, did not
-                // crash: replaced at once, and nothing counts against the pool.
-                let planned = worker.state == WorkerState::Draining || cause == ExitCause::KilledByOperator;
-                let verdict = if planned {
-                    restart::Verdict { delay: Duration::ZERO, tripped: false }
-                } else {
-                    restart::on_death(&policy, &mut slot.backoff, &mut pool.breaker, uptime, now, random)
-                };
-                Some((planned, verdict))
+                // crash: nothing counts against the pool.
+                if !planned {
+                    verdict = restart::on_death(&policy, &mut slot.backoff, &mut pool.breaker, uptime, now, random);
+                }
+                // The spare fills the slot now; the backoff then delays the
+                // next spare's spawn instead, so a crash loop spawns no faster.
+                let degraded = pool.breaker.degraded(now) && !planned;
+                promoted = if degraded { None } else { self.promote_spare(&worker.pool, worker.slot) };
+                let slot = if promoted.is_some() { SPARE_SLOT } else { worker.slot };
+                Some(Respawn { pool: worker.pool.clone(), slot, delay: verdict.delay })
             }
-            .map(|(planned, verdict)| self.replace(&worker, id, &cause, uptime, served, planned, verdict, now))
         } else {
             None
         };
 
+        // Its streams.
         let mut moved = 0u32;
         let mut streams: Vec<StreamId> = worker.streams.iter().copied().collect();
         streams.sort_unstable();
@@ -114,58 +120,41 @@ impl Core {
         }
         if shutting_down {
             tracing::info!(worker = %id, pool = %worker.pool, pid = worker.pid, %cause, "streamlet exited");
-        } else if moved > 0 || served > 0 {
-            tracing::info!(worker = %id, pool = %worker.pool, streams_moved = moved, streams_ended = served - moved, "its streams");
+            return respawn;
         }
-        respawn
-    }
 
-    /// After a slot's death: logs and publishes it, hands the slot to the
-    /// spare unless the pool is degraded, and says what to spawn when.
-    #[allow(clippy::too_many_arguments)]
-    fn replace(
-        &mut self,
-        worker: &WorkerEntry,
-        id: WorkerId,
-        cause: &ExitCause,
-        uptime: Duration,
-        served: u32,
-        planned: bool,
-        verdict: restart::Verdict,
-        now: u64,
-    ) -> Respawn {
-        let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
-        let policy = pool.config.restart;
-        let deaths = pool.breaker.recent(now, &policy) as u32;
-        let degraded = pool.breaker.degraded(now) && !planned;
-        if verdict.tripped {
-            pool.degraded = true;
-            tracing::error!(
-                pool = %worker.pool, deaths, period_ms = policy.period.as_millis() as u64,
-                cooldown_ms = policy.cooldown.as_millis() as u64,
-                "crash loop: pool degraded, restarts paused for the cool-down"
-            );
-        }
-        let delay_ms = verdict.delay.as_millis() as u64;
-        let spare_ready = pool.spare.and_then(|s| self.workers.get(&s)).is_some_and(|w| w.state == WorkerState::Spare);
-        let promote = !degraded && spare_ready;
+        // What happened, in the order PROTOCOL.md gives.
+        let filled_in_ms = if promoted.is_some() { 0 } else { verdict.delay.as_millis() as u64 };
         if planned {
-            tracing::info!(worker = %id, pool = %worker.pool, %cause, "streamlet stopped");
+            tracing::info!(worker = %id, pool = %worker.pool, %cause, streams_moved = moved, "streamlet stopped");
         } else {
             tracing::warn!(
-                worker = %id, pool = %worker.pool, pid = worker.pid, %cause, streams = served,
-                uptime_ms = uptime.as_millis() as u64, respawn_in_ms = delay_ms, "streamlet died"
+                worker = %id, pool = %worker.pool, pid = worker.pid, %cause, streams_lost = served - moved,
+                streams_moved = moved, uptime_ms = uptime.as_millis() as u64, spare = worker.slot == SPARE_SLOT,
+                respawn_in_ms = filled_in_ms, "streamlet died"
             );
         }
         self.publish(Event::WorkerExited(WorkerExited {
             worker: id,
             pool: worker.pool.clone(),
-            cause: cause.clone(),
+            cause,
             uptime_ms: uptime.as_millis() as u64,
             streams: served,
-            respawn_in_ms: Some(if promote { 0 } else { delay_ms }),
+            respawn_in_ms: Some(filled_in_ms),
         }));
+        if let Some(spare) = promoted {
+            tracing::debug!(worker = %spare, pool = %worker.pool, slot = worker.slot, "spare took the slot");
+            self.publish(Event::WorkerReady(WorkerReady { worker: spare, pool: worker.pool.clone(), startup_ms: 0 }));
+        }
         if verdict.tripped {
+            let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
+            pool.degraded = true;
+            let deaths = pool.breaker.recent(now, &policy) as u32;
+            tracing::error!(
+                pool = %worker.pool, deaths, period_ms = policy.period.as_millis() as u64,
+                cooldown_ms = policy.cooldown.as_millis() as u64,
+                "crash loop: pool degraded, restarts paused for the cool-down"
+            );
             self.publish(Event::PoolDegraded(PoolDegraded {
                 pool: worker.pool.clone(),
                 deaths,
@@ -173,19 +162,11 @@ impl Core {
                 cooldown_ms: policy.cooldown.as_millis() as u64,
             }));
         }
-        // The spare fills the slot now; the backoff then delays the spawn of
-        // the next spare instead, so a crash loop still spawns no faster.
-        if promote {
-            if let Some(spare) = self.promote_spare(&worker.pool, worker.slot) {
-                tracing::debug!(worker = %spare, pool = %worker.pool, slot = worker.slot, "spare took the slot");
-                return Respawn { pool: worker.pool.clone(), slot: SPARE_SLOT, delay: verdict.delay };
-            }
-        }
-        Respawn { pool: worker.pool.clone(), slot: worker.slot, delay: verdict.delay }
+        respawn
     }
 
     /// Puts the pool's ready spare into `slot` (with the slot's labels) and
-    /// into placement; its id, if there was one.
+    /// into placement, without announcing it; its id, if there was one.
     fn promote_spare(&mut self, pool_name: &str, slot: usize) -> Option<WorkerId> {
         let pool = self.pools.get_mut(pool_name)?;
         let id = pool.spare?;
@@ -194,49 +175,62 @@ impl Core {
         spare.slot = slot;
         spare.state = WorkerState::Ready;
         spare.labels = pool.config.labels_of(slot);
+        // Its service starts now: `healthy_after` counts from here.
+        spare.started = Instant::now();
         pool.slots[slot].worker = Some(id);
         pool.placement.add(id.0, pool.config.streams_per_worker, &spare.labels);
-        self.announce_ready(id);
-        self.retry_waiting();
         Some(id)
     }
 
     /// Places a dead streamlet's stream on another through the pool's
-    /// placement; its quota and tenant slot stay as they are. False if no
-    /// streamlet has room or the hand-over fails: the caller ends it.
+    /// placement; its quota and tenant slot stay as they are. A streamlet
+    /// whose channel fails is taken out (and killed) and the next is tried.
+    /// False if none has room or the hand-over fails for the stream itself:
+    /// the caller ends it.
     fn migrate(&mut self, stream: StreamId, from: WorkerId) -> bool {
-        let Some(entry) = self.streams.get(&stream) else { return false };
-        let Some(pool) = self.pools.get_mut(&entry.pool) else { return false };
-        let wanted = streamlet_balance::Request { region: entry.region.clone() };
-        let Some(key) = pool.placement.place(&wanted) else { return false };
-        let to = WorkerId(key);
-        let assign = ToWorker::Assign(Assign {
-            stream,
-            tenant: entry.tenant.clone(),
-            labels: entry.labels.clone(),
-            rate: entry.rate,
-        });
-        let Some(worker) = self.workers.get_mut(&to) else {
-            pool.placement.release(key);
-            return false;
-        };
-        if let Err(e) = worker.link.send(&assign, Some(entry.fd.0.as_fd())) {
-            pool.placement.release(key);
-            tracing::warn!(%stream, worker = %to, error = %e, "cannot migrate a stream");
-            if matches!(e, SendError::Channel(_) | SendError::Stuck) {
-                let _ = worker.kill.send(None);
+        loop {
+            let Some(entry) = self.streams.get(&stream) else { return false };
+            let Some(pool) = self.pools.get_mut(&entry.pool) else { return false };
+            let wanted = streamlet_balance::Request { region: entry.region.clone() };
+            let Some(key) = pool.placement.place(&wanted) else { return false };
+            let to = WorkerId(key);
+            let assign = ToWorker::Assign(Assign {
+                stream,
+                tenant: entry.tenant.clone(),
+                labels: entry.labels.clone(),
+                rate: entry.rate,
+            });
+            let Some(worker) = self.workers.get_mut(&to) else {
+                pool.placement.remove(key);
+                continue;
+            };
+            match worker.link.send(&assign, Some(entry.fd.0.as_fd())) {
+                Ok(()) => {}
+                Err(e @ (SendError::Channel(_) | SendError::Stuck)) => {
+                    tracing::warn!(worker = %to, error = %e, "streamlet channel failed while migrating; killing it");
+                    pool.placement.remove(key);
+                    worker.state = WorkerState::Stopping;
+                    let cause =
+                        matches!(e, SendError::Stuck).then(|| ExitCause::ProtocolError { message: e.to_string() });
+                    let _ = worker.kill.send(cause);
+                    continue;
+                }
+                Err(e) => {
+                    pool.placement.release(key);
+                    tracing::warn!(%stream, worker = %to, error = %e, "cannot migrate a stream");
+                    return false;
+                }
             }
-            return false;
+            worker.streams.insert(stream);
+            let entry = self.streams.get_mut(&stream).expect("checked above");
+            entry.worker = to;
+            entry.carried = (entry.bytes_in, entry.bytes_out);
+            entry.usage_base = (Instant::now(), entry.bytes_out);
+            let pool_name = entry.pool.clone();
+            tracing::info!(%stream, %from, %to, "stream migrated");
+            self.publish(Event::StreamMigrated(StreamMigrated { stream, pool: pool_name, from, to }));
+            return true;
         }
-        worker.streams.insert(stream);
-        let entry = self.streams.get_mut(&stream).expect("checked above");
-        entry.worker = to;
-        entry.carried = (entry.bytes_in, entry.bytes_out);
-        entry.usage_base = (Instant::now(), entry.bytes_out);
-        let pool_name = entry.pool.clone();
-        tracing::info!(%stream, %from, %to, "stream migrated");
-        self.publish(Event::StreamMigrated(StreamMigrated { stream, pool: pool_name, from, to }));
-        true
     }
 
     /// An operator's drain: no new streams; the streamlet exits when its
@@ -246,7 +240,10 @@ impl Core {
         match worker.state {
             WorkerState::Ready | WorkerState::Starting | WorkerState::Spare => {}
             WorkerState::Draining => {
-                return Ok(if worker.streams.is_empty() { DrainOutcome::Exiting } else { DrainOutcome::Draining })
+                // A second drain may shorten the deadline, never lengthen it.
+                let deadline = Instant::now() + timeout;
+                worker.drain_deadline = Some(worker.drain_deadline.map_or(deadline, |d| d.min(deadline)));
+                return Ok(if worker.streams.is_empty() { DrainOutcome::Exiting } else { DrainOutcome::Draining });
             }
             WorkerState::Stopping => {
                 return Err(ErrorBody::new(ErrorCode::BadRequest, format!("streamlet {id} is already stopping")))
@@ -298,7 +295,8 @@ impl Core {
         let mut ids: Vec<WorkerId> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.pool == pool && matches!(w.state, WorkerState::Ready | WorkerState::Starting))
+            .filter(|(_, w)| w.pool == pool && w.slot != SPARE_SLOT)
+            .filter(|(_, w)| matches!(w.state, WorkerState::Ready | WorkerState::Starting))
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
@@ -310,6 +308,10 @@ impl Core {
             ));
         }
         state.restarting = ids.iter().copied().collect();
+        // The spare is of the old kind too: replaced now (after its pause).
+        if let Some(spare) = state.spare {
+            self.kill_worker(spare, Some(ExitCause::KilledByOperator));
+        }
         tracing::info!(pool, streamlets = ids.len(), "rolling restart");
         self.advance_restart(pool);
         Ok(ids)
@@ -320,6 +322,9 @@ impl Core {
     pub(super) fn advance_restart(&mut self, pool: &str) {
         let Some(state) = self.pools.get(pool) else { return };
         let Some(&next) = state.restarting.front() else { return };
+        if state.pending > 0 {
+            return;
+        }
         let per = state.config.streams_per_worker as usize;
         let mine = || self.workers.values().filter(|w| w.pool == pool);
         if mine().any(|w| matches!(w.state, WorkerState::Draining | WorkerState::Starting)) {
@@ -334,9 +339,8 @@ impl Core {
             return;
         }
         self.pools.get_mut(pool).expect("checked above").restarting.pop_front();
-        if self.workers.contains_key(&next) {
-            let _ = self.drain(next, self.drain_timeout);
-        } else {
+        // One that is gone or cannot drain (stopping) is skipped.
+        if !self.workers.contains_key(&next) || self.drain(next, self.drain_timeout).is_err() {
             self.advance_restart(pool);
         }
     }
@@ -367,6 +371,7 @@ impl Core {
 
     /// A connection asks for lifecycle events.
     pub fn subscribe(&mut self, sink: crate::events::EventSink) {
+        self.subscribers.retain(|s| !s.is_closed());
         if !self.subscribers.iter().any(|s| s.same(&sink)) {
             self.subscribers.push(sink);
         }
@@ -403,6 +408,7 @@ impl Core {
     /// The monitor's clock work, every 50 ms: draining streamlets past their
     /// deadline are killed, and pools whose cool-down ended recover.
     pub fn tick_monitor(&mut self) {
+        self.subscribers.retain(|s| !s.is_closed());
         let late: Vec<WorkerId> = self
             .workers
             .iter()

@@ -1,0 +1,99 @@
+//! Real stream handlers through the daemon: `exec` runs a command per stream,
+//! inside the streamlet's sandbox.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use streamlet_proto::{EndReason, Event, ExitCause, OpenRequest};
+
+use crate::support::Daemon;
+
+fn exec_pool(command: &str, direct: bool) -> String {
+    format!(
+        r#"
+[daemon]
+shutdown_timeout = "2s"
+
+[pools.run]
+handler = {{ kind = "exec", command = {command}, direct = {direct} }}
+workers = {{ min = 1, max = 1 }}
+streams_per_worker = 4
+spare = false
+limits = {{ pids = 16 }}
+"#
+    )
+}
+
+/// Opens a stream on `run`, sends `input`, closes the sending side, and
+/// returns what came back and how the stream ended.
+async fn run(daemon: &Daemon, labels: &[(&str, &str)], input: &[u8]) -> (Vec<u8>, EndReason, (u64, u64)) {
+    let mut client = daemon.client().await;
+    let (mut mine, theirs) = UnixStream::pair().unwrap();
+    let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let request = OpenRequest { tenant: Some("acme".into()), labels, ..OpenRequest::new("run") };
+    let opened = client.open(request, theirs.as_fd()).await.unwrap();
+    drop(theirs);
+    mine.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    mine.write_all(input).unwrap();
+    mine.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut output = Vec::new();
+    mine.read_to_end(&mut output).unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), client.next_event()).await.unwrap().unwrap();
+    let Event::StreamEnded(ended) = event else { panic!("{event:?}") };
+    assert_eq!(ended.stream, opened.stream);
+    (output, ended.reason, (ended.bytes_in, ended.bytes_out))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_cat_echoes_through_the_command_and_counts_the_bytes() {
+    let daemon = Daemon::start(&exec_pool(r#"["/bin/cat"]"#, false));
+    let input = b"through cat\n".repeat(1000);
+    let (output, reason, bytes) = run(&daemon, &[], &input).await;
+    assert_eq!(output, input);
+    assert_eq!(reason, EndReason::Completed);
+    assert_eq!(bytes, (input.len() as u64, input.len() as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_wc_answers_after_the_clients_end_of_input() {
+    let daemon = Daemon::start(&exec_pool(r#"["/usr/bin/wc", "-c"]"#, false));
+    let (output, reason, _) = run(&daemon, &[], &[7u8; 12345]).await;
+    assert_eq!(String::from_utf8(output).unwrap().trim(), "12345");
+    assert_eq!(reason, EndReason::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_fails_ends_its_stream_with_its_status_and_sees_its_environment() {
+    let script =
+        r#"["/bin/sh", "-c", "echo $STREAM_ID $STREAM_TENANT $STREAM_POOL $STREAM_LABEL_REGION_NAME; exit 3"]"#;
+    let daemon = Daemon::start(&exec_pool(script, false));
+    let (output, reason, _) = run(&daemon, &[("region-name", "eu")], b"").await;
+    let text = String::from_utf8(output).unwrap();
+    assert_eq!(text.split_whitespace().skip(1).collect::<Vec<_>>(), ["acme", "run", "eu"], "{text}");
+    assert_eq!(reason, EndReason::CommandExited { cause: ExitCause::Exited { code: 3 } });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_exec_hands_the_socket_itself_to_the_command() {
+    let daemon = Daemon::start(&exec_pool(r#"["/bin/cat"]"#, true));
+    let (output, reason, bytes) = run(&daemon, &[], b"no copy in between\n").await;
+    assert_eq!(output, b"no copy in between\n");
+    assert_eq!(reason, EndReason::Completed);
+    assert_eq!(bytes, (0, 0), "the streamlet never sees the bytes");
+}
+
+#[test]
+fn a_bad_exec_command_is_refused_at_start_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streamletd.toml");
+    for (command, why) in [(r#"["cat"]"#, "absolute"), (r#"["/nonexistent/cmd"]"#, "No such file"), ("[]", "empty")] {
+        std::fs::write(&path, exec_pool(command, false)).unwrap();
+        let out =
+            std::process::Command::new(crate::support::STREAMLETD).arg("check-config").arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{command}: {err}");
+        assert!(err.contains("pools.run.handler.command") && err.contains(why), "{command}: {err}");
+    }
+}
