@@ -8,6 +8,7 @@ mod handlers;
 mod hostile;
 mod lifecycle;
 mod monitor;
+mod pacing;
 mod placement;
 mod quota;
 mod sandbox;
