@@ -35,12 +35,15 @@ struct Pump {
 }
 
 impl Pump {
-    fn start(client: std::net::TcpStream) -> Pump {
+    fn start<S: Read + Write + Send + 'static>(
+        client: S,
+        clone: impl FnOnce(&S) -> S,
+        timeouts: impl FnOnce(&S),
+    ) -> Pump {
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
-        client.set_write_timeout(Some(Duration::from_millis(100))).unwrap();
-        client.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        let mut writer = client.try_clone().unwrap();
+        timeouts(&client);
+        let mut writer = clone(&client);
         let mut reader = client;
         let (s1, s2, r) = (stop.clone(), stop.clone(), received.clone());
         let threads = vec![
@@ -102,7 +105,14 @@ async fn a_tcp_stream_moves_at_its_allocated_rate_and_follows_a_reallocation() {
     let first = control.open(OpenRequest::new("echo"), server.as_fd()).await.unwrap();
     drop(server);
     assert_eq!(first.rate, Some(1_000_000), "alone: its max, 8 Mbit/s");
-    let pump = Pump::start(client);
+    let pump = Pump::start(
+        client,
+        |c| c.try_clone().unwrap(),
+        |c| {
+            c.set_write_timeout(Some(Duration::from_millis(100))).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        },
+    );
     std::thread::sleep(Duration::from_millis(500));
     let alone = pump.rate_over(Duration::from_secs(3));
     assert!((alone - 1e6).abs() <= 1e5, "8 Mbit/s ±10%: {alone:.0} B/s");
@@ -117,5 +127,28 @@ async fn a_tcp_stream_moves_at_its_allocated_rate_and_follows_a_reallocation() {
     let paced = 500_000.0 - 500_000.0 / 64.0;
     assert!((shared - paced).abs() <= paced * 0.1, "settled at 4 Mbit/s ±10% within a second: {shared:.0} B/s");
     eprintln!("pacing: alone {alone:.0} B/s (allocated 1000000), shared {shared:.0} B/s (paced {paced:.0})");
+    pump.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_stream_is_paced_by_its_streamlet_at_its_allocation() {
+    let daemon = Daemon::start(PACED);
+    let mut control = daemon.client().await;
+    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    let opened = control.open(OpenRequest::new("echo"), server.as_fd()).await.unwrap();
+    drop(server);
+    assert_eq!(opened.rate, Some(1_000_000));
+    let pump = Pump::start(
+        client,
+        |c| c.try_clone().unwrap(),
+        |c| {
+            c.set_write_timeout(Some(Duration::from_millis(100))).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let rate = pump.rate_over(Duration::from_secs(3));
+    eprintln!("worker pacing: {rate:.0} B/s (allocated 1000000)");
+    assert!((rate - 1e6).abs() <= 1e5, "8 Mbit/s ±10% from the worker's token bucket: {rate:.0} B/s");
     pump.stop();
 }

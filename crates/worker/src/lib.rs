@@ -37,6 +37,7 @@
 mod echo;
 mod exec;
 mod handler;
+mod pacer;
 mod runtime;
 mod stream;
 

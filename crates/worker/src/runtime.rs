@@ -177,8 +177,9 @@ fn start(
     done: &mpsc::UnboundedSender<(StreamId, HandlerResult)>,
 ) -> std::io::Result<Running> {
     let counters = Arc::new(Counters::default());
-    let stream = Stream::new(fd, counters.clone())?;
+    let mut stream = Stream::new(fd, counters.clone())?;
     let rate = Arc::new(AtomicU64::new(assign.rate.unwrap_or(0)));
+    stream.pace(rate.clone());
     let ctx = StreamContext {
         stream: assign.stream,
         pool: pool.clone(),

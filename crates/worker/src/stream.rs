@@ -17,6 +17,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub struct Counters {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Microseconds its writes waited for the stream's rate (worker pacing).
+    pub stalled_us: Arc<AtomicU64>,
 }
 
 impl Counters {
@@ -25,11 +27,14 @@ impl Counters {
     }
 }
 
-/// The client connection of one stream. Every byte read or written is counted.
+/// The client connection of one stream. Every byte read or written is
+/// counted, and writes to a socket the kernel does not pace follow the
+/// stream's rate (see `pacer.rs`).
 #[derive(Debug)]
 pub struct Stream {
     fd: AsyncFd<OwnedFd>,
     counters: Arc<Counters>,
+    pacer: Option<crate::pacer::Pacer>,
 }
 
 impl Stream {
@@ -39,7 +44,15 @@ impl Stream {
         // SAFETY: an OwnedFd stays open with the same raw number until it is
         // dropped, which happens only with the AsyncFd.
         let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
-        Ok(Self { fd, counters })
+        Ok(Self { fd, counters, pacer: None })
+    }
+
+    /// Paces writes at `rate` (bytes per second, 0 for none, read at each
+    /// write) unless the socket is TCP, which the kernel paces.
+    pub(crate) fn pace(&mut self, rate: Arc<AtomicU64>) {
+        if !is_tcp(self.fd.get_ref().as_fd()) {
+            self.pacer = Some(crate::pacer::Pacer::new(rate, self.counters.stalled_us.clone()));
+        }
     }
 
     pub fn counters(&self) -> &Arc<Counters> {
@@ -85,7 +98,12 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let allowed = match self.pacer.as_mut() {
+            Some(pacer) => ready!(pacer.poll_allow(cx, data.len())),
+            None => data.len(),
+        };
+        let data = &data[..allowed];
         loop {
             let mut guard = ready!(self.fd.poll_write_ready(cx))?;
             let result = guard.try_io(|inner| {
@@ -96,6 +114,9 @@ impl AsyncWrite for Stream {
             match result {
                 Ok(Ok(n)) => {
                     self.counters.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    if let Some(pacer) = self.pacer.as_mut() {
+                        pacer.spend(n);
+                    }
                     return Poll::Ready(Ok(n));
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -122,4 +143,21 @@ impl AsyncWrite for Stream {
         }
         Poll::Ready(Ok(()))
     }
+}
+
+/// Whether a socket is TCP (IPv4 or IPv6).
+fn is_tcp(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    let mut domain: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into a c_int of the length given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut domain as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && (domain == libc::AF_INET || domain == libc::AF_INET6)
 }
