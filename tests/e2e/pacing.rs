@@ -150,5 +150,10 @@ async fn a_unix_stream_is_paced_by_its_streamlet_at_its_allocation() {
     let rate = pump.rate_over(Duration::from_secs(3));
     eprintln!("worker pacing: {rate:.0} B/s (allocated 1000000)");
     assert!((rate - 1e6).abs() <= 1e5, "8 Mbit/s ±10% from the worker's token bucket: {rate:.0} B/s");
+    // The listing shows how fast it sends and how long it was held back.
+    let listed = control.streams(None).await.unwrap().into_iter().find(|s| s.id == opened.stream).unwrap();
+    let sending = listed.sending.expect("measured") as f64;
+    assert!((sending - 1e6).abs() <= 2e5, "sending {sending}");
+    assert!(listed.stalled_ms > 0, "{listed:?}");
     pump.stop();
 }

@@ -15,11 +15,13 @@
 //!     bytes_out: 1229,
 //!     rate: Some(1_000_000),
 //!     priority: 0,
+//!     sending: Some(125_000),
+//!     stalled_ms: 0,
 //! };
 //! assert_eq!(
 //!     streams_table(&[stream]),
-//!     "ID  POOL  TENANT   WORKER    AGE  BYTES_IN  BYTES_OUT      RATE\n\
-//!      12  echo  default       2  4m12s   1.2 KiB    1.2 KiB  8 Mbit/s\n",
+//!     "ID  POOL  TENANT   WORKER    AGE  BYTES_IN  BYTES_OUT      RATE   SENDING  STALLED\n\
+//!      12  echo  default       2  4m12s   1.2 KiB    1.2 KiB  8 Mbit/s  1 Mbit/s      0ms\n",
 //! );
 //! ```
 
@@ -100,7 +102,9 @@ pub fn workers_table(workers: &[WorkerInfo]) -> String {
     grid.render("(no streamlets)")
 }
 
-/// ID POOL TENANT WORKER AGE BYTES_IN BYTES_OUT RATE (the allocated rate; `-` without quota).
+/// ID POOL TENANT WORKER AGE BYTES_IN BYTES_OUT RATE SENDING STALLED: RATE is the allocated
+/// rate (`-` without quota), SENDING how fast it sent lately, STALLED how long its writes waited
+/// for its rate.
 pub fn streams_table(streams: &[StreamInfo]) -> String {
     let mut grid = Grid::new(&[
         ("ID", Align::Right),
@@ -111,6 +115,8 @@ pub fn streams_table(streams: &[StreamInfo]) -> String {
         ("BYTES_IN", Align::Right),
         ("BYTES_OUT", Align::Right),
         ("RATE", Align::Right),
+        ("SENDING", Align::Right),
+        ("STALLED", Align::Right),
     ]);
     for s in streams {
         grid.row(vec![
@@ -122,6 +128,8 @@ pub fn streams_table(streams: &[StreamInfo]) -> String {
             human::bytes(s.bytes_in),
             human::bytes(s.bytes_out),
             s.rate.map_or_else(|| "-".to_owned(), streamlet_proto::units::format_rate),
+            s.sending.map_or_else(|| "-".to_owned(), streamlet_proto::units::format_rate),
+            human::duration_ms(s.stalled_ms),
         ]);
     }
     grid.render("(no streams)")
@@ -338,7 +346,7 @@ pub(crate) mod tests {
     #[test]
     fn empty_tables_say_so() {
         assert_eq!(workers_table(&[]), "POOL  ID  PID  STATE  STREAMS  UPTIME  RESTARTS\n(no streamlets)\n");
-        assert!(streams_table(&[]).ends_with("RATE\n(no streams)\n"));
+        assert!(streams_table(&[]).ends_with("STALLED\n(no streams)\n"));
     }
 
     #[test]

@@ -512,6 +512,13 @@ pub struct StreamInfo {
     pub rate: Option<u64>,
     #[serde(default)]
     pub priority: u8,
+    /// How fast it sent lately, bytes per second, from the streamlet's
+    /// reports; `None` before the first measure.
+    #[serde(default)]
+    pub sending: Option<u64>,
+    /// How long its writes have waited for its rate, in milliseconds.
+    #[serde(default)]
+    pub stalled_ms: u64,
 }
 
 /// An unsolicited message about a stream, sent to the connection that opened it

@@ -109,4 +109,7 @@ pub struct StreamCounters {
     pub stream: StreamId,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Microseconds its writes have waited for its rate (the streamlet's own
+    /// pacing; 0 where the kernel paces).
+    pub stalled_us: u64,
 }

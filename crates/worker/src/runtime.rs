@@ -208,7 +208,8 @@ async fn report_stats(channel: &Channel, streams: &mut HashMap<StreamId, Running
         let now = running.counters.snapshot();
         if now != running.reported {
             running.reported = now;
-            moved.push(StreamCounters { stream: *id, bytes_in: now.0, bytes_out: now.1 });
+            let stalled_us = running.counters.stalled_us.load(Ordering::Relaxed);
+            moved.push(StreamCounters { stream: *id, bytes_in: now.0, bytes_out: now.1, stalled_us });
         }
     }
     for chunk in moved.chunks(MAX_STATS_PER_MESSAGE) {

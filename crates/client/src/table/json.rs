@@ -50,6 +50,10 @@ struct StreamRow<'a> {
     /// The allocated rate, bytes per second; null without quota.
     rate: Option<u64>,
     priority: u8,
+    /// How fast it sent lately, bytes per second; null before the first measure.
+    sending: Option<u64>,
+    /// Seconds its writes waited for its rate.
+    stalled: f64,
 }
 
 #[derive(Serialize)]
@@ -123,7 +127,7 @@ pub fn workers_json(workers: &[WorkerInfo]) -> Value {
     }))
 }
 
-/// One object per stream: `id, pool, tenant, worker, age, bytes_in, bytes_out`.
+/// One object per stream: `id, pool, tenant, worker, age, bytes_in, bytes_out, rate, priority, sending, stalled`.
 pub fn streams_json(streams: &[StreamInfo]) -> Value {
     rows(streams.iter().map(|s| StreamRow {
         id: s.id.0,
@@ -135,6 +139,8 @@ pub fn streams_json(streams: &[StreamInfo]) -> Value {
         bytes_out: s.bytes_out,
         rate: s.rate,
         priority: s.priority,
+        sending: s.sending,
+        stalled: seconds(s.stalled_ms),
     }))
 }
 
@@ -205,12 +211,27 @@ mod tests {
             bytes_out: 20,
             rate: None,
             priority: 0,
+            sending: None,
+            stalled_ms: 2500,
         };
         let value = streams_json(&[stream]);
         assert_eq!(
             keys(&value),
-            ["age", "bytes_in", "bytes_out", "id", "pool", "priority", "rate", "tenant", "worker"]
+            [
+                "age",
+                "bytes_in",
+                "bytes_out",
+                "id",
+                "pool",
+                "priority",
+                "rate",
+                "sending",
+                "stalled",
+                "tenant",
+                "worker"
+            ]
         );
+        assert_eq!(value[0]["stalled"], json!(2.5));
         assert_eq!(value[0]["age"], json!(1.5));
         assert_eq!(value[0]["worker"], json!(2));
     }

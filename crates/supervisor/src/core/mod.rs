@@ -193,6 +193,11 @@ struct StreamEntry {
     region: Option<String>,
     /// Bytes in and out counted by the streamlets it was on before this one.
     carried: (u64, u64),
+    /// Its send rate when last measured, bytes per second.
+    sending: Option<u64>,
+    /// Time its writes waited for its rate, on this streamlet and before.
+    stalled_us: u64,
+    carried_stalled_us: u64,
 }
 
 /// A new streamlet, as the spawner hands it to the core.
@@ -585,6 +590,9 @@ impl Core {
             labels,
             region: wanted.region,
             carried: (0, 0),
+            sending: None,
+            stalled_us: 0,
+            carried_stalled_us: 0,
         };
         self.streams.insert(stream, entry);
         if let Some(admission) = admission {
@@ -716,9 +724,12 @@ impl Core {
         // Streamlets report only the streams whose counters moved.
         let silent = stats_interval * 2;
         for (id, s) in &mut self.streams {
-            if s.managed && s.usage_base.0.elapsed() >= silent {
+            if s.usage_base.0.elapsed() >= silent {
                 s.usage_base = (self.sampled, s.bytes_out);
-                self.quota.record_usage(StreamKey(id.0), 0);
+                s.sending = Some(0);
+                if s.managed {
+                    self.quota.record_usage(StreamKey(id.0), 0);
+                }
             }
         }
         let rates = self.quota.grant_bursts(now);
@@ -865,12 +876,17 @@ impl Core {
             if let Some(entry) = self.streams.get_mut(&c.stream).filter(|e| e.worker == worker) {
                 entry.bytes_in = entry.carried.0 + c.bytes_in;
                 entry.bytes_out = entry.carried.1 + c.bytes_out;
+                entry.stalled_us = entry.carried_stalled_us + c.stalled_us;
                 let (at, base) = entry.usage_base;
                 let ms = now.duration_since(at).as_millis();
-                if entry.managed && ms >= MIN_USAGE_SPAN_MS {
+                if ms >= MIN_USAGE_SPAN_MS {
                     let used = u128::from(entry.bytes_out.saturating_sub(base)) * 1000 / ms;
-                    self.quota.record_usage(StreamKey(c.stream.0), u64::try_from(used).unwrap_or(u64::MAX));
+                    let used = u64::try_from(used).unwrap_or(u64::MAX);
+                    entry.sending = Some(used);
                     entry.usage_base = (now, entry.bytes_out);
+                    if entry.managed {
+                        self.quota.record_usage(StreamKey(c.stream.0), used);
+                    }
                 }
             }
         }
@@ -1050,6 +1066,8 @@ impl Core {
                 bytes_out: s.bytes_out,
                 rate: s.managed.then(|| self.quota.allocation(StreamKey(id.0))).flatten().filter(|r| *r < UNLIMITED),
                 priority: s.priority,
+                sending: s.sending,
+                stalled_ms: s.stalled_us / 1000,
             })
             .collect();
         infos.sort_by_key(|s| s.id);

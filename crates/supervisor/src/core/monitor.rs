@@ -225,6 +225,7 @@ impl Core {
             let entry = self.streams.get_mut(&stream).expect("checked above");
             entry.worker = to;
             entry.carried = (entry.bytes_in, entry.bytes_out);
+            entry.carried_stalled_us = entry.stalled_us;
             entry.usage_base = (Instant::now(), entry.bytes_out);
             let pool_name = entry.pool.clone();
             tracing::info!(%stream, %from, %to, "stream migrated");
