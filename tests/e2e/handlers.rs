@@ -97,3 +97,76 @@ fn a_bad_exec_command_is_refused_at_start_with_its_key() {
         assert!(err.contains("pools.run.handler.command") && err.contains(why), "{command}: {err}");
     }
 }
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(payload);
+    f.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
+    f
+}
+
+fn framed_pool(on_corrupt: &str) -> String {
+    format!(
+        "[daemon]\nshutdown_timeout = \"2s\"\nstats_interval = \"50ms\"\n\n[pools.framed]\nhandler = {{ kind = \"echo\" }}\n\
+         workers = {{ min = 1, max = 1 }}\nstreams_per_worker = 4\nspare = false\nframing = \"crc32c\"\non_corrupt = \"{on_corrupt}\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_frame_ends_its_stream_and_counts_as_the_pools_error() {
+    let daemon = Daemon::start(&framed_pool("end"));
+    let mut client = daemon.client().await;
+    let (mut mine, theirs) = UnixStream::pair().unwrap();
+    let opened = client.open(OpenRequest::new("framed"), theirs.as_fd()).await.unwrap();
+    mine.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let good = frame(b"checked");
+    mine.write_all(&good).unwrap();
+    let mut back = vec![0u8; good.len()];
+    mine.read_exact(&mut back).unwrap();
+    assert_eq!(back, good, "a valid frame comes back as a frame");
+    let mut bad = frame(b"flipped");
+    bad[6] ^= 0x40;
+    mine.write_all(&bad).unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), client.next_event()).await.unwrap().unwrap();
+    let Event::StreamEnded(ended) = event else { panic!("{event:?}") };
+    assert_eq!(ended.stream, opened.stream);
+    assert!(matches!(ended.reason, EndReason::CorruptFrame { .. }), "{:?}", ended.reason);
+    let status = client.status().await.unwrap();
+    assert_eq!(status.pools[0].errors.get("corrupt_frame"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_corrupt_drop_a_corrupt_frame_is_counted_and_skipped() {
+    let daemon = Daemon::start(&framed_pool("drop"));
+    let mut client = daemon.client().await;
+    let (mut mine, theirs) = UnixStream::pair().unwrap();
+    client.open(OpenRequest::new("framed"), theirs.as_fd()).await.unwrap();
+    mine.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut bad = frame(b"flipped");
+    bad[8] ^= 0x01;
+    let good = frame(b"after it");
+    mine.write_all(&[bad, good.clone()].concat()).unwrap();
+    let mut back = vec![0u8; good.len()];
+    mine.read_exact(&mut back).unwrap();
+    assert_eq!(back, good, "only the valid frame comes back");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = client.status().await.unwrap();
+        if status.pools[0].errors.get("corrupt_frames_dropped") == Some(&1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", status.pools[0].errors);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn framing_applies_to_echo_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streamletd.toml");
+    std::fs::write(&path, exec_pool(r#"["/bin/cat"]"#, false) + "framing = \"crc32c\"\n").unwrap();
+    let out = std::process::Command::new(crate::support::STREAMLETD).arg("check-config").arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("pools.run.framing"), "{err}");
+}

@@ -238,6 +238,10 @@ pub fn status_table(status: &StatusReport) -> String {
     if any_degraded {
         columns.push(("STATE", Align::Left));
     }
+    let any_errors = status.pools.iter().any(|p| !p.errors.is_empty());
+    if any_errors {
+        columns.push(("ERRORS", Align::Left));
+    }
     let mut grid = Grid::new(&columns);
     for p in &status.pools {
         let mut row = vec![
@@ -254,6 +258,10 @@ pub fn status_table(status: &StatusReport) -> String {
                 Some(ms) => format!("degraded: crash loop, restarts paused {} more", human::duration_ms(ms)),
                 None => "ok".to_owned(),
             });
+        }
+        if any_errors {
+            let errors: Vec<String> = p.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            row.push(if errors.is_empty() { "-".to_owned() } else { errors.join(",") });
         }
         grid.row(row);
     }
@@ -306,6 +314,7 @@ pub(crate) mod tests {
                 degraded_for_ms: None,
                 spares: 0,
                 slots: 2,
+                errors: Default::default(),
             }],
         }
     }

@@ -30,6 +30,7 @@ fn status_report() -> StatusReport {
             degraded_for_ms: None,
             spares: 0,
             slots: 2,
+            errors: Default::default(),
         }],
     }
 }

@@ -416,6 +416,11 @@ pub struct PoolStatus {
     /// while some start, restart or back off.
     #[serde(default)]
     pub slots: u32,
+    /// Errors since the daemon started, by kind: streams ended by
+    /// `io_error`, `handler_error`, `command_exited`, `corrupt_frame` or
+    /// `worker_died`, and `corrupt_frames_dropped`. Kinds never seen are absent.
+    #[serde(default)]
+    pub errors: BTreeMap<String, u64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -622,6 +627,8 @@ pub enum EndReason {
     /// The stream's command (`exec` handler) exited with a status other than
     /// 0, or was killed by a signal.
     CommandExited { cause: ExitCause },
+    /// A frame failed its CRC32C check (`framing = "crc32c"`, `on_corrupt = "end"`).
+    CorruptFrame { message: String },
 }
 
 impl fmt::Display for EndReason {
@@ -635,6 +642,7 @@ impl fmt::Display for EndReason {
             Self::Shutdown => f.write_str("shutdown"),
             Self::Preempted => f.write_str("preempted"),
             Self::CommandExited { cause } => write!(f, "command_exited ({cause})"),
+            Self::CorruptFrame { message } => write!(f, "corrupt_frame ({message})"),
         }
     }
 }

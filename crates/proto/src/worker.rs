@@ -60,6 +60,20 @@ pub enum HandlerSpec {
     /// Runs `command` for each stream, the stream as its stdin and stdout;
     /// `direct`: the socket itself, else through pipes the streamlet copies.
     Exec { command: Vec<String>, direct: bool },
+    /// Echo of CRC32C frames (`framing = "crc32c"`): each frame is checked,
+    /// and a corrupt one ends the stream or is dropped.
+    FramedEcho { on_corrupt: OnCorrupt },
+}
+
+/// What a corrupt frame does to its stream.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum OnCorrupt {
+    /// The stream ends with `corrupt_frame`.
+    End,
+    /// The frame is counted and dropped; the stream goes on.
+    Drop,
 }
 
 impl HandlerSpec {
@@ -67,6 +81,7 @@ impl HandlerSpec {
         match self {
             Self::Echo => "echo",
             Self::Exec { .. } => "exec",
+            Self::FramedEcho { .. } => "echo",
         }
     }
 }
@@ -112,4 +127,6 @@ pub struct StreamCounters {
     /// Microseconds its writes have waited for its rate (the streamlet's own
     /// pacing; 0 where the kernel paces).
     pub stalled_us: u64,
+    /// Frames that failed their check (`framing = "crc32c"`).
+    pub corrupt_frames: u64,
 }

@@ -28,6 +28,9 @@ pub enum HandlerError {
     /// The stream's command (`exec`) ended other than with status 0.
     #[error("command {0}")]
     Exited(streamlet_proto::ExitCause),
+    /// A frame failed its check (`framing = "crc32c"`).
+    #[error("corrupt frame: {0}")]
+    Corrupt(String),
 }
 
 impl HandlerError {
@@ -37,6 +40,7 @@ impl HandlerError {
             Self::Io(e) => EndReason::IoError { message: e.to_string() },
             Self::Failed(message) => EndReason::HandlerError { message: message.clone() },
             Self::Exited(cause) => EndReason::CommandExited { cause: cause.clone() },
+            Self::Corrupt(message) => EndReason::CorruptFrame { message: message.clone() },
         }
     }
 }
@@ -68,5 +72,6 @@ pub fn builtin_handler(spec: &HandlerSpec) -> Result<Arc<dyn Handler>, String> {
     match spec {
         HandlerSpec::Echo => Ok(Arc::new(Echo)),
         HandlerSpec::Exec { command, direct } => Ok(Arc::new(crate::exec::Exec::new(command.clone(), *direct)?)),
+        HandlerSpec::FramedEcho { on_corrupt } => Ok(Arc::new(crate::framed::FramedEcho { on_corrupt: *on_corrupt })),
     }
 }

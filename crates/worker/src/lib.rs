@@ -36,6 +36,7 @@
 
 mod echo;
 mod exec;
+pub mod framed;
 mod handler;
 mod pacer;
 mod runtime;

@@ -209,7 +209,8 @@ async fn report_stats(channel: &Channel, streams: &mut HashMap<StreamId, Running
         if now != running.reported {
             running.reported = now;
             let stalled_us = running.counters.stalled_us.load(Ordering::Relaxed);
-            moved.push(StreamCounters { stream: *id, bytes_in: now.0, bytes_out: now.1, stalled_us });
+            let corrupt_frames = running.counters.corrupt_frames.load(Ordering::Relaxed);
+            moved.push(StreamCounters { stream: *id, bytes_in: now.0, bytes_out: now.1, stalled_us, corrupt_frames });
         }
     }
     for chunk in moved.chunks(MAX_STATS_PER_MESSAGE) {

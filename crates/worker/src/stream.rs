@@ -19,6 +19,8 @@ pub struct Counters {
     pub bytes_out: AtomicU64,
     /// Microseconds its writes waited for the stream's rate (worker pacing).
     pub stalled_us: Arc<AtomicU64>,
+    /// Frames that failed their check (`framing = "crc32c"`).
+    pub corrupt_frames: AtomicU64,
 }
 
 impl Counters {

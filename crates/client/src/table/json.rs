@@ -67,6 +67,8 @@ struct PoolRow<'a> {
     capacity: u32,
     /// Seconds its restarts stay paused by the crash-loop breaker; null when not degraded.
     degraded_for: Option<f64>,
+    /// Error counts by kind.
+    errors: &'a std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Serialize)]
@@ -144,7 +146,7 @@ pub fn streams_json(streams: &[StreamInfo]) -> Value {
     }))
 }
 
-/// One object per pool: `pool, handler, placement, workers, ready, streams, capacity, degraded_for`.
+/// One object per pool: `pool, handler, placement, workers, ready, streams, capacity, degraded_for, errors`.
 pub fn status_json(status: &StatusReport) -> Value {
     rows(status.pools.iter().map(|p| PoolRow {
         pool: &p.name,
@@ -155,6 +157,7 @@ pub fn status_json(status: &StatusReport) -> Value {
         streams: p.streams,
         capacity: p.capacity,
         degraded_for: p.degraded_for_ms.map(seconds),
+        errors: &p.errors,
     }))
 }
 
@@ -242,7 +245,7 @@ mod tests {
         assert!(value.is_array());
         assert_eq!(
             keys(&value),
-            ["capacity", "degraded_for", "handler", "placement", "pool", "ready", "streams", "workers"]
+            ["capacity", "degraded_for", "errors", "handler", "placement", "pool", "ready", "streams", "workers"]
         );
         assert_eq!(value[0]["pool"], json!("echo"));
         assert_eq!(value[0]["degraded_for"], Value::Null);

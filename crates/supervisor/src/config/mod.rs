@@ -194,6 +194,10 @@ struct RawPool {
     prefer: BTreeMap<String, String>,
     #[serde(default)]
     on_worker_exit: OnWorkerExit,
+    #[serde(default)]
+    framing: Framing,
+    #[serde(default = "end")]
+    on_corrupt: streamlet_proto::worker::OnCorrupt,
     #[serde(default = "yes")]
     spare: bool,
     heartbeat_timeout: Option<String>,
@@ -215,6 +219,21 @@ fn check_command(command: &[String]) -> Result<(), String> {
         Ok(_) => Err(format!("{program} is not an executable file")),
         Err(e) => Err(format!("{program}: {e}")),
     }
+}
+
+/// A pool's `framing`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Framing {
+    /// Bytes as they come.
+    #[default]
+    None,
+    /// Length, payload, CRC32C frames, each checked.
+    Crc32c,
+}
+
+fn end() -> streamlet_proto::worker::OnCorrupt {
+    streamlet_proto::worker::OnCorrupt::End
 }
 
 fn yes() -> bool {
@@ -328,9 +347,13 @@ impl Config {
             if pool.streams_per_worker == 0 || pool.streams_per_worker > MAX_STREAMS_PER_WORKER {
                 return Err(err(&key("streams_per_worker"), format!("must be 1 to {MAX_STREAMS_PER_WORKER}")));
             }
-            let handler = match pool.handler {
-                RawHandler::Echo {} => HandlerSpec::Echo,
-                RawHandler::Exec { command, direct } => {
+            let handler = match (pool.handler, pool.framing) {
+                (RawHandler::Echo {}, Framing::Crc32c) => HandlerSpec::FramedEcho { on_corrupt: pool.on_corrupt },
+                (_, Framing::Crc32c) => {
+                    return Err(err(&key("framing"), "\"crc32c\" applies to the echo handler".into()));
+                }
+                (RawHandler::Echo {}, Framing::None) => HandlerSpec::Echo,
+                (RawHandler::Exec { command, direct }, Framing::None) => {
                     check_command(&command).map_err(|reason| err(&key("handler.command"), reason))?;
                     HandlerSpec::Exec { command, direct }
                 }

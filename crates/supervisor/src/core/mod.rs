@@ -132,6 +132,8 @@ struct PoolState {
     /// Spawns scheduled and not yet done (in a backoff, or on a blocking
     /// thread): its streamlets to come.
     pending: u32,
+    /// Error counts by kind (`PoolStatus::errors`).
+    errors: BTreeMap<String, u64>,
 }
 
 /// A place in a pool for one streamlet; a replacement takes its dead
@@ -198,6 +200,8 @@ struct StreamEntry {
     /// Time its writes waited for its rate, on this streamlet and before.
     stalled_us: u64,
     carried_stalled_us: u64,
+    /// Corrupt frames its current streamlet reported so far.
+    corrupt_frames: u64,
 }
 
 /// A new streamlet, as the spawner hands it to the core.
@@ -240,6 +244,7 @@ impl Core {
                     restarting: VecDeque::new(),
                     spare: None,
                     pending: 0,
+                    errors: BTreeMap::new(),
                 };
                 (pool.name.clone(), state)
             })
@@ -593,6 +598,7 @@ impl Core {
             sending: None,
             stalled_us: 0,
             carried_stalled_us: 0,
+            corrupt_frames: 0,
         };
         self.streams.insert(stream, entry);
         if let Some(admission) = admission {
@@ -847,6 +853,7 @@ impl Core {
         self.release_slot(worker, ended.stream);
         self.forget_stream(ended.stream, &entry);
         let reason = entry.closing.take().unwrap_or(ended.reason);
+        self.count_end(&entry.pool, &reason);
         self.retry_waiting();
         tracing::debug!(stream = %ended.stream, %worker, %reason, "stream ended");
         let bytes = (entry.carried.0 + ended.bytes_in, entry.carried.1 + ended.bytes_out);
@@ -877,6 +884,13 @@ impl Core {
                 entry.bytes_in = entry.carried.0 + c.bytes_in;
                 entry.bytes_out = entry.carried.1 + c.bytes_out;
                 entry.stalled_us = entry.carried_stalled_us + c.stalled_us;
+                let dropped = c.corrupt_frames.saturating_sub(entry.corrupt_frames);
+                entry.corrupt_frames = c.corrupt_frames;
+                if dropped > 0 {
+                    if let Some(pool) = self.pools.get_mut(&entry.pool) {
+                        *pool.errors.entry("corrupt_frames_dropped".into()).or_default() += dropped;
+                    }
+                }
                 let (at, base) = entry.usage_base;
                 let ms = now.duration_since(at).as_millis();
                 if ms >= MIN_USAGE_SPAN_MS {
@@ -987,6 +1001,21 @@ impl Core {
         self.advance_restart(pool);
     }
 
+    /// Counts a stream's end among its pool's errors, if it is one.
+    pub(super) fn count_end(&mut self, pool: &str, reason: &EndReason) {
+        let kind = match reason {
+            EndReason::IoError { .. } => "io_error",
+            EndReason::HandlerError { .. } => "handler_error",
+            EndReason::CommandExited { .. } => "command_exited",
+            EndReason::CorruptFrame { .. } => "corrupt_frame",
+            EndReason::WorkerDied { .. } => "worker_died",
+            _ => return,
+        };
+        if let Some(p) = self.pools.get_mut(pool) {
+            *p.errors.entry(kind.to_owned()).or_default() += 1;
+        }
+    }
+
     /// Spawns scheduled and not yet done, in all pools.
     pub fn pending_spawns(&self) -> u32 {
         self.pools.values().map(|p| p.pending).sum()
@@ -1012,6 +1041,7 @@ impl Core {
                     streams: mine().map(|w| w.streams.len() as u32).sum(),
                     capacity: ready * pool.config.streams_per_worker,
                     degraded_for_ms: self.degraded_for(&pool.config.name),
+                    errors: pool.errors.clone(),
                     spares: all().filter(|w| w.slot == SPARE_SLOT).count() as u32,
                     slots: pool.slots.len() as u32,
                 }

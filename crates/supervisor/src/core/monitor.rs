@@ -115,7 +115,9 @@ impl Core {
             if let Some(entry) = self.streams.remove(&stream) {
                 shutdown(&entry.fd);
                 self.forget_stream(stream, &entry);
-                notify_end(stream, entry, EndReason::WorkerDied { cause: cause.clone() }, None);
+                let reason = EndReason::WorkerDied { cause: cause.clone() };
+                self.count_end(&entry.pool, &reason);
+                notify_end(stream, entry, reason, None);
             }
         }
         if shutting_down {
@@ -226,6 +228,7 @@ impl Core {
             entry.worker = to;
             entry.carried = (entry.bytes_in, entry.bytes_out);
             entry.carried_stalled_us = entry.stalled_us;
+            entry.corrupt_frames = 0;
             entry.usage_base = (Instant::now(), entry.bytes_out);
             let pool_name = entry.pool.clone();
             tracing::info!(%stream, %from, %to, "stream migrated");
