@@ -170,3 +170,73 @@ fn framing_applies_to_echo_only() {
     assert_eq!(out.status.code(), Some(64), "{err}");
     assert!(err.contains("pools.run.framing"), "{err}");
 }
+
+/// An upstream that answers each line in capitals, on TCP and on a Unix socket.
+fn capitals_upstream(dir: &std::path::Path) -> (std::net::SocketAddr, std::path::PathBuf) {
+    fn serve<S: Read + Write>(mut conn: S) {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 || conn.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                return;
+            }
+        }
+    }
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in tcp.incoming().flatten() {
+            std::thread::spawn(move || serve(conn));
+        }
+    });
+    let path = dir.join("upstream.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for conn in unix.incoming().flatten() {
+            std::thread::spawn(move || serve(conn));
+        }
+    });
+    (addr, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_joins_a_stream_to_an_upstream_the_daemon_connects_for_the_streamlet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, path) = capitals_upstream(dir.path());
+    let config = format!(
+        "[daemon]\nshutdown_timeout = \"2s\"\n\n[pools.relay]\nhandler = {{ kind = \"relay\", upstream = \"tcp://{addr}\" }}\n\
+         upstream_allow = [\"unix:{}\"]\nworkers = {{ min = 1, max = 1 }}\nstreams_per_worker = 4\nspare = false\n",
+        path.display()
+    );
+    let daemon = Daemon::start(&config);
+    let mut client = daemon.client().await;
+    let relay = |labels: Vec<(String, String)>| OpenRequest {
+        labels: labels.into_iter().collect(),
+        ..OpenRequest::new("relay")
+    };
+    for labels in [vec![], vec![("upstream".to_owned(), format!("unix:{}", path.display()))]] {
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        let opened = client.open(relay(labels.clone()), theirs.as_fd()).await.unwrap();
+        drop(theirs);
+        mine.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        mine.write_all(b"through the upstream\n").unwrap();
+        let mut back = [0u8; 21];
+        mine.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"THROUGH THE UPSTREAM\n", "{labels:?}");
+        mine.shutdown(std::net::Shutdown::Write).unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(10), client.next_event()).await.unwrap().unwrap();
+        let Event::StreamEnded(ended) = event else { panic!("{event:?}") };
+        assert_eq!((ended.stream, ended.reason), (opened.stream, EndReason::Completed));
+        assert_eq!((ended.bytes_in, ended.bytes_out), (21, 21));
+    }
+
+    // An upstream outside the allow-list is refused, and nothing is connected.
+    let (_mine, theirs) = UnixStream::pair().unwrap();
+    let refused = client.open(relay(vec![("upstream".into(), "tcp://127.0.0.1:1".into())]), theirs.as_fd()).await;
+    let err = refused.unwrap_err().to_string();
+    assert!(err.contains("bad_request") && err.contains("not allowed"), "{err}");
+    // A Unix upstream that is gone is refused at the open.
+    std::fs::remove_file(&path).unwrap();
+    let (_mine, theirs) = UnixStream::pair().unwrap();
+    let gone = client.open(relay(vec![("upstream".into(), format!("unix:{}", path.display()))]), theirs.as_fd()).await;
+    assert!(gone.unwrap_err().to_string().contains("upstream_unavailable"));
+}

@@ -46,6 +46,8 @@ pub enum ErrorCode {
     UnknownLease,
     /// The request named a streamlet the daemon does not have (any more).
     UnknownWorker,
+    /// A `relay` stream's upstream could not be connected to.
+    UpstreamUnavailable,
 }
 
 impl ErrorCode {
@@ -69,6 +71,7 @@ impl ErrorCode {
             Self::Preempted => "preempted",
             Self::UnknownLease => "unknown_lease",
             Self::UnknownWorker => "unknown_worker",
+            Self::UpstreamUnavailable => "upstream_unavailable",
             Self::Internal => "internal",
         }
     }

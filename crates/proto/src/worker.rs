@@ -36,6 +36,9 @@ pub enum ToWorker {
     Close { stream: StreamId },
     /// The stream's allocated rate changed (bytes per second).
     UpdateRate { stream: StreamId, rate: u64 },
+    /// The connection to the stream's upstream (`relay`), opened by the
+    /// daemon, is attached; its `Assign` follows.
+    Upstream { stream: StreamId },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -63,6 +66,9 @@ pub enum HandlerSpec {
     /// Echo of CRC32C frames (`framing = "crc32c"`): each frame is checked,
     /// and a corrupt one ends the stream or is dropped.
     FramedEcho { on_corrupt: OnCorrupt },
+    /// Joins each stream to the upstream connection the daemon hands over
+    /// with it, copying both ways.
+    Relay,
 }
 
 /// What a corrupt frame does to its stream.
@@ -82,6 +88,7 @@ impl HandlerSpec {
             Self::Echo => "echo",
             Self::Exec { .. } => "exec",
             Self::FramedEcho { .. } => "echo",
+            Self::Relay => "relay",
         }
     }
 }

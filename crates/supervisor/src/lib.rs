@@ -29,6 +29,7 @@ pub mod sandbox;
 mod server;
 mod spawner;
 mod stderr;
+pub mod upstream;
 
 pub use config::{Config, ConfigError};
 pub use daemon::{run, worker_binary, Daemon, DaemonError};

@@ -55,6 +55,8 @@ pub struct StreamContext {
     /// The stream's allocated rate in bytes per second, kept current as the
     /// daemon re-allocates; 0 when no quota applies.
     pub rate: Arc<std::sync::atomic::AtomicU64>,
+    /// For `relay`: the connection to the upstream, opened by the daemon.
+    pub upstream: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 /// Serves streams. One value serves every stream of the streamlet, each in a
@@ -73,5 +75,6 @@ pub fn builtin_handler(spec: &HandlerSpec) -> Result<Arc<dyn Handler>, String> {
         HandlerSpec::Echo => Ok(Arc::new(Echo)),
         HandlerSpec::Exec { command, direct } => Ok(Arc::new(crate::exec::Exec::new(command.clone(), *direct)?)),
         HandlerSpec::FramedEcho { on_corrupt } => Ok(Arc::new(crate::framed::FramedEcho { on_corrupt: *on_corrupt })),
+        HandlerSpec::Relay => Ok(Arc::new(crate::relay::Relay)),
     }
 }

@@ -39,11 +39,13 @@ mod exec;
 pub mod framed;
 mod handler;
 mod pacer;
+mod relay;
 mod runtime;
 mod stream;
 
 pub use echo::Echo;
 pub use exec::Exec;
 pub use handler::{builtin_handler, BoxFuture, Handler, HandlerError, HandlerFactory, HandlerResult, StreamContext};
+pub use relay::Relay;
 pub use runtime::{run, run_main, WorkerError};
 pub use stream::{Counters, Stream};

@@ -113,6 +113,8 @@ async fn serve(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerE
     let pool: Arc<str> = pool.into();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(StreamId, HandlerResult)>();
     let mut streams: HashMap<StreamId, Running> = HashMap::new();
+    // Upstream connections (`relay`) that came ahead of their `Assign`.
+    let mut upstreams: HashMap<StreamId, OwnedFd> = HashMap::new();
     let period = Duration::from_millis(u64::from(stats_interval_ms.max(1)));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -125,9 +127,16 @@ async fn serve(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerE
         tokio::select! {
             message = channel.recv::<ToWorker>() => match message? {
                 None => return Ok(()),
+                Some((ToWorker::Upstream { stream }, Some(fd))) => {
+                    upstreams.insert(stream, fd);
+                }
+                Some((ToWorker::Upstream { stream }, None)) => {
+                    return Err(WorkerError::Protocol(format!("Upstream of stream {stream} without a descriptor")));
+                }
                 Some((ToWorker::Assign(assign), Some(fd))) => {
                     let stream = assign.stream;
-                    match start(&*handler, &pool, assign, fd, &done_tx) {
+                    let upstream = upstreams.remove(&stream);
+                    match start(&*handler, &pool, assign, fd, upstream, &done_tx) {
                         Ok(running) => {
                             streams.insert(stream, running);
                         }
@@ -174,6 +183,7 @@ fn start(
     pool: &Arc<str>,
     assign: Assign,
     fd: OwnedFd,
+    upstream: Option<OwnedFd>,
     done: &mpsc::UnboundedSender<(StreamId, HandlerResult)>,
 ) -> std::io::Result<Running> {
     let counters = Arc::new(Counters::default());
@@ -186,6 +196,7 @@ fn start(
         tenant: assign.tenant,
         labels: assign.labels,
         rate: rate.clone(),
+        upstream: upstream.map(Arc::new),
     };
     let id = assign.stream;
     let future = handler.serve(stream, ctx);

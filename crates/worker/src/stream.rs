@@ -57,6 +57,14 @@ impl Stream {
         }
     }
 
+    /// Waits until the socket is writable (for a connection still being
+    /// made: until it is made, or has failed).
+    pub async fn writable(&self) -> io::Result<()> {
+        let mut guard = self.fd.writable().await?;
+        guard.retain_ready();
+        Ok(())
+    }
+
     pub fn counters(&self) -> &Arc<Counters> {
         &self.counters
     }

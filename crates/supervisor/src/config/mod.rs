@@ -14,6 +14,7 @@ use serde::Deserialize;
 use streamlet_proto::worker::HandlerSpec;
 
 use crate::restart::RestartPolicy;
+use crate::upstream::Upstream;
 
 mod monitor;
 mod quota;
@@ -82,6 +83,10 @@ pub struct PoolConfig {
     pub on_worker_exit: OnWorkerExit,
     /// Keep one streamlet spawned and ready to take a dead one's place.
     pub spare: bool,
+    /// For `relay`: the upstream streams go to, unless an open's `upstream`
+    /// label names another of `upstream_allow`.
+    pub upstream: Option<crate::upstream::Upstream>,
+    pub upstream_allow: Vec<crate::upstream::Upstream>,
     /// A streamlet silent this long is killed as `hung`.
     pub heartbeat_timeout: Duration,
     /// Backoff and crash-loop breaker.
@@ -196,6 +201,8 @@ struct RawPool {
     on_worker_exit: OnWorkerExit,
     #[serde(default)]
     framing: Framing,
+    #[serde(default)]
+    upstream_allow: Vec<String>,
     #[serde(default = "end")]
     on_corrupt: streamlet_proto::worker::OnCorrupt,
     #[serde(default = "yes")]
@@ -252,6 +259,9 @@ enum RawHandler {
         command: Vec<String>,
         #[serde(default)]
         direct: bool,
+    },
+    Relay {
+        upstream: String,
     },
 }
 
@@ -347,12 +357,17 @@ impl Config {
             if pool.streams_per_worker == 0 || pool.streams_per_worker > MAX_STREAMS_PER_WORKER {
                 return Err(err(&key("streams_per_worker"), format!("must be 1 to {MAX_STREAMS_PER_WORKER}")));
             }
+            let relay_upstream = match &pool.handler {
+                RawHandler::Relay { upstream } => Some(upstream.clone()),
+                _ => None,
+            };
             let handler = match (pool.handler, pool.framing) {
                 (RawHandler::Echo {}, Framing::Crc32c) => HandlerSpec::FramedEcho { on_corrupt: pool.on_corrupt },
                 (_, Framing::Crc32c) => {
                     return Err(err(&key("framing"), "\"crc32c\" applies to the echo handler".into()));
                 }
                 (RawHandler::Echo {}, Framing::None) => HandlerSpec::Echo,
+                (RawHandler::Relay { .. }, Framing::None) => HandlerSpec::Relay,
                 (RawHandler::Exec { command, direct }, Framing::None) => {
                     check_command(&command).map_err(|reason| err(&key("handler.command"), reason))?;
                     HandlerSpec::Exec { command, direct }
@@ -373,6 +388,17 @@ impl Config {
                         pool.workers.max
                     ),
                 ));
+            }
+            let upstream = match &relay_upstream {
+                Some(text) => Some(Upstream::parse(text).map_err(|r| err(&key("handler.upstream"), r))?),
+                None => None,
+            };
+            let mut upstream_allow = Vec::new();
+            for (i, text) in pool.upstream_allow.iter().enumerate() {
+                upstream_allow.push(Upstream::parse(text).map_err(|r| err(&key(&format!("upstream_allow[{i}]")), r))?);
+            }
+            if !upstream_allow.is_empty() && upstream.is_none() {
+                return Err(err(&key("upstream_allow"), "applies to a relay handler only".into()));
             }
             let heartbeat_timeout =
                 monitor::heartbeat_timeout(pool.heartbeat_timeout.as_deref()).map_err(|(k, r)| err(&key(k), r))?;
@@ -396,6 +422,8 @@ impl Config {
                 prefer: pool.prefer,
                 on_worker_exit: pool.on_worker_exit,
                 spare: pool.spare,
+                upstream,
+                upstream_allow,
                 heartbeat_timeout,
                 restart,
             };

@@ -470,6 +470,20 @@ impl Core {
             ));
         }
         let priority = request.priority.unwrap_or(0);
+        let upstream = match relay_upstream(&pool.config, &request.labels) {
+            Ok(None) => None,
+            Ok(Some(upstream)) => match upstream.connect() {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    *retry_fd = None;
+                    return Err(ErrorBody::new(
+                        ErrorCode::UpstreamUnavailable,
+                        format!("cannot connect to the upstream {upstream}: {e}"),
+                    ));
+                }
+            },
+            Err(error) => return Err(error),
+        };
         let wanted = streamlet_balance::Request { region: request.region };
         let labels = request.labels;
         let now = self.epoch.elapsed().as_millis() as u64;
@@ -525,7 +539,11 @@ impl Core {
             };
             let id = WorkerId(key);
             let entry = self.workers.get_mut(&id).expect("placement holds only known streamlets");
-            match entry.link.send_encoded(assign, Some(fd.as_fd())) {
+            let sent = match &upstream {
+                Some(up) => entry.link.send(&ToWorker::Upstream { stream }, Some(up.as_fd())),
+                None => Ok(()),
+            };
+            match sent.and_then(|()| entry.link.send_encoded(assign, Some(fd.as_fd()))) {
                 Ok(()) => {
                     entry.streams.insert(stream);
                     break Ok(id);
@@ -1146,6 +1164,28 @@ impl Drop for StreamFd {
 /// Send rates are measured over at least this many milliseconds: shorter
 /// spans between reports are added to the next.
 const MIN_USAGE_SPAN_MS: u128 = 10;
+
+/// The upstream a `relay` stream goes to: the pool's, or the one its
+/// `upstream` label names, which must be in the pool's `upstream_allow`.
+fn relay_upstream<'a>(
+    config: &'a PoolConfig,
+    labels: &BTreeMap<String, String>,
+) -> Result<Option<&'a crate::upstream::Upstream>, ErrorBody> {
+    let Some(default) = &config.upstream else { return Ok(None) };
+    let Some(asked) = labels.get("upstream") else { return Ok(Some(default)) };
+    let allowed = std::iter::once(default).chain(&config.upstream_allow);
+    for upstream in allowed {
+        if upstream.to_string() == *asked {
+            return Ok(Some(upstream));
+        }
+    }
+    let allowed: Vec<String> =
+        std::iter::once(default).chain(&config.upstream_allow).map(ToString::to_string).collect();
+    Err(ErrorBody::new(
+        ErrorCode::BadRequest,
+        format!("upstream {asked:?} is not allowed for pool {:?}; allowed: {}", config.name, allowed.join(", ")),
+    ))
+}
 
 /// An allocation at or above this is no limit: the stream is not paced.
 const UNLIMITED: u64 = 1 << 60;

@@ -59,7 +59,10 @@ impl Core {
         pool.placement.remove(id.0);
         pool.restarting.retain(|w| *w != id);
         let policy = pool.config.restart;
-        let migrate = pool.config.on_worker_exit == OnWorkerExit::Migrate && !shutting_down;
+        // A relay stream's upstream connection died with the streamlet: it
+        // cannot move, and ends.
+        let relay = pool.config.upstream.is_some();
+        let migrate = pool.config.on_worker_exit == OnWorkerExit::Migrate && !shutting_down && !relay;
         let planned = worker.state == WorkerState::Draining || cause == ExitCause::KilledByOperator;
 
         // The slot, and what replaces it.
