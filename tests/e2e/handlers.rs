@@ -240,3 +240,18 @@ async fn relay_joins_a_stream_to_an_upstream_the_daemon_connects_for_the_streaml
     let gone = client.open(relay(vec![("upstream".into(), format!("unix:{}", path.display()))]), theirs.as_fd()).await;
     assert!(gone.unwrap_err().to_string().contains("upstream_unavailable"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ingress_limit_a_streamlet_reads_no_faster_than_the_streams_max() {
+    let config = exec_pool(r#"["/usr/bin/wc", "-c"]"#, false)
+        + "ingress_limit = true\ndefault_rate = { min = \"1000\", max = \"1MB/s\" }\n";
+    let daemon = Daemon::start(&config);
+    let started = std::time::Instant::now();
+    let (output, reason, bytes) = run(&daemon, &[], &vec![5u8; 2_000_000]).await;
+    let took = started.elapsed();
+    assert_eq!(String::from_utf8(output).unwrap().trim(), "2000000");
+    assert_eq!(reason, EndReason::Completed);
+    assert_eq!(bytes.0, 2_000_000);
+    // 2 MB at 1 MB/s, less the bucket's 20 ms: about two seconds, not milliseconds.
+    assert!(took >= Duration::from_millis(1800) && took < Duration::from_secs(4), "{took:?}");
+}

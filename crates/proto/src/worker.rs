@@ -101,6 +101,9 @@ pub struct Assign {
     pub labels: BTreeMap<String, String>,
     /// The allocated rate, bytes per second; `None`: no quota.
     pub rate: Option<u64>,
+    /// Read from the client at most this fast (the stream's max, where the
+    /// pool has `ingress_limit = true`), bytes per second; `None`: no limit.
+    pub ingress: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

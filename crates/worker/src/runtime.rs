@@ -190,6 +190,9 @@ fn start(
     let mut stream = Stream::new(fd, counters.clone())?;
     let rate = Arc::new(AtomicU64::new(assign.rate.unwrap_or(0)));
     stream.pace(rate.clone());
+    if let Some(limit) = assign.ingress {
+        stream.limit_reads(limit);
+    }
     let ctx = StreamContext {
         stream: assign.stream,
         pool: pool.clone(),

@@ -37,6 +37,8 @@ pub struct Stream {
     fd: AsyncFd<OwnedFd>,
     counters: Arc<Counters>,
     pacer: Option<crate::pacer::Pacer>,
+    /// Reads from the client at most this fast (`ingress_limit`).
+    read_pacer: Option<crate::pacer::Pacer>,
 }
 
 impl Stream {
@@ -46,7 +48,7 @@ impl Stream {
         // SAFETY: an OwnedFd stays open with the same raw number until it is
         // dropped, which happens only with the AsyncFd.
         let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
-        Ok(Self { fd, counters, pacer: None })
+        Ok(Self { fd, counters, pacer: None, read_pacer: None })
     }
 
     /// Paces writes at `rate` (bytes per second, 0 for none, read at each
@@ -55,6 +57,12 @@ impl Stream {
         if !is_tcp(self.fd.get_ref().as_fd()) {
             self.pacer = Some(crate::pacer::Pacer::new(rate, self.counters.stalled_us.clone()));
         }
+    }
+
+    /// Reads at most `rate` bytes per second from the client.
+    pub(crate) fn limit_reads(&mut self, rate: u64) {
+        let rate = Arc::new(AtomicU64::new(rate));
+        self.read_pacer = Some(crate::pacer::Pacer::new(rate, Arc::new(AtomicU64::new(0))));
     }
 
     /// Waits until the socket is writable (for a connection still being
@@ -85,10 +93,14 @@ fn cvt(n: libc::ssize_t) -> io::Result<usize> {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let allowed = match self.read_pacer.as_mut() {
+            Some(pacer) => ready!(pacer.poll_allow(cx, buf.remaining())),
+            None => buf.remaining(),
+        };
         loop {
             let mut guard = ready!(self.fd.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
+            let unfilled = &mut buf.initialize_unfilled()[..allowed];
             let result = guard.try_io(|inner| {
                 // SAFETY: unfilled is a live, writable buffer of the length given.
                 cvt(unsafe { libc::read(inner.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len()) })
@@ -97,6 +109,9 @@ impl AsyncRead for Stream {
                 Ok(Ok(n)) => {
                     buf.advance(n);
                     self.counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    if let Some(pacer) = self.read_pacer.as_mut() {
+                        pacer.spend(n);
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,

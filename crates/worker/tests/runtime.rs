@@ -20,7 +20,13 @@ async fn recv(daemon: &Channel) -> FromWorker {
 }
 
 fn assign(id: u64) -> ToWorker {
-    ToWorker::Assign(Assign { stream: StreamId(id), tenant: "t".into(), labels: Default::default(), rate: None })
+    ToWorker::Assign(Assign {
+        stream: StreamId(id),
+        tenant: "t".into(),
+        labels: Default::default(),
+        rate: None,
+        ingress: None,
+    })
 }
 
 #[tokio::test]

@@ -87,6 +87,8 @@ pub struct PoolConfig {
     /// label names another of `upstream_allow`.
     pub upstream: Option<crate::upstream::Upstream>,
     pub upstream_allow: Vec<crate::upstream::Upstream>,
+    /// Streamlets read from each client at most at the stream's max rate.
+    pub ingress_limit: bool,
     /// A streamlet silent this long is killed as `hung`.
     pub heartbeat_timeout: Duration,
     /// Backoff and crash-loop breaker.
@@ -203,6 +205,8 @@ struct RawPool {
     framing: Framing,
     #[serde(default)]
     upstream_allow: Vec<String>,
+    #[serde(default)]
+    ingress_limit: bool,
     #[serde(default = "end")]
     on_corrupt: streamlet_proto::worker::OnCorrupt,
     #[serde(default = "yes")]
@@ -424,6 +428,7 @@ impl Config {
                 spare: pool.spare,
                 upstream,
                 upstream_allow,
+                ingress_limit: pool.ingress_limit,
                 heartbeat_timeout,
                 restart,
             };

@@ -192,6 +192,7 @@ struct StreamEntry {
     tcp: bool,
     /// What the open asked for, to place it again if its streamlet dies.
     labels: BTreeMap<String, String>,
+    ingress: Option<u64>,
     region: Option<String>,
     /// Bytes in and out counted by the streamlets it was on before this one.
     carried: (u64, u64),
@@ -484,6 +485,7 @@ impl Core {
             },
             Err(error) => return Err(error),
         };
+        let ingress = (pool.config.ingress_limit && rate.max < UNLIMITED).then_some(rate.max);
         let wanted = streamlet_balance::Request { region: request.region };
         let labels = request.labels;
         let now = self.epoch.elapsed().as_millis() as u64;
@@ -525,8 +527,13 @@ impl Core {
                 }
             }
             let allocated = admission.as_ref().and_then(|a| limit(a.rate));
-            let assign =
-                ToWorker::Assign(Assign { stream, tenant: tenant.clone(), labels: labels.clone(), rate: allocated });
+            let assign = ToWorker::Assign(Assign {
+                stream,
+                tenant: tenant.clone(),
+                labels: labels.clone(),
+                rate: allocated,
+                ingress,
+            });
             let assign = match encode(&assign) {
                 Ok(assign) => assign,
                 Err(e) => {
@@ -611,6 +618,7 @@ impl Core {
             managed,
             tcp,
             labels,
+            ingress,
             region: wanted.region,
             carried: (0, 0),
             sending: None,

@@ -204,6 +204,7 @@ impl Core {
                 tenant: entry.tenant.clone(),
                 labels: entry.labels.clone(),
                 rate: entry.rate,
+                ingress: entry.ingress,
             });
             let Some(worker) = self.workers.get_mut(&to) else {
                 pool.placement.remove(key);
