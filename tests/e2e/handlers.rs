@@ -255,3 +255,41 @@ async fn with_ingress_limit_a_streamlet_reads_no_faster_than_the_streams_max() {
     // 2 MB at 1 MB/s, less the bucket's 20 ms: about two seconds, not milliseconds.
     assert!(took >= Duration::from_millis(1800) && took < Duration::from_secs(4), "{took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_does_not_inherit_the_streamlets_control_channel() {
+    let script = r#"["/bin/sh", "-c", "readlink /proc/$$/fd/3 || echo none"]"#;
+    let daemon = Daemon::start(&exec_pool(script, false));
+    let (output, reason, _) = run(&daemon, &[], b"").await;
+    let text = String::from_utf8(output).unwrap();
+    assert!(!text.contains("socket"), "the command holds the control channel: {text}");
+    assert_eq!(reason, EndReason::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_ends_with_its_stream_and_takes_what_it_started_along() {
+    // A client that leaves while the command still writes.
+    let daemon = Daemon::start(&exec_pool(r#"["/usr/bin/yes", "streamlet-exec-yes"]"#, false));
+    let mut client = daemon.client().await;
+    let (mut mine, theirs) = UnixStream::pair().unwrap();
+    let opened = client.open(OpenRequest::new("run"), theirs.as_fd()).await.unwrap();
+    drop(theirs);
+    let mut some = [0u8; 1024];
+    mine.read_exact(&mut some).unwrap();
+    drop(mine);
+    let event =
+        tokio::time::timeout(Duration::from_secs(5), client.next_event()).await.expect("the stream ends").unwrap();
+    let Event::StreamEnded(ended) = event else { panic!("{event:?}") };
+    assert_eq!(ended.stream, opened.stream);
+    drop(daemon);
+
+    // A command that leaves something running behind it.
+    let script = r#"["/bin/sh", "-c", "/bin/sleep 1000017 & echo started"]"#;
+    let daemon = Daemon::start(&exec_pool(script, false));
+    let started = std::time::Instant::now();
+    let (output, reason, _) = run(&daemon, &[], b"").await;
+    assert_eq!((output.as_slice(), reason), (&b"started\n"[..], EndReason::Completed));
+    assert!(started.elapsed() < Duration::from_secs(5), "the background child held the stream open");
+    let sleeping = std::process::Command::new("pgrep").args(["-f", "sleep 1000017"]).output().unwrap();
+    assert!(sleeping.stdout.is_empty(), "left behind: {}", String::from_utf8_lossy(&sleeping.stdout));
+}

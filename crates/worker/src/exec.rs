@@ -56,6 +56,8 @@ impl Exec {
             .env("STREAM_TENANT", &ctx.tenant)
             .env("STREAM_RATE", ctx.rate.load(Ordering::Relaxed).to_string())
             .stderr(Stdio::inherit())
+            // A group of its own, so that what it starts goes with it.
+            .process_group(0)
             .kill_on_drop(true);
         for (key, value) in &ctx.labels {
             let key: String =
@@ -80,11 +82,13 @@ impl Handler for Exec {
                 let output = socket.try_clone()?;
                 let mut child =
                     command.stdin(Stdio::from(socket)).stdout(Stdio::from(output)).spawn().map_err(cannot)?;
+                let _group = Group(child.id());
                 let status = child.wait().await?;
                 drop(stream);
                 status
             } else {
                 let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().map_err(cannot)?;
+                let group = Group(child.id());
                 let (mut stdin, mut stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
                 let (mut from_client, mut to_client) = tokio::io::split(stream);
                 // Client to command, until the client's end of input (then the
@@ -93,8 +97,28 @@ impl Handler for Exec {
                     let _ = tokio::io::copy(&mut from_client, &mut stdin).await;
                     let _ = stdin.shutdown().await;
                 });
-                let copied = tokio::io::copy(&mut stdout, &mut to_client).await;
-                let status = child.wait().await?;
+                let (status, copied) = {
+                    let copy = tokio::io::copy(&mut stdout, &mut to_client);
+                    tokio::pin!(copy);
+                    tokio::select! {
+                        copied = &mut copy => {
+                            // Its output ended, or the client left: a command
+                            // still writing to a client that left is stopped.
+                            if copied.is_err() {
+                                group.kill();
+                            }
+                            (child.wait().await?, copied)
+                        }
+                        status = child.wait() => {
+                            // Its exit ends the stream: what it started goes
+                            // too (it may hold the output open), then what is
+                            // in the pipe is delivered.
+                            let status = status?;
+                            group.kill();
+                            (status, copy.await)
+                        }
+                    }
+                };
                 feed.abort();
                 copied?;
                 to_client.shutdown().await?;
@@ -105,6 +129,25 @@ impl Handler for Exec {
                 Some(cause) => Err(HandlerError::Exited(cause)),
             }
         })
+    }
+}
+
+/// A command's process group: killed when the stream ends, however it ends
+/// (the handler's future dropped by a `Close` included).
+struct Group(Option<u32>);
+
+impl Group {
+    fn kill(&self) {
+        if let Some(pgid) = self.0.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 0) {
+            // SAFETY: kill(2) of a process group this handler created.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -3,8 +3,11 @@
 //! A frame is a 4-byte big-endian payload length, the payload, then the
 //! payload's CRC32C (Castagnoli), 4 bytes big-endian. A frame whose CRC does
 //! not match is corrupt: it is counted, then ends the stream (`corrupt_frame`)
-//! or is dropped, as the pool's `on_corrupt` says. A length over
-//! [`MAX_FRAME`] cannot be resynchronised from and always ends the stream.
+//! or is dropped, as the pool's `on_corrupt` says. The length has no check of
+//! its own: dropping recovers from a corrupt payload or CRC, not from a
+//! corrupt length, which shifts every later frame (it then shows as corrupt
+//! frames, a length over [`MAX_FRAME`] that ends the stream, or a frame
+//! waiting for bytes that never come).
 
 use std::sync::atomic::Ordering;
 
@@ -14,8 +17,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::handler::{BoxFuture, Handler, HandlerError, HandlerResult, StreamContext};
 use crate::stream::Stream;
 
-/// The longest payload a frame may carry.
-pub const MAX_FRAME: usize = 1 << 20;
+/// The longest payload a frame may carry: small, because a streamlet holds
+/// one frame per stream in memory (a hundred streams: 6.4 MiB at most).
+pub const MAX_FRAME: usize = 64 * 1024;
 
 /// One frame read: its payload, or why it is not one.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,11 +59,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Frame, H
 
 /// Writes `payload` as one frame.
 pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, payload: &[u8]) -> std::io::Result<()> {
-    let mut frame = Vec::with_capacity(payload.len() + 8);
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(payload);
-    frame.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
-    writer.write_all(&frame).await
+    writer.write_all(&(payload.len() as u32).to_be_bytes()).await?;
+    writer.write_all(payload).await?;
+    writer.write_all(&crc32c::crc32c(payload).to_be_bytes()).await
 }
 
 /// `echo` of frames: each valid frame comes back as a frame.
@@ -80,12 +82,13 @@ impl Handler for FramedEcho {
                         return Ok(());
                     }
                     Frame::Corrupt { expected, found } => {
-                        stream.counters().corrupt_frames.fetch_add(1, Ordering::Relaxed);
                         if on_corrupt == OnCorrupt::End {
+                            // Counted once, by the end reason.
                             return Err(HandlerError::Corrupt(format!(
                                 "CRC32C {found:08x} where the payload's is {expected:08x}"
                             )));
                         }
+                        stream.counters().corrupt_frames.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }

@@ -67,6 +67,13 @@ where
     // SAFETY: the descriptor is open (checked above) and inherited for us
     // alone; nothing else in this process owns it.
     let control = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Inherited without close-on-exec so that this process gets it; set it
+    // now, so that no command a handler runs (`exec`) inherits the channel.
+    // SAFETY: fcntl(F_SETFD) on a descriptor we own.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        eprintln!("streamlet-worker: cannot set close-on-exec on descriptor {fd}: {}", std::io::Error::last_os_error());
+        return ExitCode::from(1);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -152,6 +159,7 @@ async fn serve(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerE
                 Some((ToWorker::Close { stream }, _)) => {
                     if let Some(running) = streams.remove(&stream) {
                         running.abort.abort();
+                        flush_dropped_frames(&channel, stream, &running).await?;
                         channel.send(&FromWorker::Ended(ended(stream, &running, EndReason::Closed)), None).await?;
                     }
                 }
@@ -169,6 +177,7 @@ async fn serve(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerE
                         Ok(()) => EndReason::Completed,
                         Err(e) => e.end_reason(),
                     };
+                    flush_dropped_frames(&channel, stream, &running).await?;
                     channel.send(&FromWorker::Ended(ended(stream, &running, reason)), None).await?;
                 }
             }
@@ -214,6 +223,20 @@ fn start(
 fn ended(stream: StreamId, running: &Running, reason: EndReason) -> Ended {
     let (bytes_in, bytes_out) = running.counters.snapshot();
     Ended { stream, reason, bytes_in, bytes_out }
+}
+
+/// `Ended` carries no frame counts: frames a stream dropped since the last
+/// report go in one last `Stats`, so that the pool counts them.
+async fn flush_dropped_frames(channel: &Channel, stream: StreamId, running: &Running) -> Result<(), WorkerError> {
+    let corrupt_frames = running.counters.corrupt_frames.load(Ordering::Relaxed);
+    if corrupt_frames == 0 {
+        return Ok(());
+    }
+    let (bytes_in, bytes_out) = running.counters.snapshot();
+    let stalled_us = running.counters.stalled_us.load(Ordering::Relaxed);
+    let counters = StreamCounters { stream, bytes_in, bytes_out, stalled_us, corrupt_frames };
+    channel.send(&FromWorker::Stats { streams: vec![counters] }, None).await?;
+    Ok(())
 }
 
 async fn report_stats(channel: &Channel, streams: &mut HashMap<StreamId, Running>) -> Result<(), WorkerError> {
