@@ -28,7 +28,7 @@ shutdown_timeout = "2s"
 [pools.echo]
 handler = { kind = "echo" }
 workers = { min = 2, max = 2 }
-streams_per_worker = 64
+streams_per_worker = 128
 "#;
 
 trait Conn: Read + Write + Send + 'static {
@@ -134,7 +134,13 @@ fn main() {
     let mut client = runtime.block_on(Client::connect(&daemon.socket)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut open = |server: &dyn AsFd| {
-        runtime.block_on(client.open(OpenRequest::new("echo"), server.as_fd())).unwrap();
+        runtime.block_on(async {
+            // The streams of the case before end as their clients go: wait for it.
+            while client.status().await.unwrap().pools[0].streams >= 128 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            client.open(OpenRequest::new("echo"), server.as_fd()).await.unwrap();
+        })
     };
 
     println!("echo throughput, MB/s echoed ({seconds} s windows)");
@@ -291,7 +297,7 @@ impl Daemon {
             .arg(&config)
             .arg("--socket")
             .arg(&socket)
-            .env("STREAMLET_LOG", "error")
+            .env("STREAMLET_LOG", std::env::var("BENCH_LOG").unwrap_or("error".into()))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();

@@ -221,3 +221,18 @@ async fn streamlets_die_with_a_killed_daemon() {
     let mut daemon = daemon;
     daemon.restart();
 }
+
+/// Streamlets are forked from a thread that lives as long as the daemon:
+/// `PR_SET_PDEATHSIG` fires when the forking *thread* exits, and a pool
+/// thread retired after ten idle seconds would take its streamlets along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamlets_outlive_the_thread_pools_idle_timeout() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let mut client = daemon.client().await;
+    let before: Vec<u32> = client.workers(None).await.unwrap().iter().map(|w| w.pid).collect();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let workers = client.workers(None).await.unwrap();
+    let after: Vec<u32> = workers.iter().map(|w| w.pid).collect();
+    assert_eq!(after, before, "{workers:?}");
+    assert!(workers.iter().all(|w| w.restarts == 0), "{workers:?}");
+}

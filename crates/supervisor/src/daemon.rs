@@ -27,6 +27,8 @@ pub struct Daemon {
     pub(crate) worker_reaped: Notify,
     /// Becomes true when the daemon starts shutting down.
     pub(crate) stopping: watch::Sender<bool>,
+    /// The thread every streamlet is forked from.
+    pub(crate) spawner: crate::spawner::SpawnThread,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,7 @@ pub async fn run(
         sandbox: Arc::new(sandbox),
         worker_reaped: Notify::new(),
         stopping,
+        spawner: crate::spawner::SpawnThread::new(tokio::runtime::Handle::current()),
     });
     tracing::info!(
         socket = %daemon.socket_path.display(), config = %daemon.config.source,

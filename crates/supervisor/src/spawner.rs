@@ -323,10 +323,49 @@ async fn monitor(
 /// the child's move into its cgroup can take milliseconds (the kernel's
 /// cgroup lock), which must not stall the daemon's event loop.
 async fn start_off_thread(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, StartError> {
-    let (daemon, pool) = (daemon.clone(), pool.to_owned());
-    tokio::task::spawn_blocking(move || start(&daemon, &pool, slot))
+    let (d, pool) = (daemon.clone(), pool.to_owned());
+    daemon
+        .spawner
+        .run(move || start(&d, &pool, slot))
         .await
-        .unwrap_or_else(|e| Err(StartError::Channel(std::io::Error::other(format!("spawn task failed: {e}")))))
+        .unwrap_or_else(|| Err(StartError::Channel(std::io::Error::other("the spawner thread is gone"))))
+}
+
+/// The one thread streamlets are forked from. Not tokio's blocking pool:
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, and
+/// the pool retires idle threads after ten seconds, which would kill every
+/// streamlet they forked. This thread lives as long as the daemon.
+#[derive(Debug)]
+pub(crate) struct SpawnThread {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl SpawnThread {
+    pub fn new(runtime: tokio::runtime::Handle) -> SpawnThread {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("streamlet-spawn".into())
+            .spawn(move || {
+                // tokio's child reaping and the tasks `start` spawns need the runtime.
+                let _runtime = runtime.enter();
+                while let Ok(job) = queue.recv() {
+                    job();
+                }
+            })
+            .expect("a thread to spawn streamlets from");
+        SpawnThread { jobs }
+    }
+
+    /// Runs `job` on the spawner thread; `None` if that thread is gone.
+    pub async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(job());
+            }))
+            .ok()?;
+        result.await.ok()
+    }
 }
 
 fn classify(status: ExitStatus) -> ExitCause {
