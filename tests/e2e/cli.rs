@@ -156,7 +156,18 @@ fn streamletctl_drains_kills_restarts_and_shows_a_streamlet() {
     let (code, out, err) = ctl(&daemon, &["kill", &first.to_string()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("killed streamlet {first}")), "{out}");
-    daemon.wait_until(|s| s.pools[0].ready == 2);
+    // Gone, and its slot filled again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, out, _) = ctl(&daemon, &["--json", "workers"]);
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let rows = rows.as_array().unwrap();
+        if rows.iter().all(|r| r["id"] != first) && rows.iter().filter(|r| r["state"] == "ready").count() == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let (_, out, _) = ctl(&daemon, &["workers"]);
     assert!(out.contains("LAST EXIT") && out.contains("killed by operator"), "{out}");
 

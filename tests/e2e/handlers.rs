@@ -161,14 +161,14 @@ async fn with_on_corrupt_drop_a_corrupt_frame_is_counted_and_skipped() {
 }
 
 #[test]
-fn framing_applies_to_echo_only() {
+fn framing_applies_to_echo_and_relay_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("streamletd.toml");
     std::fs::write(&path, exec_pool(r#"["/bin/cat"]"#, false) + "framing = \"crc32c\"\n").unwrap();
     let out = std::process::Command::new(crate::support::STREAMLETD).arg("check-config").arg(&path).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{err}");
-    assert!(err.contains("pools.run.framing"), "{err}");
+    assert!(err.contains("pools.run.framing") && err.contains("echo and relay"), "{err}");
 }
 
 /// An upstream that answers each line in capitals, on TCP and on a Unix socket.
@@ -292,4 +292,36 @@ async fn a_command_ends_with_its_stream_and_takes_what_it_started_along() {
     assert!(started.elapsed() < Duration::from_secs(5), "the background child held the stream open");
     let sleeping = std::process::Command::new("pgrep").args(["-f", "sleep 1000017"]).output().unwrap();
     assert!(sleeping.stdout.is_empty(), "left behind: {}", String::from_utf8_lossy(&sleeping.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_framed_relay_checks_frames_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    // The upstream capitalises: frames of digits come through intact, frames
+    // with letters come back with a payload their CRC no longer matches.
+    let (addr, _) = capitals_upstream(dir.path());
+    let config = format!(
+        "[daemon]\nshutdown_timeout = \"2s\"\n\n[pools.relay]\nhandler = {{ kind = \"relay\", upstream = \"tcp://{addr}\" }}\n\
+         framing = \"crc32c\"\nworkers = {{ min = 1, max = 1 }}\nstreams_per_worker = 4\nspare = false\n"
+    );
+    let daemon = Daemon::start(&config);
+    let mut client = daemon.client().await;
+    let (mut mine, theirs) = UnixStream::pair().unwrap();
+    let opened = client.open(OpenRequest::new("relay"), theirs.as_fd()).await.unwrap();
+    drop(theirs);
+    mine.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let digits = frame(b"0123456789");
+    mine.write_all(&digits).unwrap();
+    let mut back = vec![0u8; digits.len()];
+    mine.read_exact(&mut back).unwrap();
+    assert_eq!(back, digits, "a frame the upstream leaves alone comes back whole");
+    mine.write_all(&frame(b"letters")).unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), client.next_event()).await.unwrap().unwrap();
+    let Event::StreamEnded(ended) = event else { panic!("{event:?}") };
+    assert_eq!(ended.stream, opened.stream);
+    assert!(
+        matches!(ended.reason, EndReason::CorruptFrame { .. }),
+        "the upstream's corruption is caught: {:?}",
+        ended.reason
+    );
 }

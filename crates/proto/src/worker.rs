@@ -67,8 +67,9 @@ pub enum HandlerSpec {
     /// and a corrupt one ends the stream or is dropped.
     FramedEcho { on_corrupt: OnCorrupt },
     /// Joins each stream to the upstream connection the daemon hands over
-    /// with it, copying both ways.
-    Relay,
+    /// with it, copying both ways; with `framing` (`"crc32c"`), frame by
+    /// frame, each checked.
+    Relay { framing: Option<OnCorrupt> },
 }
 
 /// What a corrupt frame does to its stream.
@@ -88,7 +89,7 @@ impl HandlerSpec {
             Self::Echo => "echo",
             Self::Exec { .. } => "exec",
             Self::FramedEcho { .. } => "echo",
-            Self::Relay => "relay",
+            Self::Relay { .. } => "relay",
         }
     }
 }

@@ -75,6 +75,6 @@ pub fn builtin_handler(spec: &HandlerSpec) -> Result<Arc<dyn Handler>, String> {
         HandlerSpec::Echo => Ok(Arc::new(Echo)),
         HandlerSpec::Exec { command, direct } => Ok(Arc::new(crate::exec::Exec::new(command.clone(), *direct)?)),
         HandlerSpec::FramedEcho { on_corrupt } => Ok(Arc::new(crate::framed::FramedEcho { on_corrupt: *on_corrupt })),
-        HandlerSpec::Relay => Ok(Arc::new(crate::relay::Relay)),
+        HandlerSpec::Relay { framing } => Ok(Arc::new(crate::relay::Relay { framing: *framing })),
     }
 }

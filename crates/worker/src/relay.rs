@@ -12,13 +12,23 @@ use std::os::fd::{AsFd, OwnedFd};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::handler::{BoxFuture, Handler, HandlerError, HandlerResult, StreamContext};
-use crate::stream::Stream;
+use std::sync::atomic::Ordering;
+
+use streamlet_proto::worker::OnCorrupt;
+
+use crate::framed::{read_frame, write_frame, Frame};
+use crate::stream::{Counters, Stream};
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Relay;
+pub struct Relay {
+    /// `framing = "crc32c"`: both directions carry frames, each checked, and
+    /// a corrupt one ends the stream or is dropped (and counted).
+    pub framing: Option<OnCorrupt>,
+}
 
 impl Handler for Relay {
     fn serve(&self, client: Stream, ctx: StreamContext) -> BoxFuture<HandlerResult> {
+        let self_framing = self.framing;
         Box::pin(async move {
             let upstream = ctx
                 .upstream
@@ -28,21 +38,46 @@ impl Handler for Relay {
             // The upstream is counted apart; only the client's side is the stream's.
             let mut upstream = Stream::new(upstream, Default::default())?;
             wait_connected(&upstream).await.map_err(|e| HandlerError::Failed(format!("upstream: {e}")))?;
+            let counters = client.counters().clone();
             let (mut from_client, mut to_client) = tokio::io::split(client);
             let (mut from_upstream, mut to_upstream) = tokio::io::split(&mut upstream);
-            let up = pipe(&mut from_client, &mut to_upstream);
-            let down = pipe(&mut from_upstream, &mut to_client);
-            let (up, down) = tokio::join!(up, down);
-            up?;
-            down?;
+            let framing = self_framing;
+            let up = pipe(&mut from_client, &mut to_upstream, framing, &counters);
+            let down = pipe(&mut from_upstream, &mut to_client, framing, &counters);
+            // The first failure in either direction ends the stream.
+            tokio::try_join!(up, down)?;
             Ok(())
         })
     }
 }
 
-/// Copies until end of input, then shuts the writer's side down.
-async fn pipe<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(reader: &mut R, writer: &mut W) -> Result<(), HandlerError> {
-    tokio::io::copy(reader, writer).await?;
+/// Copies until end of input (frame by frame when framed), then shuts the
+/// writer's side down.
+async fn pipe<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    reader: &mut R,
+    writer: &mut W,
+    framing: Option<OnCorrupt>,
+    counters: &Counters,
+) -> Result<(), HandlerError> {
+    match framing {
+        None => {
+            tokio::io::copy(reader, writer).await?;
+        }
+        Some(on_corrupt) => loop {
+            match read_frame(reader).await? {
+                Frame::Valid(payload) => write_frame(writer, &payload).await?,
+                Frame::End => break,
+                Frame::Corrupt { expected, found } => {
+                    if on_corrupt == OnCorrupt::End {
+                        return Err(HandlerError::Corrupt(format!(
+                            "CRC32C {found:08x} where the payload's is {expected:08x}"
+                        )));
+                    }
+                    counters.corrupt_frames.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        },
+    }
     writer.shutdown().await?;
     Ok(())
 }

@@ -367,11 +367,12 @@ impl Config {
             };
             let handler = match (pool.handler, pool.framing) {
                 (RawHandler::Echo {}, Framing::Crc32c) => HandlerSpec::FramedEcho { on_corrupt: pool.on_corrupt },
+                (RawHandler::Relay { .. }, Framing::Crc32c) => HandlerSpec::Relay { framing: Some(pool.on_corrupt) },
                 (_, Framing::Crc32c) => {
-                    return Err(err(&key("framing"), "\"crc32c\" applies to the echo handler".into()));
+                    return Err(err(&key("framing"), "\"crc32c\" applies to the echo and relay handlers".into()));
                 }
                 (RawHandler::Echo {}, Framing::None) => HandlerSpec::Echo,
-                (RawHandler::Relay { .. }, Framing::None) => HandlerSpec::Relay,
+                (RawHandler::Relay { .. }, Framing::None) => HandlerSpec::Relay { framing: None },
                 (RawHandler::Exec { command, direct }, Framing::None) => {
                     check_command(&command).map_err(|reason| err(&key("handler.command"), reason))?;
                     HandlerSpec::Exec { command, direct }
