@@ -10,10 +10,13 @@
 //! handoffs per second (median and spread over runs) and latency percentiles
 //! over every handoff of every run.
 
-use std::io::{BufRead, BufReader};
+#[path = "support/daemon.rs"]
+mod daemon;
+use daemon::Daemon;
+
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use streamlet_client::Client;
@@ -56,7 +59,7 @@ fn main() {
     let o = options();
     machine();
     raw_scm_rights(&o);
-    let daemon = Daemon::start();
+    let daemon = Daemon::start(CONFIG, 2);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for concurrency in [1usize, 64] {
         let mut rates = Vec::new();
@@ -181,48 +184,4 @@ fn machine() {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     println!("machine: {cores} cores, {cpu}, Linux {}", kernel.trim());
-}
-
-struct Daemon {
-    child: Child,
-    socket: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("bench.toml");
-        std::fs::write(&config, CONFIG).unwrap();
-        let socket = dir.path().join("bench.sock");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_streamletd"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--socket")
-            .arg(&socket)
-            .env("STREAMLET_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut banner = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-        assert!(banner.contains("listening"), "{banner}");
-        // Wait for both streamlets.
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let mut client = Client::connect(&socket).await.unwrap();
-            while client.status().await.unwrap().pools[0].ready < 2 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
-        Daemon { child, socket, _dir: dir }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
 }

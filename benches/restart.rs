@@ -19,8 +19,10 @@
 //! raised), the case where the default policy restarts at once. The same kill
 //! loop under supervisord, s6 and runit is `benches/restart-anchors.sh`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+#[path = "support/daemon.rs"]
+mod daemon;
+use daemon::Daemon;
+
 use std::time::{Duration, Instant};
 
 use streamlet_client::Client;
@@ -50,7 +52,7 @@ fn main() {
     println!("SIGKILL of a streamlet, {kills} kills, pool of 4 sandboxed streamlets (milliseconds)");
     println!("{:<40} {:>8} {:>8} {:>8} {:>8}", "", "p50", "p90", "p99", "max");
     for spare in [true, false] {
-        let daemon = Daemon::start(&format!("{CONFIG}spare = {spare}\n"));
+        let daemon = Daemon::start(&format!("{CONFIG}spare = {spare}\n"), 4);
         let (detect, ready) = runtime.block_on(measure(&daemon.socket, kills));
         let how = if spare { "spare = true (default)" } else { "spare = false" };
         report(&format!("{how}: detection"), detect);
@@ -99,47 +101,4 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
     println!("{name:<40} {:>8.2} {:>8.2} {:>8.2} {:>8.2}", at(0.5), at(0.9), at(0.99), at(1.0));
-}
-
-struct Daemon {
-    child: Child,
-    socket: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(text: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("bench.toml");
-        std::fs::write(&config, text).unwrap();
-        let socket = dir.path().join("bench.sock");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_streamletd"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--socket")
-            .arg(&socket)
-            .env("STREAMLET_LOG", "error")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut banner = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-        assert!(banner.contains("listening"), "{banner}");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let mut client = Client::connect(&socket).await.unwrap();
-            while client.status().await.unwrap().pools[0].ready < 4 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
-        Daemon { child, socket, _dir: dir }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
 }

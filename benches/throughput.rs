@@ -9,7 +9,11 @@
 //! back; the figure is bytes echoed per second over the window, summed over
 //! the clients. One stream, then 64 at once.
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "support/daemon.rs"]
+mod daemon;
+use daemon::Daemon;
+
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
@@ -129,7 +133,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seconds: f64 =
         args.windows(2).find(|w| w[0] == "--seconds").map_or(3.0, |w| w[1].parse().expect("--seconds S"));
-    let daemon = Daemon::start();
+    let daemon = Daemon::start(CONFIG, 2);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut client = runtime.block_on(Client::connect(&daemon.socket)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -276,49 +280,6 @@ impl Haproxy {
 impl Drop for Haproxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Daemon {
-    child: Child,
-    socket: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("bench.toml");
-        std::fs::write(&config, CONFIG).unwrap();
-        let socket = dir.path().join("bench.sock");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_streamletd"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--socket")
-            .arg(&socket)
-            .env("STREAMLET_LOG", std::env::var("BENCH_LOG").unwrap_or("error".into()))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut banner = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut banner).unwrap();
-        assert!(banner.contains("listening"), "{banner}");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let mut client = Client::connect(&socket).await.unwrap();
-            while client.status().await.unwrap().pools[0].ready < 2 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
-        Daemon { child, socket, _dir: dir }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
     }
 }
