@@ -325,3 +325,38 @@ async fn a_framed_relay_checks_frames_both_ways() {
         ended.reason
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_client_is_relayed_socket_to_socket_and_still_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _) = capitals_upstream(dir.path());
+    let config = format!(
+        "[daemon]\nshutdown_timeout = \"2s\"\n\n[pools.relay]\nhandler = {{ kind = \"relay\", upstream = \"tcp://{addr}\" }}\n\
+         workers = {{ min = 1, max = 1 }}\nstreams_per_worker = 4\nspare = false\n"
+    );
+    let daemon = Daemon::start(&config);
+    let mut client = daemon.client().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut mine = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (theirs, _) = listener.accept().unwrap();
+    let opened = client.open(OpenRequest::new("relay"), theirs.as_fd()).await.unwrap();
+    drop(theirs);
+    mine.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let input = b"spliced through\n".repeat(20_000);
+    let writer = {
+        let mut w = mine.try_clone().unwrap();
+        let input = input.clone();
+        std::thread::spawn(move || {
+            w.write_all(&input).unwrap();
+            w.shutdown(std::net::Shutdown::Write).unwrap();
+        })
+    };
+    let mut output = Vec::new();
+    mine.read_to_end(&mut output).unwrap();
+    writer.join().unwrap();
+    assert_eq!(output, input.to_ascii_uppercase());
+    let event = tokio::time::timeout(Duration::from_secs(10), client.next_event()).await.unwrap().unwrap();
+    let Event::StreamEnded(ended) = event else { panic!("{event:?}") };
+    assert_eq!((ended.stream, ended.reason), (opened.stream, EndReason::Completed));
+    assert_eq!((ended.bytes_in, ended.bytes_out), (input.len() as u64, input.len() as u64));
+}

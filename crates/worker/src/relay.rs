@@ -2,10 +2,13 @@
 //!
 //! A streamlet has no network of its own: the daemon opens the upstream
 //! connection (to an address of the pool's `upstream_allow`) and hands it
-//! over with the stream. Bytes to the client go through [`Stream`], so they
-//! are counted and, on a socket the kernel does not pace, paced. When either
-//! side ends its input, the other side's output is shut down after what is
-//! in flight; the stream ends when both directions are done.
+//! over with the stream. When the streamlet paces nothing itself (a TCP
+//! client, which the kernel paces, without `ingress_limit`) and the stream is
+//! not framed, the bytes move socket to socket with `splice(2)` through a
+//! pipe, never copied into the streamlet; otherwise they go through
+//! [`Stream`], counted and paced. Either way they are counted. When either
+//! side ends its input, the other side's output is shut down after what is in
+//! flight; the first failure in either direction ends the stream.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -38,6 +41,9 @@ impl Handler for Relay {
             // The upstream is counted apart; only the client's side is the stream's.
             let mut upstream = Stream::new(upstream, Default::default())?;
             wait_connected(&upstream).await.map_err(|e| HandlerError::Failed(format!("upstream: {e}")))?;
+            if self_framing.is_none() && client.unpaced() {
+                return splice::relay(&client, &upstream).await;
+            }
             let counters = client.counters().clone();
             let (mut from_client, mut to_client) = tokio::io::split(client);
             let (mut from_upstream, mut to_upstream) = tokio::io::split(&mut upstream);
@@ -104,4 +110,96 @@ async fn wait_connected(upstream: &Stream) -> std::io::Result<()> {
         return Err(std::io::Error::from_raw_os_error(error));
     }
     Ok(())
+}
+
+mod splice {
+    //! Socket to socket through a pipe, with `splice(2)`: the bytes never
+    //! enter the streamlet's memory.
+
+    use std::io;
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tokio::io::unix::AsyncFd;
+
+    use crate::handler::HandlerResult;
+    use crate::stream::Stream;
+
+    /// At most this much in flight per direction.
+    const CHUNK: usize = 64 * 1024;
+
+    pub async fn relay(client: &Stream, upstream: &Stream) -> HandlerResult {
+        // Registered again under descriptors of their own; the `Stream`s
+        // stay idle meanwhile.
+        let c = register(client.as_fd().try_clone_to_owned()?)?;
+        let u = register(upstream.as_fd().try_clone_to_owned()?)?;
+        let counters = client.counters();
+        let up = direction(&c, &u, &counters.bytes_in);
+        let down = direction(&u, &c, &counters.bytes_out);
+        tokio::try_join!(up, down)?;
+        Ok(())
+    }
+
+    /// From `src` to `dst` until `src`'s end of input, then `dst`'s write
+    /// side is shut down. Counts what left `src` into `counter`.
+    async fn direction(src: &AsyncFd<OwnedFd>, dst: &AsyncFd<OwnedFd>, counter: &AtomicU64) -> io::Result<()> {
+        let (pipe_r, pipe_w) = pipe()?;
+        loop {
+            let n = loop {
+                let mut guard = src.readable().await?;
+                match guard.try_io(|fd| splice(fd.as_raw_fd(), pipe_w.as_raw_fd(), CHUNK)) {
+                    Ok(result) => break result?,
+                    Err(_would_block) => continue,
+                }
+            };
+            if n == 0 {
+                // SAFETY: shutdown(2) of a socket we hold.
+                unsafe { libc::shutdown(dst.get_ref().as_raw_fd(), libc::SHUT_WR) };
+                return Ok(());
+            }
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+            let mut left = n;
+            while left > 0 {
+                let mut guard = dst.writable().await?;
+                match guard.try_io(|fd| splice(pipe_r.as_raw_fd(), fd.as_raw_fd(), left)) {
+                    Ok(result) => left -= result?,
+                    Err(_would_block) => continue,
+                }
+            }
+        }
+    }
+
+    fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+        // SAFETY: an OwnedFd keeps its number until dropped, with the AsyncFd.
+        unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
+    }
+
+    fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
+        // SAFETY: splice(2) between descriptors we hold, no offsets.
+        let n = unsafe {
+            libc::splice(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 into an array of two.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: two descriptors just created, each owned once.
+        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    }
 }

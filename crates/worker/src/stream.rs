@@ -59,6 +59,12 @@ impl Stream {
         }
     }
 
+    /// Whether nothing in the streamlet holds its bytes back (no token bucket
+    /// either way): a copy may then bypass it (`splice`).
+    pub(crate) fn unpaced(&self) -> bool {
+        self.pacer.is_none() && self.read_pacer.is_none()
+    }
+
     /// Reads at most `rate` bytes per second from the client.
     pub(crate) fn limit_reads(&mut self, rate: u64) {
         let rate = Arc::new(AtomicU64::new(rate));
