@@ -223,6 +223,11 @@ async fn an_oversized_open_is_refused_and_the_pool_keeps_serving() {
     let request = OpenRequest { tenant: Some("t".repeat(200)), labels, ..OpenRequest::new("echo") };
     let err = client.open(request, theirs.as_fd()).await.unwrap_err();
     assert_eq!(err.code(), Some(streamlet_proto::ErrorCode::BadRequest), "{err}");
+    // A NUL could not go into a command's environment: refused up front.
+    let (_mine, theirs) = UnixStream::pair().unwrap();
+    let labels = [("zone".to_owned(), "a\0b".to_owned())].into();
+    let err = client.open(OpenRequest { labels, ..OpenRequest::new("echo") }, theirs.as_fd()).await.unwrap_err();
+    assert!(err.to_string().contains("NUL"), "{err}");
     let status = client.status().await.unwrap();
     assert_eq!(status.pools[0].ready, 2, "no streamlet was taken out of service");
     let mut witness = Witness::open(&daemon).await;

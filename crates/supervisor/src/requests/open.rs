@@ -63,6 +63,13 @@ fn check_sizes(request: &OpenRequest) -> Result<(), ErrorBody> {
     if request.tenant.as_ref().is_some_and(|t| t.len() > MAX_TENANT_LEN) {
         return bad(format!("tenant is longer than {MAX_TENANT_LEN} bytes"));
     }
+    // They become environment variables of `exec` commands, where a NUL
+    // cannot go.
+    if request.tenant.as_ref().is_some_and(|t| t.contains('\0'))
+        || request.labels.iter().any(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return bad("tenant and labels must not contain NUL bytes".into());
+    }
     if request.labels.len() > MAX_LABELS {
         return bad(format!("{} labels; at most {MAX_LABELS} are allowed", request.labels.len()));
     }
