@@ -1,0 +1,1 @@
+//! A seasonal model of arrivals per minute. (Filled in with the model.)
