@@ -26,6 +26,7 @@ pub mod listener;
 mod requests;
 pub mod restart;
 pub mod sandbox;
+pub mod simulate;
 mod server;
 mod spawner;
 mod stderr;

@@ -16,11 +16,13 @@ use streamlet_proto::worker::HandlerSpec;
 use crate::restart::RestartPolicy;
 use crate::upstream::Upstream;
 
+mod autoscale;
 mod monitor;
 mod quota;
 mod sandbox;
 mod units;
 
+pub use autoscale::Autoscale;
 pub use monitor::{OnWorkerExit, DEFAULT_HEARTBEAT_TIMEOUT};
 pub use quota::{QuotaConfig, RateRange};
 pub use sandbox::{Limits, Network, RunAs, SandboxConfig};
@@ -59,7 +61,11 @@ pub struct PoolConfig {
     pub handler: HandlerSpec,
     pub workers_min: u32,
     pub workers_max: u32,
+    /// Streamlets with no stream kept ready (`workers.min_free`).
+    pub min_free: u32,
     pub streams_per_worker: u32,
+    /// How the pool grows and shrinks between min and max.
+    pub autoscale: Autoscale,
     pub placement: PlacementKind,
     pub limits: Limits,
     pub network: Network,
@@ -96,6 +102,20 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
+    /// The pool's scaling rules, for the daemon and the simulator alike.
+    pub fn rules(&self) -> streamlet_autoscale::Rules {
+        streamlet_autoscale::Rules {
+            min: self.workers_min,
+            max: self.workers_max,
+            min_free: self.min_free,
+            streams_per_worker: self.streams_per_worker,
+            lookahead: true,
+            idle_grace_ms: self.autoscale.idle_grace.as_millis() as u64,
+            mode: self.autoscale.mode,
+            headroom: self.autoscale.headroom,
+        }
+    }
+
     /// The labels of the streamlet in `slot`.
     pub fn labels_of(&self, slot: usize) -> BTreeMap<String, String> {
         let mut labels = self.labels.clone();
@@ -180,6 +200,7 @@ struct RawPool {
     handler: RawHandler,
     workers: RawWorkers,
     streams_per_worker: u32,
+    autoscale: Option<autoscale::RawAutoscale>,
     #[serde(default = "default_placement")]
     placement: PlacementKind,
     limits: Option<sandbox::RawLimits>,
@@ -274,6 +295,8 @@ enum RawHandler {
 struct RawWorkers {
     min: u32,
     max: u32,
+    #[serde(default)]
+    min_free: u32,
 }
 
 /// The most streamlets one pool may have.
@@ -358,6 +381,13 @@ impl Config {
                     format!("{} is more than workers.max ({})", pool.workers.min, pool.workers.max),
                 ));
             }
+            if pool.workers.min_free > pool.workers.max {
+                return Err(err(
+                    &key("workers.min_free"),
+                    format!("{} is more than workers.max ({})", pool.workers.min_free, pool.workers.max),
+                ));
+            }
+            let autoscale = autoscale::autoscale(pool.autoscale).map_err(|(k, r)| err(&key(k), r))?;
             if pool.streams_per_worker == 0 || pool.streams_per_worker > MAX_STREAMS_PER_WORKER {
                 return Err(err(&key("streams_per_worker"), format!("must be 1 to {MAX_STREAMS_PER_WORKER}")));
             }
@@ -413,7 +443,9 @@ impl Config {
                 handler,
                 workers_min: pool.workers.min,
                 workers_max: pool.workers.max,
+                min_free: pool.workers.min_free,
                 streams_per_worker: pool.streams_per_worker,
+                autoscale,
                 placement: pool.placement,
                 limits,
                 network: pool.network,

@@ -1266,7 +1266,7 @@ fn set_pacing(fd: &StreamFd, rate: u64) {
 const GEO_DISTANCE_PER_FULL_LOAD: f64 = 100.0;
 
 /// The pool's placement policy, with what it needs from the configuration.
-fn placement_for(pool: &PoolConfig, config: &Config) -> Box<dyn Placement> {
+pub(crate) fn placement_for(pool: &PoolConfig, config: &Config) -> Box<dyn Placement> {
     let kind = match pool.placement {
         PlacementKind::LeastConnections => PolicyKind::LeastConnections,
         PlacementKind::Layered => PolicyKind::Layered,
