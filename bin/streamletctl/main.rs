@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// The daemon and its pools
     Status,
+    /// Each pool's streamlets now, and how many the autoscaler and the forecast want
+    Pools,
     /// The streamlets
     Workers {
         /// Only this pool's
@@ -116,6 +118,8 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
         ttl: u64,
     },
+    /// Replay a trace through a pool's placement, quota and scaling rules (no daemon needed)
+    Simulate(cmd::simulate::Args),
 }
 
 fn parse_ttl(text: &str) -> Result<u64, String> {
@@ -157,10 +161,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Simulate(args) = &cli.command {
+        // Needs no daemon.
+        return cmd::simulate::run(args, cli.json);
+    }
     let socket = resolve_socket_path(cli.socket, None);
     let mut client = Client::connect_with(&socket, Encoding::Postcard, "streamletctl").await?;
     match cli.command {
         Command::Status => cmd::status::run(&mut client, cli.json).await,
+        Command::Pools => cmd::pools::run(&mut client, cli.json).await,
         Command::Workers { pool } => cmd::workers::run(&mut client, pool, cli.json).await,
         Command::Streams { pool } => cmd::streams::run(&mut client, pool, cli.json).await,
         Command::Close { stream } => cmd::close::run(&mut client, StreamId(stream), cli.json).await,
@@ -189,5 +198,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let request = streamlet_client::proto::LeaseRequest { pool, tenant, priority, rate, ttl_ms: ttl };
             cmd::lease::run(&mut client, request, cli.json).await
         }
+        Command::Simulate(_) => unreachable!("simulate returned before connecting"),
     }
 }

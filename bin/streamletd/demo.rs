@@ -206,6 +206,9 @@ fn start_daemon(socket: &Path) -> Result<Child> {
     let mut child = Command::new(exe)
         .arg("--socket")
         .arg(socket)
+        // The tour's streams are no demand to learn from: its history stays
+        // in the scratch directory.
+        .env("STATE_DIRECTORY", socket.with_file_name("state"))
         .env("STREAMLET_LOG", std::env::var("STREAMLET_LOG").unwrap_or_else(|_| "warn".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

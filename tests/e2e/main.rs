@@ -1,6 +1,7 @@
 //! End-to-end tests: the real daemon binary, real streamlet processes, real
 //! sockets and real descriptor passing.
 
+mod autoscale;
 mod bad_input;
 mod chaos;
 mod cli;
@@ -12,5 +13,6 @@ mod pacing;
 mod placement;
 mod quota;
 mod sandbox;
+mod simulate;
 mod streams;
 mod support;

@@ -65,7 +65,12 @@ impl Daemon {
     }
 
     /// Starts the daemon and waits only for its socket.
-    pub fn spawn_unready(cmd: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
+    pub fn spawn_unready(mut cmd: Command, dir: tempfile::TempDir, socket: PathBuf) -> Daemon {
+        // State (the demand history) stays in the test's directory, unless
+        // the config names a `state_dir`.
+        if !cmd.get_envs().any(|(k, _)| k == "STATE_DIRECTORY") {
+            cmd.env("STATE_DIRECTORY", dir.path().join("state"));
+        }
         let program = cmd.get_program().to_owned();
         let args = cmd.get_args().map(|a| a.to_owned()).collect();
         let envs = cmd.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();

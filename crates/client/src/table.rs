@@ -32,7 +32,7 @@ mod json;
 use streamlet_proto::{StatusReport, StreamInfo, WorkerInfo};
 
 use self::grid::{Align, Grid};
-pub use self::json::{quota_json, status_json, streams_json, worker_json, workers_json};
+pub use self::json::{pools_json, quota_json, status_json, streams_json, worker_json, workers_json};
 
 /// POOL ID PID STATE STREAMS UPTIME RESTARTS, then CPU THROTTLED MEM PEAK
 /// PIDS OOM when the daemon has cgroups, and LAST EXIT when a streamlet
@@ -275,6 +275,43 @@ pub fn status_table(status: &StatusReport) -> String {
     )
 }
 
+/// POOL AUTOSCALE MIN MAX CURRENT READY DESIRED FORECAST STREAMS: how each
+/// pool's size compares with what the autoscaler and the forecast want.
+/// FORECAST is `-` where the pool has none (reactive, or nothing learnt
+/// yet), else the streamlets it asks for and the streams it expects.
+pub fn pools_table(status: &StatusReport) -> String {
+    let mut grid = Grid::new(&[
+        ("POOL", Align::Left),
+        ("AUTOSCALE", Align::Left),
+        ("MIN", Align::Right),
+        ("MAX", Align::Right),
+        ("CURRENT", Align::Right),
+        ("READY", Align::Right),
+        ("DESIRED", Align::Right),
+        ("FORECAST", Align::Right),
+        ("STREAMS", Align::Right),
+    ]);
+    for p in &status.pools {
+        let forecast = match (p.forecast, p.predicted_streams) {
+            (Some(workers), Some(streams)) => format!("{workers} ({streams} streams)"),
+            (Some(workers), None) => workers.to_string(),
+            _ => "-".to_owned(),
+        };
+        grid.row(vec![
+            p.name.clone(),
+            p.autoscale.clone(),
+            p.min.to_string(),
+            p.max.to_string(),
+            p.slots.to_string(),
+            p.ready.to_string(),
+            p.desired.to_string(),
+            forecast,
+            p.streams.to_string(),
+        ]);
+    }
+    grid.render("(no pools)")
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use streamlet_proto::{ExitCause, PoolStatus, WorkerId, WorkerState};
@@ -315,6 +352,12 @@ pub(crate) mod tests {
                 spares: 0,
                 slots: 2,
                 errors: Default::default(),
+                min: 1,
+                max: 8,
+                desired: 3,
+                forecast: None,
+                predicted_streams: None,
+                autoscale: "reactive".into(),
             }],
         }
     }
@@ -366,6 +409,23 @@ pub(crate) mod tests {
             "streamletd 0.1.0, pid 99, up 2h03m, socket /run/streamlet/streamletd.sock\n\
              POOL  HANDLER  PLACEMENT     WORKERS  READY  STREAMS  CAPACITY\n\
              echo  echo     least_loaded        2      2        3        16\n"
+        );
+    }
+
+    #[test]
+    fn pools_table_shows_current_desired_and_forecast() {
+        let mut status = status();
+        let mut predictive = status.pools[0].clone();
+        predictive.name = "llm".into();
+        predictive.autoscale = "predictive".into();
+        predictive.forecast = Some(6);
+        predictive.predicted_streams = Some(40);
+        status.pools.push(predictive);
+        assert_eq!(
+            pools_table(&status),
+            "POOL  AUTOSCALE   MIN  MAX  CURRENT  READY  DESIRED           FORECAST  STREAMS\n\
+             echo  reactive      1    8        2      2        3                  -        3\n\
+             llm   predictive    1    8        2      2        3  6 (40 streams)        3\n"
         );
     }
 }

@@ -31,6 +31,12 @@ fn status_report() -> StatusReport {
             spares: 0,
             slots: 2,
             errors: Default::default(),
+            min: 1,
+            max: 2,
+            desired: 1,
+            forecast: None,
+            predicted_streams: None,
+            autoscale: "reactive".into(),
         }],
     }
 }

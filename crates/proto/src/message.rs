@@ -421,6 +421,24 @@ pub struct PoolStatus {
     /// `worker_died`, and `corrupt_frames_dropped`. Kinds never seen are absent.
     #[serde(default)]
     pub errors: BTreeMap<String, u64>,
+    /// `workers.min` and `workers.max`.
+    #[serde(default)]
+    pub min: u32,
+    #[serde(default)]
+    pub max: u32,
+    /// How many streamlets the autoscaler wants now.
+    #[serde(default)]
+    pub desired: u32,
+    /// How many the forecast asks for (in `predictive` and `forecast-only`
+    /// pools, once the forecast has something to go on).
+    #[serde(default)]
+    pub forecast: Option<u32>,
+    /// Concurrent streams the forecast expects over the lead window.
+    #[serde(default)]
+    pub predicted_streams: Option<u32>,
+    /// `reactive`, `predictive` or `forecast-only`.
+    #[serde(default)]
+    pub autoscale: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -543,6 +561,8 @@ pub enum Event {
     PoolRecovered(PoolRecovered),
     /// To subscribers: a dead streamlet's stream was placed on another.
     StreamMigrated(StreamMigrated),
+    /// To subscribers: the autoscaler spawned or retired streamlets.
+    PoolScaled(PoolScaled),
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -582,6 +602,60 @@ pub struct PoolDegraded {
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct PoolRecovered {
     pub pool: String,
+}
+
+/// One step of the autoscaler: `count` streamlets spawned (`up`) or retired
+/// (`down`) for one `reason`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PoolScaled {
+    pub pool: String,
+    pub direction: ScaleDirection,
+    pub reason: ScaleReason,
+    pub count: u32,
+    /// The streamlets the pool is to have once this is done.
+    pub workers: u32,
+    /// What the forecast asks for, in a pool that forecasts.
+    pub forecast: Option<u32>,
+    /// The streamlets retired (`down` only).
+    pub retired: Vec<WorkerId>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleDirection {
+    Up,
+    Down,
+}
+
+/// The rule behind a scaling step.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleReason {
+    /// Below `workers.min`.
+    Min,
+    /// Fewer empty streamlets than `workers.min_free`.
+    MinFree,
+    /// No streamlet had two free slots left.
+    Lookahead,
+    /// The forecast of demand over the lead window asks for more.
+    Forecast,
+    /// Empty for longer than `autoscale.idle_grace`.
+    IdleGrace,
+}
+
+impl ScaleReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Min => "min",
+            Self::MinFree => "min_free",
+            Self::Lookahead => "lookahead",
+            Self::Forecast => "forecast",
+            Self::IdleGrace => "idle_grace",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

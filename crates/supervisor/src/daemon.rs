@@ -29,6 +29,8 @@ pub struct Daemon {
     pub(crate) stopping: watch::Sender<bool>,
     /// The thread every streamlet is forked from.
     pub(crate) spawner: crate::spawner::SpawnThread,
+    /// Where the demand history is kept.
+    pub state: crate::state::StateDir,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,11 @@ async fn quota_tick(daemon: Arc<Daemon>) {
                 core.expire_waiting();
                 core.pace(stats_interval);
                 core.tick_monitor();
+                if core.tick_autoscale(crate::core::wall_ms()) {
+                    let history = core.history_file();
+                    drop(core);
+                    daemon.state.save_history(history);
+                }
             }
             _ = stopped(&mut stopping) => return,
         }
@@ -119,8 +126,13 @@ pub async fn run(
     sandbox.prepare(config.sandbox.required)?;
     tracing::info!(sandbox = %sandbox.describe(), "sandbox ready");
     let (stopping, _) = watch::channel(false);
+    let state_dir = config.daemon.state_dir.clone().unwrap_or_else(crate::state::default_state_dir);
+    let state = crate::state::StateDir::open(&state_dir);
+    let mut core = Core::new(&config);
+    core.resume_history(state.load_history(), crate::core::wall_ms());
     let daemon = Arc::new(Daemon {
-        core: Mutex::new(Core::new(&config)),
+        core: Mutex::new(core),
+        state,
         config,
         socket_path: socket.path().to_owned(),
         worker_binary,
@@ -141,6 +153,18 @@ pub async fn run(
     for (pool, slot) in slots {
         spawner::fill_slot(daemon.clone(), pool, slot, Duration::ZERO);
     }
+    let (orders, mut ordered) = tokio::sync::mpsc::unbounded_channel();
+    daemon.core().set_spawn_orders(orders);
+    let spawner_daemon = daemon.clone();
+    tokio::spawn(async move {
+        let mut stopping = spawner_daemon.stopping.subscribe();
+        loop {
+            tokio::select! {
+                Some(order) = ordered.recv() => spawner::fill_ordered(spawner_daemon.clone(), order),
+                () = stopped(&mut stopping) => return,
+            }
+        }
+    });
     let server = tokio::spawn(server::serve(daemon.clone(), listener));
     tokio::spawn(quota_tick(daemon.clone()));
 
@@ -158,6 +182,8 @@ pub async fn run(
 /// those last events and close, hang up on every streamlet so it exits, and
 /// wait for them (killing the rest after `shutdown_timeout`).
 async fn shutdown(daemon: &Arc<Daemon>, socket: ControlSocket, server: tokio::task::JoinHandle<()>) {
+    let history = daemon.core().history_file();
+    daemon.state.save_history_now(&history);
     let links = daemon.core().begin_shutdown();
     daemon.stopping.send_replace(true);
     drop(socket);

@@ -26,9 +26,10 @@ pub mod listener;
 mod requests;
 pub mod restart;
 pub mod sandbox;
-pub mod simulate;
 mod server;
+pub mod simulate;
 mod spawner;
+pub mod state;
 mod stderr;
 pub mod upstream;
 

@@ -94,6 +94,30 @@ async fn retry_until_started(daemon: Arc<Daemon>, pool: String, slot: usize, mut
     }
 }
 
+/// Starts a streamlet the autoscaler asked for, once: a failure frees the
+/// slot and makes the pool's scaler back off (it asks again later), instead
+/// of retrying here.
+pub fn fill_ordered(daemon: Arc<Daemon>, order: crate::core::SpawnOrder) {
+    tokio::spawn(async move {
+        let crate::core::SpawnOrder { pool, slot } = order;
+        if daemon.core().is_shutting_down() {
+            settled(&daemon, &pool);
+            return;
+        }
+        match start_off_thread(&daemon, &pool, slot).await {
+            Ok(id) => {
+                tracing::debug!(worker = %id, %pool, slot, "streamlet spawned for the autoscaler");
+                daemon.core().autoscale_spawned(&pool);
+            }
+            Err(e) => {
+                tracing::error!(%pool, slot, error = %e, "cannot start a streamlet the autoscaler asked for; backing off");
+                daemon.core().autoscale_spawn_failed(&pool, slot);
+            }
+        }
+        daemon.worker_reaped.notify_waiters();
+    });
+}
+
 /// A scheduled spawn is done (started, or given up at shutdown): the
 /// shutdown sequence, which waits for spawns in flight too, looks again.
 fn settled(daemon: &Daemon, pool: &str) {

@@ -72,6 +72,41 @@ struct PoolRow<'a> {
 }
 
 #[derive(Serialize)]
+struct ScaleRow<'a> {
+    pool: &'a str,
+    autoscale: &'a str,
+    min: u32,
+    max: u32,
+    /// Streamlets now (ready or starting), and ready.
+    current: u32,
+    ready: u32,
+    /// Streamlets the autoscaler wants.
+    desired: u32,
+    /// Streamlets the forecast asks for; null without a forecast.
+    forecast: Option<u32>,
+    /// Concurrent streams the forecast expects over the lead window.
+    predicted_streams: Option<u32>,
+    streams: u32,
+}
+
+/// One object per pool: `pool, autoscale, min, max, current, ready, desired,
+/// forecast, predicted_streams, streams`.
+pub fn pools_json(status: &StatusReport) -> Value {
+    rows(status.pools.iter().map(|p| ScaleRow {
+        pool: &p.name,
+        autoscale: &p.autoscale,
+        min: p.min,
+        max: p.max,
+        current: p.slots,
+        ready: p.ready,
+        desired: p.desired,
+        forecast: p.forecast,
+        predicted_streams: p.predicted_streams,
+        streams: p.streams,
+    }))
+}
+
+#[derive(Serialize)]
 struct DeathRow {
     worker: u64,
     cause: String,

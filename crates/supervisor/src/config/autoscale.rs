@@ -58,7 +58,8 @@ pub(super) fn autoscale(raw: Option<RawAutoscale>) -> Result<Autoscale, (&'stati
     if lead < Duration::from_secs(1) || lead > MAX_LEAD {
         return Err(("autoscale.lead", format!("{lead:?} is out of range: give 1s to 24h")));
     }
-    let idle_grace = duration(raw.idle_grace.as_deref(), defaults.idle_grace).map_err(|r| ("autoscale.idle_grace", r))?;
+    let idle_grace =
+        duration(raw.idle_grace.as_deref(), defaults.idle_grace).map_err(|r| ("autoscale.idle_grace", r))?;
     let headroom = raw.headroom.unwrap_or(defaults.headroom);
     if !(0.0..=10.0).contains(&headroom) {
         return Err(("autoscale.headroom", format!("{headroom} is out of range: give 0 to 10 (0.2 keeps 20% spare)")));

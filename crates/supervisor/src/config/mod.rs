@@ -53,6 +53,9 @@ pub struct DaemonConfig {
     pub shutdown_timeout: Duration,
     /// How often streamlets report the byte counts of busy streams.
     pub stats_interval: Duration,
+    /// Where state that outlives the daemon (the demand history) is kept;
+    /// `None`: [`default_state_dir`](crate::state::default_state_dir).
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -192,6 +195,7 @@ struct RawDaemon {
     worker_binary: Option<PathBuf>,
     shutdown_timeout: Option<String>,
     stats_interval: Option<String>,
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,13 +346,21 @@ impl Config {
                 .map_err(|r| err("daemon.shutdown_timeout", r))?,
             stats_interval: duration(raw.daemon.stats_interval.as_deref(), Duration::from_secs(1))
                 .map_err(|r| err("daemon.stats_interval", r))?,
+            state_dir: raw.daemon.state_dir,
         };
         if let Some(bin) = &daemon.worker_binary {
             if !bin.is_absolute() {
                 return Err(err("daemon.worker_binary", format!("{} must be an absolute path", bin.display())));
             }
         }
-        for (key, path) in [("daemon.socket", &daemon.socket), ("daemon.worker_binary", &daemon.worker_binary)] {
+        if daemon.state_dir.as_ref().is_some_and(|d| !d.is_absolute()) {
+            return Err(err("daemon.state_dir", "must be an absolute path".into()));
+        }
+        for (key, path) in [
+            ("daemon.socket", &daemon.socket),
+            ("daemon.worker_binary", &daemon.worker_binary),
+            ("daemon.state_dir", &daemon.state_dir),
+        ] {
             if path.as_ref().is_some_and(|p| p.as_os_str().as_encoded_bytes().contains(&0)) {
                 return Err(err(key, "a path cannot contain a NUL character".into()));
             }
@@ -528,6 +540,42 @@ mod tests {
         assert_eq!(e.key, "pools.echo.streams_per_worker");
         let e = error(&POOL.replace("min = 1", "min = -1"));
         assert_eq!(e.key, "pools.echo.workers.min", "{e}");
+    }
+
+    #[test]
+    fn the_autoscale_keys_parse_into_the_pool_rules() {
+        let text = POOL.replace("max = 2 }", "max = 64, min_free = 1 }")
+            + "autoscale = { mode = \"predictive\", lead = \"90s\", idle_grace = \"10s\", headroom = 0.5 }\n";
+        let config = Config::parse(&text, "x").unwrap();
+        let rules = config.pools["echo"].rules();
+        assert_eq!((rules.min, rules.max, rules.min_free, rules.streams_per_worker), (1, 64, 1, 4));
+        assert_eq!(
+            (rules.mode, rules.idle_grace_ms, rules.headroom),
+            (streamlet_autoscale::Mode::Predictive, 10_000, 0.5)
+        );
+        assert!(rules.lookahead);
+        assert_eq!(config.pools["echo"].autoscale.lead, Duration::from_secs(90));
+        // Without the table: reactive, 60 s lead, 30 s grace, 20% headroom.
+        let plain = Config::parse(POOL, "x").unwrap();
+        assert_eq!(plain.pools["echo"].autoscale, Autoscale::default());
+        assert_eq!(plain.pools["echo"].min_free, 0);
+    }
+
+    #[test]
+    fn bad_autoscale_keys_name_themselves() {
+        let e = error(&format!("{POOL}autoscale = {{ mode = \"psychic\" }}\n"));
+        assert_eq!(e.key, "pools.echo.autoscale.mode", "{e}");
+        assert!(e.reason.contains("forecast-only"), "the known modes are listed: {e}");
+        let e = error(&format!("{POOL}autoscale = {{ headroom = -1.0 }}\n"));
+        assert_eq!(e.key, "pools.echo.autoscale.headroom", "{e}");
+        let e = error(&format!("{POOL}autoscale = {{ lead = \"0s\" }}\n"));
+        assert_eq!(e.key, "pools.echo.autoscale.lead", "{e}");
+        let e = error(&format!("{POOL}autoscale = {{ idle_grace = \"soon\" }}\n"));
+        assert_eq!(e.key, "pools.echo.autoscale.idle_grace", "{e}");
+        let e = error(&POOL.replace("max = 2 }", "max = 2, min_free = 3 }"));
+        assert_eq!(e.key, "pools.echo.workers.min_free", "{e}");
+        let e = error(&format!("[daemon]\nstate_dir = \"relative\"\n{POOL}"));
+        assert_eq!(e.key, "daemon.state_dir", "{e}");
     }
 
     #[test]

@@ -30,7 +30,10 @@ use crate::restart::{Breaker, SlotBackoff};
 use crate::sandbox::Confinement;
 use streamlet_sandbox::cgroup::WorkerCgroup;
 
+mod autoscale;
 mod monitor;
+
+pub use autoscale::{wall_ms, SpawnOrder};
 
 pub use monitor::{unknown_worker, DrainOutcome, DEATHS_KEPT};
 
@@ -74,6 +77,8 @@ pub struct Core {
     rng: u64,
     /// How long a rolling restart's drains wait for streams to end.
     drain_timeout: Duration,
+    /// Where the autoscaler's spawns go.
+    spawn_orders: Option<mpsc::UnboundedSender<SpawnOrder>>,
 }
 
 /// An open that asked to wait for room.
@@ -134,12 +139,27 @@ struct PoolState {
     pending: u32,
     /// Error counts by kind (`PoolStatus::errors`).
     errors: BTreeMap<String, u64>,
+    /// Its scaling rules and the latest forecast.
+    scaler: streamlet_autoscale::Scaler,
+    /// Its arrivals, stream durations and their model.
+    demand: streamlet_autoscale::Demand,
+    /// The scaler's last answer: streamlets wanted, and what the forecast
+    /// asked for.
+    desired: u32,
+    forecast: Option<u32>,
+    /// `forecast-only`: the spawns last reported as skipped.
+    would_spawn: u32,
+    /// How long its streamlets take to become ready (the slowest of late).
+    spawn_time: Duration,
 }
 
 /// A place in a pool for one streamlet; a replacement takes its dead
 /// predecessor's slot (and its labels).
 #[derive(Debug, Default)]
 struct Slot {
+    /// The pool keeps a streamlet here: live, starting, or to be replaced.
+    /// False once the autoscaler retired it (the slot may be taken again).
+    in_use: bool,
     worker: Option<WorkerId>,
     /// Streamlets of this slot that died.
     restarts: u32,
@@ -165,6 +185,10 @@ struct WorkerEntry {
     labels: BTreeMap<String, String>,
     /// Draining: killed at this instant if streams remain.
     drain_deadline: Option<Instant>,
+    /// Since when it has had no stream (ready streamlets only).
+    idle_since: Option<Instant>,
+    /// The autoscaler retired it: its exit is planned and nothing replaces it.
+    retiring: bool,
 }
 
 #[derive(Debug)]
@@ -235,7 +259,7 @@ impl Core {
             .values()
             .map(|pool| {
                 let placement = placement_for(pool, config);
-                let slots = (0..pool.workers_min).map(|_| Slot::default()).collect();
+                let slots = (0..pool.workers_min).map(|_| Slot { in_use: true, ..Slot::default() }).collect();
                 let state = PoolState {
                     config: pool.clone(),
                     placement,
@@ -246,6 +270,12 @@ impl Core {
                     spare: None,
                     pending: 0,
                     errors: BTreeMap::new(),
+                    scaler: streamlet_autoscale::Scaler::new(pool.rules()),
+                    demand: streamlet_autoscale::Demand::new(Default::default()),
+                    desired: pool.workers_min,
+                    forecast: None,
+                    would_spawn: 0,
+                    spawn_time: Duration::ZERO,
                 };
                 (pool.name.clone(), state)
             })
@@ -273,6 +303,7 @@ impl Core {
             sampled: Instant::now(),
             subscribers: Vec::new(),
             drain_timeout: config.daemon.shutdown_timeout,
+            spawn_orders: None,
             // Any seed will do; only the spread of restarts depends on it.
             rng: u64::from(std::process::id()) << 32
                 | u64::from(
@@ -341,6 +372,8 @@ impl Core {
             confinement: new.confinement,
             labels,
             drain_deadline: None,
+            idle_since: None,
+            retiring: false,
         };
         self.workers.insert(new.id, entry);
     }
@@ -359,10 +392,15 @@ impl Core {
             return true;
         }
         worker.state = WorkerState::Ready;
+        worker.idle_since = Some(Instant::now());
+        let took = worker.started.elapsed();
+        let pool_name = worker.pool.clone();
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
         pool.placement.add(id.0, pool.config.streams_per_worker, &worker.labels);
+        self.record_spawn_time(&pool_name, took);
         self.announce_ready(id);
         self.retry_waiting();
+        self.autoscale(&pool_name);
         true
     }
 
@@ -376,7 +414,11 @@ impl Core {
         let wait = request.wait_ms.filter(|w| *w > 0);
         let keep = wait.map(|_| request.clone());
         let mut retry_fd = None;
-        match self.open_now(request, fd, owner.clone(), &mut retry_fd) {
+        let pool = request.pool.clone();
+        self.record_arrival(&pool);
+        let result = self.open_now(request, fd, owner.clone(), &mut retry_fd);
+        self.after_open(&pool, &result);
+        match result {
             Ok(opened) => OpenOutcome::Done(Ok(opened)),
             Err(error) => match (keep, retry_fd, owner, wait) {
                 (Some(request), Some(fd), Some(owner), Some(wait)) => {
@@ -402,7 +444,9 @@ impl Core {
         let queue = std::mem::take(&mut self.waiting);
         for Waiter { request, fd, owner, id, deadline, last: _, done } in queue {
             let mut retry_fd = None;
-            match self.open_now(request.clone(), fd, Some(owner.clone()), &mut retry_fd) {
+            let result = self.open_now(request.clone(), fd, Some(owner.clone()), &mut retry_fd);
+            self.after_open(&request.pool, &result);
+            match result {
                 Ok(opened) => answer(&owner, id, done, ReplyBody::Opened(opened)),
                 Err(error) => match retry_fd {
                     Some(fd) => self.waiting.push_back(Waiter { request, fd, owner, id, deadline, last: error, done }),
@@ -553,6 +597,7 @@ impl Core {
             match sent.and_then(|()| entry.link.send_encoded(assign, Some(fd.as_fd()))) {
                 Ok(()) => {
                     entry.streams.insert(stream);
+                    entry.idle_since = None;
                     break Ok(id);
                 }
                 Err(e @ (SendError::Resources(_) | SendError::Message(_))) => {
@@ -632,6 +677,20 @@ impl Core {
             self.apply_rates(&admission.changes.rates);
         }
         Ok(Opened { stream, pool: request.pool, worker, rate })
+    }
+
+    /// Asks the pool's scaler again if an open changed what it may want.
+    fn after_open(&mut self, pool: &str, result: &Result<Opened, ErrorBody>) {
+        let ask = match result {
+            Ok(opened) => {
+                let streams = self.workers.get(&opened.worker).map_or(0, |w| w.streams.len());
+                self.worth_asking(pool, streams)
+            }
+            Err(e) => e.code == ErrorCode::NoCapacity,
+        };
+        if ask {
+            self.autoscale(pool);
+        }
     }
 
     fn check_tenant(&self, tenant: &str) -> Result<(), ErrorBody> {
@@ -877,6 +936,7 @@ impl Core {
         }
         let mut entry = self.streams.remove(&ended.stream).expect("checked above");
         self.release_slot(worker, ended.stream);
+        self.record_duration(&entry.pool, entry.opened.elapsed());
         self.forget_stream(ended.stream, &entry);
         let reason = entry.closing.take().unwrap_or(ended.reason);
         self.count_end(&entry.pool, &reason);
@@ -899,6 +959,7 @@ impl Core {
                 }
             }
         }
+        self.mark_idle(worker);
     }
 
     /// A streamlet's counters. Each report also measures the stream's send
@@ -1069,7 +1130,13 @@ impl Core {
                     degraded_for_ms: self.degraded_for(&pool.config.name),
                     errors: pool.errors.clone(),
                     spares: all().filter(|w| w.slot == SPARE_SLOT).count() as u32,
-                    slots: pool.slots.len() as u32,
+                    slots: pool.slots.iter().filter(|s| s.in_use).count() as u32,
+                    min: pool.config.workers_min,
+                    max: pool.config.workers_max,
+                    desired: pool.desired,
+                    forecast: pool.forecast,
+                    predicted_streams: pool.scaler.prediction().map(|p| p.round() as u32),
+                    autoscale: pool.config.autoscale.mode.as_str().to_owned(),
                 }
             })
             .collect()

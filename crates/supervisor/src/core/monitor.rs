@@ -63,7 +63,7 @@ impl Core {
         // cannot move, and ends.
         let relay = pool.config.upstream.is_some();
         let migrate = pool.config.on_worker_exit == OnWorkerExit::Migrate && !shutting_down && !relay;
-        let planned = worker.state == WorkerState::Draining || cause == ExitCause::KilledByOperator;
+        let planned = worker.state == WorkerState::Draining || cause == ExitCause::KilledByOperator || worker.retiring;
 
         // The slot, and what replaces it.
         let mut verdict = restart::Verdict { delay: Duration::ZERO, tripped: false };
@@ -76,6 +76,12 @@ impl Core {
             }
             verdict.delay = SPARE_RESPAWN;
             (!shutting_down).then(|| Respawn { pool: worker.pool.clone(), slot: SPARE_SLOT, delay: SPARE_RESPAWN })
+        } else if worker.retiring {
+            // Retired by the autoscaler: its slot was given up already.
+            if let Some(slot) = pool.slots.get_mut(worker.slot).filter(|s| s.worker == Some(id)) {
+                slot.worker = None;
+            }
+            None
         } else if let Some(slot) = pool.slots.get_mut(worker.slot) {
             if slot.worker == Some(id) {
                 slot.worker = None;
@@ -145,7 +151,7 @@ impl Core {
             cause,
             uptime_ms: uptime.as_millis() as u64,
             streams: served,
-            respawn_in_ms: Some(filled_in_ms),
+            respawn_in_ms: respawn.as_ref().map(|_| filled_in_ms),
         }));
         if let Some(spare) = promoted {
             tracing::debug!(worker = %spare, pool = %worker.pool, slot = worker.slot, "spare took the slot");
@@ -182,6 +188,7 @@ impl Core {
         spare.labels = pool.config.labels_of(slot);
         // Its service starts now: `healthy_after` counts from here.
         spare.started = Instant::now();
+        spare.idle_since = Some(Instant::now());
         pool.slots[slot].worker = Some(id);
         pool.placement.add(id.0, pool.config.streams_per_worker, &spare.labels);
         Some(id)
@@ -228,6 +235,7 @@ impl Core {
                 }
             }
             worker.streams.insert(stream);
+            worker.idle_since = None;
             let entry = self.streams.get_mut(&stream).expect("checked above");
             entry.worker = to;
             entry.carried = (entry.bytes_in, entry.bytes_out);

@@ -1,0 +1,267 @@
+//! The autoscaling half of the core: each pool's [`Scaler`] asked what to do
+//! with a snapshot of its slots, and its answer carried out; each pool's
+//! [`Demand`] fed with arrivals and durations.
+//!
+//! The rules are pure (`streamlet_autoscale::policy`); what lives here is the
+//! bookkeeping the daemon and the simulator do each in their own way: which
+//! slot a new streamlet takes, how a retired one leaves, and when to ask.
+//! The daemon asks after an open that took a streamlet's first stream,
+//! brought one within a stream of full or found no room, when a streamlet
+//! becomes ready, and on its 50 ms tick (idle grace, the forecast).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use streamlet_autoscale::history::HistoryFile;
+use streamlet_autoscale::{Decision, Demand, Mode, Reason, Snapshot, WorkerLoad};
+use streamlet_proto::{Event, PoolScaled, ScaleDirection, ScaleReason, WorkerId, WorkerState};
+
+use super::{Core, Slot};
+
+/// A streamlet the autoscaler wants: the spawner starts it in this slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnOrder {
+    pub pool: String,
+    pub slot: usize,
+}
+
+/// Milliseconds since the Unix epoch: the history's clock, which must go on
+/// across restarts (the scaling rules use the core's monotonic clock).
+pub fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn reason(r: Reason) -> ScaleReason {
+    match r {
+        Reason::Min => ScaleReason::Min,
+        Reason::MinFree => ScaleReason::MinFree,
+        Reason::Lookahead => ScaleReason::Lookahead,
+        Reason::Forecast => ScaleReason::Forecast,
+        Reason::IdleGrace => ScaleReason::IdleGrace,
+    }
+}
+
+impl Core {
+    /// Where the autoscaler's spawns go (the daemon's spawner). Until this
+    /// is set the pools keep what they started with.
+    pub fn set_spawn_orders(&mut self, orders: tokio::sync::mpsc::UnboundedSender<SpawnOrder>) {
+        self.spawn_orders = Some(orders);
+    }
+
+    /// Every pool's history, to be written to the state file.
+    pub fn history_file(&self) -> HistoryFile {
+        HistoryFile { pools: self.pools.iter().map(|(name, p)| (name.clone(), p.demand.history().clone())).collect() }
+    }
+
+    /// Goes on from the history read at start: each configured pool's
+    /// record, with the minutes the daemon was down marked missing.
+    pub fn resume_history(&mut self, mut file: HistoryFile, now_wall_ms: u64) {
+        for (name, pool) in &mut self.pools {
+            if let Some(history) = file.pools.remove(name) {
+                pool.demand = Demand::resume(history, now_wall_ms);
+            }
+        }
+    }
+
+    /// The 50 ms tick: closes finished minutes into each pool's demand,
+    /// refreshes forecasts, and applies each pool's decision. True if a
+    /// minute closed (the history is worth writing).
+    pub fn tick_autoscale(&mut self, now_wall_ms: u64) -> bool {
+        let mut closed = false;
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for name in names {
+            let pool = self.pools.get_mut(&name).expect("listed above");
+            closed |= pool.demand.tick(now_wall_ms);
+            if pool.scaler.rules().mode != Mode::Reactive {
+                let lead = self.lead(&name);
+                let pool = self.pools.get_mut(&name).expect("listed above");
+                let predicted = pool.demand.predicted_concurrency(now_wall_ms, lead.as_millis() as u64);
+                pool.scaler.set_prediction(predicted);
+            }
+            self.autoscale(&name);
+        }
+        closed
+    }
+
+    /// How far ahead a pool's forecast looks: its `lead`, or the time a
+    /// streamlet of it took to become ready if that is longer, so that what
+    /// the forecast asks for is ready when the demand comes.
+    pub(super) fn lead(&self, pool: &str) -> Duration {
+        let Some(p) = self.pools.get(pool) else { return Duration::ZERO };
+        p.config.autoscale.lead.max(p.spawn_time)
+    }
+
+    /// A stream was asked of `pool` (placed or not): one arrival for its
+    /// demand.
+    pub(super) fn record_arrival(&mut self, pool: &str) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.demand.arrival(wall_ms());
+        }
+    }
+
+    /// A stream of `pool` ended after `lived`.
+    pub(super) fn record_duration(&mut self, pool: &str, lived: Duration) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.demand.ended(lived.as_millis() as u64);
+        }
+    }
+
+    /// A streamlet of `pool` took `took` from spawn to ready.
+    pub(super) fn record_spawn_time(&mut self, pool: &str, took: Duration) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            // The slowest of the recent ones, fading: one slow start is
+            // remembered for a while, not for ever.
+            p.spawn_time = took.max(p.spawn_time.mul_f64(0.9));
+        }
+    }
+
+    /// One pool's snapshot for its scaler: ready streamlets in its slots,
+    /// and how many more are on their way (spawns scheduled, starting, or a
+    /// slot whose streamlet is being replaced).
+    fn snapshot(&self, pool: &str) -> (Vec<WorkerLoad>, u32) {
+        let Some(p) = self.pools.get(pool) else { return (Vec::new(), 0) };
+        let mut ready = Vec::with_capacity(p.slots.len());
+        let mut starting = 0;
+        for slot in p.slots.iter().filter(|s| s.in_use) {
+            let live = slot.worker.and_then(|id| self.workers.get(&id).map(|w| (id, w)));
+            match live {
+                Some((id, w)) if w.state == WorkerState::Ready => ready.push(WorkerLoad {
+                    id: id.0,
+                    streams: w.streams.len() as u32,
+                    started_ms: w.started.saturating_duration_since(self.epoch).as_millis() as u64,
+                    idle_since_ms: w.idle_since.map(|t| t.saturating_duration_since(self.epoch).as_millis() as u64),
+                }),
+                _ => starting += 1,
+            }
+        }
+        (ready, starting)
+    }
+
+    /// Asks `pool`'s scaler what to do now, and does it.
+    pub(super) fn autoscale(&mut self, pool: &str) {
+        if self.shutting_down || self.spawn_orders.is_none() {
+            return;
+        }
+        let (workers, starting) = self.snapshot(pool);
+        let now_ms = self.now_ms();
+        let Some(state) = self.pools.get_mut(pool) else { return };
+        let decision = state.scaler.decide(&Snapshot { now_ms, workers: &workers, starting });
+        self.report_forecast_only(pool, &decision);
+        let state = self.pools.get_mut(pool).expect("checked above");
+        state.desired = decision.desired;
+        state.forecast = decision.forecast;
+        if decision.is_empty() {
+            return;
+        }
+        let mut spawned: BTreeMap<Reason, u32> = BTreeMap::new();
+        for &why in &decision.spawn {
+            let slot = match state.slots.iter().position(|s| !s.in_use && s.worker.is_none()) {
+                Some(free) => free,
+                None => {
+                    state.slots.push(Slot::default());
+                    state.slots.len() - 1
+                }
+            };
+            state.slots[slot].in_use = true;
+            state.pending += 1;
+            *spawned.entry(why).or_default() += 1;
+            if let Some(orders) = &self.spawn_orders {
+                let _ = orders.send(SpawnOrder { pool: pool.to_owned(), slot });
+            }
+        }
+        let mut retired: BTreeMap<Reason, Vec<WorkerId>> = BTreeMap::new();
+        for &(key, why) in &decision.retire {
+            let id = WorkerId(key);
+            let Some(worker) = self.workers.get_mut(&id) else { continue };
+            let state = self.pools.get_mut(pool).expect("checked above");
+            state.placement.remove(key);
+            if let Some(slot) = state.slots.get_mut(worker.slot) {
+                slot.in_use = false;
+            }
+            worker.state = WorkerState::Stopping;
+            worker.retiring = true;
+            worker.link.hang_up();
+            retired.entry(why).or_default().push(id);
+        }
+        let forecast = decision.forecast;
+        for (why, count) in spawned {
+            tracing::info!(pool, reason = %why, count, workers = decision.desired, ?forecast, "scaling up");
+            self.publish(Event::PoolScaled(PoolScaled {
+                pool: pool.to_owned(),
+                direction: ScaleDirection::Up,
+                reason: reason(why),
+                count,
+                workers: decision.desired,
+                forecast,
+                retired: Vec::new(),
+            }));
+        }
+        for (why, ids) in retired {
+            tracing::info!(pool, reason = %why, count = ids.len(), workers = decision.desired, ?forecast, "scaling down");
+            self.publish(Event::PoolScaled(PoolScaled {
+                pool: pool.to_owned(),
+                direction: ScaleDirection::Down,
+                reason: reason(why),
+                count: ids.len() as u32,
+                workers: decision.desired,
+                forecast,
+                retired: ids,
+            }));
+        }
+    }
+
+    /// `forecast-only`: says, once per change, what the forecast would do.
+    fn report_forecast_only(&mut self, pool: &str, decision: &Decision) {
+        let Some(state) = self.pools.get_mut(pool) else { return };
+        if state.scaler.rules().mode != Mode::ForecastOnly || decision.would_spawn == state.would_spawn {
+            return;
+        }
+        state.would_spawn = decision.would_spawn;
+        tracing::info!(
+            pool, forecast = ?decision.forecast, would_spawn = decision.would_spawn,
+            predicted_streams = ?state.scaler.prediction().map(|p| p.round() as u64),
+            "forecast-only: not acting on the forecast"
+        );
+    }
+
+    /// A spawn the autoscaler ordered started its streamlet.
+    pub fn autoscale_spawned(&mut self, pool: &str) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.scaler.spawn_succeeded();
+        }
+        self.spawn_settled(pool);
+    }
+
+    /// A spawn the autoscaler ordered failed: its slot is free again and the
+    /// pool's next spawns back off.
+    pub fn autoscale_spawn_failed(&mut self, pool: &str, slot: usize) {
+        let now = self.now_ms();
+        if let Some(p) = self.pools.get_mut(pool) {
+            if let Some(s) = p.slots.get_mut(slot).filter(|s| s.worker.is_none()) {
+                s.in_use = false;
+            }
+            p.scaler.spawn_failed(now);
+        }
+        self.spawn_settled(pool);
+    }
+
+    /// Whether an open that placed a stream on a streamlet now holding
+    /// `streams` may have changed what the scaler wants: it took the
+    /// streamlet's first stream (one fewer empty) or brought it within one
+    /// stream of full (lookahead).
+    pub(super) fn worth_asking(&self, pool: &str, streams: usize) -> bool {
+        self.pools.get(pool).is_some_and(|p| {
+            let per = p.config.streams_per_worker.max(1) as usize;
+            streams == 1 || streams + 1 >= per
+        })
+    }
+
+    /// Since when a ready streamlet has had no stream, for its idle grace.
+    pub(super) fn mark_idle(&mut self, id: WorkerId) {
+        if let Some(w) = self.workers.get_mut(&id) {
+            if w.streams.is_empty() && w.idle_since.is_none() {
+                w.idle_since = Some(Instant::now());
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The autoscaler in the live daemon: streamlets spawned and retired by the
+//! rules, with their events; the demand history in the state directory.
+
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use streamlet_autoscale::history::{self, HistoryFile, PoolHistory};
+use streamlet_client::Client;
+use streamlet_proto::{ErrorCode, Event, OpenRequest, PoolScaled, ScaleDirection, ScaleReason, WorkerId};
+
+use crate::support::{Daemon, STREAMLETCTL};
+
+/// A pool of at most four streamlets of two streams, growing and shrinking
+/// by the reactive rules, quickly.
+const ELASTIC: &str = r#"
+[daemon]
+shutdown_timeout = "2s"
+
+[pools.echo]
+handler = { kind = "echo" }
+workers = { min = 1, max = 4 }
+streams_per_worker = 2
+spare = false
+autoscale = { idle_grace = "1s" }
+"#;
+
+async fn scaled(client: &mut Client) -> PoolScaled {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, client.next_event()).await.expect("a scaling event in time").unwrap();
+        if let Event::PoolScaled(scaled) = event {
+            return scaled;
+        }
+    }
+}
+
+async fn open(client: &mut Client) -> (WorkerId, UnixStream) {
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    // (It may need the streamlet the last open asked for.)
+    let request = OpenRequest { wait_ms: Some(5_000), ..OpenRequest::new("echo") };
+    let opened = client.open(request, theirs.as_fd()).await.unwrap();
+    (opened.worker, mine)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookahead_spawns_before_the_last_slot_and_idle_grace_retires() {
+    let daemon = Daemon::start(ELASTIC);
+    let mut client = daemon.client().await;
+    let mut watcher = daemon.client().await;
+    watcher.subscribe().await.unwrap();
+
+    // One stream on a streamlet of two: within one stream of full.
+    let (first, conn) = open(&mut client).await;
+    let up = scaled(&mut watcher).await;
+    assert_eq!((up.direction, up.reason, up.count, up.workers), (ScaleDirection::Up, ScaleReason::Lookahead, 1, 2));
+    let status = daemon.wait_until(|s| s.pools[0].ready == 2);
+    assert_eq!((status.pools[0].slots, status.pools[0].desired), (2, 2));
+
+    // The stream ends; a second later one streamlet is retired: the older.
+    drop(conn);
+    let down = scaled(&mut watcher).await;
+    assert_eq!(
+        (down.direction, down.reason, down.count, down.workers),
+        (ScaleDirection::Down, ScaleReason::IdleGrace, 1, 1)
+    );
+    assert_eq!(down.retired, vec![first], "the oldest of the idle streamlets goes");
+    let status = daemon.wait_until(|s| s.pools[0].workers == 1);
+    assert_eq!((status.pools[0].slots, status.pools[0].ready), (1, 1), "never below min");
+    // It left cleanly: no restart was counted against its slot.
+    let workers = client.workers(None).await.unwrap();
+    assert!(workers.iter().all(|w| w.id != first && w.restarts == 0), "{workers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_free_keeps_empty_streamlets_ready_and_max_caps_growth() {
+    let config = ELASTIC.replace("min = 1, max = 4", "min = 1, max = 3, min_free = 2");
+    let daemon = Daemon::start(&config);
+    // One at start, and one more for min_free: two empty ones.
+    let status = daemon.wait_until(|s| s.pools[0].ready == 2);
+    assert_eq!(status.pools[0].desired, 2);
+    let mut client = daemon.client().await;
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        // Each open may need the streamlet the last one asked for.
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        let request = OpenRequest { wait_ms: Some(5_000), ..OpenRequest::new("echo") };
+        client.open(request, theirs.as_fd()).await.unwrap();
+        held.push(mine);
+    }
+    let status = daemon.wait_until(|s| s.pools[0].streams == 6);
+    assert_eq!((status.pools[0].slots, status.pools[0].desired), (3, 3), "max is 3");
+    let (_mine, theirs) = UnixStream::pair().unwrap();
+    let refused = client.open(OpenRequest::new("echo"), theirs.as_fd()).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::NoCapacity), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamletctl_pools_shows_current_desired_and_forecast() {
+    let daemon = Daemon::start(ELASTIC);
+    let out =
+        std::process::Command::new(STREAMLETCTL).arg("--socket").arg(&daemon.socket).arg("pools").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["POOL", "AUTOSCALE", "MIN", "MAX", "CURRENT", "READY", "DESIRED", "FORECAST", "STREAMS"]
+    );
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["echo", "reactive", "1", "4", "1", "1", "1", "-", "0"]
+    );
+    let out = std::process::Command::new(STREAMLETCTL)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["--json", "pools"])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["desired"], 1);
+    assert_eq!(rows[0]["forecast"], serde_json::Value::Null);
+}
+
+/// A history in which `pool` had `per_minute` arrivals every minute of the
+/// last `minutes`, each stream lasting `duration_ms`.
+fn busy_history(pool: &str, minutes: u64, per_minute: u32, duration_ms: f64) -> HistoryFile {
+    let now_minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60;
+    let mut record = PoolHistory {
+        first_minute: now_minute - minutes,
+        mean_duration_ms: duration_ms,
+        durations: 10_000,
+        ..PoolHistory::default()
+    };
+    record.arrivals.extend(std::iter::repeat_n(per_minute, minutes as usize));
+    HistoryFile { pools: [(pool.to_owned(), record)].into() }
+}
+
+/// Starts the daemon with a state directory already holding `history`.
+fn start_with_history(config: &str, history: &HistoryFile) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("history.bin"), history::encode(history)).unwrap();
+    let path = dir.path().join("streamletd.toml");
+    let config = config.replace("[daemon]", &format!("[daemon]\nstate_dir = {:?}", state.display().to_string()));
+    std::fs::write(&path, config).unwrap();
+    let socket = dir.path().join("streamletd.sock");
+    let mut cmd = std::process::Command::new(crate::support::STREAMLETD);
+    cmd.arg("--config").arg(&path).arg("--socket").arg(&socket);
+    Daemon::spawn_unready(cmd, dir, socket)
+}
+
+const PREDICTIVE: &str = r#"
+[daemon]
+shutdown_timeout = "2s"
+
+[pools.echo]
+handler = { kind = "echo" }
+workers = { min = 1, max = 20 }
+streams_per_worker = 10
+spare = false
+autoscale = { mode = "predictive", lead = "60s", headroom = 0.2 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learnt_forecast_spawns_ahead_of_demand() {
+    // Three hours of 600 streams a minute lasting 10 s: 100 at a time, so
+    // 100 / 10 * 1.2 = 12 streamlets before anyone opens a stream.
+    let daemon = start_with_history(PREDICTIVE, &busy_history("echo", 180, 600, 10_000.0));
+    let mut watcher = daemon.client().await;
+    watcher.subscribe().await.unwrap();
+    let status = daemon.wait_until(|s| s.pools[0].ready >= 12);
+    let pool = &status.pools[0];
+    assert_eq!((pool.forecast, pool.desired), (Some(12), 12), "{pool:?}");
+    assert!(pool.predicted_streams.is_some_and(|p| (90..=110).contains(&p)), "{pool:?}");
+    assert_eq!(pool.streams, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecast_only_reports_the_forecast_and_keeps_the_pool_as_it_is() {
+    let config = PREDICTIVE.replace("\"predictive\"", "\"forecast-only\"");
+    let daemon = start_with_history(&config, &busy_history("echo", 180, 600, 10_000.0));
+    let status = daemon.wait_until(|s| s.pools[0].forecast.is_some() && s.pools[0].ready == 1);
+    assert_eq!(status.pools[0].forecast, Some(12));
+    assert_eq!(status.pools[0].autoscale, "forecast-only");
+    // And it stays at min.
+    std::thread::sleep(Duration::from_millis(300));
+    let status = daemon.wait_until(|_| true);
+    assert_eq!((status.pools[0].slots, status.pools[0].desired), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_survives_a_restart_and_a_corrupt_file_is_replaced() {
+    let mut daemon = start_with_history(ELASTIC, &busy_history("echo", 30, 7, 1_500.0));
+    daemon.wait_until(|s| s.pools[0].ready == 1);
+    let state = daemon.dir.path().join("state");
+    let mut client = daemon.client().await;
+    for _ in 0..3 {
+        let (_worker, conn) = open(&mut client).await;
+        drop(conn);
+    }
+    daemon.wait_until(|s| s.pools[0].streams == 0);
+    drop(client);
+    assert!(daemon.terminate().success());
+    let kept = history::decode(&std::fs::read(state.join("history.bin")).unwrap()).unwrap();
+    let echo = &kept.pools["echo"];
+    assert_eq!(echo.durations, 10_003, "the three streams' durations were added");
+    assert!(echo.arrivals.len() >= 30, "the minutes written before are still there");
+    assert!(echo.arrivals.iter().take(30).all(|&n| n == 7));
+
+    // A corrupt file: reported, kept aside, replaced; the daemon runs.
+    std::fs::write(state.join("history.bin"), b"not a history at all").unwrap();
+    daemon.restart();
+    assert!(state.join("history.bin.corrupt").exists());
+    assert!(daemon.terminate().success());
+    let fresh = history::decode(&std::fs::read(state.join("history.bin")).unwrap()).unwrap();
+    assert_eq!(fresh.pools["echo"].durations, 0, "a new history");
+}
