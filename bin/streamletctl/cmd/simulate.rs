@@ -9,8 +9,8 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Map, Value};
 use streamlet_supervisor::config::PoolConfig;
 use streamlet_supervisor::simulate::{
-    self, format_duration, format_minute, parse_duration, Durations, Options, Outcome, Policy, SimulateError, Trace,
-    Workload,
+    self, format_duration, format_minute, format_span, parse_duration, Durations, Options, Outcome, Policy,
+    SimulateError, Trace, Workload,
 };
 use streamlet_supervisor::Config;
 
@@ -151,10 +151,10 @@ fn conditions(pool: &PoolConfig, config: &Config, workload: &Workload, options: 
         options.seed
     );
     if workload.start_ms > workload.warm_ms {
-        let _ = write!(line, "; warmed up {}", format_duration(workload.start_ms - workload.warm_ms));
+        let _ = write!(line, "; warmed up {}", format_span(workload.start_ms - workload.warm_ms));
     }
     if workload.training_minutes > 0 {
-        let _ = write!(line, " after training on {}", format_duration(workload.training_minutes * 60_000));
+        let _ = write!(line, " after training on {}", format_span(workload.training_minutes * 60_000));
     }
     line
 }

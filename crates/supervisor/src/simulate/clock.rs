@@ -136,6 +136,23 @@ pub fn format_duration(ms: u64) -> String {
     format!("{ms}ms")
 }
 
+/// A span for people: `47d23h50m`, `2h05m`, `30s`; units that are zero
+/// are left out, and what is below a second.
+pub fn format_span(ms: u64) -> String {
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, size) in [("d", DAY_MS), ("h", 3_600_000), ("m", MINUTE_MS), ("s", 1000)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    if out.is_empty() {
+        out = format!("{ms}ms");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +198,9 @@ mod tests {
         assert_eq!(format_duration(1500), "1500ms");
         assert_eq!(format_duration(30_000), "30s");
         assert_eq!(format_duration(14 * DAY_MS), "14d");
+        assert_eq!(format_span(69_110 * MINUTE_MS), "47d23h50m");
+        assert_eq!(format_span(30_500), "30s");
+        assert_eq!(format_span(2), "2ms");
         assert_eq!(tick_at_or_after(40_010), 40_050);
         assert_eq!(tick_at_or_after(40_050), 40_050);
     }

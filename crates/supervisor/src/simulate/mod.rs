@@ -48,7 +48,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use chart::{csv, svg};
-pub use clock::{format_duration, format_minute};
+pub use clock::{format_duration, format_minute, format_span};
 pub use engine::run;
 pub use trace::{Trace, TraceError};
 pub use workload::Workload;

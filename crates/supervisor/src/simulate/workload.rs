@@ -110,9 +110,9 @@ impl Workload {
         })
     }
 
-    /// How many streams are played (the warm-up's and the window's).
+    /// How many streams arrive in the evaluation window.
     pub fn stream_count(&self) -> usize {
-        self.streams.len()
+        self.streams.len() - self.streams.partition_point(|s| s.at_ms < self.start_ms)
     }
 
     /// The demand as the forecast knows it when play starts.
