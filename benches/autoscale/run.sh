@@ -15,11 +15,13 @@
 #   GeneratedTokens x 30 ms; the last 30 minutes evaluated, after 10 minutes
 #   of warm-up, trained on the 20 before.
 # - azure-single: the same requests, once, one stream per streamlet.
+# - nasa-spread: nasa under least-connections instead of pack, for the cost
+#   of a spreading placement.
 # - spawn delays: 2 ms (a spawn as measured on the development VM) and 2 s (a
 #   slow runtime to start).
 # - reactive runs twice: with the shared config in the table and chart
 #   (min_free = 0: it never grows past min) and with min_free = 1
-#   (*-reactive.toml).
+#   (*-reactive.toml), its only way to grow.
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -54,6 +56,8 @@ experiment() {
 # shellcheck disable=SC2086 # the flags are words
 experiment nasa nasa.toml nasa-reactive.toml $nasa --scale 2
 # shellcheck disable=SC2086
+experiment nasa-spread nasa-spread.toml "" $nasa --scale 2
+# shellcheck disable=SC2086
 experiment azure azure.toml azure-reactive.toml $azure --scale 2
 # shellcheck disable=SC2086
 experiment azure-single azure-single.toml "" $azure --scale 1
@@ -62,7 +66,7 @@ experiment azure-single azure-single.toml "" $azure --scale 1
 {
     printf '%-13s %-5s %-22s %9s %10s %11s %8s %12s %5s\n' experiment delay policy admitted cold_waits \
         cold_wait_s rejected worker_s peak
-    for name in nasa azure azure-single; do
+    for name in nasa nasa-spread azure azure-single; do
         for delay in 2ms 2s; do
             for file in "$out/$name-$delay.txt" "$out/$name-$delay-reactive-min-free.txt"; do
                 [ -f "$file" ] || continue

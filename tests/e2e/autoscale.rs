@@ -218,3 +218,91 @@ async fn history_survives_a_restart_and_a_corrupt_file_is_replaced() {
     let fresh = history::decode(&std::fs::read(state.join("history.bin")).unwrap()).unwrap();
     assert_eq!(fresh.pools["echo"].durations, 0, "a new history");
 }
+
+/// The script both the daemon and the simulator play: `(at_ms, duration_ms)`
+/// of each stream. Decisions fall at least 300 ms apart, far more than the
+/// daemon's scheduling jitter, so the order cannot depend on timing luck:
+/// three opens bring three lookahead spawns (a stream takes a streamlet to
+/// one short of full, each on the emptiest), and as they end the idle
+/// streamlets go once their second of grace is over and lookahead can spare
+/// them, down to min.
+const SCRIPT: [(u64, u64); 3] = [(500, 2_500), (1_100, 2_500), (1_700, 600)];
+
+/// A decision, as both sides can tell it: up or down, the rule, and for a
+/// retirement which streamlet, by the order the autoscaler spawned them
+/// (`None`: the one the pool started with).
+type Step = (ScaleDirection, ScaleReason, Option<usize>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_and_the_daemon_make_the_same_decisions() {
+    use streamlet_supervisor::simulate::{self, Action, Options, Policy, Trace, Workload};
+    let config_text = ELASTIC;
+
+    // The simulator, on the same config and script.
+    let config = streamlet_supervisor::Config::parse(config_text, "elastic").unwrap();
+    let rows: String = SCRIPT.iter().map(|(at, d)| format!("{at},{d}\n")).collect();
+    let trace = Trace::parse(&format!("at_ms,duration_ms\n{rows}"), "script.csv").unwrap();
+    let options = Options { spawn_delay_ms: 5, warm_up_ms: 0, ..Options::default() };
+    let workload = Workload::new(&trace, &options).unwrap();
+    let outcome = simulate::run(&config.pools["echo"], &config, Policy::Lookahead, &workload, &options);
+    let mut spawned = Vec::new();
+    let mut simulated: Vec<Step> = Vec::new();
+    for logged in &outcome.decisions {
+        let reason = match logged.reason {
+            streamlet_autoscale::Reason::Min => continue, // the pool's start, before the script
+            streamlet_autoscale::Reason::MinFree => ScaleReason::MinFree,
+            streamlet_autoscale::Reason::Lookahead => ScaleReason::Lookahead,
+            streamlet_autoscale::Reason::Forecast => ScaleReason::Forecast,
+            streamlet_autoscale::Reason::IdleGrace => ScaleReason::IdleGrace,
+        };
+        match logged.action {
+            Action::Spawn { worker } => {
+                spawned.push(worker);
+                simulated.push((ScaleDirection::Up, reason, None));
+            }
+            Action::Retire { worker } => {
+                simulated.push((ScaleDirection::Down, reason, spawned.iter().position(|w| *w == worker)))
+            }
+        }
+    }
+
+    // The daemon, in real time.
+    let daemon = Daemon::start(config_text);
+    let mut client = daemon.client().await;
+    let mut watcher = daemon.client().await;
+    watcher.subscribe().await.unwrap();
+    let start = Instant::now();
+    let mut held: Vec<(Instant, UnixStream)> = Vec::new();
+    let mut script = SCRIPT.iter().peekable();
+    let mut live: Vec<Step> = Vec::new();
+    let mut ready_order: Vec<WorkerId> = Vec::new();
+    let settle = start + Duration::from_millis(6_000);
+    while Instant::now() < settle {
+        if let Some(&&(at, duration)) = script.peek() {
+            if start.elapsed() >= Duration::from_millis(at) {
+                script.next();
+                let (_worker, conn) = open(&mut client).await;
+                held.push((start + Duration::from_millis(at + duration), conn));
+            }
+        }
+        held.retain(|(until, _)| Instant::now() < *until);
+        let event = tokio::time::timeout(Duration::from_millis(10), watcher.next_event()).await;
+        match event {
+            Ok(Ok(Event::WorkerReady(ready))) => ready_order.push(ready.worker),
+            Ok(Ok(Event::PoolScaled(scaled))) => match scaled.direction {
+                ScaleDirection::Up => {
+                    live.extend(std::iter::repeat_n((ScaleDirection::Up, scaled.reason, None), scaled.count as usize))
+                }
+                ScaleDirection::Down => {
+                    for id in scaled.retired {
+                        live.push((ScaleDirection::Down, scaled.reason, ready_order.iter().position(|w| *w == id)));
+                    }
+                }
+            },
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => panic!("event stream: {e}"),
+        }
+    }
+    assert!(simulated.len() >= 6, "the script exercises spawns and retirements: {simulated:?}");
+    assert_eq!(live, simulated, "daemon (left) and simulator (right) decided differently");
+}

@@ -14,6 +14,7 @@ use crate::{LeastConnections, Placement};
 mod geo;
 mod layered;
 mod p2c;
+mod pack;
 mod round_robin;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ mod tests;
 pub use geo::{Geo, REGION_LABEL, UNKNOWN_DISTANCE};
 pub use layered::Layered;
 pub use p2c::PowerOfTwo;
+pub use pack::Pack;
 pub use round_robin::RoundRobin;
 
 /// A placement policy, by the name a pool's config gives it.
@@ -37,6 +39,8 @@ pub enum PolicyKind {
     Geo,
     /// `round-robin`: the streamlets in turn.
     RoundRobin,
+    /// `pack`: the fullest streamlet with room, so autoscaled pools can shrink.
+    Pack,
 }
 
 /// What the policies need besides their streamlets. Each policy reads only
@@ -55,8 +59,8 @@ pub struct PolicyOptions {
 
 impl PolicyKind {
     /// Every policy, in the order of the config documentation.
-    pub const ALL: [PolicyKind; 5] =
-        [Self::LeastConnections, Self::Layered, Self::PowerOfTwo, Self::Geo, Self::RoundRobin];
+    pub const ALL: [PolicyKind; 6] =
+        [Self::LeastConnections, Self::Layered, Self::PowerOfTwo, Self::Geo, Self::RoundRobin, Self::Pack];
 
     /// The name used in the config (`least-connections`, `p2c`, ...).
     pub fn name(self) -> &'static str {
@@ -66,6 +70,7 @@ impl PolicyKind {
             Self::PowerOfTwo => "p2c",
             Self::Geo => "geo",
             Self::RoundRobin => "round-robin",
+            Self::Pack => "pack",
         }
     }
 
@@ -77,6 +82,7 @@ impl PolicyKind {
             Self::PowerOfTwo => Box::new(PowerOfTwo::new(options.seed)),
             Self::Geo => Box::new(Geo::new(options.distances.clone(), options.penalty_per_unit)),
             Self::RoundRobin => Box::new(RoundRobin::default()),
+            Self::Pack => Box::new(Pack::default()),
         }
     }
 }

@@ -138,6 +138,7 @@ pub enum PlacementKind {
     P2c,
     Geo,
     RoundRobin,
+    Pack,
 }
 
 impl PlacementKind {
@@ -148,6 +149,7 @@ impl PlacementKind {
             Self::P2c => "p2c",
             Self::Geo => "geo",
             Self::RoundRobin => "round-robin",
+            Self::Pack => "pack",
         }
     }
 }

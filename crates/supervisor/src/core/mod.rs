@@ -1340,6 +1340,7 @@ pub(crate) fn placement_for(pool: &PoolConfig, config: &Config) -> Box<dyn Place
         PlacementKind::P2c => PolicyKind::PowerOfTwo,
         PlacementKind::Geo => PolicyKind::Geo,
         PlacementKind::RoundRobin => PolicyKind::RoundRobin,
+        PlacementKind::Pack => PolicyKind::Pack,
     };
     let options = PolicyOptions {
         prefer: pool.prefer.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
