@@ -17,8 +17,9 @@
 # - azure-single: the same requests, once, one stream per streamlet.
 # - nasa-spread: nasa under least-connections instead of pack, for the cost
 #   of a spreading placement.
-# - spawn delays: 2 ms (a spawn as measured on the development VM) and 2 s (a
-#   slow runtime to start).
+# - spawn delays: 17 ms (a sandboxed streamlet spawned on its own, into a new
+#   cgroup, as measured on the development VM: BENCHMARKS.md, "replacement
+#   ready, spare = false") and 2 s (a handler with a heavy start-up).
 # - reactive runs twice: with the shared config in the table and chart
 #   (min_free = 0: it never grows past min) and with min_free = 1
 #   (*-reactive.toml), its only way to grow.
@@ -41,7 +42,7 @@ azure="--trace $traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv --ms-per-t
 experiment() {
     name=$1 config=$2 reactive=$3
     shift 3
-    for delay in 2ms 2s; do
+    for delay in 17ms 2s; do
         run="$out/$name-$delay"
         "$ctl" simulate "$@" --config "$configs/$config" --spawn-delay "$delay" --csv "$run.csv" --svg "$run.svg" \
             > "$run.txt"
@@ -67,7 +68,7 @@ experiment azure-single azure-single.toml "" $azure --scale 1
     printf '%-13s %-5s %-22s %9s %10s %11s %8s %12s %5s\n' experiment delay policy admitted cold_waits \
         cold_wait_s rejected worker_s peak
     for name in nasa nasa-spread azure azure-single; do
-        for delay in 2ms 2s; do
+        for delay in 17ms 2s; do
             for file in "$out/$name-$delay.txt" "$out/$name-$delay-reactive-min-free.txt"; do
                 [ -f "$file" ] || continue
                 suffix=""
@@ -87,3 +88,41 @@ experiment azure-single azure-single.toml "" $azure --scale 1
         done
     done
 } | tee "$out/summary.txt"
+
+# The same comparison at the slow spawn over five seeds (the random spread of
+# arrivals within their minute or second, and of the NASA durations): the
+# median and range of the cut in misses and of the extra cost.
+seeds() {
+    name=$1 config=$2
+    shift 2
+    for seed in 1 2 3 4 5; do
+        "$ctl" simulate "$@" --config "$configs/$config" --spawn-delay 2s --policy all --seed "$seed" --json
+    done | python3 -c '
+import json, sys
+text = sys.stdin.read()
+runs, depth, start = [], 0, 0
+for i, c in enumerate(text):
+    if c == "{":
+        depth += 1
+        if depth == 1:
+            start = i
+    elif c == "}":
+        depth -= 1
+        if depth == 0:
+            runs.append(json.loads(text[start : i + 1]))
+miss = lambda r: r["cold_waits"] + r["rejected"]
+cuts = sorted(100 * (1 - miss(r["predictive"]) / miss(r["lookahead"])) for r in runs if miss(r["lookahead"]))
+costs = sorted(100 * (r["predictive"]["worker_seconds"] / r["lookahead"]["worker_seconds"] - 1) for r in runs)
+cut = f"{cuts[len(cuts) // 2]:.1f}% ({cuts[0]:.1f} to {cuts[-1]:.1f})" if cuts else "none to cut"
+name = sys.argv[1]
+print(f"{name:<13} 2s    seeds 1-5: misses cut {cut}, worker-seconds {costs[len(costs) // 2]:+.1f}% ({costs[0]:+.1f} to {costs[-1]:+.1f})")
+' "$name"
+}
+{
+    # shellcheck disable=SC2086
+    seeds nasa nasa.toml $nasa --scale 2
+    # shellcheck disable=SC2086
+    seeds azure azure.toml $azure --scale 2
+    # shellcheck disable=SC2086
+    seeds azure-single azure-single.toml $azure --scale 1
+} | tee -a "$out/summary.txt"

@@ -306,3 +306,21 @@ async fn the_simulator_and_the_daemon_make_the_same_decisions() {
     assert!(simulated.len() >= 6, "the script exercises spawns and retirements: {simulated:?}");
     assert_eq!(live, simulated, "daemon (left) and simulator (right) decided differently");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_streamlet_is_no_room_so_its_pool_keeps_one_ready() {
+    let daemon = Daemon::start(ELASTIC);
+    let mut client = daemon.client().await;
+    // A stream on the first streamlet; lookahead brings a second.
+    let (first, _conn) = open(&mut client).await;
+    daemon.wait_until(|s| s.pools[0].ready == 2);
+    // The operator drains the first while its stream goes on. The second is
+    // empty past its idle grace, but it is the pool's only room.
+    client.drain(first, Some(30_000)).await.unwrap();
+    std::thread::sleep(Duration::from_millis(1_600));
+    let status = daemon.wait_until(|_| true);
+    assert!(status.pools[0].ready >= 1, "a ready streamlet stays: {:?}", status.pools[0]);
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    client.open(OpenRequest::new("echo"), theirs.as_fd()).await.unwrap();
+    drop(mine);
+}

@@ -50,6 +50,24 @@ pub struct Demand {
     peak: Vec<f64>,
     /// The history's end minute at which to check its seasons again.
     seasons_check: u64,
+    /// The history has grown into more seasons than the model knows: a
+    /// refit is due (see [`refit_job`](Self::refit_job)).
+    refit_due: bool,
+}
+
+/// A refit to run away from the caller's lock: fit a [`Model`] on the
+/// series with [`RefitJob::fit`] (a grid search: up to about 0.1 s on five
+/// weeks), then hand it to [`Demand::install`].
+#[derive(Debug, Clone)]
+pub struct RefitJob {
+    series: Vec<u32>,
+    first_minute: u64,
+}
+
+impl RefitJob {
+    pub fn fit(self) -> Model {
+        Model::fit(&self.series, self.first_minute)
+    }
 }
 
 impl Demand {
@@ -60,6 +78,7 @@ impl Demand {
         let mut demand = Self {
             model,
             seasons_check: history.end_minute().saturating_add(DAY),
+            refit_due: false,
             history,
             current: None,
             ahead: Vec::with_capacity(CACHED_MINUTES),
@@ -135,7 +154,7 @@ impl Demand {
         if self.history.end_minute() >= self.seasons_check {
             self.seasons_check = self.history.end_minute().saturating_add(DAY);
             if Seasons::for_observed(self.history.observed() as u64) > self.model.seasons() {
-                self.refit();
+                self.refit_due = true;
             }
         }
         self.refresh();
@@ -195,9 +214,37 @@ impl Demand {
         self.refresh();
     }
 
-    fn refit(&mut self) {
-        let first = self.history.first_minute;
-        self.model = Model::fit(self.history.arrivals.make_contiguous(), first);
+    /// The refit the history asks for, if one is due: the model goes on as
+    /// it is until [`install`](Self::install) swaps the new one in.
+    pub fn refit_job(&mut self) -> Option<RefitJob> {
+        if !std::mem::take(&mut self.refit_due) {
+            return None;
+        }
+        let first_minute = self.history.first_minute;
+        Some(RefitJob { series: self.history.arrivals.make_contiguous().to_vec(), first_minute })
+    }
+
+    /// Runs the due refit here and now (the simulator, which has no lock to
+    /// keep short).
+    pub fn refit_now(&mut self) {
+        if let Some(job) = self.refit_job() {
+            self.install(job.fit());
+        }
+    }
+
+    /// Swaps in a model fitted on an earlier copy of the history: it is
+    /// brought up to date with the minutes closed since that copy.
+    pub fn install(&mut self, mut model: Model) {
+        let end = self.history.end_minute();
+        let from = model.next_minute().max(self.history.first_minute);
+        for minute in from..end {
+            model.update(minute, self.history.get(minute).and_then(crate::forecast::observation));
+        }
+        if model.next_minute() < end {
+            model.skip_to(end);
+        }
+        self.model = model;
+        self.refresh();
     }
 
     fn forecast(&self, minute: u64) -> f64 {

@@ -23,8 +23,13 @@ pub const MISSING: u32 = u32::MAX;
 
 /// The mean stream duration is a running mean over the first
 /// `DURATION_WINDOW` streams, then an exponentially weighted mean with weight
-/// `1 / DURATION_WINDOW` per stream (about the last 10,000 streams count).
-pub const DURATION_WINDOW: u64 = 10_000;
+/// `1 / DURATION_WINDOW` per stream (about the last 1,000 streams count: a
+/// few minutes of a busy pool). Durations drift with load: in the Azure LLM
+/// trace the answers are longest when requests are fewest (8.4 s against
+/// 3.6 s at the peak), so a mean over 10,000 streams (a quarter of an hour
+/// there) made Little's law under-predict concurrency by a fifth just when
+/// arrivals fell, and the forecast missed what lookahead caught.
+pub const DURATION_WINDOW: u64 = 1_000;
 
 /// One pool's history.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -131,6 +131,9 @@ pub struct Snapshot<'a> {
     pub workers: &'a [WorkerLoad],
     /// Streamlets starting and spawns scheduled: capacity on its way, empty.
     pub starting: u32,
+    /// Streamlets draining or dying whose places will be filled again:
+    /// they count toward min and max, and offer no room.
+    pub replacing: u32,
 }
 
 /// What to do now.
@@ -220,7 +223,7 @@ impl Scaler {
         let per = r.streams_per_worker.max(1);
         // A streamlet with fewer streams than this is not "about to fill".
         let threshold = (per - 1).max(1);
-        let mut total = pool.workers.len() as u32 + pool.starting;
+        let mut total = pool.workers.len() as u32 + pool.starting + pool.replacing;
         let mut free = pool.workers.iter().filter(|w| w.streams == 0).count() as u32 + pool.starting;
         let mut roomy = pool.workers.iter().filter(|w| w.streams < threshold).count() as u32 + pool.starting;
         let forecast = self.forecast_workers();

@@ -423,8 +423,8 @@ pub(crate) mod tests {
         status.pools.push(predictive);
         assert_eq!(
             pools_table(&status),
-            "POOL  AUTOSCALE   MIN  MAX  CURRENT  READY  DESIRED           FORECAST  STREAMS\n\
-             echo  reactive      1    8        2      2        3                  -        3\n\
+            "POOL  AUTOSCALE   MIN  MAX  CURRENT  READY  DESIRED        FORECAST  STREAMS\n\
+             echo  reactive      1    8        2      2        3               -        3\n\
              llm   predictive    1    8        2      2        3  6 (40 streams)        3\n"
         );
     }

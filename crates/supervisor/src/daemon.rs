@@ -72,10 +72,20 @@ async fn quota_tick(daemon: Arc<Daemon>) {
                 core.expire_waiting();
                 core.pace(stats_interval);
                 core.tick_monitor();
-                if core.tick_autoscale(crate::core::wall_ms()) {
-                    let history = core.history_file();
-                    drop(core);
+                let save = core.tick_autoscale(crate::core::wall_ms());
+                let refits = core.refit_jobs();
+                let history = save.then(|| core.history_file());
+                drop(core);
+                if let Some(history) = history {
                     daemon.state.save_history(history);
+                }
+                for (pool, job) in refits {
+                    // A grid search (up to about 0.1 s): not under the lock.
+                    let daemon = daemon.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let model = job.fit();
+                        daemon.core().install_model(&pool, model);
+                    });
                 }
             }
             _ = stopped(&mut stopping) => return,
@@ -156,13 +166,11 @@ pub async fn run(
     let (orders, mut ordered) = tokio::sync::mpsc::unbounded_channel();
     daemon.core().set_spawn_orders(orders);
     let spawner_daemon = daemon.clone();
+    // Ends when the core drops its sender at shutdown, after the orders
+    // queued before (each settled by `fill_ordered`, so none stays pending).
     tokio::spawn(async move {
-        let mut stopping = spawner_daemon.stopping.subscribe();
-        loop {
-            tokio::select! {
-                Some(order) = ordered.recv() => spawner::fill_ordered(spawner_daemon.clone(), order),
-                () = stopped(&mut stopping) => return,
-            }
+        while let Some(order) = ordered.recv().await {
+            spawner::fill_ordered(spawner_daemon.clone(), order);
         }
     });
     let server = tokio::spawn(server::serve(daemon.clone(), listener));
@@ -182,9 +190,13 @@ pub async fn run(
 /// those last events and close, hang up on every streamlet so it exits, and
 /// wait for them (killing the rest after `shutdown_timeout`).
 async fn shutdown(daemon: &Arc<Daemon>, socket: ControlSocket, server: tokio::task::JoinHandle<()>) {
-    let history = daemon.core().history_file();
-    daemon.state.save_history_now(&history);
     let links = daemon.core().begin_shutdown();
+    let history = daemon.core().history_file();
+    let state = daemon.clone();
+    let saved = tokio::task::spawn_blocking(move || state.state.save_history_now(&history));
+    if tokio::time::timeout(Duration::from_secs(2), saved).await.is_err() {
+        tracing::warn!("writing the demand history takes more than 2 s; not waiting for it");
+    }
     daemon.stopping.send_replace(true);
     drop(socket);
     for link in &links {

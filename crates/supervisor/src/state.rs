@@ -8,6 +8,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use streamlet_autoscale::history::{self, HistoryFile};
 
@@ -18,6 +20,12 @@ pub const HISTORY_FILE: &str = "history.bin";
 pub struct StateDir {
     /// `None`: the directory could not be made; nothing is kept.
     path: Option<PathBuf>,
+    /// One write at a time, and never an older copy over a newer one: the
+    /// generation last written.
+    writer: Arc<Mutex<u64>>,
+    generation: AtomicU64,
+    /// A failed write was reported (the next ones are not, until one works).
+    failing: Arc<AtomicBool>,
 }
 
 /// Where state goes when the config names no `daemon.state_dir`: systemd's
@@ -44,16 +52,22 @@ impl StateDir {
     /// Opens (making it if need be, mode 0700) the state directory.
     pub fn open(path: &Path) -> Self {
         use std::os::unix::fs::DirBuilderExt;
-        match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path) {
-            Ok(()) => Self { path: Some(path.to_owned()) },
+        let made = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .and_then(|()| nix::unistd::access(path, nix::unistd::AccessFlags::W_OK).map_err(std::io::Error::from));
+        let path = match made {
+            Ok(()) => Some(path.to_owned()),
             Err(e) => {
                 tracing::warn!(
                     dir = %path.display(), error = %e,
-                    "cannot make the state directory; demand history will not survive a restart (set daemon.state_dir)"
+                    "cannot write to the state directory; demand history will not survive a restart (set daemon.state_dir)"
                 );
-                Self { path: None }
+                None
             }
-        }
+        };
+        Self { path, writer: Arc::default(), generation: AtomicU64::new(1), failing: Arc::default() }
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -94,15 +108,42 @@ impl StateDir {
     /// synced, then renamed over the old one, so a crash leaves the old or
     /// the new file, never half of one.
     pub fn save_history(&self, history: HistoryFile) {
-        let Some(dir) = self.path.clone() else { return };
-        tokio::task::spawn_blocking(move || write_history(&dir, &history));
+        let Some(write) = self.writer_for() else { return };
+        tokio::task::spawn_blocking(move || write(&history));
     }
 
-    /// [`save_history`](Self::save_history), on this thread.
+    /// [`save_history`](Self::save_history), on this thread, after any
+    /// write in flight.
     pub fn save_history_now(&self, history: &HistoryFile) {
-        if let Some(dir) = &self.path {
-            write_history(dir, history);
+        if let Some(write) = self.writer_for() {
+            write(history);
         }
+    }
+
+    /// A write of the next generation, to run anywhere.
+    fn writer_for(&self) -> Option<impl FnOnce(&HistoryFile) + Send + 'static> {
+        let dir = self.path.clone()?;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let (writer, failing) = (self.writer.clone(), self.failing.clone());
+        Some(move |history: &HistoryFile| {
+            let mut last = writer.lock().unwrap_or_else(|p| p.into_inner());
+            if *last > generation {
+                return; // a newer copy is written already
+            }
+            match write_history(&dir, history) {
+                Ok(()) => {
+                    *last = generation;
+                    if failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!(dir = %dir.display(), "the demand history is written again");
+                    }
+                }
+                Err(e) if !failing.swap(true, Ordering::Relaxed) => tracing::warn!(
+                    file = %dir.join(HISTORY_FILE).display(), error = %e,
+                    "cannot write the demand history (said once until it works again)"
+                ),
+                Err(_) => {}
+            }
+        })
     }
 }
 
@@ -118,17 +159,20 @@ fn read_bounded(file: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn write_history(dir: &Path, history: &HistoryFile) {
+/// Writes to a temporary file, syncs it, renames it over the old one and
+/// syncs the directory, so a crash leaves the old file or the new one.
+fn write_history(dir: &Path, history: &HistoryFile) -> std::io::Result<()> {
     let file = dir.join(HISTORY_FILE);
     let temporary = dir.join(format!(".{HISTORY_FILE}.new"));
     let written = (|| {
         let mut out = std::fs::File::create(&temporary)?;
         out.write_all(&history::encode(history))?;
         out.sync_all()?;
-        std::fs::rename(&temporary, &file)
+        std::fs::rename(&temporary, &file)?;
+        std::fs::File::open(dir)?.sync_all()
     })();
-    if let Err(e) = written {
+    if written.is_err() {
         let _ = std::fs::remove_file(&temporary);
-        tracing::warn!(file = %file.display(), error = %e, "cannot write the demand history");
     }
+    written
 }

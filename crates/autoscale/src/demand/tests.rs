@@ -128,11 +128,43 @@ fn growing_history_brings_in_the_daily_season() {
             d.arrival((t - 1) * M);
         }
         d.tick(t * M);
+        d.refit_now();
     }
     assert_eq!(d.model().seasons(), Seasons::Daily);
     // Checked once per day of history: at a day and a day after it.
     assert!(t <= first + 2 * DAY, "refit at minute {}", t - first);
     assert_eq!(d.model().next_minute(), t);
+}
+
+#[test]
+fn a_refit_fitted_elsewhere_catches_up_with_the_minutes_since() {
+    let first = 20_000_000;
+    let mut d = Demand::from_series(first, &wave(first, DAY - 60), 1000.0);
+    let mut t = first + DAY - 60;
+    d.tick(t * M);
+    let mut job = None;
+    while job.is_none() && t < first + 3 * DAY {
+        t += 1;
+        for _ in 0..wave(t - 1, 1)[0] {
+            d.arrival((t - 1) * M);
+        }
+        d.tick(t * M);
+        job = d.refit_job();
+    }
+    let job = job.expect("a refit falls due within two days");
+    assert_eq!(d.model().seasons(), Seasons::None, "nothing changes until the new model is installed");
+    // Ten more minutes go by while the job runs.
+    for _ in 0..10 {
+        t += 1;
+        for _ in 0..wave(t - 1, 1)[0] {
+            d.arrival((t - 1) * M);
+        }
+        d.tick(t * M);
+    }
+    d.install(job.fit());
+    assert_eq!(d.model().seasons(), Seasons::Daily);
+    assert_eq!(d.model().next_minute(), t, "the minutes since the copy were replayed");
+    assert!(d.refit_job().is_none(), "one job per refit");
 }
 
 #[derive(Debug, Clone)]

@@ -24,7 +24,7 @@ fn idle(id: u64, since: u64) -> WorkerLoad {
 }
 
 fn decide(scaler: &Scaler, now_ms: u64, workers: &[WorkerLoad], starting: u32) -> Decision {
-    scaler.decide(&Snapshot { now_ms, workers, starting })
+    scaler.decide(&Snapshot { now_ms, workers, starting, replacing: 0 })
 }
 
 #[test]
@@ -193,4 +193,16 @@ fn reactive_mode_ignores_a_prediction() {
     s.set_prediction(Some(1000.0));
     let d = decide(&s, 0, &[busy(1, 1)], 0);
     assert_eq!((d.forecast, d.spawn.len()), (None, 0));
+}
+
+#[test]
+fn a_streamlet_being_replaced_counts_toward_min_and_max_but_offers_no_room() {
+    let s = Scaler::new(Rules { min: 2, max: 2, lookahead: true, ..rules() });
+    let replacing = |workers: &[WorkerLoad], now_ms| s.decide(&Snapshot { now_ms, workers, starting: 0, replacing: 1 });
+    // One drains (its slot will be filled again): min needs nothing more.
+    assert!(replacing(&[busy(1, 1)], 0).spawn.is_empty(), "min 2 holds with the one to come back");
+    // And the only streamlet with room is never retired for it.
+    let s = Scaler::new(Rules { lookahead: true, idle_grace_ms: 1_000, ..rules() });
+    let d = s.decide(&Snapshot { now_ms: 60_000, workers: &[idle(2, 0)], starting: 0, replacing: 1 });
+    assert!(d.retire.is_empty(), "the draining one is no room: {d:?}");
 }

@@ -50,7 +50,9 @@ impl Core {
 
     /// Every pool's history, to be written to the state file.
     pub fn history_file(&self) -> HistoryFile {
-        HistoryFile { pools: self.pools.iter().map(|(name, p)| (name.clone(), p.demand.history().clone())).collect() }
+        let mut file = HistoryFile { pools: self.orphan_history.clone() };
+        file.pools.extend(self.pools.iter().map(|(name, p)| (name.clone(), p.demand.history().clone())));
+        file
     }
 
     /// Goes on from the history read at start: each configured pool's
@@ -61,17 +63,26 @@ impl Core {
                 pool.demand = Demand::resume(history, now_wall_ms);
             }
         }
+        // Pools no longer configured keep what they learnt (written back
+        // as it is), in case they come back.
+        self.orphan_history = file.pools;
     }
 
     /// The 50 ms tick: closes finished minutes into each pool's demand,
     /// refreshes forecasts, and applies each pool's decision. True if a
     /// minute closed (the history is worth writing).
     pub fn tick_autoscale(&mut self, now_wall_ms: u64) -> bool {
-        let mut closed = false;
+        // (An open may have closed the minute already: `Demand::arrival`
+        // ticks too. The wall clock's minute says when to write.)
+        let minute = now_wall_ms / 60_000;
+        let closed = self.saved_minute.is_some_and(|m| m < minute);
+        if self.saved_minute.is_none_or(|m| m < minute) {
+            self.saved_minute = Some(minute);
+        }
         let names: Vec<String> = self.pools.keys().cloned().collect();
         for name in names {
             let pool = self.pools.get_mut(&name).expect("listed above");
-            closed |= pool.demand.tick(now_wall_ms);
+            pool.demand.tick(now_wall_ms);
             if pool.scaler.rules().mode != Mode::Reactive {
                 let lead = self.lead(&name);
                 let pool = self.pools.get_mut(&name).expect("listed above");
@@ -83,6 +94,18 @@ impl Core {
         closed
     }
 
+    /// Refits of pools' models that fell due: to run off the lock, each
+    /// installed with [`install_model`](Self::install_model).
+    pub fn refit_jobs(&mut self) -> Vec<(String, streamlet_autoscale::demand::RefitJob)> {
+        self.pools.iter_mut().filter_map(|(name, p)| Some((name.clone(), p.demand.refit_job()?))).collect()
+    }
+
+    pub fn install_model(&mut self, pool: &str, model: streamlet_autoscale::forecast::Model) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.demand.install(model);
+        }
+    }
+
     /// How far ahead a pool's forecast looks: its `lead`, or the time a
     /// streamlet of it took to become ready if that is longer, so that what
     /// the forecast asks for is ready when the demand comes.
@@ -91,8 +114,10 @@ impl Core {
         p.config.autoscale.lead.max(p.spawn_time)
     }
 
-    /// A stream was asked of `pool` (placed or not): one arrival for its
-    /// demand.
+    /// A stream was asked of `pool` and placed, or refused for want of
+    /// room or bandwidth (what more streamlets would have served): one
+    /// arrival for its demand. Refusals of the request itself (a tenant's
+    /// limit, a bad rate) are no demand for capacity.
     pub(super) fn record_arrival(&mut self, pool: &str) {
         if let Some(p) = self.pools.get_mut(pool) {
             p.demand.arrival(wall_ms());
@@ -118,10 +143,10 @@ impl Core {
     /// One pool's snapshot for its scaler: ready streamlets in its slots,
     /// and how many more are on their way (spawns scheduled, starting, or a
     /// slot whose streamlet is being replaced).
-    fn snapshot(&self, pool: &str) -> (Vec<WorkerLoad>, u32) {
-        let Some(p) = self.pools.get(pool) else { return (Vec::new(), 0) };
+    fn snapshot(&self, pool: &str) -> (Vec<WorkerLoad>, u32, u32) {
+        let Some(p) = self.pools.get(pool) else { return (Vec::new(), 0, 0) };
         let mut ready = Vec::with_capacity(p.slots.len());
-        let mut starting = 0;
+        let (mut starting, mut replacing) = (0, 0);
         for slot in p.slots.iter().filter(|s| s.in_use) {
             let live = slot.worker.and_then(|id| self.workers.get(&id).map(|w| (id, w)));
             match live {
@@ -131,10 +156,18 @@ impl Core {
                     started_ms: w.started.saturating_duration_since(self.epoch).as_millis() as u64,
                     idle_since_ms: w.idle_since.map(|t| t.saturating_duration_since(self.epoch).as_millis() as u64),
                 }),
-                _ => starting += 1,
+                // Spawned, not ready yet: empty capacity on its way.
+                Some((_, w)) if w.state == WorkerState::Starting => starting += 1,
+                // Draining or dying, to be replaced in its slot: it counts
+                // toward min and max, but it is no room, now or to come.
+                // (Counted as room on its way, it let the scaler retire the
+                // last ready streamlet while an operator drained the other.)
+                Some(_) => replacing += 1,
+                // Its spawn is ordered, backing off, or replacing the dead.
+                None => starting += 1,
             }
         }
-        (ready, starting)
+        (ready, starting, replacing)
     }
 
     /// Asks `pool`'s scaler what to do now, and does it.
@@ -142,10 +175,10 @@ impl Core {
         if self.shutting_down || self.spawn_orders.is_none() {
             return;
         }
-        let (workers, starting) = self.snapshot(pool);
+        let (workers, starting, replacing) = self.snapshot(pool);
         let now_ms = self.now_ms();
         let Some(state) = self.pools.get_mut(pool) else { return };
-        let decision = state.scaler.decide(&Snapshot { now_ms, workers: &workers, starting });
+        let decision = state.scaler.decide(&Snapshot { now_ms, workers: &workers, starting, replacing });
         self.report_forecast_only(pool, &decision);
         let state = self.pools.get_mut(pool).expect("checked above");
         state.desired = decision.desired;
@@ -162,7 +195,8 @@ impl Core {
                     state.slots.len() - 1
                 }
             };
-            state.slots[slot].in_use = true;
+            // A new streamlet: no backoff or deaths of the slot's last one.
+            state.slots[slot] = Slot { in_use: true, ..Slot::default() };
             state.pending += 1;
             *spawned.entry(why).or_default() += 1;
             if let Some(orders) = &self.spawn_orders {
@@ -263,5 +297,39 @@ impl Core {
                 w.idle_since = Some(Instant::now());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const MINUTE: u64 = 60_000;
+
+    #[test]
+    fn the_history_is_due_once_each_wall_clock_minute() {
+        let mut core = Core::new(&Config::embedded());
+        let t = 29_000_000 * MINUTE;
+        assert!(!core.tick_autoscale(t + 10), "nothing to write at start");
+        assert!(!core.tick_autoscale(t + 60));
+        // (An open may close the minute through the demand before the tick
+        // sees it; the minute of the clock decides, not who closed it.)
+        core.pools.get_mut("echo").unwrap().demand.tick(t + MINUTE + 1);
+        assert!(core.tick_autoscale(t + MINUTE + 20), "a new minute: write");
+        assert!(!core.tick_autoscale(t + MINUTE + 70), "once");
+        assert!(core.tick_autoscale(t + 5 * MINUTE), "after a pause too");
+    }
+
+    #[test]
+    fn pools_no_longer_configured_keep_their_history() {
+        let mut core = Core::new(&Config::embedded());
+        let mut file = HistoryFile::default();
+        let old = streamlet_autoscale::history::PoolHistory::from_series(1_000, &[5, 6, 7]);
+        file.pools.insert("retired-pool".into(), old.clone());
+        core.resume_history(file, 1_010 * MINUTE);
+        let written = core.history_file();
+        assert_eq!(written.pools.get("retired-pool"), Some(&old));
+        assert!(written.pools.contains_key("echo"));
     }
 }

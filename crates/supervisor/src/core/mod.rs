@@ -79,6 +79,11 @@ pub struct Core {
     drain_timeout: Duration,
     /// Where the autoscaler's spawns go.
     spawn_orders: Option<mpsc::UnboundedSender<SpawnOrder>>,
+    /// The wall-clock minute the demand history was last due to be written.
+    saved_minute: Option<u64>,
+    /// The history of pools the state file has and the config no longer
+    /// names, written back untouched.
+    orphan_history: BTreeMap<String, streamlet_autoscale::history::PoolHistory>,
 }
 
 /// An open that asked to wait for room.
@@ -304,6 +309,8 @@ impl Core {
             subscribers: Vec::new(),
             drain_timeout: config.daemon.shutdown_timeout,
             spawn_orders: None,
+            saved_minute: None,
+            orphan_history: BTreeMap::new(),
             // Any seed will do; only the spread of restarts depends on it.
             rng: u64::from(std::process::id()) << 32
                 | u64::from(
@@ -415,9 +422,13 @@ impl Core {
         let keep = wait.map(|_| request.clone());
         let mut retry_fd = None;
         let pool = request.pool.clone();
-        self.record_arrival(&pool);
         let result = self.open_now(request, fd, owner.clone(), &mut retry_fd);
-        self.after_open(&pool, &result);
+        if result.is_ok() || retry_fd.is_some() {
+            self.record_arrival(&pool);
+        }
+        if self.after_open(&pool, &result) {
+            self.autoscale(&pool);
+        }
         match result {
             Ok(opened) => OpenOutcome::Done(Ok(opened)),
             Err(error) => match (keep, retry_fd, owner, wait) {
@@ -442,10 +453,13 @@ impl Core {
             return;
         }
         let queue = std::mem::take(&mut self.waiting);
+        let mut ask: Vec<String> = Vec::new();
         for Waiter { request, fd, owner, id, deadline, last: _, done } in queue {
             let mut retry_fd = None;
             let result = self.open_now(request.clone(), fd, Some(owner.clone()), &mut retry_fd);
-            self.after_open(&request.pool, &result);
+            if self.after_open(&request.pool, &result) && !ask.contains(&request.pool) {
+                ask.push(request.pool.clone());
+            }
             match result {
                 Ok(opened) => answer(&owner, id, done, ReplyBody::Opened(opened)),
                 Err(error) => match retry_fd {
@@ -453,6 +467,9 @@ impl Core {
                     None => answer(&owner, id, done, ReplyBody::Error(error)),
                 },
             }
+        }
+        for pool in ask {
+            self.autoscale(&pool);
         }
     }
 
@@ -679,17 +696,14 @@ impl Core {
         Ok(Opened { stream, pool: request.pool, worker, rate })
     }
 
-    /// Asks the pool's scaler again if an open changed what it may want.
-    fn after_open(&mut self, pool: &str, result: &Result<Opened, ErrorBody>) {
-        let ask = match result {
+    /// Whether an open may have changed what the pool's scaler wants.
+    fn after_open(&self, pool: &str, result: &Result<Opened, ErrorBody>) -> bool {
+        match result {
             Ok(opened) => {
                 let streams = self.workers.get(&opened.worker).map_or(0, |w| w.streams.len());
                 self.worth_asking(pool, streams)
             }
             Err(e) => e.code == ErrorCode::NoCapacity,
-        };
-        if ask {
-            self.autoscale(pool);
         }
     }
 
@@ -1025,6 +1039,9 @@ impl Core {
     /// the streamlets' links so the caller can hang them up.
     pub fn begin_shutdown(&mut self) -> Vec<Arc<WorkerLink>> {
         self.shutting_down = true;
+        // The order task drains what was ordered (settling each, as the
+        // daemon is shutting down) and ends.
+        self.spawn_orders = None;
         for w in std::mem::take(&mut self.waiting) {
             w.answer(ReplyBody::Error(ErrorBody::new(ErrorCode::ShuttingDown, "streamletd is shutting down")));
         }

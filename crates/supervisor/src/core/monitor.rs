@@ -124,6 +124,7 @@ impl Core {
             if let Some(entry) = self.streams.remove(&stream) {
                 shutdown(&entry.fd);
                 self.forget_stream(stream, &entry);
+                self.record_duration(&entry.pool, entry.opened.elapsed());
                 let reason = EndReason::WorkerDied { cause: cause.clone() };
                 self.count_end(&entry.pool, &reason);
                 notify_end(stream, entry, reason, None);

@@ -357,10 +357,12 @@ impl<'a> Engine<'a> {
                 self.demand = Demand::resume(self.demand.history().clone(), to * MINUTE_MS);
                 self.next_gap += 1;
                 self.demand.tick(tick);
+                self.demand.refit_now();
             }
             Some((from, _)) if minute > from => {}
             _ => {
                 self.demand.tick(tick);
+                self.demand.refit_now();
             }
         }
         let predicted = self.demand.predicted_concurrency(tick, self.lead_ms).filter(|p| p.is_finite());
@@ -376,7 +378,9 @@ impl<'a> Engine<'a> {
     }
 
     fn decide(&mut self) {
-        let snapshot = Snapshot { now_ms: self.now, workers: &self.ready, starting: self.starting.len() as u32 };
+        // (Nothing drains or dies here: no streamlet is being replaced.)
+        let snapshot =
+            Snapshot { now_ms: self.now, workers: &self.ready, starting: self.starting.len() as u32, replacing: 0 };
         let decision = self.scaler.decide(&snapshot);
         if decision.is_empty() {
             return;
