@@ -283,10 +283,11 @@ impl Core {
     /// `streams` may have changed what the scaler wants: it took the
     /// streamlet's first stream (one fewer empty) or brought it within one
     /// stream of full (lookahead).
+    /// (A pool of a fixed size, `min == max`, has nothing to ask.)
     pub(super) fn worth_asking(&self, pool: &str, streams: usize) -> bool {
         self.pools.get(pool).is_some_and(|p| {
             let per = p.config.streams_per_worker.max(1) as usize;
-            streams == 1 || streams + 1 >= per
+            p.config.workers_min < p.config.workers_max && (streams == 1 || streams + 1 >= per)
         })
     }
 
