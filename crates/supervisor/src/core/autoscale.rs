@@ -69,8 +69,9 @@ impl Core {
     }
 
     /// The 50 ms tick: closes finished minutes into each pool's demand,
-    /// refreshes forecasts, and applies each pool's decision. True if a
-    /// minute closed (the history is worth writing).
+    /// refreshes forecasts, and applies each pool's decision. True at the
+    /// first tick of each new wall-clock minute: the history is due to be
+    /// written.
     pub fn tick_autoscale(&mut self, now_wall_ms: u64) -> bool {
         // (An open may have closed the minute already: `Demand::arrival`
         // ticks too. The wall clock's minute says when to write.)

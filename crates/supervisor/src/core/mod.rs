@@ -1280,7 +1280,9 @@ fn relay_upstream<'a>(
 }
 
 /// An allocation at or above this is no limit: the stream is not paced.
-const UNLIMITED: u64 = 1 << 60;
+/// (A stream's max is capped here too: many unlimited maxima must not add
+/// up to a cap.)
+pub(crate) const UNLIMITED: u64 = 1 << 60;
 
 /// The rate a streamlet and the kernel are given for a paced rate: `None`
 /// for no limit; never 0, which the protocol reads as no limit (a stream

@@ -41,11 +41,7 @@ use super::clock::{tick_at_or_after, MINUTE_MS, TICK_MS};
 use super::workload::Workload;
 use super::{Action, Logged, Minute, Options, Outcome, Policy, Totals};
 use crate::config::{Config, PoolConfig};
-use crate::core::{placement_for, DEFAULT_TENANT};
-
-/// A rate above this is no limit (as in the core: many such maxima must
-/// not add up to a cap).
-const UNLIMITED: u64 = 1 << 60;
+use crate::core::{placement_for, DEFAULT_TENANT, UNLIMITED};
 
 /// Plays `workload` against `pool` under `policy`.
 pub fn run(pool: &PoolConfig, config: &Config, policy: Policy, workload: &Workload, options: &Options) -> Outcome {
