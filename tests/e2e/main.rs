@@ -16,3 +16,4 @@ mod sandbox;
 mod simulate;
 mod streams;
 mod support;
+mod systemd;

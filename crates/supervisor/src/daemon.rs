@@ -31,6 +31,8 @@ pub struct Daemon {
     pub(crate) spawner: crate::spawner::SpawnThread,
     /// Where the demand history is kept.
     pub state: crate::state::StateDir,
+    /// What systemd hears: readiness, status, the watchdog.
+    pub(crate) notifier: Mutex<crate::systemd::Notifier>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,16 +60,32 @@ impl Daemon {
 /// pacing caught up with the quota.
 const QUOTA_TICK: Duration = Duration::from_millis(50);
 
+/// How often systemd's `STATUS=` line is refreshed once the daemon is ready.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
 /// The quota's clock work, until the daemon stops.
 async fn quota_tick(daemon: Arc<Daemon>) {
     let mut stopping = daemon.stopping.subscribe();
     let mut tick = tokio::time::interval(QUOTA_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stats_interval = daemon.config.daemon.stats_interval;
+    let mut status_said = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 let mut core = daemon.core();
+                // (Fed here, on the event loop and through the core's lock:
+                // if either is stuck, systemd's watchdog goes hungry.)
+                let mut notifier = daemon.notifier.lock().unwrap_or_else(|p| p.into_inner());
+                notifier.feed();
+                if !notifier.is_ready() && core.at_min() {
+                    notifier.ready(&core.status_line());
+                    status_said = Instant::now();
+                } else if notifier.is_ready() && status_said.elapsed() >= STATUS_EVERY {
+                    notifier.status(&core.status_line());
+                    status_said = Instant::now();
+                }
+                drop(notifier);
                 core.expire_leases();
                 core.expire_waiting();
                 core.pace(stats_interval);
@@ -131,18 +149,33 @@ pub async fn run(
             tracing::warn!("sandbox incomplete (running anyway: [sandbox] required = false): {line}");
         }
     }
-    let mut socket = ControlSocket::bind(&socket_path)?;
+    let mut socket = match crate::systemd::listen_fd()? {
+        Some(fd) => {
+            let socket = ControlSocket::from_activation(fd)?;
+            if socket.path() != socket_path {
+                tracing::info!(
+                    passed = %socket.path().display(), configured = %socket_path.display(),
+                    "listening on the socket systemd passed, not the configured path"
+                );
+            }
+            socket
+        }
+        None => ControlSocket::bind(&socket_path)?,
+    };
     let listener = socket.take_listener()?;
     sandbox.prepare(config.sandbox.required)?;
     tracing::info!(sandbox = %sandbox.describe(), "sandbox ready");
     let (stopping, _) = watch::channel(false);
     let state_dir = config.daemon.state_dir.clone().unwrap_or_else(crate::state::default_state_dir);
     let state = crate::state::StateDir::open(&state_dir);
+    let notifier = crate::systemd::Notifier::from_env();
     let mut core = Core::new(&config);
     core.resume_history(state.load_history(), crate::core::wall_ms());
+    notifier.status(&format!("starting {} streamlets", core.starting_count()));
     let daemon = Arc::new(Daemon {
         core: Mutex::new(core),
         state,
+        notifier: Mutex::new(notifier),
         config,
         socket_path: socket.path().to_owned(),
         worker_binary,
@@ -191,6 +224,11 @@ pub async fn run(
 /// wait for them (killing the rest after `shutdown_timeout`).
 async fn shutdown(daemon: &Arc<Daemon>, socket: ControlSocket, server: tokio::task::JoinHandle<()>) {
     let links = daemon.core().begin_shutdown();
+    daemon
+        .notifier
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .stopping(&format!("shutting down: stopping {} streamlets", links.len()));
     let history = daemon.core().history_file();
     let state = daemon.clone();
     let saved = tokio::task::spawn_blocking(move || state.state.save_history_now(&history));

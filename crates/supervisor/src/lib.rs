@@ -31,6 +31,7 @@ pub mod simulate;
 mod spawner;
 pub mod state;
 mod stderr;
+pub mod systemd;
 pub mod upstream;
 
 pub use config::{Config, ConfigError};

@@ -41,7 +41,9 @@ pub enum BindError {
 pub struct ControlSocket {
     listener: Option<std::os::unix::net::UnixListener>,
     path: PathBuf,
-    identity: (u64, u64),
+    /// Device and inode of the socket this made (and removes); `None` for
+    /// one systemd made and passed, whose path is systemd's.
+    identity: Option<(u64, u64)>,
 }
 
 impl ControlSocket {
@@ -79,7 +81,19 @@ impl ControlSocket {
             return Err(bind_err(e));
         }
         let meta = std::fs::symlink_metadata(path).map_err(bind_err)?;
-        Ok(Self { listener: Some(fd.into()), path: path.to_owned(), identity: (meta.dev(), meta.ino()) })
+        Ok(Self { listener: Some(fd.into()), path: path.to_owned(), identity: Some((meta.dev(), meta.ino())) })
+    }
+
+    /// The listening socket systemd made and passed (`streamletd.socket`):
+    /// its mode, group and path are the socket unit's, and it stays when the
+    /// daemon exits (systemd listens on it meanwhile and starts the daemon
+    /// again on the next connection).
+    pub fn from_activation(fd: OwnedFd) -> io::Result<Self> {
+        let listener = std::os::unix::net::UnixListener::from(fd);
+        let path = listener.local_addr()?.as_pathname().map(Path::to_owned).ok_or_else(|| {
+            io::Error::other("the socket systemd passed has no path (streamletd.socket: ListenStream=/absolute/path)")
+        })?;
+        Ok(Self { listener: Some(listener), path, identity: None })
     }
 
     pub fn path(&self) -> &Path {
@@ -95,8 +109,9 @@ impl ControlSocket {
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
+        let Some(identity) = self.identity else { return };
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if (meta.dev(), meta.ino()) == self.identity {
+            if (meta.dev(), meta.ino()) == identity {
                 let _ = std::fs::remove_file(&self.path);
             }
         }
@@ -199,5 +214,16 @@ mod tests {
         std::fs::write(&path, b"precious").unwrap();
         assert!(matches!(ControlSocket::bind(&path), Err(BindError::NotSocket { .. })));
         assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn a_passed_socket_keeps_its_path_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("activated.sock");
+        let made = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let socket = ControlSocket::from_activation(made.into()).unwrap();
+        assert_eq!(socket.path(), path);
+        drop(socket);
+        assert!(path.exists(), "systemd's socket is systemd's to remove");
     }
 }

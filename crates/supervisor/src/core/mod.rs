@@ -1086,6 +1086,42 @@ impl Core {
         self.workers.get(&id).is_some_and(|w| w.state == WorkerState::Starting)
     }
 
+    /// Whether every pool has at least its `workers.min` streamlets ready:
+    /// when the daemon tells systemd it is ready.
+    pub fn at_min(&self) -> bool {
+        self.pools.values().all(|p| {
+            let ready = p
+                .slots
+                .iter()
+                .filter_map(|s| s.worker)
+                .filter(|id| self.workers.get(id).is_some_and(|w| w.state == WorkerState::Ready));
+            ready.count() as u32 >= p.config.workers_min
+        })
+    }
+
+    /// The streamlets the pools start with.
+    pub fn starting_count(&self) -> u32 {
+        self.pools.values().map(|p| p.slots.iter().filter(|s| s.in_use).count() as u32).sum()
+    }
+
+    /// One line of what the daemon is doing, for systemd's `STATUS=`.
+    pub fn status_line(&self) -> String {
+        let ready = self.workers.values().filter(|w| w.state == WorkerState::Ready).count();
+        let pools = self.pools.len();
+        let degraded = self.pools.values().filter(|p| p.degraded).count();
+        let mut line = format!(
+            "{pools} pool{}, {ready} streamlet{} ready, {} stream{}",
+            if pools == 1 { "" } else { "s" },
+            if ready == 1 { "" } else { "s" },
+            self.streams.len(),
+            if self.streams.len() == 1 { "" } else { "s" },
+        );
+        if degraded > 0 {
+            line.push_str(&format!(", {degraded} degraded"));
+        }
+        line
+    }
+
     pub fn live_workers(&self) -> usize {
         self.workers.len()
     }

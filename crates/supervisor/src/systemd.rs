@@ -1,0 +1,237 @@
+//! What the daemon says to systemd, and what systemd hands it.
+//!
+//! - **Notify** (`Type=notify`): `READY=1` once every pool has its minimum of
+//!   streamlets ready, `STATUS=` lines as the daemon works, `STOPPING=1` at
+//!   shutdown, and `WATCHDOG=1` from the daemon's own loop (the 50 ms tick,
+//!   which runs on the event loop and takes the core's lock), so a stuck loop
+//!   stops the feeding and systemd restarts the service.
+//! - **Socket activation** (`streamletd.socket`): the listening control socket
+//!   passed as descriptor 3 with `LISTEN_FDS`/`LISTEN_PID`.
+//!
+//! Both follow sd_notify(3) and sd_listen_fds(3), without libsystemd: a
+//! datagram to `$NOTIFY_SOCKET` (a path, or an abstract name after `@`) and
+//! two environment variables. Outside systemd every call here does nothing.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::{Duration, Instant};
+
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+/// The daemon's voice to systemd's service manager.
+#[derive(Debug)]
+pub struct Notifier {
+    socket: Option<(UnixDatagram, SocketAddr)>,
+    /// Half the watchdog timeout: how often to say `WATCHDOG=1`.
+    watchdog: Option<Duration>,
+    fed: Instant,
+    ready: bool,
+}
+
+impl Notifier {
+    /// From `$NOTIFY_SOCKET` and `$WATCHDOG_USEC`/`$WATCHDOG_PID`; a notifier
+    /// that says nothing when they are absent or unusable.
+    pub fn from_env() -> Self {
+        let socket = std::env::var_os("NOTIFY_SOCKET").and_then(|path| {
+            let path = path.to_string_lossy().into_owned();
+            let address = match path.strip_prefix('@') {
+                Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
+                None => SocketAddr::from_pathname(&path),
+            };
+            match address.and_then(|a| Ok((UnixDatagram::unbound()?, a))) {
+                Ok(socket) => Some(socket),
+                Err(e) => {
+                    tracing::warn!(notify_socket = %path, error = %e, "cannot use $NOTIFY_SOCKET; systemd will not hear from streamletd");
+                    None
+                }
+            }
+        });
+        let watchdog = watchdog_interval(
+            std::env::var("WATCHDOG_USEC").ok().as_deref(),
+            std::env::var("WATCHDOG_PID").ok().as_deref(),
+            std::process::id(),
+        );
+        if let Some(every) = watchdog {
+            tracing::info!(every_ms = every.as_millis() as u64, "feeding systemd's watchdog");
+        }
+        Self { socket, watchdog, fed: Instant::now(), ready: false }
+    }
+
+    /// Whether systemd is listening.
+    pub fn enabled(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    /// Sends one notification (newline-separated assignments).
+    pub fn send(&self, state: &str) {
+        if let Some((socket, address)) = &self.socket {
+            if let Err(e) = socket.send_to_addr(state.as_bytes(), address) {
+                tracing::debug!(error = %e, state, "sd_notify");
+            }
+        }
+    }
+
+    /// `READY=1` with a status line, once.
+    pub fn ready(&mut self, status: &str) {
+        if !self.ready {
+            self.ready = true;
+            self.send(&format!("READY=1\nSTATUS={status}"));
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    pub fn status(&self, status: &str) {
+        self.send(&format!("STATUS={status}"));
+    }
+
+    pub fn stopping(&self, status: &str) {
+        self.send(&format!("STOPPING=1\nSTATUS={status}"));
+    }
+
+    /// Feeds the watchdog if half its timeout has passed since the last time.
+    pub fn feed(&mut self) {
+        if let Some(every) = self.watchdog {
+            if self.fed.elapsed() >= every {
+                self.fed = Instant::now();
+                self.send("WATCHDOG=1");
+            }
+        }
+    }
+}
+
+/// Half of `WATCHDOG_USEC`, if the watchdog is meant for this process.
+fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
+    let usec: u64 = usec?.parse().ok().filter(|&u| u > 0)?;
+    if let Some(pid) = pid {
+        if pid.parse::<u32>().ok()? != me {
+            return None;
+        }
+    }
+    Some(Duration::from_micros(usec / 2))
+}
+
+/// The listening socket systemd passed (`streamletd.socket`), if it passed
+/// one to this process: descriptor 3, checked to be a listening Unix stream
+/// socket, made close-on-exec and non-blocking. The variables are removed
+/// so that nothing started later takes them for its own.
+pub fn listen_fd() -> io::Result<Option<OwnedFd>> {
+    let fds = listen_fds(
+        std::env::var("LISTEN_PID").ok().as_deref(),
+        std::env::var("LISTEN_FDS").ok().as_deref(),
+        std::process::id(),
+    );
+    let Some(count) = fds else { return Ok(None) };
+    // SAFETY: the daemon's start is single-threaded here (no thread of ours
+    // reads the environment concurrently).
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    if count != 1 {
+        return Err(io::Error::other(format!(
+            "systemd passed {count} sockets; streamletd.socket must have exactly one ListenStream="
+        )));
+    }
+    let fd = LISTEN_FDS_START;
+    // SAFETY: fcntl and getsockopt on a descriptor systemd passed us; their
+    // failure is reported below.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let status = libc::fcntl(fd, libc::F_GETFL);
+        if status < 0 || libc::fcntl(fd, libc::F_SETFL, status | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: systemd handed this descriptor to us; nothing else owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let is = |option: libc::c_int, want: libc::c_int| -> io::Result<bool> {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt into a c_int of the given length.
+        let rc = unsafe {
+            libc::getsockopt(
+                owned.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(value == want)
+    };
+    if !is(libc::SO_DOMAIN, libc::AF_UNIX)? || !is(libc::SO_TYPE, libc::SOCK_STREAM)? || !is(libc::SO_ACCEPTCONN, 1)? {
+        return Err(io::Error::other(
+            "the socket systemd passed is not a listening Unix stream socket (streamletd.socket: ListenStream=/path)",
+        ));
+    }
+    Ok(Some(owned))
+}
+
+/// How many sockets systemd passed to `me`, if any.
+fn listen_fds(pid: Option<&str>, fds: Option<&str>, me: u32) -> Option<u32> {
+    if pid?.parse::<u32>().ok()? != me {
+        return None;
+    }
+    fds?.parse().ok().filter(|&n: &u32| n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_is_fed_at_half_its_timeout_and_only_for_its_pid() {
+        assert_eq!(watchdog_interval(Some("20000000"), None, 7), Some(Duration::from_secs(10)));
+        assert_eq!(watchdog_interval(Some("20000000"), Some("7"), 7), Some(Duration::from_secs(10)));
+        assert_eq!(watchdog_interval(Some("20000000"), Some("8"), 7), None, "another process's");
+        assert_eq!(watchdog_interval(Some("0"), None, 7), None);
+        assert_eq!(watchdog_interval(Some("soon"), None, 7), None);
+        assert_eq!(watchdog_interval(None, Some("7"), 7), None);
+    }
+
+    #[test]
+    fn passed_sockets_count_only_for_their_pid() {
+        assert_eq!(listen_fds(Some("42"), Some("1"), 42), Some(1));
+        assert_eq!(listen_fds(Some("41"), Some("1"), 42), None);
+        assert_eq!(listen_fds(None, Some("1"), 42), None);
+        assert_eq!(listen_fds(Some("42"), Some("0"), 42), None);
+        assert_eq!(listen_fds(Some("42"), None, 42), None);
+    }
+
+    #[test]
+    fn notifications_reach_the_socket_and_ready_goes_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let listener = UnixDatagram::bind(&path).unwrap();
+        let mut notifier = Notifier {
+            socket: Some((UnixDatagram::unbound().unwrap(), SocketAddr::from_pathname(&path).unwrap())),
+            watchdog: Some(Duration::ZERO),
+            fed: Instant::now(),
+            ready: false,
+        };
+        notifier.ready("2 pools ready");
+        notifier.ready("again");
+        notifier.feed();
+        notifier.stopping("bye");
+        let mut buf = [0u8; 256];
+        let mut got = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        while let Ok(n) = listener.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert_eq!(got, ["READY=1\nSTATUS=2 pools ready", "WATCHDOG=1", "STOPPING=1\nSTATUS=bye"]);
+    }
+}
