@@ -1,6 +1,7 @@
 //! End-to-end tests: the real daemon binary, real streamlet processes, real
 //! sockets and real descriptor passing.
 
+mod access;
 mod autoscale;
 mod bad_input;
 mod chaos;

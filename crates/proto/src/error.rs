@@ -48,6 +48,8 @@ pub enum ErrorCode {
     UnknownWorker,
     /// A `relay` stream's upstream could not be connected to.
     UpstreamUnavailable,
+    /// The client's role (from its uid and gids) does not allow the request.
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -72,6 +74,7 @@ impl ErrorCode {
             Self::UnknownLease => "unknown_lease",
             Self::UnknownWorker => "unknown_worker",
             Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::Unauthorized => "unauthorized",
             Self::Internal => "internal",
         }
     }

@@ -22,8 +22,31 @@ use crate::requests;
 /// How long the rest of a begun frame may take.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The peer's credentials and role. Supplementary groups come from
+/// `/proc/PID/status` of the process that connected (the kernel's
+/// `SO_PEERCRED` carries only the primary gid); if it is gone already, its
+/// primary gid alone counts.
+fn peer_of(daemon: &Daemon, stream: &UnixStream) -> Option<requests::Peer> {
+    let cred = stream.peer_cred().ok()?;
+    let mut gids = vec![cred.gid()];
+    if let Some(pid) = cred.pid() {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let line = status.lines().find_map(|l| l.strip_prefix("Groups:"));
+            gids.extend(line.into_iter().flat_map(|l| l.split_whitespace().filter_map(|g| g.parse::<u32>().ok())));
+        }
+    }
+    gids.sort_unstable();
+    gids.dedup();
+    let role = daemon.config.access.role_of(cred.uid(), &gids, nix::unistd::geteuid().as_raw());
+    Some(requests::Peer { uid: cred.uid(), gids, pid: cred.pid(), role })
+}
+
 pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
-    let peer = stream.peer_cred().ok().map(|c| (c.pid(), c.uid()));
+    let Some(who) = peer_of(&daemon, &stream) else {
+        tracing::warn!("cannot read a client's credentials (SO_PEERCRED); closing it");
+        return;
+    };
+    let peer = Some((who.pid, who.uid));
     let (read, write) = stream.into_split();
     let mut reader = FrameReader::new(read, MAX_HANDSHAKE_LEN);
     let mut writer = FrameWriter::new(write);
@@ -89,7 +112,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             }
         };
         let reply = match encoding.decode::<Request>(&bytes) {
-            Ok(request) => match requests::dispatch(&daemon, request.id, request.body, &mut reader, &sink) {
+            Ok(request) => match requests::dispatch(&daemon, &who, request.id, request.body, &mut reader, &sink) {
                 requests::Dispatched::Reply(body) => Reply { id: request.id, body },
                 requests::Dispatched::Later(done) => {
                     // An open waiting for room: its reply goes into the queue

@@ -160,7 +160,7 @@ pub async fn run(
             }
             socket
         }
-        None => ControlSocket::bind(&socket_path)?,
+        None => ControlSocket::bind_with_group(&socket_path, config.access.socket_group)?,
     };
     let listener = socket.take_listener()?;
     sandbox.prepare(config.sandbox.required)?;

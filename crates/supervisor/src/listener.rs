@@ -48,6 +48,12 @@ pub struct ControlSocket {
 
 impl ControlSocket {
     pub fn bind(path: &Path) -> Result<Self, BindError> {
+        Self::bind_with_group(path, None)
+    }
+
+    /// [`bind`](Self::bind), the socket given to `group` (`[access]
+    /// socket_group`) before anyone can connect.
+    pub fn bind_with_group(path: &Path, group: Option<u32>) -> Result<Self, BindError> {
         let bind_err = |source| BindError::Bind { path: path.to_owned(), source };
         if path.as_os_str().len() > 107 {
             return Err(BindError::TooLong { path: path.to_owned() });
@@ -68,6 +74,7 @@ impl ControlSocket {
         let fd = socket().map_err(bind_err)?;
         bind(&fd, path).map_err(bind_err)?;
         let listening = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(SOCKET_MODE))
+            .and_then(|()| std::os::unix::fs::chown(path, None, group))
             .and_then(|()| {
                 // SAFETY: listen on a bound socket we own.
                 if unsafe { libc::listen(fd.as_raw_fd(), BACKLOG) } < 0 {

@@ -16,12 +16,14 @@ use streamlet_proto::worker::HandlerSpec;
 use crate::restart::RestartPolicy;
 use crate::upstream::Upstream;
 
+mod access;
 mod autoscale;
 mod monitor;
 mod quota;
 mod sandbox;
 mod units;
 
+pub use access::{Access, Role};
 pub use autoscale::Autoscale;
 pub use monitor::{OnWorkerExit, DEFAULT_HEARTBEAT_TIMEOUT};
 pub use quota::{QuotaConfig, RateRange};
@@ -41,6 +43,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub sandbox: SandboxConfig,
     pub quota: QuotaConfig,
+    /// Who may do what on the control socket.
+    pub access: Access,
     pub pools: BTreeMap<String, Arc<PoolConfig>>,
 }
 
@@ -186,6 +190,8 @@ struct RawConfig {
     tenants: BTreeMap<String, quota::RawTenant>,
     #[serde(default)]
     regions: quota::RawRegions,
+    #[serde(default)]
+    access: access::RawAccess,
     #[serde(default)]
     pools: BTreeMap<String, RawPool>,
 }
@@ -373,6 +379,7 @@ impl Config {
 
         let sandbox = sandbox::sandbox(raw.sandbox).map_err(|(key, reason)| err(key, reason))?;
         let quota = quota::quota(raw.capacity, raw.tenants, raw.regions).map_err(|(key, reason)| err(&key, reason))?;
+        let access = access::access(raw.access).map_err(|(key, reason)| err(&key, reason))?;
 
         if raw.pools.is_empty() {
             return Err(err("pools", "no pool is configured: add a [pools.NAME] table".into()));
@@ -481,7 +488,7 @@ impl Config {
             };
             pools.insert(name, Arc::new(config));
         }
-        Ok(Self { source: source.to_owned(), daemon, sandbox, quota, pools })
+        Ok(Self { source: source.to_owned(), daemon, sandbox, quota, access, pools })
     }
 }
 

@@ -11,7 +11,9 @@ mod streams;
 mod workers;
 
 use streamlet_proto::conn::FrameReader;
-use streamlet_proto::{ReplyBody, RequestBody};
+use streamlet_proto::{ErrorBody, ErrorCode, ReplyBody, RequestBody};
+
+pub use crate::config::Role;
 
 use crate::daemon::Daemon;
 use crate::events::EventSink;
@@ -27,8 +29,60 @@ pub enum Dispatched {
     Later(tokio::sync::oneshot::Receiver<()>),
 }
 
-pub fn dispatch(daemon: &Daemon, id: u64, body: RequestBody, reader: &mut FrameReader, sink: &EventSink) -> Dispatched {
+/// Who sent the requests of a connection, and what they may do.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub uid: u32,
+    pub gids: Vec<u32>,
+    pub pid: Option<i32>,
+    pub role: Role,
+}
+
+/// The least role a request needs.
+pub fn needs(body: &RequestBody) -> Role {
+    match body {
+        RequestBody::Status(_)
+        | RequestBody::Workers(_)
+        | RequestBody::Worker(_)
+        | RequestBody::Streams(_)
+        | RequestBody::Quota(_)
+        | RequestBody::Subscribe(_) => Role::Viewer,
+        RequestBody::Open(_)
+        | RequestBody::Close(_)
+        | RequestBody::Lease(_)
+        | RequestBody::Refresh(_)
+        | RequestBody::Release(_) => Role::Gateway,
+        RequestBody::Drain(_) | RequestBody::Kill(_) | RequestBody::Restart(_) => Role::Admin,
+    }
+}
+
+pub fn dispatch(
+    daemon: &Daemon,
+    peer: &Peer,
+    id: u64,
+    body: RequestBody,
+    reader: &mut FrameReader,
+    sink: &EventSink,
+) -> Dispatched {
     let name = body.name();
+    let needed = needs(&body);
+    if peer.role < needed {
+        if matches!(body, RequestBody::Open(_)) {
+            // Its descriptor is not ours to keep: closed now.
+            drop(reader.take_fd());
+        }
+        tracing::warn!(
+            request = name, uid = peer.uid, gids = ?peer.gids, pid = ?peer.pid, role = %peer.role, needs = %needed,
+            "unauthorized request refused"
+        );
+        return Dispatched::Reply(ReplyBody::Error(ErrorBody::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "`{name}` needs the {needed} role; uid {} (gids {:?}) has the {} role: grant it in the config's [access] table",
+                peer.uid, peer.gids, peer.role
+            ),
+        )));
+    }
     if let RequestBody::Open(request) = body {
         return match open::open(daemon, id, request, reader.take_fd(), sink) {
             Ok(dispatched) => dispatched,
