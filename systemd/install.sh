@@ -22,6 +22,8 @@ sysusersdir=${SYSUSERSDIR:-$prefix/lib/sysusers.d}
 tmpfilesdir=${TMPFILESDIR:-$prefix/lib/tmpfiles.d}
 sysconfdir=${SYSCONFDIR:-/etc}
 docdir=${DOCDIR:-$prefix/share/doc/streamlet}
+mandir=${MANDIR:-$prefix/share/man}
+bashcompdir=${BASHCOMPDIR:-$prefix/share/bash-completion/completions}
 target=${CARGO_TARGET_DIR:-$root/target}/${PROFILE:-release}
 
 for bin in streamletd streamletctl streamlet-worker streamlet-gateway; do
@@ -32,7 +34,7 @@ for bin in streamletd streamletctl streamlet-worker streamlet-gateway; do
 done
 
 install -d "$destdir$bindir" "$destdir$unitdir" "$destdir$sysusersdir" "$destdir$tmpfilesdir" \
-    "$destdir$sysconfdir/streamlet" "$destdir$docdir"
+    "$destdir$sysconfdir/streamlet" "$destdir$docdir" "$destdir$mandir/man1" "$destdir$bashcompdir"
 for bin in streamletd streamletctl streamlet-worker streamlet-gateway; do
     install -m 0755 "$target/$bin" "$destdir$bindir/$bin"
 done
@@ -48,6 +50,8 @@ if [ -e "$destdir$sysconfdir/streamlet/streamletd.toml" ]; then
 else
     install -m 0644 "$root/systemd/streamletd.toml" "$destdir$sysconfdir/streamlet/streamletd.toml"
 fi
+"$target/streamletctl" man > "$destdir$mandir/man1/streamletctl.1"
+"$target/streamletctl" completions bash > "$destdir$bashcompdir/streamletctl"
 for doc in README.md ARCHITECTURE.md PROTOCOL.md SECURITY.md; do
     install -m 0644 "$root/$doc" "$destdir$docdir/$doc"
 done

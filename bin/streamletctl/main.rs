@@ -120,6 +120,23 @@ enum Command {
     },
     /// Replay a trace through a pool's placement, quota and scaling rules (no daemon needed)
     Simulate(cmd::simulate::Args),
+    /// Print a shell completion script: streamletctl completions bash > /etc/bash_completion.d/streamletctl
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): streamletctl man > /usr/local/share/man/man1/streamletctl.1
+    Man,
+}
+
+/// Writes to stdout; a reader that stopped early (`| head`) is no error.
+fn print_all(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(Into::into),
+    }
 }
 
 fn parse_ttl(text: &str) -> Result<u64, String> {
@@ -161,9 +178,22 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Simulate(args) = &cli.command {
-        // Needs no daemon.
-        return cmd::simulate::run(args, cli.json);
+    // These need no daemon.
+    match &cli.command {
+        Command::Simulate(args) => return cmd::simulate::run(args, cli.json),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "streamletctl", &mut script);
+            return print_all(&script);
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            return print_all(&page);
+        }
+        _ => {}
     }
     let socket = resolve_socket_path(cli.socket, None);
     let mut client = Client::connect_with(&socket, Encoding::Postcard, "streamletctl").await?;
@@ -198,6 +228,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let request = streamlet_client::proto::LeaseRequest { pool, tenant, priority, rate, ttl_ms: ttl };
             cmd::lease::run(&mut client, request, cli.json).await
         }
-        Command::Simulate(_) => unreachable!("simulate returned before connecting"),
+        Command::Simulate(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("answered before connecting")
+        }
     }
 }

@@ -198,3 +198,27 @@ fn streamletctl_drains_kills_restarts_and_shows_a_streamlet() {
     assert_ne!(code, 0);
     assert!(err.contains("unknown_pool"), "{err}");
 }
+
+#[test]
+fn streamletctl_prints_completions_and_a_man_page_without_a_daemon() {
+    let run = |args: &[&str]| {
+        // No daemon anywhere: these must not try to connect.
+        let out =
+            Command::new(STREAMLETCTL).args(args).env("STREAMLET_SOCKET", "/nonexistent/s.sock").output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    assert!(bash.contains("_streamletctl()") && bash.contains("complete -F _streamletctl"), "bash");
+    for command in ["workers", "streams", "pools", "drain", "simulate", "quota"] {
+        assert!(bash.contains(command), "bash completes {command}");
+    }
+    assert!(run(&["completions", "zsh"]).starts_with("#compdef streamletctl"));
+    assert!(run(&["completions", "fish"]).contains("complete -c streamletctl"));
+    let man = run(&["man"]);
+    assert!(man.contains(".TH streamletctl 1"), "a section 1 page");
+    assert!(man.contains("pools") && man.contains("simulate"), "it lists the commands");
+    let bad = Command::new(STREAMLETCTL).args(["completions", "tcsh"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bash"), "the known shells are listed");
+}

@@ -236,3 +236,45 @@ async fn streamlets_outlive_the_thread_pools_idle_timeout() {
     assert_eq!(after, before, "{workers:?}");
     assert!(workers.iter().all(|w| w.restarts == 0), "{workers:?}");
 }
+
+#[test]
+fn log_format_json_writes_one_object_a_line() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("streamletd.toml");
+    std::fs::write(&config, crate::support::TWO_BY_64).unwrap();
+    let mut child = Command::new(STREAMLETD)
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(dir.path().join("d.sock"))
+        .args(["--log-format", "json"])
+        .env("STREAMLET_LOG", "info")
+        .env("STATE_DIRECTORY", dir.path().join("state"))
+        .env_remove("JOURNAL_STREAM")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let object: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(object["level"].is_string() && object["timestamp"].is_string(), "{line}");
+        let message = object["message"].as_str().unwrap_or_default().to_owned();
+        seen.push(message.clone());
+        if message == "streamletd starting" {
+            assert!(object["socket"].as_str().is_some_and(|s| s.ends_with("d.sock")), "fields are keys: {line}");
+            break;
+        }
+    }
+    assert!(seen.iter().any(|m| m == "streamletd starting"), "{seen:?}");
+    signal(child.id(), libc::SIGTERM);
+    for line in lines {
+        let line = line.unwrap();
+        assert!(serde_json::from_str::<serde_json::Value>(&line).is_ok(), "not a JSON line: {line}");
+    }
+    assert!(child.wait().unwrap().success());
+}

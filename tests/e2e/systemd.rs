@@ -210,6 +210,8 @@ fn the_install_script_honours_destdir_and_keeps_a_config() {
     assert!(at("/usr/lib/systemd/system/streamletd.socket").is_file());
     assert!(at("/usr/lib/sysusers.d/streamlet.conf").is_file());
     assert!(at("/usr/lib/tmpfiles.d/streamlet.conf").is_file());
+    assert!(std::fs::read_to_string(at("/usr/share/man/man1/streamletctl.1")).unwrap().contains(".TH streamletctl"));
+    assert!(at("/usr/share/bash-completion/completions/streamletctl").is_file());
     let config = at("/etc/streamlet/streamletd.toml");
     streamlet_supervisor::Config::load(&config).expect("the installed example is a valid config");
     // An operator's config is never overwritten.
