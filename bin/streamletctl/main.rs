@@ -31,6 +31,16 @@ enum Command {
     Status,
     /// Each pool's streamlets now, and how many the autoscaler and the forecast want
     Pools,
+    /// The latest lifecycle events (streamlets spawned, ready, died; streams opened, ended, moved;
+    /// scaling), and with -f each new one as it happens
+    Events {
+        /// Keep printing new events until Ctrl-C
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many of the latest to print first (the daemon keeps 1024)
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        recent: u32,
+    },
     /// The streamlets
     Workers {
         /// Only this pool's
@@ -200,6 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Status => cmd::status::run(&mut client, cli.json).await,
         Command::Pools => cmd::pools::run(&mut client, cli.json).await,
+        Command::Events { follow, recent } => cmd::events::run(&mut client, recent, follow, cli.json).await,
         Command::Workers { pool } => cmd::workers::run(&mut client, pool, cli.json).await,
         Command::Streams { pool } => cmd::streams::run(&mut client, pool, cli.json).await,
         Command::Close { stream } => cmd::close::run(&mut client, StreamId(stream), cli.json).await,

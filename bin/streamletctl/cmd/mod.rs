@@ -1,6 +1,7 @@
 //! One module per command; each asks the daemon and prints the answer.
 
 pub mod close;
+pub mod events;
 pub mod lease;
 pub mod monitor;
 pub mod open;

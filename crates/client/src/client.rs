@@ -10,10 +10,10 @@ use streamlet_proto::conn::{FrameReader, FrameWriter};
 use streamlet_proto::frame::HEADER_LEN;
 use streamlet_proto::handshake::Welcome;
 use streamlet_proto::{
-    CloseRequest, Closed, DrainRequest, Encoding, Event, LeaseGranted, LeaseRef, LeaseRequest, OpenRequest, Opened,
-    QuotaReport, QuotaRequest, ReplyBody, Request, RequestBody, RestartAccepted, RestartRequest, ServerMessage,
-    StatusReport, StatusRequest, StreamId, StreamInfo, StreamsRequest, SubscribeRequest, WorkerDetail, WorkerId,
-    WorkerInfo, WorkerRef, WorkersRequest,
+    CloseRequest, Closed, DrainRequest, Encoding, Event, EventLog, EventsRequest, LeaseGranted, LeaseRef, LeaseRequest,
+    OpenRequest, Opened, QuotaReport, QuotaRequest, ReplyBody, Request, RequestBody, RestartAccepted, RestartRequest,
+    ServerMessage, StatusReport, StatusRequest, StreamId, StreamInfo, StreamsRequest, SubscribeRequest, WorkerDetail,
+    WorkerId, WorkerInfo, WorkerRef, WorkersRequest,
 };
 
 use crate::error::ClientError;
@@ -189,6 +189,16 @@ impl Client {
         match self.request(RequestBody::Subscribe(SubscribeRequest {}), None).await? {
             ReplyBody::Subscribed(_) => Ok(()),
             other => Err(unexpected("a subscribed reply", &other)),
+        }
+    }
+
+    /// The daemon's last `recent` lifecycle events (all it keeps: `None`),
+    /// oldest first; with `follow`, every later one arrives on this
+    /// connection ([`next_event`](Self::next_event)), none lost or repeated.
+    pub async fn events(&mut self, recent: Option<u32>, follow: bool) -> Result<EventLog, ClientError> {
+        match self.request(RequestBody::Events(EventsRequest { recent, follow }), None).await? {
+            ReplyBody::Events(log) => Ok(log),
+            other => Err(unexpected("an events reply", &other)),
         }
     }
 

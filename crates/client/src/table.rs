@@ -25,12 +25,14 @@
 //! );
 //! ```
 
+mod events;
 mod grid;
 pub mod human;
 mod json;
 
 use streamlet_proto::{StatusReport, StreamInfo, WorkerInfo};
 
+pub use self::events::event_line;
 use self::grid::{Align, Grid};
 pub use self::json::{pools_json, quota_json, status_json, streams_json, worker_json, workers_json};
 

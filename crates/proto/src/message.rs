@@ -77,6 +77,9 @@ pub enum RequestBody {
     Restart(RestartRequest),
     /// Receive the daemon's lifecycle events on this connection.
     Subscribe(SubscribeRequest),
+    /// The latest lifecycle events from the daemon's log, and (with
+    /// `follow`) every one after them on this connection.
+    Events(EventsRequest),
 }
 
 impl RequestBody {
@@ -97,8 +100,46 @@ impl RequestBody {
             Self::Kill(_) => "kill",
             Self::Restart(_) => "restart",
             Self::Subscribe(_) => "subscribe",
+            Self::Events(_) => "events",
         }
     }
+}
+
+/// `events`: how many of the latest logged events to return, and whether to
+/// subscribe to what follows in the same step (no event lost or repeated
+/// between the two).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct EventsRequest {
+    /// At most this many (the log keeps the last [`EVENT_LOG_LEN`]); `None`:
+    /// all it has.
+    #[serde(default)]
+    pub recent: Option<u32>,
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// How many lifecycle events the daemon's log keeps.
+pub const EVENT_LOG_LEN: usize = 1024;
+
+/// A lifecycle event as the daemon's log keeps it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LoggedEvent {
+    /// Its place in the log: 1, 2, 3... since the daemon started.
+    pub seq: u64,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub event: Event,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct EventLog {
+    /// Oldest first.
+    pub events: Vec<LoggedEvent>,
+    /// Whether this connection now receives what follows.
+    pub following: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,6 +378,7 @@ pub enum ReplyBody {
     Killed(WorkerRef),
     Restarting(RestartAccepted),
     Subscribed(SubscribeRequest),
+    Events(EventLog),
 }
 
 impl ReplyBody {
@@ -358,6 +400,7 @@ impl ReplyBody {
             Self::Killed(_) => "killed",
             Self::Restarting(_) => "restarting",
             Self::Subscribed(_) => "subscribed",
+            Self::Events(_) => "events",
         }
     }
 }
@@ -563,6 +606,40 @@ pub enum Event {
     StreamMigrated(StreamMigrated),
     /// To subscribers: the autoscaler spawned or retired streamlets.
     PoolScaled(PoolScaled),
+    /// To subscribers: a streamlet process was started (it is `ready` later).
+    WorkerSpawned(WorkerSpawned),
+    /// To subscribers: a stream was placed on a streamlet.
+    StreamOpened(StreamOpened),
+    /// To a subscriber, last: it was dropped for not reading its events; its
+    /// connection closes after this.
+    SubscriberDropped(SubscriberDropped),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct WorkerSpawned {
+    pub worker: WorkerId,
+    pub pool: String,
+    pub pid: u32,
+    /// It replaces a streamlet that died (the slot's restarts so far), or
+    /// 0 for a new place.
+    pub restarts: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StreamOpened {
+    pub stream: StreamId,
+    pub pool: String,
+    pub worker: WorkerId,
+    pub tenant: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SubscriberDropped {
+    /// Bytes of replies and events it had left unread.
+    pub unread: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -79,6 +79,9 @@ pub struct Core {
     drain_timeout: Duration,
     /// Where the autoscaler's spawns go.
     spawn_orders: Option<mpsc::UnboundedSender<SpawnOrder>>,
+    /// The last lifecycle events, for `events`, and the last one's number.
+    event_log: VecDeque<streamlet_proto::LoggedEvent>,
+    event_seq: u64,
     /// The wall-clock minute the demand history was last due to be written.
     saved_minute: Option<u64>,
     /// The history of pools the state file has and the config no longer
@@ -309,6 +312,8 @@ impl Core {
             subscribers: Vec::new(),
             drain_timeout: config.daemon.shutdown_timeout,
             spawn_orders: None,
+            event_log: VecDeque::with_capacity(streamlet_proto::EVENT_LOG_LEN),
+            event_seq: 0,
             saved_minute: None,
             orphan_history: BTreeMap::new(),
             // Any seed will do; only the spread of restarts depends on it.
@@ -357,6 +362,13 @@ impl Core {
             new.link.hang_up();
         }
         let mut labels = BTreeMap::new();
+        let restarts = self.pools.get(&new.pool).and_then(|p| p.slots.get(new.slot)).map_or(0, |s| s.restarts);
+        self.publish(Event::WorkerSpawned(streamlet_proto::WorkerSpawned {
+            worker: new.id,
+            pool: new.pool.clone(),
+            pid: new.pid,
+            restarts,
+        }));
         if let Some(pool) = self.pools.get_mut(&new.pool) {
             if new.slot == SPARE_SLOT {
                 pool.spare = Some(new.id);
@@ -688,7 +700,11 @@ impl Core {
             carried_stalled_us: 0,
             corrupt_frames: 0,
         };
+        let opened =
+            streamlet_proto::StreamOpened { stream, pool: request.pool.clone(), worker, tenant: entry.tenant.clone() };
+        let owner = entry.owner.clone();
         self.streams.insert(stream, entry);
+        self.publish_except(Event::StreamOpened(opened), owner.as_ref());
         if let Some(admission) = admission {
             self.preempted(&admission.changes);
             self.apply_rates(&admission.changes.rates);
@@ -958,6 +974,7 @@ impl Core {
         tracing::debug!(stream = %ended.stream, %worker, %reason, "stream ended");
         let bytes = (entry.carried.0 + ended.bytes_in, entry.carried.1 + ended.bytes_out);
         let pool = entry.pool.clone();
+        self.publish_end(ended.stream, &entry, &reason, bytes);
         notify_end(ended.stream, entry, reason, Some(bytes));
         self.drained(worker);
         self.advance_restart(&pool);
@@ -1414,6 +1431,22 @@ fn shutdown(fd: &StreamFd) {
     // more) leaves nothing to do.
     unsafe {
         libc::shutdown(fd.0.as_raw_fd(), libc::SHUT_RDWR);
+    }
+}
+
+impl Core {
+    /// A stream's end, to subscribers other than its owner (which
+    /// [`notify_end`] tells) and into the event log.
+    fn publish_end(&mut self, stream: StreamId, entry: &StreamEntry, reason: &EndReason, bytes: (u64, u64)) {
+        let ended = StreamEnded {
+            stream,
+            pool: entry.pool.clone(),
+            worker: entry.worker,
+            reason: reason.clone(),
+            bytes_in: bytes.0,
+            bytes_out: bytes.1,
+        };
+        self.publish_except(Event::StreamEnded(ended), entry.owner.as_ref());
     }
 }
 

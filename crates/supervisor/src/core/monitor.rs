@@ -127,6 +127,7 @@ impl Core {
                 self.record_duration(&entry.pool, entry.opened.elapsed());
                 let reason = EndReason::WorkerDied { cause: cause.clone() };
                 self.count_end(&entry.pool, &reason);
+                self.publish_end(stream, &entry, &reason, (entry.bytes_in, entry.bytes_out));
                 notify_end(stream, entry, reason, None);
             }
         }
@@ -398,18 +399,55 @@ impl Core {
     /// [`REPLY_BUDGET`] bytes unread is dropped, its connection closed: a
     /// slow reader must not grow the daemon without bound.
     pub(super) fn publish(&mut self, event: Event) {
+        self.publish_except(event, None);
+    }
+
+    /// [`publish`](Self::publish), but not to `owner` (which hears of its
+    /// own streams anyway). Every event goes into the log too.
+    pub(super) fn publish_except(&mut self, event: Event, owner: Option<&crate::events::EventSink>) {
+        self.event_seq += 1;
+        if self.event_log.len() == streamlet_proto::EVENT_LOG_LEN {
+            self.event_log.pop_front();
+        }
+        let logged =
+            streamlet_proto::LoggedEvent { seq: self.event_seq, at_ms: super::wall_ms(), event: event.clone() };
+        self.event_log.push_back(logged);
+        if self.subscribers.is_empty() {
+            return;
+        }
         self.subscribers.retain(|sink| {
             if sink.is_closed() {
                 return false;
             }
             if sink.queued() > REPLY_BUDGET {
-                tracing::warn!("an event subscriber does not read; closing it");
+                let unread = sink.queued() as u64;
+                tracing::warn!(unread, "an event subscriber does not read; dropping it");
+                // Its last frame says why (past the budget: one small frame).
+                sink.send(Event::SubscriberDropped(streamlet_proto::SubscriberDropped { unread }));
                 sink.close();
                 return false;
             }
-            sink.send(event.clone());
+            if owner.is_none_or(|o| !o.same(sink)) {
+                sink.send(event.clone());
+            }
             true
         });
+    }
+
+    /// The last `recent` logged events and, with `follow`, this connection
+    /// subscribed in the same step.
+    pub fn events(
+        &mut self,
+        recent: Option<u32>,
+        follow: bool,
+        sink: &crate::events::EventSink,
+    ) -> streamlet_proto::EventLog {
+        let keep = recent.map_or(self.event_log.len(), |n| (n as usize).min(self.event_log.len()));
+        let events = self.event_log.iter().skip(self.event_log.len() - keep).cloned().collect();
+        if follow {
+            self.subscribe(sink.clone());
+        }
+        streamlet_proto::EventLog { events, following: follow }
     }
 
     /// A streamlet is ready: subscribers hear of it, and a rolling restart

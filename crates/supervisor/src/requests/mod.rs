@@ -46,7 +46,8 @@ pub fn needs(body: &RequestBody) -> Role {
         | RequestBody::Worker(_)
         | RequestBody::Streams(_)
         | RequestBody::Quota(_)
-        | RequestBody::Subscribe(_) => Role::Viewer,
+        | RequestBody::Subscribe(_)
+        | RequestBody::Events(_) => Role::Viewer,
         RequestBody::Open(_)
         | RequestBody::Close(_)
         | RequestBody::Lease(_)
@@ -107,6 +108,9 @@ pub fn dispatch(
         RequestBody::Kill(request) => monitor::kill(daemon, request),
         RequestBody::Restart(request) => monitor::restart(daemon, request),
         RequestBody::Subscribe(_) => monitor::subscribe(daemon, sink),
+        RequestBody::Events(request) => {
+            Ok(ReplyBody::Events(daemon.core().events(request.recent, request.follow, sink)))
+        }
     };
     Dispatched::Reply(match reply {
         Ok(body) => body,
