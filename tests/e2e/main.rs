@@ -10,6 +10,7 @@ mod events;
 mod handlers;
 mod hostile;
 mod lifecycle;
+mod metrics;
 mod monitor;
 mod pacing;
 mod placement;

@@ -817,6 +817,21 @@ pub enum ExitCause {
     KilledByOperator,
 }
 
+impl ExitCause {
+    /// The cause's kind, as in the JSON encoding: `exited`, `signaled`,
+    /// `protocol_error`, `oom`, `hung` or `killed_by_operator`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Exited { .. } => "exited",
+            Self::Signaled { .. } => "signaled",
+            Self::ProtocolError { .. } => "protocol_error",
+            Self::Oom => "oom",
+            Self::Hung { .. } => "hung",
+            Self::KilledByOperator => "killed_by_operator",
+        }
+    }
+}
+
 impl fmt::Display for ExitCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

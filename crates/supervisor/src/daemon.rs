@@ -207,6 +207,14 @@ pub async fn run(
         }
     });
     let server = tokio::spawn(server::serve(daemon.clone(), listener));
+    if let Some(listen) = daemon.config.metrics.clone() {
+        let metrics_daemon = daemon.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(metrics_daemon, listen.clone()).await {
+                tracing::error!(listen = ?listen, error = %e, "cannot serve metrics");
+            }
+        });
+    }
     tokio::spawn(quota_tick(daemon.clone()));
 
     let signal = tokio::select! {

@@ -23,6 +23,7 @@ mod events;
 pub mod exe;
 pub mod link;
 pub mod listener;
+pub mod metrics;
 mod requests;
 pub mod restart;
 pub mod sandbox;

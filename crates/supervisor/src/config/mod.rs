@@ -45,6 +45,8 @@ pub struct Config {
     pub quota: QuotaConfig,
     /// Who may do what on the control socket.
     pub access: Access,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics: Option<crate::metrics::MetricsListen>,
     pub pools: BTreeMap<String, Arc<PoolConfig>>,
 }
 
@@ -193,7 +195,37 @@ struct RawConfig {
     #[serde(default)]
     access: access::RawAccess,
     #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
     pools: BTreeMap<String, RawPool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
+}
+
+/// `[metrics] listen`: `"127.0.0.1:9464"` (loopback only) or
+/// `"unix:/run/streamlet/metrics.sock"`.
+fn metrics_listen(text: &str) -> Result<crate::metrics::MetricsListen, String> {
+    use crate::metrics::MetricsListen;
+    if let Some(path) = text.strip_prefix("unix:") {
+        let path = PathBuf::from(path);
+        if !path.is_absolute() || path.as_os_str().len() > 107 {
+            return Err(format!("{text:?}: give unix: and an absolute path of at most 107 bytes"));
+        }
+        return Ok(MetricsListen::Unix(path));
+    }
+    let addr: std::net::SocketAddr = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an address: give IP:PORT like \"127.0.0.1:9464\" or unix:/path"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: metrics are served on loopback or a Unix socket only (put a proxy in front to publish them)"
+        ));
+    }
+    Ok(MetricsListen::Tcp(addr))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -380,6 +412,8 @@ impl Config {
         let sandbox = sandbox::sandbox(raw.sandbox).map_err(|(key, reason)| err(key, reason))?;
         let quota = quota::quota(raw.capacity, raw.tenants, raw.regions).map_err(|(key, reason)| err(&key, reason))?;
         let access = access::access(raw.access).map_err(|(key, reason)| err(&key, reason))?;
+        let metrics =
+            raw.metrics.listen.as_deref().map(metrics_listen).transpose().map_err(|r| err("metrics.listen", r))?;
 
         if raw.pools.is_empty() {
             return Err(err("pools", "no pool is configured: add a [pools.NAME] table".into()));
@@ -488,7 +522,7 @@ impl Config {
             };
             pools.insert(name, Arc::new(config));
         }
-        Ok(Self { source: source.to_owned(), daemon, sandbox, quota, access, pools })
+        Ok(Self { source: source.to_owned(), daemon, sandbox, quota, access, metrics, pools })
     }
 }
 
@@ -549,6 +583,24 @@ mod tests {
         assert_eq!(e.key, "pools.echo.streams_per_worker");
         let e = error(&POOL.replace("min = 1", "min = -1"));
         assert_eq!(e.key, "pools.echo.workers.min", "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_on_loopback_or_a_unix_socket_only() {
+        use crate::metrics::MetricsListen;
+        let with = |listen: &str| Config::parse(&format!("[metrics]\nlisten = {listen:?}\n{POOL}"), "x");
+        assert_eq!(
+            with("127.0.0.1:9464").unwrap().metrics,
+            Some(MetricsListen::Tcp("127.0.0.1:9464".parse().unwrap()))
+        );
+        assert_eq!(with("[::1]:9464").unwrap().metrics, Some(MetricsListen::Tcp("[::1]:9464".parse().unwrap())));
+        assert_eq!(with("unix:/run/m.sock").unwrap().metrics, Some(MetricsListen::Unix("/run/m.sock".into())));
+        let e = with("0.0.0.0:9464").unwrap_err();
+        assert_eq!(e.key, "metrics.listen");
+        assert!(e.reason.contains("loopback"), "{e}");
+        assert_eq!(with("unix:relative").unwrap_err().key, "metrics.listen");
+        assert_eq!(with("localhost").unwrap_err().key, "metrics.listen");
+        assert_eq!(Config::parse(POOL, "x").unwrap().metrics, None, "off unless asked for");
     }
 
     #[test]

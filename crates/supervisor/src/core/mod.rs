@@ -79,6 +79,8 @@ pub struct Core {
     drain_timeout: Duration,
     /// Where the autoscaler's spawns go.
     spawn_orders: Option<mpsc::UnboundedSender<SpawnOrder>>,
+    /// What `/metrics` shows.
+    metrics: Arc<crate::metrics::Metrics>,
     /// The last lifecycle events, for `events`, and the last one's number.
     event_log: VecDeque<streamlet_proto::LoggedEvent>,
     event_seq: u64,
@@ -312,6 +314,7 @@ impl Core {
             subscribers: Vec::new(),
             drain_timeout: config.daemon.shutdown_timeout,
             spawn_orders: None,
+            metrics: Arc::default(),
             event_log: VecDeque::with_capacity(streamlet_proto::EVENT_LOG_LEN),
             event_seq: 0,
             saved_minute: None,
@@ -417,6 +420,7 @@ impl Core {
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
         pool.placement.add(id.0, pool.config.streams_per_worker, &worker.labels);
         self.record_spawn_time(&pool_name, took);
+        self.metrics.spawn.observe(took.as_secs_f64());
         self.announce_ready(id);
         self.retry_waiting();
         self.autoscale(&pool_name);
@@ -434,7 +438,15 @@ impl Core {
         let keep = wait.map(|_| request.clone());
         let mut retry_fd = None;
         let pool = request.pool.clone();
+        let began = Instant::now();
         let result = self.open_now(request, fd, owner.clone(), &mut retry_fd);
+        if self.pools.contains_key(&pool) {
+            let outcome = match &result {
+                Ok(_) => "opened",
+                Err(e) => e.code.as_str(),
+            };
+            self.metrics.opened(&pool, outcome, began.elapsed());
+        }
         if result.is_ok() || retry_fd.is_some() {
             self.record_arrival(&pool);
         }
@@ -1101,6 +1113,63 @@ impl Core {
 
     pub fn worker_starting(&self, id: WorkerId) -> bool {
         self.workers.get(&id).is_some_and(|w| w.state == WorkerState::Starting)
+    }
+
+    /// The metrics, their gauges read from the state now.
+    pub fn refresh_metrics(&self) -> Arc<crate::metrics::Metrics> {
+        use crate::metrics::{BandwidthLabels, PoolLabel, StateLabels};
+        let m = &self.metrics;
+        m.workers.clear();
+        for (name, pool) in &self.pools {
+            for state in ["starting", "ready", "draining", "stopping", "spare"] {
+                m.workers.get_or_create(&StateLabels { pool: name.clone(), state: state.into() }).set(0);
+            }
+            let label = PoolLabel { pool: name.clone() };
+            let streams = self.streams.values().filter(|s| &s.pool == name).count();
+            m.streams.get_or_create(&label).set(streams as i64);
+            m.desired.get_or_create(&label).set(i64::from(pool.desired));
+            match pool.forecast {
+                Some(f) => {
+                    m.forecast.get_or_create(&label).set(i64::from(f));
+                }
+                None => {
+                    m.forecast.remove(&label);
+                }
+            }
+            match pool.scaler.prediction() {
+                Some(p) => {
+                    m.predicted_streams.get_or_create(&label).set(p.round() as i64);
+                }
+                None => {
+                    m.predicted_streams.remove(&label);
+                }
+            }
+        }
+        for w in self.workers.values() {
+            let state = match w.state {
+                WorkerState::Starting => "starting",
+                WorkerState::Ready => "ready",
+                WorkerState::Draining => "draining",
+                WorkerState::Stopping => "stopping",
+                WorkerState::Spare => "spare",
+            };
+            m.workers.get_or_create(&StateLabels { pool: w.pool.clone(), state: state.into() }).inc();
+        }
+        m.bandwidth.clear();
+        for line in self.quota_report().lines {
+            let set = |kind: &str, value: u64| {
+                let labels = BandwidthLabels { level: line.level.clone(), name: line.name.clone(), kind: kind.into() };
+                m.bandwidth.get_or_create(&labels).set(i64::try_from(value).unwrap_or(i64::MAX));
+            };
+            if let Some(capacity) = line.capacity {
+                set("capacity", capacity);
+            }
+            set("allocated", line.allocated);
+            if let Some(free) = line.free {
+                set("free", free);
+            }
+        }
+        self.metrics.clone()
     }
 
     /// Whether every pool has at least its `workers.min` streamlets ready:

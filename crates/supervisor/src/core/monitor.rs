@@ -101,6 +101,8 @@ impl Core {
                 if !planned {
                     verdict = restart::on_death(&policy, &mut slot.backoff, &mut pool.breaker, uptime, now, random);
                 }
+                let labels = crate::metrics::CauseLabels { pool: worker.pool.clone(), cause: cause.kind().to_owned() };
+                self.metrics.restarts.get_or_create(&labels).inc();
                 // The spare fills the slot now; the backoff then delays the
                 // next spare's spawn instead, so a crash loop spawns no faster.
                 let degraded = pool.breaker.degraded(now) && !planned;

@@ -1,0 +1,218 @@
+//! Prometheus metrics, in the text exposition format, on an opt-in HTTP
+//! listener (`[metrics] listen`, loopback TCP or a Unix socket).
+//!
+//! Counters and histograms are updated where things happen (an open, a
+//! spawn, a death); gauges are read from the core at each scrape, under its
+//! lock for a moment, and the text is encoded outside it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::daemon::Daemon;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabel {
+    pub pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub pool: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpenLabels {
+    pub pool: String,
+    /// `opened`, or the error code of the refusal.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabels {
+    pub pool: String,
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BandwidthLabels {
+    /// `host`, `pool` or `tenant`.
+    pub level: String,
+    pub name: String,
+    /// `capacity`, `allocated` or `free`.
+    pub kind: String,
+}
+
+/// Every metric the daemon exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub workers: Family<StateLabels, Gauge>,
+    pub streams: Family<PoolLabel, Gauge>,
+    pub opens: Family<OpenLabels, Counter>,
+    pub placement: Histogram,
+    pub bandwidth: Family<BandwidthLabels, Gauge>,
+    pub restarts: Family<CauseLabels, Counter>,
+    pub spawn: Histogram,
+    pub desired: Family<PoolLabel, Gauge>,
+    pub forecast: Family<PoolLabel, Gauge>,
+    pub predicted_streams: Family<PoolLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("streamlet");
+        let m = Self {
+            workers: Family::default(),
+            streams: Family::default(),
+            opens: Family::default(),
+            // 1 µs to about 33 ms.
+            placement: Histogram::new(exponential_buckets(1e-6, 2.0, 16)),
+            bandwidth: Family::default(),
+            restarts: Family::default(),
+            // 0.5 ms to about 16 s.
+            spawn: Histogram::new(exponential_buckets(5e-4, 2.0, 16)),
+            desired: Family::default(),
+            forecast: Family::default(),
+            predicted_streams: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("workers", "Streamlets by pool and state", m.workers.clone());
+        registry.register("streams", "Open streams by pool", m.streams.clone());
+        registry.register("opens", "Opens by pool and result (opened, or the refusal's error code)", m.opens.clone());
+        registry.register("placement_seconds", "Time to place and hand over a stream", m.placement.clone());
+        registry.register(
+            "bandwidth_bytes_per_second",
+            "Egress capacity, allocated and free bandwidth by level (host, pool, tenant)",
+            m.bandwidth.clone(),
+        );
+        registry.register("restarts", "Streamlet deaths followed by a restart, by pool and cause", m.restarts.clone());
+        registry.register("spawn_seconds", "Time from a streamlet's spawn to its Ready", m.spawn.clone());
+        registry.register("desired_workers", "Streamlets the autoscaler wants, by pool", m.desired.clone());
+        registry.register(
+            "forecast_workers",
+            "Streamlets the demand forecast asks for, by pool (forecasting pools)",
+            m.forecast.clone(),
+        );
+        registry.register(
+            "forecast_streams",
+            "Concurrent streams the forecast expects over the lead window, by pool (compare streamlet_streams)",
+            m.predicted_streams.clone(),
+        );
+        Self { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %e, "cannot encode the metrics");
+        }
+        text
+    }
+
+    pub fn opened(&self, pool: &str, result: &str, took: Duration) {
+        self.opens.get_or_create(&OpenLabels { pool: pool.to_owned(), result: result.to_owned() }).inc();
+        self.placement.observe(took.as_secs_f64());
+    }
+}
+
+/// Where the metrics are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsListen {
+    Tcp(std::net::SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
+/// Serves `GET /metrics` until the daemon stops: one request per
+/// connection, headers at most 8 KiB within 5 s.
+pub async fn serve(daemon: Arc<Daemon>, listen: MetricsListen) -> std::io::Result<()> {
+    enum Listener {
+        Tcp(tokio::net::TcpListener),
+        Unix(tokio::net::UnixListener),
+    }
+    let listener = match &listen {
+        MetricsListen::Tcp(addr) => Listener::Tcp(tokio::net::TcpListener::bind(addr).await?),
+        MetricsListen::Unix(path) => {
+            let _ = std::fs::remove_file(path);
+            let listener = tokio::net::UnixListener::bind(path)?;
+            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o660))?;
+            Listener::Unix(listener)
+        }
+    };
+    tracing::info!(listen = ?listen, "serving metrics at /metrics");
+    let mut stopping = daemon.stopping.subscribe();
+    loop {
+        let daemon = daemon.clone();
+        tokio::select! {
+            accepted = async {
+                match &listener {
+                    Listener::Tcp(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>),
+                    Listener::Unix(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>),
+                }
+            } => match accepted {
+                Ok(conn) => {
+                    tokio::spawn(answer(daemon, conn));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed; pausing 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = crate::daemon::stopped(&mut stopping) => break,
+        }
+    }
+    if let MetricsListen::Unix(path) = &listen {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
+
+async fn answer(daemon: Arc<Daemon>, mut conn: Box<dyn Conn>) {
+    let mut head = Vec::with_capacity(512);
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+            let n = conn.read(&mut buf).await?;
+            if n == 0 || head.len() + n > 8192 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(read, Ok(Ok(()))) {
+        return;
+    }
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let (status, body, kind) = match (words.next(), words.next()) {
+        (Some("GET"), Some("/metrics")) => {
+            let metrics = daemon.core().refresh_metrics();
+            ("200 OK", metrics.encode(), "text/plain; version=0.0.4; charset=utf-8")
+        }
+        (Some("GET"), Some(_)) => ("404 Not Found", "only /metrics is here\n".to_owned(), "text/plain"),
+        _ => ("405 Method Not Allowed", "GET /metrics\n".to_owned(), "text/plain"),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = conn.write_all(response.as_bytes()).await;
+    let _ = conn.shutdown().await;
+}
