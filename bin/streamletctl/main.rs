@@ -100,6 +100,8 @@ enum Command {
         /// The streamlet's id
         worker: u64,
     },
+    /// Read the daemon's configuration file again and apply it without dropping a stream
+    Reload,
     /// Replace a pool's streamlets one at a time (drain, replace, wait until ready, next)
     Restart {
         /// The pool
@@ -234,6 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Kill { worker } => cmd::monitor::kill(&mut client, WorkerId(worker), cli.json).await,
         Command::Restart { pool } => cmd::monitor::restart(&mut client, pool, cli.json).await,
+        Command::Reload => cmd::monitor::reload(&mut client, cli.json).await,
         Command::Lease { pool, tenant, priority, min, max, ttl } => {
             let rate = streamlet_client::proto::RateRequest { min, max };
             let request = streamlet_client::proto::LeaseRequest { pool, tenant, priority, rate, ttl_ms: ttl };

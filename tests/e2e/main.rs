@@ -15,6 +15,7 @@ mod monitor;
 mod pacing;
 mod placement;
 mod quota;
+mod reload;
 mod sandbox;
 mod simulate;
 mod streams;

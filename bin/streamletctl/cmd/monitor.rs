@@ -43,3 +43,12 @@ pub async fn restart(client: &mut Client, pool: String, json: bool) -> anyhow::R
     let workers: Vec<u64> = accepted.workers.iter().map(|w| w.0).collect();
     super::print(json, text, || json!({ "pool": accepted.pool, "workers": workers }))
 }
+
+pub async fn reload(client: &mut Client, json: bool) -> anyhow::Result<()> {
+    let summary = client.reload().await?;
+    super::print(
+        json,
+        || format!("reloaded {}", table::reload_summary(&summary)),
+        || serde_json::to_value(&summary).unwrap_or_default(),
+    )
+}

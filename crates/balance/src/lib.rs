@@ -50,6 +50,9 @@ pub trait Placement: Send + std::fmt::Debug {
     fn place(&mut self, request: &Request) -> Option<WorkerKey>;
     /// A stream on `worker` ended: its slot is free again.
     fn release(&mut self, worker: WorkerKey);
+    /// A stream already on `worker` (placed by another policy before a
+    /// switch) takes one of its slots, as if placed there.
+    fn occupy(&mut self, worker: WorkerKey);
     /// `(active, capacity)` of a streamlet, if it is placeable.
     fn load(&self, worker: WorkerKey) -> Option<(u32, u32)>;
 }

@@ -11,9 +11,9 @@ use streamlet_proto::frame::HEADER_LEN;
 use streamlet_proto::handshake::Welcome;
 use streamlet_proto::{
     CloseRequest, Closed, DrainRequest, Encoding, Event, EventLog, EventsRequest, LeaseGranted, LeaseRef, LeaseRequest,
-    OpenRequest, Opened, QuotaReport, QuotaRequest, ReplyBody, Request, RequestBody, RestartAccepted, RestartRequest,
-    ServerMessage, StatusReport, StatusRequest, StreamId, StreamInfo, StreamsRequest, SubscribeRequest, WorkerDetail,
-    WorkerId, WorkerInfo, WorkerRef, WorkersRequest,
+    OpenRequest, Opened, QuotaReport, QuotaRequest, ReloadRequest, Reloaded, ReplyBody, Request, RequestBody,
+    RestartAccepted, RestartRequest, ServerMessage, StatusReport, StatusRequest, StreamId, StreamInfo, StreamsRequest,
+    SubscribeRequest, WorkerDetail, WorkerId, WorkerInfo, WorkerRef, WorkersRequest,
 };
 
 use crate::error::ClientError;
@@ -189,6 +189,14 @@ impl Client {
         match self.request(RequestBody::Subscribe(SubscribeRequest {}), None).await? {
             ReplyBody::Subscribed(_) => Ok(()),
             other => Err(unexpected("a subscribed reply", &other)),
+        }
+    }
+
+    /// Asks the daemon to read its configuration file again and apply it.
+    pub async fn reload(&mut self) -> Result<Reloaded, ClientError> {
+        match self.request(RequestBody::Reload(ReloadRequest {}), None).await? {
+            ReplyBody::Reloaded(summary) => Ok(summary),
+            other => Err(unexpected("a reloaded reply", &other)),
         }
     }
 

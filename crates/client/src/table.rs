@@ -32,7 +32,7 @@ mod json;
 
 use streamlet_proto::{StatusReport, StreamInfo, WorkerInfo};
 
-pub use self::events::event_line;
+pub use self::events::{event_line, reload_summary};
 use self::grid::{Align, Grid};
 pub use self::json::{pools_json, quota_json, status_json, streams_json, worker_json, workers_json};
 

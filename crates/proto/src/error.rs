@@ -50,6 +50,9 @@ pub enum ErrorCode {
     UpstreamUnavailable,
     /// The client's role (from its uid and gids) does not allow the request.
     Unauthorized,
+    /// A reload found the configuration file invalid; the running
+    /// configuration stays.
+    BadConfig,
 }
 
 impl ErrorCode {
@@ -75,6 +78,7 @@ impl ErrorCode {
             Self::UnknownWorker => "unknown_worker",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::Unauthorized => "unauthorized",
+            Self::BadConfig => "bad_config",
             Self::Internal => "internal",
         }
     }

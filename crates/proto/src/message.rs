@@ -80,6 +80,31 @@ pub enum RequestBody {
     /// The latest lifecycle events from the daemon's log, and (with
     /// `follow`) every one after them on this connection.
     Events(EventsRequest),
+    /// Read the configuration file again and apply it without dropping a
+    /// stream; an invalid one changes nothing.
+    Reload(ReloadRequest),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ReloadRequest {}
+
+/// What a reload changed.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Reloaded {
+    /// The file read.
+    pub source: String,
+    /// Pools new in the file: their streamlets start now.
+    pub added: Vec<String>,
+    /// Pools gone from the file: they take no new streams, and their
+    /// streamlets leave as their streams end.
+    pub removed: Vec<String>,
+    /// Pools whose settings changed, applied to the live pool.
+    pub changed: Vec<String>,
+    /// What applies only to streamlets started from now on, or only after a
+    /// restart of the daemon, one sentence each.
+    pub notes: Vec<String>,
 }
 
 impl RequestBody {
@@ -101,6 +126,7 @@ impl RequestBody {
             Self::Restart(_) => "restart",
             Self::Subscribe(_) => "subscribe",
             Self::Events(_) => "events",
+            Self::Reload(_) => "reload",
         }
     }
 }
@@ -379,6 +405,7 @@ pub enum ReplyBody {
     Restarting(RestartAccepted),
     Subscribed(SubscribeRequest),
     Events(EventLog),
+    Reloaded(Reloaded),
 }
 
 impl ReplyBody {
@@ -401,6 +428,7 @@ impl ReplyBody {
             Self::Restarting(_) => "restarting",
             Self::Subscribed(_) => "subscribed",
             Self::Events(_) => "events",
+            Self::Reloaded(_) => "reloaded",
         }
     }
 }
@@ -613,6 +641,8 @@ pub enum Event {
     /// To a subscriber, last: it was dropped for not reading its events; its
     /// connection closes after this.
     SubscriberDropped(SubscriberDropped),
+    /// To subscribers: the configuration was reloaded.
+    Reloaded(Reloaded),
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

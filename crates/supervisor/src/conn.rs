@@ -37,7 +37,9 @@ fn peer_of(daemon: &Daemon, stream: &UnixStream) -> Option<requests::Peer> {
     }
     gids.sort_unstable();
     gids.dedup();
-    let role = daemon.config.access.role_of(cred.uid(), &gids, nix::unistd::geteuid().as_raw());
+    let access = daemon.access.lock().unwrap_or_else(|p| p.into_inner());
+    let role = access.role_of(cred.uid(), &gids, nix::unistd::geteuid().as_raw());
+    drop(access);
     Some(requests::Peer { uid: cred.uid(), gids, pid: cred.pid(), role })
 }
 

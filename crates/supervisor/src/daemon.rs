@@ -33,6 +33,8 @@ pub struct Daemon {
     pub state: crate::state::StateDir,
     /// What systemd hears: readiness, status, the watchdog.
     pub(crate) notifier: Mutex<crate::systemd::Notifier>,
+    /// Who may do what: `config.access`, or what the last reload read.
+    pub(crate) access: Mutex<crate::config::Access>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +113,55 @@ async fn quota_tick(daemon: Arc<Daemon>) {
     }
 }
 
+/// Reads the configuration file again and applies it (SIGHUP, or the
+/// `reload` request). An invalid file changes nothing and says why; what
+/// needs a restart of the daemon is applied at the next start and said so.
+pub(crate) fn reload(daemon: &Daemon) -> Result<streamlet_proto::Reloaded, streamlet_proto::ErrorBody> {
+    use streamlet_proto::{ErrorBody, ErrorCode};
+    let source = &daemon.config.source;
+    if source == crate::config::EMBEDDED {
+        return Err(ErrorBody::new(
+            ErrorCode::BadConfig,
+            "streamletd runs on the embedded default configuration: there is no file to read again \
+             (start it with --config FILE)",
+        ));
+    }
+    let new = Config::load(std::path::Path::new(source)).map_err(|e| {
+        tracing::error!(error = %e, "reload refused: the configuration is invalid; the running one stays");
+        ErrorBody::new(ErrorCode::BadConfig, format!("{e} (the running configuration stays)"))
+    })?;
+    let old = &daemon.config;
+    let mut restart = Vec::new();
+    let (a, b) = (&old.daemon, &new.daemon);
+    for (key, differs) in [
+        ("daemon.socket", a.socket != b.socket),
+        ("daemon.worker_binary", a.worker_binary != b.worker_binary),
+        ("daemon.shutdown_timeout", a.shutdown_timeout != b.shutdown_timeout),
+        ("daemon.stats_interval", a.stats_interval != b.stats_interval),
+        ("daemon.state_dir", a.state_dir != b.state_dir),
+        ("[sandbox]", old.sandbox != new.sandbox),
+        ("[metrics] listen", old.metrics != new.metrics),
+        ("[access] socket_group", old.access.socket_group != new.access.socket_group),
+    ] {
+        if differs {
+            restart.push(format!("{key} changed: it takes effect when streamletd is restarted"));
+        }
+    }
+    *daemon.access.lock().unwrap_or_else(|p| p.into_inner()) = new.access.clone();
+    let reconfigured = daemon.core().reconfigure(&new);
+    for (cgroup, pool) in &reconfigured.limits {
+        if let Err(e) = daemon.sandbox.update_limits(cgroup, pool) {
+            tracing::warn!(pool = %pool.name, error = %e, "cannot apply new limits to a live streamlet");
+        }
+    }
+    let mut summary = reconfigured.summary;
+    for note in &restart {
+        tracing::warn!("{note}");
+    }
+    summary.notes.extend(restart);
+    Ok(summary)
+}
+
 /// Resolves once the daemon starts shutting down.
 pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
     let _ = stopping.wait_for(|s| *s).await;
@@ -176,6 +227,7 @@ pub async fn run(
         core: Mutex::new(core),
         state,
         notifier: Mutex::new(notifier),
+        access: Mutex::new(config.access.clone()),
         config,
         socket_path: socket.path().to_owned(),
         worker_binary,
@@ -217,9 +269,17 @@ pub async fn run(
     }
     tokio::spawn(quota_tick(daemon.clone()));
 
-    let signal = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let signal = loop {
+        tokio::select! {
+            _ = terminate.recv() => break "SIGTERM",
+            _ = interrupt.recv() => break "SIGINT",
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                // (The outcome is logged either way.)
+                let _ = reload(&daemon);
+            }
+        }
     };
     tracing::info!(signal, "shutting down");
     shutdown(&daemon, socket, server).await;

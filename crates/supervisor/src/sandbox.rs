@@ -273,6 +273,14 @@ impl Sandbox {
         }
     }
 
+    /// Writes `pool`'s limits to a live streamlet's cgroup (a reload).
+    pub fn update_limits(&self, cgroup: &WorkerCgroup, pool: &PoolConfig) -> Result<(), String> {
+        match &self.cgroups {
+            Some(manager) => manager.update(cgroup, &limits(pool)).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
     /// Undoes a confinement: kills what is left in the cgroup and removes it,
     /// and frees the uid. Blocking file IO: run it off the daemon's thread.
     pub fn release(&self, confinement: Confinement) {

@@ -93,6 +93,10 @@ impl Placement for Layered {
         self.update(worker, |e| e.active = e.active.saturating_sub(1));
     }
 
+    fn occupy(&mut self, worker: WorkerKey) {
+        self.update(worker, |e| e.active = e.active.saturating_add(1));
+    }
+
     fn load(&self, worker: WorkerKey) -> Option<(u32, u32)> {
         self.members.get(&worker).map(|e| (e.active, e.capacity))
     }

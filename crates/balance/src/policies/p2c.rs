@@ -106,6 +106,14 @@ impl Placement for PowerOfTwo {
         Some(worker)
     }
 
+    fn occupy(&mut self, worker: WorkerKey) {
+        let Some(m) = self.members.get_mut(&worker) else { return };
+        m.active = m.active.saturating_add(1);
+        if m.active >= m.capacity {
+            self.leave_room(worker);
+        }
+    }
+
     fn release(&mut self, worker: WorkerKey) {
         let Some(m) = self.members.get_mut(&worker) else { return };
         m.active = m.active.saturating_sub(1);

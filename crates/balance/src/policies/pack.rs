@@ -78,6 +78,10 @@ impl Placement for Pack {
         self.update(worker, |e| e.active.0 = e.active.0.saturating_sub(1));
     }
 
+    fn occupy(&mut self, worker: WorkerKey) {
+        self.update(worker, |e| e.active.0 = e.active.0.saturating_add(1));
+    }
+
     fn load(&self, worker: WorkerKey) -> Option<(u32, u32)> {
         self.members.get(&worker).map(|e| (e.active.0, e.capacity))
     }

@@ -68,6 +68,10 @@ impl Placement for RoundRobin {
         self.update(worker, |m| m.active = m.active.saturating_sub(1));
     }
 
+    fn occupy(&mut self, worker: WorkerKey) {
+        self.update(worker, |m| m.active = m.active.saturating_add(1));
+    }
+
     fn load(&self, worker: WorkerKey) -> Option<(u32, u32)> {
         self.members.get(&worker).map(|m| (m.active, m.capacity))
     }

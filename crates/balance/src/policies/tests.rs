@@ -50,6 +50,26 @@ fn names_round_trip() {
 }
 
 #[test]
+fn occupied_slots_count_as_placed_in_every_policy() {
+    let labels = Labels::from([(REGION_LABEL.to_string(), "eu-west".to_string())]);
+    for kind in PolicyKind::ALL {
+        let mut p = kind.build(&options());
+        p.add(1, 2, &labels);
+        p.add(2, 2, &labels);
+        // Streams moved in with the streamlet (a policy switch).
+        p.occupy(1);
+        p.occupy(1);
+        assert_eq!(p.load(1), Some((2, 2)), "{kind}");
+        let any = Request { region: Some("eu-west".into()) };
+        assert_eq!(p.place(&any), Some(2), "{kind}: the full one is skipped");
+        assert_eq!(p.place(&any), Some(2), "{kind}");
+        assert_eq!(p.place(&any), None, "{kind}");
+        p.release(1);
+        assert_eq!(p.place(&any), Some(1), "{kind}");
+    }
+}
+
+#[test]
 fn no_policy_chooses_a_draining_streamlet() {
     for kind in PolicyKind::ALL {
         let mut p = kind.build(&options());

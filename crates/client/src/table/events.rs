@@ -96,10 +96,29 @@ fn describe(event: &Event) -> (&'static str, String) {
                 ),
             )
         }
+        Event::Reloaded(e) => ("reloaded", reload_summary(e)),
         Event::SubscriberDropped(e) => {
             ("dropped", format!("this connection read too slowly ({} unread) and is closed", human::bytes(e.unread)))
         }
     }
+}
+
+/// `FILE: added a, b; removed c; changed d` (or `nothing changed`), then
+/// the notes.
+pub fn reload_summary(r: &streamlet_proto::Reloaded) -> String {
+    let mut parts = Vec::new();
+    for (what, pools) in [("added", &r.added), ("removed", &r.removed), ("changed", &r.changed)] {
+        if !pools.is_empty() {
+            parts.push(format!("{what} {}", pools.join(", ")));
+        }
+    }
+    let mut text =
+        format!("{}: {}", r.source, if parts.is_empty() { "no pool changed".to_owned() } else { parts.join("; ") });
+    for note in &r.notes {
+        text.push_str("; ");
+        text.push_str(note);
+    }
+    text
 }
 
 #[cfg(test)]

@@ -80,6 +80,7 @@ impl Core {
         if self.saved_minute.is_none_or(|m| m < minute) {
             self.saved_minute = Some(minute);
         }
+        self.forget_removed_pools();
         let names: Vec<String> = self.pools.keys().cloned().collect();
         for name in names {
             let pool = self.pools.get_mut(&name).expect("listed above");
@@ -173,7 +174,7 @@ impl Core {
 
     /// Asks `pool`'s scaler what to do now, and does it.
     pub(super) fn autoscale(&mut self, pool: &str) {
-        if self.shutting_down || self.spawn_orders.is_none() {
+        if self.shutting_down || self.spawn_orders.is_none() || self.pools.get(pool).is_none_or(|p| p.removed) {
             return;
         }
         let (workers, starting, replacing) = self.snapshot(pool);

@@ -32,8 +32,10 @@ use streamlet_sandbox::cgroup::WorkerCgroup;
 
 mod autoscale;
 mod monitor;
+mod reload;
 
 pub use autoscale::{wall_ms, SpawnOrder};
+pub use reload::Reconfigured;
 
 pub use monitor::{unknown_worker, DrainOutcome, DEATHS_KEPT};
 
@@ -161,6 +163,33 @@ struct PoolState {
     would_spawn: u32,
     /// How long its streamlets take to become ready (the slowest of late).
     spawn_time: Duration,
+    /// Gone from the configuration (a reload): no new streams; it goes when
+    /// its last streamlet has.
+    removed: bool,
+}
+
+impl PoolState {
+    /// A pool with `slots` places to fill at once.
+    fn new(pool: &Arc<PoolConfig>, config: &Config, slots: u32) -> Self {
+        PoolState {
+            config: pool.clone(),
+            placement: placement_for(pool, config),
+            slots: (0..slots).map(|_| Slot { in_use: true, ..Slot::default() }).collect(),
+            breaker: Breaker::default(),
+            degraded: false,
+            restarting: VecDeque::new(),
+            spare: None,
+            pending: 0,
+            errors: BTreeMap::new(),
+            scaler: streamlet_autoscale::Scaler::new(pool.rules()),
+            demand: streamlet_autoscale::Demand::new(Default::default()),
+            desired: pool.workers_min,
+            forecast: None,
+            would_spawn: 0,
+            spawn_time: Duration::ZERO,
+            removed: false,
+        }
+    }
 }
 
 /// A place in a pool for one streamlet; a replacement takes its dead
@@ -267,28 +296,7 @@ impl Core {
         let pools = config
             .pools
             .values()
-            .map(|pool| {
-                let placement = placement_for(pool, config);
-                let slots = (0..pool.workers_min).map(|_| Slot { in_use: true, ..Slot::default() }).collect();
-                let state = PoolState {
-                    config: pool.clone(),
-                    placement,
-                    slots,
-                    breaker: Breaker::default(),
-                    degraded: false,
-                    restarting: VecDeque::new(),
-                    spare: None,
-                    pending: 0,
-                    errors: BTreeMap::new(),
-                    scaler: streamlet_autoscale::Scaler::new(pool.rules()),
-                    demand: streamlet_autoscale::Demand::new(Default::default()),
-                    desired: pool.workers_min,
-                    forecast: None,
-                    would_spawn: 0,
-                    spawn_time: Duration::ZERO,
-                };
-                (pool.name.clone(), state)
-            })
+            .map(|pool| (pool.name.clone(), PoolState::new(pool, config, pool.workers_min)))
             .collect();
         let mut quota = Allocator::new(config.quota.egress.unwrap_or(u64::MAX));
         for pool in config.pools.values() {
@@ -527,11 +535,11 @@ impl Core {
             ));
         }
         let tenant = request.tenant.clone().unwrap_or_else(|| DEFAULT_TENANT.to_owned());
-        if self.pools.contains_key(&request.pool) {
+        if self.pools.get(&request.pool).is_some_and(|p| !p.removed) {
             self.check_tenant(&tenant)?;
         }
-        let Some(pool) = self.pools.get_mut(&request.pool) else {
-            let known: Vec<&str> = self.pools.keys().map(String::as_str).collect();
+        let Some(pool) = self.pools.get_mut(&request.pool).filter(|p| !p.removed) else {
+            let known: Vec<&str> = self.pools.iter().filter(|(_, p)| !p.removed).map(|(n, _)| n.as_str()).collect();
             return Err(ErrorBody::new(
                 ErrorCode::UnknownPool,
                 format!("pool {:?} is not configured; configured pools: {}", request.pool, known.join(", ")),
@@ -1175,7 +1183,7 @@ impl Core {
     /// Whether every pool has at least its `workers.min` streamlets ready:
     /// when the daemon tells systemd it is ready.
     pub fn at_min(&self) -> bool {
-        self.pools.values().all(|p| {
+        self.pools.values().filter(|p| !p.removed).all(|p| {
             let ready = p
                 .slots
                 .iter()
@@ -1254,6 +1262,7 @@ impl Core {
     pub fn pool_statuses(&self) -> Vec<PoolStatus> {
         self.pools
             .values()
+            .filter(|pool| !pool.removed)
             .map(|pool| {
                 let all = || self.workers.values().filter(|w| w.pool == pool.config.name);
                 let mine = || all().filter(|w| w.slot != SPARE_SLOT);

@@ -58,6 +58,7 @@ impl Core {
         let pool = self.pools.get_mut(&worker.pool).expect("a worker's pool exists");
         pool.placement.remove(id.0);
         pool.restarting.retain(|w| *w != id);
+        let removed = pool.removed;
         let policy = pool.config.restart;
         // A relay stream's upstream connection died with the streamlet: it
         // cannot move, and ends.
@@ -68,7 +69,10 @@ impl Core {
         // The slot, and what replaces it.
         let mut verdict = restart::Verdict { delay: Duration::ZERO, tripped: false };
         let mut promoted = None;
-        let respawn = if worker.slot == SPARE_SLOT {
+        let respawn = if removed {
+            // Its pool is gone from the configuration: nothing replaces it.
+            None
+        } else if worker.slot == SPARE_SLOT {
             // A spare that dies is replaced after a pause (it served nothing;
             // a broken binary must not spin here either).
             if pool.spare == Some(id) {

@@ -53,7 +53,7 @@ pub fn needs(body: &RequestBody) -> Role {
         | RequestBody::Lease(_)
         | RequestBody::Refresh(_)
         | RequestBody::Release(_) => Role::Gateway,
-        RequestBody::Drain(_) | RequestBody::Kill(_) | RequestBody::Restart(_) => Role::Admin,
+        RequestBody::Drain(_) | RequestBody::Kill(_) | RequestBody::Restart(_) | RequestBody::Reload(_) => Role::Admin,
     }
 }
 
@@ -108,6 +108,7 @@ pub fn dispatch(
         RequestBody::Kill(request) => monitor::kill(daemon, request),
         RequestBody::Restart(request) => monitor::restart(daemon, request),
         RequestBody::Subscribe(_) => monitor::subscribe(daemon, sink),
+        RequestBody::Reload(_) => crate::daemon::reload(daemon).map(ReplyBody::Reloaded),
         RequestBody::Events(request) => {
             Ok(ReplyBody::Events(daemon.core().events(request.recent, request.follow, sink)))
         }

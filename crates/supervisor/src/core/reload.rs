@@ -1,0 +1,210 @@
+//! A new configuration applied to the live core, without dropping a stream:
+//! pools added (their streamlets start), removed (no new streams; their
+//! streamlets leave as their streams end), and changed in place (scaling
+//! rules, bandwidth, placement policy and labels, limits on the live
+//! cgroups). What only new streamlets can take (the handler, the sandbox of
+//! a pool) is noted, not forced.
+
+use std::sync::Arc;
+
+use streamlet_proto::{Event, Reloaded, WorkerId, WorkerState};
+use streamlet_sandbox::cgroup::WorkerCgroup;
+
+use super::{Core, PoolState, SPARE_SLOT};
+use crate::config::{Config, PoolConfig};
+
+/// What a reload leaves for the caller to do off the lock.
+#[derive(Debug, Default)]
+pub struct Reconfigured {
+    pub summary: Reloaded,
+    /// Live cgroups whose pool's limits changed, with the new limits.
+    pub limits: Vec<(Arc<WorkerCgroup>, Arc<PoolConfig>)>,
+}
+
+impl Core {
+    /// Applies `config` (already validated) to the running pools.
+    pub fn reconfigure(&mut self, config: &Config) -> Reconfigured {
+        let mut out = Reconfigured::default();
+        out.summary.source = config.source.clone();
+
+        // The host's bandwidth and the tenants.
+        self.host_capacity = config.quota.egress.is_some();
+        let changes = self.quota.set_host_capacity(config.quota.egress.unwrap_or(u64::MAX));
+        self.preempted(&changes);
+        self.apply_rates(&changes.rates);
+        self.tenant_limits = config.quota.tenants.clone();
+        self.default_tenant_limit = config.quota.default_max_streams;
+        self.quota.set_burst_window(config.quota.burst.as_millis() as u64);
+
+        let gone: Vec<String> = self
+            .pools
+            .iter()
+            .filter(|(n, p)| !p.removed && !config.pools.contains_key(*n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gone {
+            self.remove_pool(&name);
+            out.summary.removed.push(name);
+        }
+        for (name, pool) in &config.pools {
+            match self.pools.get(name) {
+                None => {
+                    self.add_pool(pool, config);
+                    out.summary.added.push(name.clone());
+                }
+                Some(state) if state.removed || *state.config != **pool => {
+                    let was_removed = state.removed;
+                    self.change_pool(pool, config, &mut out);
+                    if was_removed {
+                        out.summary.added.push(name.clone());
+                    } else {
+                        out.summary.changed.push(name.clone());
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        tracing::info!(
+            source = %config.source, added = ?out.summary.added, removed = ?out.summary.removed,
+            changed = ?out.summary.changed, "configuration reloaded"
+        );
+        self.publish(Event::Reloaded(out.summary.clone()));
+        self.retry_waiting();
+        out
+    }
+
+    /// A new pool: the autoscaler fills it to its minimum at once (and its
+    /// spare is ordered).
+    fn add_pool(&mut self, pool: &Arc<PoolConfig>, config: &Config) {
+        let changes = self.quota.set_pool(&pool.name, pool.egress, pool.preempt);
+        self.apply_rates(&changes.rates);
+        self.pools.insert(pool.name.clone(), PoolState::new(pool, config, 0));
+        if pool.spare {
+            self.order_spawn(&pool.name, SPARE_SLOT);
+        }
+        self.autoscale(&pool.name);
+    }
+
+    /// A pool gone from the file: out of reach for new streams; its
+    /// streamlets drain (no deadline: a stream is never cut for a reload)
+    /// and nothing replaces them.
+    fn remove_pool(&mut self, name: &str) {
+        let Some(pool) = self.pools.get_mut(name) else { return };
+        pool.removed = true;
+        pool.restarting.clear();
+        for slot in &mut pool.slots {
+            slot.in_use = false;
+        }
+        let spare = pool.spare.take();
+        let ids: Vec<WorkerId> = self.workers.iter().filter(|(_, w)| w.pool == name).map(|(id, _)| *id).collect();
+        for id in ids {
+            let pool = self.pools.get_mut(name).expect("checked above");
+            pool.placement.remove(id.0);
+            let Some(worker) = self.workers.get_mut(&id) else { continue };
+            if Some(id) == spare || worker.state == WorkerState::Starting {
+                worker.state = WorkerState::Stopping;
+                worker.link.hang_up();
+                continue;
+            }
+            if matches!(worker.state, WorkerState::Ready | WorkerState::Draining) {
+                worker.state = WorkerState::Draining;
+                worker.drain_deadline = None;
+                if worker.streams.is_empty() {
+                    worker.link.hang_up();
+                }
+            }
+        }
+        tracing::info!(pool = name, "pool removed: its streamlets leave as their streams end");
+    }
+
+    /// A pool whose settings changed, in place.
+    fn change_pool(&mut self, pool: &Arc<PoolConfig>, config: &Config, out: &mut Reconfigured) {
+        let name = pool.name.clone();
+        let changes = self.quota.set_pool(&name, pool.egress, pool.preempt);
+        self.preempted(&changes);
+        self.apply_rates(&changes.rates);
+        let state = self.pools.get_mut(&name).expect("the caller found it");
+        let old = std::mem::replace(&mut state.config, pool.clone());
+        let revived = std::mem::take(&mut state.removed);
+        state.scaler.set_rules(pool.rules());
+        let notes = &mut out.summary.notes;
+        if old.handler != pool.handler
+            || old.run_as != pool.run_as
+            || old.network != pool.network
+            || old.readonly_root != pool.readonly_root
+            || old.heartbeat_timeout != pool.heartbeat_timeout
+        {
+            notes.push(format!(
+                "pool {name}: its handler or sandbox changed; streamlets started from now on have it \
+                 (`streamletctl restart {name}` replaces the running ones one at a time)"
+            ));
+        }
+        // Placement: rebuilt with the streams where they are, when the
+        // policy, the capacity or the labels it reads changed.
+        let placement_changed = old.placement != pool.placement
+            || old.prefer != pool.prefer
+            || old.streams_per_worker != pool.streams_per_worker
+            || old.labels != pool.labels
+            || old.worker_labels != pool.worker_labels
+            || revived;
+        if placement_changed {
+            let mut placement = super::placement_for(pool, config);
+            let live: Vec<(usize, WorkerId)> = state
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.in_use || revived)
+                .filter_map(|(i, s)| s.worker.map(|w| (i, w)))
+                .collect();
+            for (slot, id) in live {
+                let Some(worker) = self.workers.get_mut(&id) else { continue };
+                worker.labels = pool.labels_of(slot);
+                if worker.state == WorkerState::Ready {
+                    placement.add(id.0, pool.streams_per_worker, &worker.labels);
+                    for _ in 0..worker.streams.len() {
+                        placement.occupy(id.0);
+                    }
+                }
+            }
+            let state = self.pools.get_mut(&name).expect("the caller found it");
+            state.placement = placement;
+        }
+        if old.limits != pool.limits {
+            let cgroups = self
+                .workers
+                .values()
+                .filter(|w| w.pool == name && w.state != WorkerState::Stopping)
+                .filter_map(|w| w.confinement.cgroup.clone());
+            out.limits.extend(cgroups.map(|c| (c, pool.clone())));
+        }
+        // (A pool back before its last streamlets left: they finish
+        // draining, and the autoscaler starts new ones.)
+        self.autoscale(&name);
+    }
+
+    /// Orders a spawn into `slot` of `pool` from the spawner (counted as
+    /// pending until it settles).
+    pub(super) fn order_spawn(&mut self, pool: &str, slot: usize) {
+        let Some(orders) = self.spawn_orders.clone() else { return };
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.pending += 1;
+            let _ = orders.send(super::SpawnOrder { pool: pool.to_owned(), slot });
+        }
+    }
+
+    /// Removed pools whose last streamlet is gone are forgotten.
+    pub(super) fn forget_removed_pools(&mut self) {
+        let empty: Vec<String> = self
+            .pools
+            .iter()
+            .filter(|(name, p)| p.removed && p.pending == 0 && !self.workers.values().any(|w| &w.pool == *name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in empty {
+            self.pools.remove(&name);
+            let changes = self.quota.set_pool(&name, None, false);
+            self.apply_rates(&changes.rates);
+            tracing::info!(pool = %name, "removed pool's last streamlet is gone");
+        }
+    }
+}
