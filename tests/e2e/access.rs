@@ -74,4 +74,5 @@ fn without_the_socket_group_another_uid_cannot_connect_at_all() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.to_lowercase().contains("permission denied"), "{stderr}");
+    assert!(stderr.contains("mode 660, root:root") && stderr.contains("usermod -aG root"), "says what to do: {stderr}");
 }

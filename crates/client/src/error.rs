@@ -11,7 +11,7 @@ use streamlet_proto::{CodecError, ErrorBody, ErrorCode};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The control socket could not be reached.
-    #[error("cannot connect to {}: {source} (is streamletd running? set --socket or $STREAMLET_SOCKET)", path.display())]
+    #[error("cannot connect to {}: {source}: {}", path.display(), connect_hint(path, source))]
     Connect { path: PathBuf, source: io::Error },
     /// The socket's directory could be controlled by another user.
     #[error("refusing the socket: {reason}")]
@@ -69,6 +69,40 @@ impl ClientError {
     }
 }
 
+/// What a failed connect most likely means, and what to do about it.
+fn connect_hint(path: &std::path::Path, error: &io::Error) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match error.kind() {
+        io::ErrorKind::NotFound => {
+            "no socket there: is streamletd running, and on this path? (give --socket or $STREAMLET_SOCKET)".into()
+        }
+        io::ErrorKind::ConnectionRefused => {
+            "nothing listens there: streamletd is not running (the socket is left from an earlier run)".into()
+        }
+        io::ErrorKind::PermissionDenied => match std::fs::metadata(path) {
+            Ok(meta) => {
+                let owner = nix::unistd::User::from_uid(meta.uid().into())
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| meta.uid().to_string(), |u| u.name);
+                let group = nix::unistd::Group::from_gid(meta.gid().into())
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| meta.gid().to_string(), |g| g.name);
+                format!(
+                    "the socket is mode {:o}, {owner}:{group}: join its group (usermod -aG {group} $USER, then log in \
+                     again) or run as {owner}",
+                    meta.mode() & 0o777
+                )
+            }
+            Err(_) => {
+                "a directory on the way to the socket is closed to you: ask for access or run as its owner".into()
+            }
+        },
+        _ => "is streamletd running? (give --socket or $STREAMLET_SOCKET)".into(),
+    }
+}
+
 /// An error and its causes on one line, `: ` between them, skipping a cause
 /// whose text the message before it already shows (as most of these errors'
 /// messages do). For the `<program>: <error>` line of a command.
@@ -108,6 +142,23 @@ mod tests {
         assert!(text.starts_with("cannot connect to /run/x.sock: "), "{text}");
         assert!(text.contains("$STREAMLET_SOCKET"), "{text}");
         assert_eq!(err.code(), None);
+    }
+
+    #[test]
+    fn a_connect_error_says_what_is_wrong_by_its_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        let refused = ClientError::Connect { path: stale.clone(), source: io::ErrorKind::ConnectionRefused.into() };
+        assert!(refused.to_string().contains("streamletd is not running"), "{refused}");
+        let denied = ClientError::Connect { path: stale, source: io::ErrorKind::PermissionDenied.into() };
+        let text = denied.to_string();
+        assert!(text.contains("join its group (usermod -aG"), "{text}");
+        let hidden = ClientError::Connect {
+            path: dir.path().join("no/such.sock"),
+            source: io::ErrorKind::PermissionDenied.into(),
+        };
+        assert!(hidden.to_string().contains("a directory on the way"), "{hidden}");
     }
 
     #[test]
