@@ -102,6 +102,17 @@ enum Command {
     },
     /// Read the daemon's configuration file again and apply it without dropping a stream
     Reload,
+    /// Set a pool's bounds (workers.min, workers.max) until the next reload
+    Scale {
+        /// The pool
+        pool: String,
+        /// The fewest streamlets to keep
+        #[arg(long, value_name = "N")]
+        min: Option<u32>,
+        /// The most streamlets to allow
+        #[arg(long, value_name = "N")]
+        max: Option<u32>,
+    },
     /// Replace a pool's streamlets one at a time (drain, replace, wait until ready, next)
     Restart {
         /// The pool
@@ -237,6 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kill { worker } => cmd::monitor::kill(&mut client, WorkerId(worker), cli.json).await,
         Command::Restart { pool } => cmd::monitor::restart(&mut client, pool, cli.json).await,
         Command::Reload => cmd::monitor::reload(&mut client, cli.json).await,
+        Command::Scale { pool, min, max } => cmd::monitor::scale(&mut client, &pool, min, max, cli.json).await,
         Command::Lease { pool, tenant, priority, min, max, ttl } => {
             let rate = streamlet_client::proto::RateRequest { min, max };
             let request = streamlet_client::proto::LeaseRequest { pool, tenant, priority, rate, ttl_ms: ttl };

@@ -324,3 +324,29 @@ async fn a_draining_streamlet_is_no_room_so_its_pool_keeps_one_ready() {
     client.open(OpenRequest::new("echo"), theirs.as_fd()).await.unwrap();
     drop(mine);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamletctl_scale_sets_a_pools_bounds_until_the_next_reload() {
+    let daemon = Daemon::start(ELASTIC);
+    let ctl = |args: &[&str]| {
+        std::process::Command::new(STREAMLETCTL).arg("--socket").arg(&daemon.socket).args(args).output().unwrap()
+    };
+    let out = ctl(&["scale", "echo", "--min", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 to 4 streamlets until the next reload"));
+    let status = daemon.wait_until(|s| s.pools[0].ready == 3);
+    assert_eq!((status.pools[0].min, status.pools[0].max), (3, 4));
+
+    let out = ctl(&["scale", "echo", "--min", "5"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("bad_request") && stderr.contains("min 5 and max 4"), "{stderr}");
+    let out = ctl(&["scale", "nope", "--max", "2"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_pool"));
+
+    // A reload goes back to the file's bounds.
+    let mut client = daemon.client().await;
+    let summary = client.reload().await.unwrap();
+    assert_eq!(summary.changed, ["echo"]);
+    let status = client.status().await.unwrap();
+    assert_eq!((status.pools[0].min, status.pools[0].max), (1, 4));
+}

@@ -52,3 +52,23 @@ pub async fn reload(client: &mut Client, json: bool) -> anyhow::Result<()> {
         || serde_json::to_value(&summary).unwrap_or_default(),
     )
 }
+
+pub async fn scale(
+    client: &mut Client,
+    pool: &str,
+    min: Option<u32>,
+    max: Option<u32>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let accepted = client.scale(pool, min, max).await?;
+    super::print(
+        json,
+        || {
+            format!(
+                "pool {}: {} to {} streamlets until the next reload; the autoscaler wants {} now",
+                accepted.pool, accepted.min, accepted.max, accepted.desired
+            )
+        },
+        || serde_json::to_value(&accepted).unwrap_or_default(),
+    )
+}

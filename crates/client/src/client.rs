@@ -12,8 +12,8 @@ use streamlet_proto::handshake::Welcome;
 use streamlet_proto::{
     CloseRequest, Closed, DrainRequest, Encoding, Event, EventLog, EventsRequest, LeaseGranted, LeaseRef, LeaseRequest,
     OpenRequest, Opened, QuotaReport, QuotaRequest, ReloadRequest, Reloaded, ReplyBody, Request, RequestBody,
-    RestartAccepted, RestartRequest, ServerMessage, StatusReport, StatusRequest, StreamId, StreamInfo, StreamsRequest,
-    SubscribeRequest, WorkerDetail, WorkerId, WorkerInfo, WorkerRef, WorkersRequest,
+    RestartAccepted, RestartRequest, ScaleAccepted, ScaleRequest, ServerMessage, StatusReport, StatusRequest, StreamId,
+    StreamInfo, StreamsRequest, SubscribeRequest, WorkerDetail, WorkerId, WorkerInfo, WorkerRef, WorkersRequest,
 };
 
 use crate::error::ClientError;
@@ -189,6 +189,20 @@ impl Client {
         match self.request(RequestBody::Subscribe(SubscribeRequest {}), None).await? {
             ReplyBody::Subscribed(_) => Ok(()),
             other => Err(unexpected("a subscribed reply", &other)),
+        }
+    }
+
+    /// Sets a pool's `workers.min` and/or `workers.max` until the next reload.
+    pub async fn scale(
+        &mut self,
+        pool: &str,
+        min: Option<u32>,
+        max: Option<u32>,
+    ) -> Result<ScaleAccepted, ClientError> {
+        let request = ScaleRequest { pool: pool.to_owned(), min, max };
+        match self.request(RequestBody::Scale(request), None).await? {
+            ReplyBody::Scaled(accepted) => Ok(accepted),
+            other => Err(unexpected("a scaled reply", &other)),
         }
     }
 

@@ -83,6 +83,28 @@ pub enum RequestBody {
     /// Read the configuration file again and apply it without dropping a
     /// stream; an invalid one changes nothing.
     Reload(ReloadRequest),
+    /// Set a pool's `workers.min` and/or `workers.max` until the next reload.
+    Scale(ScaleRequest),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ScaleRequest {
+    pub pool: String,
+    #[serde(default)]
+    pub min: Option<u32>,
+    #[serde(default)]
+    pub max: Option<u32>,
+}
+
+/// A pool's bounds after a `scale`, and what the autoscaler wants now.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ScaleAccepted {
+    pub pool: String,
+    pub min: u32,
+    pub max: u32,
+    pub desired: u32,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -127,6 +149,7 @@ impl RequestBody {
             Self::Subscribe(_) => "subscribe",
             Self::Events(_) => "events",
             Self::Reload(_) => "reload",
+            Self::Scale(_) => "scale",
         }
     }
 }
@@ -406,6 +429,7 @@ pub enum ReplyBody {
     Subscribed(SubscribeRequest),
     Events(EventLog),
     Reloaded(Reloaded),
+    Scaled(ScaleAccepted),
 }
 
 impl ReplyBody {
@@ -429,6 +453,7 @@ impl ReplyBody {
             Self::Subscribed(_) => "subscribed",
             Self::Events(_) => "events",
             Self::Reloaded(_) => "reloaded",
+            Self::Scaled(_) => "scaled",
         }
     }
 }

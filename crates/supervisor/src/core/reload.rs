@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use streamlet_proto::{Event, Reloaded, WorkerId, WorkerState};
+use streamlet_proto::{ErrorBody, ErrorCode, Event, Reloaded, ScaleAccepted, WorkerId, WorkerState};
 use streamlet_sandbox::cgroup::WorkerCgroup;
 
 use super::{Core, PoolState, SPARE_SLOT};
@@ -180,6 +180,32 @@ impl Core {
         // (A pool back before its last streamlets left: they finish
         // draining, and the autoscaler starts new ones.)
         self.autoscale(&name);
+    }
+
+    /// An operator's `scale`: new bounds for a pool until the next reload
+    /// (which goes back to the file's).
+    pub fn scale(&mut self, pool: &str, min: Option<u32>, max: Option<u32>) -> Result<ScaleAccepted, ErrorBody> {
+        self.check_pool(Some(pool))?;
+        let state = self.pools.get_mut(pool).expect("checked above");
+        let (min, max) = (min.unwrap_or(state.config.workers_min), max.unwrap_or(state.config.workers_max));
+        if max == 0 || max > crate::config::MAX_WORKERS_PER_POOL || min > max {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "min {min} and max {max} do not make bounds: give 0 <= min <= max, 1 <= max <= {}",
+                    crate::config::MAX_WORKERS_PER_POOL
+                ),
+            ));
+        }
+        let mut config = (*state.config).clone();
+        config.workers_min = min;
+        config.workers_max = max;
+        state.config = Arc::new(config);
+        state.scaler.set_rules(state.config.rules());
+        tracing::info!(pool, min, max, "pool bounds set by an operator (until the next reload)");
+        self.autoscale(pool);
+        let desired = self.pools.get(pool).map_or(0, |p| p.desired);
+        Ok(ScaleAccepted { pool: pool.to_owned(), min, max, desired })
     }
 
     /// Orders a spawn into `slot` of `pool` from the spawner (counted as

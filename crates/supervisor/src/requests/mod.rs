@@ -53,7 +53,11 @@ pub fn needs(body: &RequestBody) -> Role {
         | RequestBody::Lease(_)
         | RequestBody::Refresh(_)
         | RequestBody::Release(_) => Role::Gateway,
-        RequestBody::Drain(_) | RequestBody::Kill(_) | RequestBody::Restart(_) | RequestBody::Reload(_) => Role::Admin,
+        RequestBody::Drain(_)
+        | RequestBody::Kill(_)
+        | RequestBody::Restart(_)
+        | RequestBody::Reload(_)
+        | RequestBody::Scale(_) => Role::Admin,
     }
 }
 
@@ -109,6 +113,7 @@ pub fn dispatch(
         RequestBody::Restart(request) => monitor::restart(daemon, request),
         RequestBody::Subscribe(_) => monitor::subscribe(daemon, sink),
         RequestBody::Reload(_) => crate::daemon::reload(daemon).map(ReplyBody::Reloaded),
+        RequestBody::Scale(r) => daemon.core().scale(&r.pool, r.min, r.max).map(ReplyBody::Scaled),
         RequestBody::Events(request) => {
             Ok(ReplyBody::Events(daemon.core().events(request.recent, request.follow, sink)))
         }
