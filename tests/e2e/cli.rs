@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::{wait_gone, wait_timeout, Daemon, GATEWAY, STREAMLETCTL, STREAMLETD, TWO_BY_64};
 
@@ -221,4 +221,42 @@ fn streamletctl_prints_completions_and_a_man_page_without_a_daemon() {
     let bad = Command::new(STREAMLETCTL).args(["completions", "tcsh"]).output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("bash"), "the known shells are listed");
+}
+
+/// `streamletctl top` in a real terminal (tmux): it draws the daemon's pools,
+/// streamlets and events, refreshes, and `q` quits it.
+#[test]
+fn streamletctl_top_draws_the_daemon_live_and_q_quits() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("STREAMLET_REQUIRE_PRIVILEGED").is_none_or(|v| v != "1"),
+            "tmux is missing: install it (apt-get install tmux)"
+        );
+        eprintln!("skipping: tmux is missing");
+        return;
+    }
+    let daemon = Daemon::start(TWO_BY_64);
+    let session = format!("streamlet-top-{}", std::process::id());
+    let tmux = |args: &[&str]| Command::new("tmux").args(["-L", &session]).args(args).output().unwrap();
+    let command = format!("{STREAMLETCTL} --socket {} top", daemon.socket.display());
+    let out = tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "30", &command]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let screen = || String::from_utf8(tmux(&["capture-pane", "-p", "-t", &session]).stdout).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut shown = screen();
+    while !(shown.contains("streamlets") && shown.matches(" ready ").count() >= 2) {
+        assert!(Instant::now() < deadline, "top never drew the streamlets:\n{shown}");
+        std::thread::sleep(Duration::from_millis(100));
+        shown = screen();
+    }
+    assert!(shown.contains("streamletd ") && shown.contains("(q quits)"), "{shown}");
+    assert!(shown.contains("echo"), "the pool: {shown}");
+    assert!(shown.contains("worker_ready"), "the events: {shown}");
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux(&["has-session", "-t", &session]).status.success() {
+        assert!(Instant::now() < deadline, "q did not quit:\n{}", screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = tmux(&["kill-server"]);
 }

@@ -10,6 +10,7 @@ pub mod quota;
 pub mod simulate;
 pub mod status;
 pub mod streams;
+pub mod top;
 pub mod workers;
 
 use std::io::Write;
