@@ -132,3 +132,71 @@ async fn an_invalid_file_changes_nothing_and_sighup_reloads_a_valid_one() {
     daemon.wait_until(|s| s.pools.iter().any(|p| p.name == "renamed" && p.ready == 1) && s.pools.len() == 2);
     assert!(daemon.terminate().success(), "and it still shuts down cleanly");
 }
+
+/// BEFORE without the pool `old`.
+fn without_old() -> String {
+    let at = BEFORE.find("[pools.old]").unwrap();
+    BEFORE[..at].to_owned()
+}
+
+async fn old_streamlets(client: &mut streamlet_client::Client) -> usize {
+    client.workers(None).await.unwrap().iter().filter(|w| w.pool == "old").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_removed_and_added_back_while_draining_keeps_its_bounds() {
+    let daemon = Daemon::start(BEFORE);
+    let config = daemon.dir.path().join("streamletd.toml");
+    let mut client = daemon.client().await;
+    let on_old = open(&mut client, "old").await;
+    std::fs::write(&config, without_old()).unwrap();
+    client.reload().await.unwrap();
+    std::fs::write(&config, BEFORE).unwrap();
+    let summary = client.reload().await.unwrap();
+    assert_eq!(summary.added, ["old"]);
+    daemon.wait_until(|s| s.pools.iter().any(|p| p.name == "old" && p.ready == 1));
+    // The drained streamlet leaves with its stream; nothing takes its place
+    // beyond max 1.
+    drop(on_old);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(old_streamlets(&mut client).await, 1, "{:?}", client.workers(None).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_on_its_way_when_its_pool_is_removed_is_called_off() {
+    let config_text = BEFORE.replace(
+        "[pools.old]\nhandler = { kind = \"echo\" }",
+        "[pools.old]\nhandler = { kind = \"echo\" }\nrestart = { initial = \"2s\", jitter = 0.0 }",
+    );
+    let mut daemon = Daemon::start(&config_text);
+    let config = daemon.dir.path().join("streamletd.toml");
+    let mut client = daemon.client().await;
+    let victim = client.workers(Some("old".into())).await.unwrap()[0].pid;
+    signal(victim, libc::SIGKILL);
+    // Its replacement waits 2 s; the pool goes meanwhile.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&config, without_old()).unwrap();
+    client.reload().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    assert_eq!(old_streamlets(&mut client).await, 0, "the replacement was not started for a pool that is gone");
+    let started = std::time::Instant::now();
+    assert!(daemon.terminate().success());
+    assert!(started.elapsed() < Duration::from_secs(2), "no spawn left pending to wait for");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capacity_added_by_a_reload_covers_the_streams_already_open() {
+    let daemon = Daemon::start(BEFORE);
+    let config = daemon.dir.path().join("streamletd.toml");
+    let mut client = daemon.client().await;
+    let _on_echo = open(&mut client, "echo").await;
+    assert_eq!(client.streams(None).await.unwrap()[0].rate, None, "no capacity, no rate");
+    std::fs::write(&config, BEFORE.replace("[pools.echo]", "[capacity]\negress = \"1000000\"\n\n[pools.echo]"))
+        .unwrap();
+    client.reload().await.unwrap();
+    let _second = open(&mut client, "echo").await;
+    let rates: Vec<Option<u64>> = client.streams(None).await.unwrap().iter().map(|s| s.rate).collect();
+    assert_eq!(rates.len(), 2);
+    assert!(rates.iter().all(|r| r.is_some_and(|r| r <= 1_000_000)), "both under the new capacity: {rates:?}");
+    assert!(rates.iter().flatten().sum::<u64>() <= 1_000_000, "{rates:?}");
+}

@@ -280,5 +280,5 @@ async fn a_missing_socket_names_the_path_and_the_fix() {
     assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains(&path.display().to_string()), "{text}");
-    assert!(text.contains("is streamletd running?"), "{text}");
+    assert!(text.contains("is streamletd running, and on this path?"), "{text}");
 }

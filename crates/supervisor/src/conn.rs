@@ -26,25 +26,50 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// `/proc/PID/status` of the process that connected (the kernel's
 /// `SO_PEERCRED` carries only the primary gid); if it is gone already, its
 /// primary gid alone counts.
-fn peer_of(daemon: &Daemon, stream: &UnixStream) -> Option<requests::Peer> {
+fn peer_of(stream: &UnixStream) -> Option<requests::Peer> {
     let cred = stream.peer_cred().ok()?;
     let mut gids = vec![cred.gid()];
-    if let Some(pid) = cred.pid() {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            let line = status.lines().find_map(|l| l.strip_prefix("Groups:"));
-            gids.extend(line.into_iter().flat_map(|l| l.split_whitespace().filter_map(|g| g.parse::<u32>().ok())));
-        }
+    match peer_groups(stream) {
+        Ok(groups) => gids.extend(groups),
+        Err(e) => tracing::debug!(error = %e, "SO_PEERGROUPS; judging the peer by its primary group"),
     }
     gids.sort_unstable();
     gids.dedup();
-    let access = daemon.access.lock().unwrap_or_else(|p| p.into_inner());
-    let role = access.role_of(cred.uid(), &gids, nix::unistd::geteuid().as_raw());
-    drop(access);
-    Some(requests::Peer { uid: cred.uid(), gids, pid: cred.pid(), role })
+    Some(requests::Peer { uid: cred.uid(), gids, pid: cred.pid() })
+}
+
+/// `SO_PEERGROUPS` (Linux 4.13; this value on every architecture but MIPS
+/// and SPARC, which streamletd does not target).
+const SO_PEERGROUPS: libc::c_int = 59;
+
+/// The peer's supplementary groups as the kernel recorded them at its
+/// connect: neither forged nor raced by a later process with its pid.
+fn peer_groups(stream: &UnixStream) -> std::io::Result<Vec<u32>> {
+    use std::os::fd::AsRawFd;
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: getsockopt into a buffer of `len` bytes that we own.
+        let rc = unsafe {
+            libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, SO_PEERGROUPS, groups.as_mut_ptr().cast(), &mut len)
+        };
+        let wanted = len as usize / std::mem::size_of::<libc::gid_t>();
+        if rc == 0 {
+            groups.truncate(wanted);
+            return Ok(groups);
+        }
+        let error = std::io::Error::last_os_error();
+        // Too small: the kernel said how large (NGROUPS_MAX is 65536).
+        if error.raw_os_error() == Some(libc::ERANGE) && wanted > groups.len() && wanted <= 65_536 {
+            groups.resize(wanted, 0);
+            continue;
+        }
+        return Err(error);
+    }
 }
 
 pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
-    let Some(who) = peer_of(&daemon, &stream) else {
+    let Some(who) = peer_of(&stream) else {
         tracing::warn!("cannot read a client's credentials (SO_PEERCRED); closing it");
         return;
     };
@@ -169,7 +194,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
 }
 
 /// The reply's frame; a reply over the size limit becomes an error reply.
-fn encode_reply(encoding: Encoding, reply: Reply) -> Vec<u8> {
+pub(crate) fn encode_reply(encoding: Encoding, reply: Reply) -> Vec<u8> {
     let id = reply.id;
     let message = match encoding.encode_frame(&ServerMessage::Reply(reply)) {
         Ok(frame) if frame.len() - HEADER_LEN <= MAX_REPLY_LEN as usize => return frame,
@@ -216,4 +241,20 @@ async fn handshake(reader: &mut FrameReader) -> Result<(Encoding, String), Error
 async fn write_json(writer: &mut FrameWriter, reply: &HelloReply) -> std::io::Result<()> {
     let frame = Encoding::Json.encode_frame(reply).map_err(std::io::Error::other)?;
     writer.write_frame(&frame).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn the_peers_groups_are_the_kernels_record_of_them() {
+        let (a, _b) = tokio::net::UnixStream::pair().unwrap();
+        let mut got = super::peer_groups(&a).unwrap();
+        let mut ours: Vec<u32> = nix::unistd::getgroups().unwrap().into_iter().map(|g| g.as_raw()).collect();
+        got.sort_unstable();
+        ours.sort_unstable();
+        assert_eq!(got, ours);
+        let peer = super::peer_of(&a).unwrap();
+        assert_eq!(peer.uid, nix::unistd::geteuid().as_raw());
+        assert!(peer.gids.contains(&nix::unistd::getegid().as_raw()), "the primary group too");
+    }
 }

@@ -116,9 +116,14 @@ async fn quota_tick(daemon: Arc<Daemon>) {
 /// Reads the configuration file again and applies it (SIGHUP, or the
 /// `reload` request). An invalid file changes nothing and says why; what
 /// needs a restart of the daemon is applied at the next start and said so.
-pub(crate) fn reload(daemon: &Daemon) -> Result<streamlet_proto::Reloaded, streamlet_proto::ErrorBody> {
+///
+/// Reading the file (and the user and group names it gives) and writing the
+/// new limits to cgroups are done on blocking threads, not on the event
+/// loop: a slow name service or a large memory reclaim must not stall every
+/// stream, nor starve the watchdog.
+pub(crate) async fn reload(daemon: Arc<Daemon>) -> Result<streamlet_proto::Reloaded, streamlet_proto::ErrorBody> {
     use streamlet_proto::{ErrorBody, ErrorCode};
-    let source = &daemon.config.source;
+    let source = daemon.config.source.clone();
     if source == crate::config::EMBEDDED {
         return Err(ErrorBody::new(
             ErrorCode::BadConfig,
@@ -126,7 +131,11 @@ pub(crate) fn reload(daemon: &Daemon) -> Result<streamlet_proto::Reloaded, strea
              (start it with --config FILE)",
         ));
     }
-    let new = Config::load(std::path::Path::new(source)).map_err(|e| {
+    let path = std::path::PathBuf::from(&source);
+    let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("reading the configuration: {e}")))?;
+    let new = loaded.map_err(|e| {
         tracing::error!(error = %e, "reload refused: the configuration is invalid; the running one stays");
         ErrorBody::new(ErrorCode::BadConfig, format!("{e} (the running configuration stays)"))
     })?;
@@ -149,11 +158,15 @@ pub(crate) fn reload(daemon: &Daemon) -> Result<streamlet_proto::Reloaded, strea
     }
     *daemon.access.lock().unwrap_or_else(|p| p.into_inner()) = new.access.clone();
     let reconfigured = daemon.core().reconfigure(&new);
-    for (cgroup, pool) in &reconfigured.limits {
-        if let Err(e) = daemon.sandbox.update_limits(cgroup, pool) {
-            tracing::warn!(pool = %pool.name, error = %e, "cannot apply new limits to a live streamlet");
+    let (sandbox, limits) = (daemon.sandbox.clone(), reconfigured.limits);
+    let _ = tokio::task::spawn_blocking(move || {
+        for (cgroup, pool) in &limits {
+            if let Err(e) = sandbox.update_limits(cgroup, pool) {
+                tracing::warn!(pool = %pool.name, error = %e, "cannot apply new limits to a live streamlet");
+            }
         }
-    }
+    })
+    .await;
     let mut summary = reconfigured.summary;
     for note in &restart {
         tracing::warn!("{note}");
@@ -277,7 +290,7 @@ pub async fn run(
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 // (The outcome is logged either way.)
-                let _ = reload(&daemon);
+                tokio::spawn(reload(daemon.clone()));
             }
         }
     };

@@ -141,15 +141,20 @@ pub async fn serve(daemon: Arc<Daemon>, listen: MetricsListen) -> std::io::Resul
         Tcp(tokio::net::TcpListener),
         Unix(tokio::net::UnixListener),
     }
+    // (It removes the socket's path when dropped, if the path is still ours.)
+    let mut path_owner = None;
     let listener = match &listen {
         MetricsListen::Tcp(addr) => Listener::Tcp(tokio::net::TcpListener::bind(addr).await?),
         MetricsListen::Unix(path) => {
-            let _ = std::fs::remove_file(path);
-            let listener = tokio::net::UnixListener::bind(path)?;
-            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o660))?;
+            // Made as the control socket is: a live socket there is an
+            // error, a stale one replaced, anything else left alone.
+            let mut socket = crate::listener::ControlSocket::bind(path).map_err(std::io::Error::other)?;
+            let listener = socket.take_listener()?;
+            path_owner = Some(socket);
             Listener::Unix(listener)
         }
     };
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tracing::info!(listen = ?listen, "serving metrics at /metrics");
     let mut stopping = daemon.stopping.subscribe();
     loop {
@@ -162,7 +167,18 @@ pub async fn serve(daemon: Arc<Daemon>, listen: MetricsListen) -> std::io::Resul
                 }
             } => match accepted {
                 Ok(conn) => {
-                    tokio::spawn(answer(daemon, conn));
+                    use std::sync::atomic::Ordering;
+                    // A scraper or two is the use; past this, connections
+                    // are closed at once.
+                    if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                        open.fetch_sub(1, Ordering::AcqRel);
+                        continue;
+                    }
+                    let open = open.clone();
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(10), answer(daemon, conn)).await;
+                        open.fetch_sub(1, Ordering::AcqRel);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics accept failed; pausing 100 ms");
@@ -172,11 +188,13 @@ pub async fn serve(daemon: Arc<Daemon>, listen: MetricsListen) -> std::io::Resul
             () = crate::daemon::stopped(&mut stopping) => break,
         }
     }
-    if let MetricsListen::Unix(path) = &listen {
-        let _ = std::fs::remove_file(path);
-    }
+    drop(listener);
+    drop(path_owner);
     Ok(())
 }
+
+/// Metrics connections served at once, at most.
+const MAX_CONNECTIONS: usize = 16;
 
 trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
@@ -187,16 +205,34 @@ async fn answer(daemon: Arc<Daemon>, mut conn: Box<dyn Conn>) {
         let mut buf = [0u8; 1024];
         while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
             let n = conn.read(&mut buf).await?;
-            if n == 0 || head.len() + n > 8192 {
-                break;
+            if n == 0 {
+                return Ok(false);
+            }
+            if head.len() + n > 8192 {
+                return Ok(true);
             }
             head.extend_from_slice(&buf[..n]);
         }
-        Ok::<_, std::io::Error>(())
+        Ok::<_, std::io::Error>(false)
     })
     .await;
-    if !matches!(read, Ok(Ok(()))) {
+    let too_large = match read {
+        Ok(Ok(too_large)) => too_large,
+        _ => return,
+    };
+    if too_large {
+        let body = "request headers over 8 KiB\n";
+        let response = format!(
+            "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = conn.write_all(response.as_bytes()).await;
+        let _ = conn.shutdown().await;
         return;
+    }
+    if !head.windows(2).any(|w| w == b"\n\n") && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        return; // cut off before the headers' end
     }
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);

@@ -76,7 +76,7 @@ async fn retry_until_started(daemon: Arc<Daemon>, pool: String, slot: usize, mut
                 () = crate::daemon::stopped(&mut stopping) => {}
             }
         }
-        if daemon.core().is_shutting_down() {
+        if !daemon.core().spawning_in(&pool) {
             settled(&daemon, &pool);
             return;
         }
@@ -100,7 +100,7 @@ async fn retry_until_started(daemon: Arc<Daemon>, pool: String, slot: usize, mut
 pub fn fill_ordered(daemon: Arc<Daemon>, order: crate::core::SpawnOrder) {
     tokio::spawn(async move {
         let crate::core::SpawnOrder { pool, slot } = order;
-        if daemon.core().is_shutting_down() {
+        if !daemon.core().spawning_in(&pool) {
             settled(&daemon, &pool);
             return;
         }
@@ -321,7 +321,7 @@ async fn monitor(
             // A replacement due now starts before the dead one's cgroup goes:
             // removing a cgroup holds the kernel's cgroup lock for
             // milliseconds, and the new one's creation would wait behind it.
-            if daemon.core().is_shutting_down() {
+            if !daemon.core().spawning_in(&plan.pool) {
                 settled(&daemon, &plan.pool);
             } else {
                 match start_off_thread(&daemon, &plan.pool, plan.slot).await {

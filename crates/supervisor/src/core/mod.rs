@@ -352,8 +352,15 @@ impl Core {
         all
     }
 
+    /// A configured pool's settings (`None` for one a reload removed).
     pub fn pool_config(&self, pool: &str) -> Option<Arc<PoolConfig>> {
-        self.pools.get(pool).map(|p| p.config.clone())
+        self.pools.get(pool).filter(|p| !p.removed).map(|p| p.config.clone())
+    }
+
+    /// Whether streamlets are still wanted in `pool`: false once shutdown
+    /// began or a reload removed the pool. Spawns waiting to happen check.
+    pub fn spawning_in(&self, pool: &str) -> bool {
+        !self.shutting_down && self.pools.get(pool).is_some_and(|p| !p.removed)
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -369,7 +376,10 @@ impl Core {
     /// A streamlet was spawned into a slot; it takes streams once ready. One
     /// spawned while the daemon began shutting down is hung up at once.
     pub fn insert_worker(&mut self, new: NewWorker) {
-        if self.shutting_down {
+        // (A spawn that was on its way when shutdown began, or when a reload
+        // removed its pool: it is told to exit at once.)
+        let unwanted = !self.spawning_in(&new.pool);
+        if unwanted {
             new.link.hang_up();
         }
         let mut labels = BTreeMap::new();
@@ -394,7 +404,7 @@ impl Core {
             pool: new.pool,
             slot: new.slot,
             pid: new.pid,
-            state: if self.shutting_down { WorkerState::Stopping } else { WorkerState::Starting },
+            state: if unwanted { WorkerState::Stopping } else { WorkerState::Starting },
             link: new.link,
             kill: new.kill,
             started: Instant::now(),
@@ -1128,7 +1138,11 @@ impl Core {
         use crate::metrics::{BandwidthLabels, PoolLabel, StateLabels};
         let m = &self.metrics;
         m.workers.clear();
-        for (name, pool) in &self.pools {
+        m.streams.clear();
+        m.desired.clear();
+        m.forecast.clear();
+        m.predicted_streams.clear();
+        for (name, pool) in self.pools.iter().filter(|(_, p)| !p.removed) {
             for state in ["starting", "ready", "draining", "stopping", "spare"] {
                 m.workers.get_or_create(&StateLabels { pool: name.clone(), state: state.into() }).set(0);
             }

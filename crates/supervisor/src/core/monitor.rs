@@ -79,9 +79,14 @@ impl Core {
                 pool.spare = None;
             }
             verdict.delay = SPARE_RESPAWN;
-            (!shutting_down).then(|| Respawn { pool: worker.pool.clone(), slot: SPARE_SLOT, delay: SPARE_RESPAWN })
-        } else if worker.retiring {
-            // Retired by the autoscaler: its slot was given up already.
+            (!shutting_down && pool.config.spare).then(|| Respawn {
+                pool: worker.pool.clone(),
+                slot: SPARE_SLOT,
+                delay: SPARE_RESPAWN,
+            })
+        } else if worker.retiring || pool.slots.get(worker.slot).is_some_and(|s| !s.in_use) {
+            // Retired by the autoscaler, or its pool removed and added again
+            // while it drained: its slot was given up already.
             if let Some(slot) = pool.slots.get_mut(worker.slot).filter(|s| s.worker == Some(id)) {
                 slot.worker = None;
             }

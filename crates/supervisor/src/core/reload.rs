@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use streamlet_proto::{ErrorBody, ErrorCode, Event, Reloaded, ScaleAccepted, WorkerId, WorkerState};
+use streamlet_balance::quota::{Priority, Rate, StreamKey};
+use streamlet_proto::{ErrorBody, ErrorCode, Event, Reloaded, ScaleAccepted, StreamId, WorkerId, WorkerState};
 use streamlet_sandbox::cgroup::WorkerCgroup;
 
 use super::{Core, PoolState, SPARE_SLOT};
@@ -64,6 +65,7 @@ impl Core {
                 Some(_) => {}
             }
         }
+        self.manage_unmanaged(&mut out.summary.notes);
         tracing::info!(
             source = %config.source, added = ?out.summary.added, removed = ?out.summary.removed,
             changed = ?out.summary.changed, "configuration reloaded"
@@ -71,6 +73,53 @@ impl Core {
         self.publish(Event::Reloaded(out.summary.clone()));
         self.retry_waiting();
         out
+    }
+
+    /// Streams opened when no capacity covered them, whose pool or host now
+    /// has one (or a default rate): admitted into the quota as they are
+    /// (min 0, or the pool's default rate), so the new capacity holds for
+    /// them too.
+    fn manage_unmanaged(&mut self, notes: &mut Vec<String>) {
+        let now = self.now_ms();
+        let mut pending: Vec<StreamId> = self
+            .streams
+            .iter()
+            .filter(|(_, e)| !e.managed)
+            .filter(|(_, e)| {
+                self.pools
+                    .get(&e.pool)
+                    .is_some_and(|p| self.host_capacity || p.config.egress.is_some() || p.config.default_rate.is_some())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        pending.sort_unstable();
+        let mut refused = 0;
+        for id in pending {
+            let entry = &self.streams[&id];
+            let pool = &self.pools[&entry.pool].config;
+            let rate = pool.default_rate.map_or(Rate { min: 0, max: super::UNLIMITED }, |r| Rate {
+                min: r.min,
+                max: r.max.min(super::UNLIMITED),
+            });
+            let (pool_name, tenant, priority) = (entry.pool.clone(), entry.tenant.clone(), entry.priority);
+            match self.quota.admit(StreamKey(id.0), &pool_name, &tenant, Priority(priority), rate, now) {
+                Ok(admission) => {
+                    if let Some(entry) = self.streams.get_mut(&id) {
+                        entry.managed = true;
+                    }
+                    self.preempted(&admission.changes);
+                    self.apply_rates(&admission.changes.rates);
+                    self.apply_rates(&[(StreamKey(id.0), admission.rate)]);
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        if refused > 0 {
+            notes.push(format!(
+                "{refused} streams opened before the new capacity do not fit under it at their minimum; they stay \
+                 unpaced until they end"
+            ));
+        }
     }
 
     /// A new pool: the autoscaler fills it to its minimum at once (and its
@@ -176,6 +225,20 @@ impl Core {
                 .filter(|w| w.pool == name && w.state != WorkerState::Stopping)
                 .filter_map(|w| w.confinement.cgroup.clone());
             out.limits.extend(cgroups.map(|c| (c, pool.clone())));
+        }
+        // The spare: ordered if the pool now keeps one and has none (or
+        // came back), told to exit if it no longer does.
+        let state = self.pools.get_mut(&name).expect("the caller found it");
+        let spare_coming = state.spare.is_some() || (old.spare && !revived && state.pending > 0);
+        if pool.spare && !spare_coming {
+            self.order_spawn(&name, SPARE_SLOT);
+        } else if !pool.spare {
+            if let Some(spare) = state.spare.take() {
+                if let Some(w) = self.workers.get_mut(&spare) {
+                    w.state = WorkerState::Stopping;
+                    w.link.hang_up();
+                }
+            }
         }
         // (A pool back before its last streamlets left: they finish
         // draining, and the autoscaler starts new ones.)

@@ -35,7 +35,14 @@ pub struct Peer {
     pub uid: u32,
     pub gids: Vec<u32>,
     pub pid: Option<i32>,
-    pub role: Role,
+}
+
+impl Peer {
+    /// Its role under the roles in force now (a reload may change them).
+    pub fn role(&self, daemon: &Daemon) -> Role {
+        let access = daemon.access.lock().unwrap_or_else(|p| p.into_inner());
+        access.role_of(self.uid, &self.gids, nix::unistd::geteuid().as_raw())
+    }
 }
 
 /// The least role a request needs.
@@ -62,7 +69,7 @@ pub fn needs(body: &RequestBody) -> Role {
 }
 
 pub fn dispatch(
-    daemon: &Daemon,
+    daemon: &std::sync::Arc<Daemon>,
     peer: &Peer,
     id: u64,
     body: RequestBody,
@@ -71,22 +78,52 @@ pub fn dispatch(
 ) -> Dispatched {
     let name = body.name();
     let needed = needs(&body);
-    if peer.role < needed {
+    let role = peer.role(daemon);
+    if role < needed {
         if matches!(body, RequestBody::Open(_)) {
             // Its descriptor is not ours to keep: closed now.
             drop(reader.take_fd());
         }
         tracing::warn!(
-            request = name, uid = peer.uid, gids = ?peer.gids, pid = ?peer.pid, role = %peer.role, needs = %needed,
+            request = name, uid = peer.uid, gids = ?peer.gids, pid = ?peer.pid, %role, needs = %needed,
             "unauthorized request refused"
         );
         return Dispatched::Reply(ReplyBody::Error(ErrorBody::new(
             ErrorCode::Unauthorized,
             format!(
                 "`{name}` needs the {needed} role; uid {} (gids {:?}) has the {} role: grant it in the config's [access] table",
-                peer.uid, peer.gids, peer.role
+                peer.uid, peer.gids, role
             ),
         )));
+    }
+    if let RequestBody::Reload(_) = &body {
+        // Off the event loop's path (it reads a file): the reply is queued
+        // when the reload is done.
+        let (done, queued) = tokio::sync::oneshot::channel();
+        let (daemon, sink) = (daemon.clone(), sink.clone());
+        tokio::spawn(async move {
+            let body = match crate::daemon::reload(daemon).await {
+                Ok(summary) => ReplyBody::Reloaded(summary),
+                Err(error) => ReplyBody::Error(error),
+            };
+            sink.push(crate::conn::encode_reply(sink.encoding(), streamlet_proto::Reply { id, body }));
+            let _ = done.send(());
+        });
+        return Dispatched::Later(queued);
+    }
+    if let RequestBody::Events(request) = &body {
+        if request.follow {
+            // The reply goes into the queue under the core's lock, with the
+            // subscription: no event can come between the two.
+            let mut core = daemon.core();
+            let log = core.events(request.recent, true, sink);
+            let reply = streamlet_proto::Reply { id, body: ReplyBody::Events(log) };
+            sink.push(crate::conn::encode_reply(sink.encoding(), reply));
+            drop(core);
+            let (done, queued) = tokio::sync::oneshot::channel();
+            let _ = done.send(());
+            return Dispatched::Later(queued);
+        }
     }
     if let RequestBody::Open(request) = body {
         return match open::open(daemon, id, request, reader.take_fd(), sink) {
@@ -112,7 +149,7 @@ pub fn dispatch(
         RequestBody::Kill(request) => monitor::kill(daemon, request),
         RequestBody::Restart(request) => monitor::restart(daemon, request),
         RequestBody::Subscribe(_) => monitor::subscribe(daemon, sink),
-        RequestBody::Reload(_) => crate::daemon::reload(daemon).map(ReplyBody::Reloaded),
+        RequestBody::Reload(_) => unreachable!("answered above"),
         RequestBody::Scale(r) => daemon.core().scale(&r.pool, r.min, r.max).map(ReplyBody::Scaled),
         RequestBody::Events(request) => {
             Ok(ReplyBody::Events(daemon.core().events(request.recent, request.follow, sink)))
