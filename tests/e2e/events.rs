@@ -84,11 +84,14 @@ fn streamletctl_events_prints_the_log_and_follows_it() {
             let _ = tx.send(line.unwrap());
         }
     });
-    // (Subscribed once the first event it caused arrives: retry the open
-    // until one is seen.)
+    // (It may subscribe only after the first open: open streams until one
+    // is seen from its opening to its end.)
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !lines.iter().any(|l: &String| l.contains("\"stream_ended\"")) {
+    let whole_stream = |lines: &[String]| {
+        lines.iter().any(|l| l.contains("\"stream_opened\"")) && lines.iter().any(|l| l.contains("\"stream_ended\""))
+    };
+    while !whole_stream(&lines) {
         assert!(Instant::now() < deadline, "no stream_ended followed: {lines:?}");
         let opened = std::process::Command::new(STREAMLETCTL)
             .arg("--socket")
