@@ -165,3 +165,23 @@ fn slow_is_closed(raw: &Raw) -> bool {
     let n = unsafe { libc::poll(&mut pollfd, 1, 0) };
     n > 0 && pollfd.revents & libc::POLLRDHUP != 0
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_churn_does_not_push_the_streamlets_events_out_of_the_log() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let mut client = daemon.client().await;
+    // Over 1024 stream events: 600 streams, opened and ended.
+    for _ in 0..600 {
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        client.open(OpenRequest::new("echo"), theirs.as_fd()).await.unwrap();
+        drop(mine);
+    }
+    daemon.wait_until(|s| s.pools[0].streams == 0);
+    let log = client.events(None, false).await.unwrap();
+    let ready = log.events.iter().filter(|e| matches!(e.event, Event::WorkerReady(_))).count();
+    assert_eq!(ready, 2, "the streamlets' start is still in the log");
+    let streams =
+        log.events.iter().filter(|e| matches!(e.event, Event::StreamOpened(_) | Event::StreamEnded(_))).count();
+    assert_eq!(streams, streamlet_proto::EVENT_LOG_LEN, "the stream events are bounded on their own");
+    assert!(log.events.windows(2).all(|w| w[0].seq < w[1].seq), "merged in order");
+}

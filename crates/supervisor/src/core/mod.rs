@@ -85,6 +85,10 @@ pub struct Core {
     metrics: Arc<crate::metrics::Metrics>,
     /// The last lifecycle events, for `events`, and the last one's number.
     event_log: VecDeque<streamlet_proto::LoggedEvent>,
+    /// The streams' events (opened, ended, moved), kept apart so that a
+    /// busy host's stream churn does not push the streamlets' and pools'
+    /// events out of the log.
+    stream_log: VecDeque<streamlet_proto::LoggedEvent>,
     event_seq: u64,
     /// The wall-clock minute the demand history was last due to be written.
     saved_minute: Option<u64>,
@@ -324,6 +328,7 @@ impl Core {
             spawn_orders: None,
             metrics: Arc::default(),
             event_log: VecDeque::with_capacity(streamlet_proto::EVENT_LOG_LEN),
+            stream_log: VecDeque::with_capacity(streamlet_proto::EVENT_LOG_LEN),
             event_seq: 0,
             saved_minute: None,
             orphan_history: BTreeMap::new(),

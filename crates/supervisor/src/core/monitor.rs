@@ -417,12 +417,18 @@ impl Core {
     /// own streams anyway). Every event goes into the log too.
     pub(super) fn publish_except(&mut self, event: Event, owner: Option<&crate::events::EventSink>) {
         self.event_seq += 1;
-        if self.event_log.len() == streamlet_proto::EVENT_LOG_LEN {
-            self.event_log.pop_front();
+        let log = match event {
+            Event::StreamOpened(_) | Event::StreamEnded(_) | Event::StreamMigrated(_) => &mut self.stream_log,
+            _ => &mut self.event_log,
+        };
+        if log.len() == streamlet_proto::EVENT_LOG_LEN {
+            log.pop_front();
         }
-        let logged =
-            streamlet_proto::LoggedEvent { seq: self.event_seq, at_ms: super::wall_ms(), event: event.clone() };
-        self.event_log.push_back(logged);
+        log.push_back(streamlet_proto::LoggedEvent {
+            seq: self.event_seq,
+            at_ms: super::wall_ms(),
+            event: event.clone(),
+        });
         if self.subscribers.is_empty() {
             return;
         }
@@ -453,8 +459,12 @@ impl Core {
         follow: bool,
         sink: &crate::events::EventSink,
     ) -> streamlet_proto::EventLog {
-        let keep = recent.map_or(self.event_log.len(), |n| (n as usize).min(self.event_log.len()));
-        let events = self.event_log.iter().skip(self.event_log.len() - keep).cloned().collect();
+        // The two logs merged by number, newest `recent` of them.
+        let mut events: Vec<streamlet_proto::LoggedEvent> =
+            self.event_log.iter().chain(self.stream_log.iter()).cloned().collect();
+        events.sort_unstable_by_key(|e| e.seq);
+        let keep = recent.map_or(events.len(), |n| (n as usize).min(events.len()));
+        events.drain(..events.len() - keep);
         if follow {
             self.subscribe(sink.clone());
         }
