@@ -58,19 +58,23 @@ async fn lookahead_spawns_before_the_last_slot_and_idle_grace_retires() {
     let status = daemon.wait_until(|s| s.pools[0].ready == 2);
     assert_eq!((status.pools[0].slots, status.pools[0].desired), (2, 2));
 
-    // The stream ends; a second later one streamlet is retired: the older.
+    // The stream ends; a second later one streamlet is retired. (Which one
+    // depends on which went idle first, by however little: the rules' unit
+    // tests pin the order among streamlets idle past their grace together.)
+    let second = client.workers(None).await.unwrap().iter().map(|w| w.id).find(|id| *id != first).unwrap();
     drop(conn);
     let down = scaled(&mut watcher).await;
     assert_eq!(
         (down.direction, down.reason, down.count, down.workers),
         (ScaleDirection::Down, ScaleReason::IdleGrace, 1, 1)
     );
-    assert_eq!(down.retired, vec![first], "the oldest of the idle streamlets goes");
+    assert_eq!(down.retired.len(), 1);
+    assert!(down.retired[0] == first || down.retired[0] == second, "{down:?}");
     let status = daemon.wait_until(|s| s.pools[0].workers == 1);
     assert_eq!((status.pools[0].slots, status.pools[0].ready), (1, 1), "never below min");
     // It left cleanly: no restart was counted against its slot.
     let workers = client.workers(None).await.unwrap();
-    assert!(workers.iter().all(|w| w.id != first && w.restarts == 0), "{workers:?}");
+    assert!(workers.iter().all(|w| w.id != down.retired[0] && w.restarts == 0), "{workers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

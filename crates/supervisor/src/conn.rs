@@ -113,6 +113,12 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                     }
                     writer_sink.written(frame.len());
                 }
+                Outgoing::Event(frame) => {
+                    if writer.write_frame(&frame).await.is_err() {
+                        break;
+                    }
+                    writer_sink.written_event(frame.len());
+                }
                 Outgoing::Close => break,
             }
         }
@@ -125,6 +131,9 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         let frame = tokio::select! {
             frame = reader.read_frame() => frame,
             _ = crate::daemon::stopped(&mut stopping) => break,
+            // Closed by the daemon (a subscriber dropped): no request read
+            // after that is run.
+            () = sink.wait_closed() => break,
         };
         let bytes = match frame {
             Ok(Some(bytes)) => bytes,

@@ -436,8 +436,8 @@ impl Core {
             if sink.is_closed() {
                 return false;
             }
-            if sink.queued() > REPLY_BUDGET {
-                let unread = sink.queued() as u64;
+            if sink.events_queued() > REPLY_BUDGET {
+                let unread = sink.events_queued() as u64;
                 tracing::warn!(unread, "an event subscriber does not read; dropping it");
                 // Its last frame says why (past the budget: one small frame).
                 sink.send(Event::SubscriberDropped(streamlet_proto::SubscriberDropped { unread }));
