@@ -180,7 +180,8 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
     };
     let link = Arc::new(WorkerLink::new(channel));
     let (kill, kill_rx) = mpsc::unbounded_channel();
-    daemon.core().insert_worker(NewWorker {
+    let cgroup = confinement.cgroup.clone();
+    let current = daemon.core().insert_worker(NewWorker {
         id,
         pool: pool.to_owned(),
         slot,
@@ -189,6 +190,15 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
         kill,
         confinement,
     });
+    // A reload while it was being spawned: it takes the new limits now
+    // (this runs on the spawn thread, where file writes may wait).
+    if let (Some(current), Some(cgroup)) = (current, cgroup) {
+        if current.limits != config.limits {
+            if let Err(e) = daemon.sandbox.update_limits(&cgroup, &current) {
+                tracing::warn!(worker = %id, error = %e, "cannot apply the pool's new limits to a new streamlet");
+            }
+        }
+    }
     tokio::spawn(read(daemon.clone(), id, link.clone()));
     let flusher = link.clone();
     tokio::spawn(async move {

@@ -380,7 +380,9 @@ impl Core {
 
     /// A streamlet was spawned into a slot; it takes streams once ready. One
     /// spawned while the daemon began shutting down is hung up at once.
-    pub fn insert_worker(&mut self, new: NewWorker) {
+    /// Answers the pool's settings now, for the spawner to compare with
+    /// those it spawned with (a reload in between).
+    pub fn insert_worker(&mut self, new: NewWorker) -> Option<Arc<PoolConfig>> {
         // (A spawn that was on its way when shutdown began, or when a reload
         // removed its pool: it is told to exit at once.)
         let unwanted = !self.spawning_in(&new.pool);
@@ -405,6 +407,7 @@ impl Core {
                 }
             }
         }
+        let pool_name = new.pool.clone();
         let entry = WorkerEntry {
             pool: new.pool,
             slot: new.slot,
@@ -421,6 +424,7 @@ impl Core {
             retiring: false,
         };
         self.workers.insert(new.id, entry);
+        self.pool_config(&pool_name)
     }
 
     /// The streamlet said `Ready`. False if it is not known or not starting.
