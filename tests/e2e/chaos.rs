@@ -192,7 +192,12 @@ async fn a_thousand_streams_survive_a_kill_every_100ms_with_nothing_unaccounted_
         let quota = client.quota().await.unwrap();
         let host = quota.lines.iter().find(|l| l.level == "host").unwrap().clone();
         if client.streams(None).await.unwrap().is_empty() {
-            assert_eq!((host.reserved, host.allocated, host.streams), (0, 0, 0), "quota after every stream closed");
+            assert_eq!(
+                (host.reserved, host.allocated, host.streams),
+                (0, 0, 0),
+                "quota after every stream closed; by level: {:?}",
+                quota.lines
+            );
             break;
         }
         assert!(Instant::now() < deadline, "streams did not all close");
