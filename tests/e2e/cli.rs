@@ -237,7 +237,9 @@ fn streamletctl_top_draws_the_daemon_live_and_q_quits() {
     }
     let daemon = Daemon::start(TWO_BY_64);
     let session = format!("streamlet-top-{}", std::process::id());
-    let tmux = |args: &[&str]| Command::new("tmux").args(["-L", &session]).args(args).output().unwrap();
+    // Its own tmux server, its socket in the test's directory (gone with it).
+    let server = daemon.dir.path().join("tmux.sock");
+    let tmux = |args: &[&str]| Command::new("tmux").arg("-S").arg(&server).args(args).output().unwrap();
     let command = format!("{STREAMLETCTL} --socket {} top", daemon.socket.display());
     let out = tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "30", &command]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
