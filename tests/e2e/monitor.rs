@@ -89,7 +89,8 @@ async fn every_death_is_classified_and_its_slot_remembers_it() {
     // The replacement's slot remembers all five, newest first.
     daemon.wait_until(|s| s.pools[0].ready == 1);
     let workers = client.workers(None).await.unwrap();
-    let now = workers.iter().find(|w| w.state != WorkerState::Spare).unwrap().clone();
+    // (The ready one: a spare still starting is listed as starting.)
+    let now = workers.iter().find(|w| w.state == WorkerState::Ready).unwrap().clone();
     assert_eq!(now.restarts, 5);
     assert_eq!(now.last_exit.as_ref(), Some(&seen[4].1));
     let detail = client.worker(now.id).await.unwrap();
@@ -258,7 +259,17 @@ async fn a_rolling_restart_replaces_every_streamlet_one_at_a_time() {
     let serving = |ws: &[streamlet_proto::WorkerInfo]| -> Vec<WorkerId> {
         ws.iter().filter(|w| w.state != WorkerState::Spare).map(|w| w.id).collect()
     };
-    let before = serving(&client.workers(None).await.unwrap());
+    // (Once the spare is ready: while it starts, it is listed as starting,
+    // and a restart leaves spares out.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let workers = client.workers(None).await.unwrap();
+        if workers.iter().any(|w| w.state == WorkerState::Spare) {
+            break serving(&workers);
+        }
+        assert!(Instant::now() < deadline, "no spare ready: {workers:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let (_, _, mut conn) = open(&mut client, "echo", &[]).await;
     let accepted = client.restart("echo".into()).await.unwrap();
     assert_eq!(accepted.workers, before);

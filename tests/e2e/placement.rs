@@ -46,7 +46,8 @@ async fn geo_places_each_stream_on_the_streamlet_of_its_region_then_the_nearest_
     let daemon = Daemon::start(TWO_REGIONS);
     let mut client = daemon.client().await;
     let workers = client.workers(None).await.unwrap();
-    let serving = workers.iter().filter(|w| w.state != streamlet_proto::WorkerState::Spare);
+    // (The ready ones: a spare, starting or ready, has no slot's labels.)
+    let serving = workers.iter().filter(|w| w.state == streamlet_proto::WorkerState::Ready);
     assert!(serving.clone().all(|w| w.labels["tier"] == "edge"), "the pool's labels stay under each one's own");
     let region = by_label(&mut client, "region").await;
     assert_eq!(region.len(), 2, "one streamlet per region: {region:?}");
