@@ -105,6 +105,13 @@ async fn metrics_are_scraped_parsed_and_true() {
     // A death is a restart by its cause.
     let victim = client.workers(None).await.unwrap()[0].pid;
     signal(victim, libc::SIGKILL);
+    // (Until the daemon has seen the death, both still look ready: wait for
+    // the restart to be counted, then for the replacement.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.workers(None).await.unwrap().iter().map(|w| w.restarts).sum::<u32>() == 0 {
+        assert!(Instant::now() < deadline, "the death of {victim} was not seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     daemon.wait_until(|s| s.pools[0].ready == 2 && s.pools[0].workers == 2);
     let m = scrape(&socket);
     assert_eq!(m[r#"streamlet_restarts_total{pool="echo",cause="signaled"}"#], 1.0);
