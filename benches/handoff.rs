@@ -137,7 +137,7 @@ fn raw_scm_rights(o: &Options) {
             let mut buf = [0u8; 64];
             let mut fds = Vec::new();
             loop {
-                let n = recv_with_fds(b.as_fd(), &mut buf, &mut fds).unwrap();
+                let n = recv_with_fds(b.as_fd(), &mut buf, &mut fds).unwrap().bytes;
                 count += fds.len() as u64;
                 fds.clear();
                 if n == 0 {

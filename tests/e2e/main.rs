@@ -11,6 +11,7 @@ mod handlers;
 mod hostile;
 mod lifecycle;
 mod metrics;
+mod peers;
 mod monitor;
 mod pacing;
 mod placement;

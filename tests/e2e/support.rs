@@ -325,3 +325,80 @@ pub async fn full_pool() -> (Daemon, Client, Vec<UnixStream>) {
     }
     (daemon, client, held)
 }
+
+/// Another client of the daemon, watching during an attack: a `status` on
+/// its own connection every 10 ms, each answer timed. A fresh connection
+/// each time when `fresh` (the attack is on connections themselves).
+pub struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Result<Vec<Duration>, String>>>,
+}
+
+impl Probe {
+    pub fn start(socket: &Path) -> Probe {
+        Self::spawn(socket, false)
+    }
+
+    pub fn start_fresh(socket: &Path) -> Probe {
+        Self::spawn(socket, true)
+    }
+
+    fn spawn(socket: &Path, fresh: bool) -> Probe {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (socket, flag) = (socket.to_owned(), stop.clone());
+        let (started, up) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let mut times = Vec::new();
+                let mut client = Client::connect(&socket).await.map_err(|e| e.to_string())?;
+                let _ = started.send(());
+                while !flag.load(std::sync::atomic::Ordering::Acquire) {
+                    let began = Instant::now();
+                    if fresh {
+                        client = match tokio::time::timeout(Duration::from_secs(20), Client::connect(&socket)).await {
+                            Ok(Ok(client)) => client,
+                            Ok(Err(e)) => return Err(format!("connect: {e}")),
+                            Err(_) => return Err("connect took over 20 s".into()),
+                        };
+                    }
+                    match tokio::time::timeout(Duration::from_secs(20), client.status()).await {
+                        Ok(Ok(_)) => times.push(began.elapsed()),
+                        Ok(Err(e)) => return Err(format!("status: {e}")),
+                        Err(_) => return Err("status took over 20 s".into()),
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok(times)
+            })
+        });
+        up.recv_timeout(Duration::from_secs(10)).expect("the probe connected");
+        Probe { stop, handle: Some(handle) }
+    }
+
+    /// Stops, and returns the slowest answer (after checking there were
+    /// answers at all, and every one came).
+    pub fn finish(mut self) -> Duration {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let times = self.handle.take().unwrap().join().unwrap().unwrap_or_else(|e| panic!("the probe failed: {e}"));
+        assert!(times.len() >= 3, "the probe got only {} answers", times.len());
+        times.into_iter().max().unwrap()
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// The daemon's resident memory, in bytes.
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// The longest another client may wait for an answer while the daemon is
+/// under attack.
+pub const PROBE_BOUND: Duration = Duration::from_millis(100);

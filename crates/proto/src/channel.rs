@@ -19,6 +19,8 @@ pub enum ChannelError {
     Decode(postcard::Error),
     #[error("message carried {0} descriptors, at most one is allowed")]
     TooManyFds(usize),
+    #[error("the kernel dropped a descriptor sent with a message: this process's descriptor table is full")]
+    FdsLost,
 }
 
 /// A connected pair, both ends close-on-exec and blocking. The daemon keeps one
@@ -109,20 +111,32 @@ impl Channel {
     ) -> Result<Option<(T, Option<OwnedFd>)>, ChannelError> {
         let RecvBuf(buf) = buf;
         let mut fds = Vec::new();
-        let n = match self.fd.async_io(Interest::READABLE, |inner| recv_with_fds(inner.as_fd(), buf, &mut fds)).await {
-            Ok(n) => n,
+        let received = self.fd.async_io(Interest::READABLE, |inner| recv_with_fds(inner.as_fd(), buf, &mut fds)).await;
+        // Descriptors that came with anything but a good message are the
+        // peer's: closed where their close cannot hold this thread up.
+        let refuse = |fds: Vec<OwnedFd>, error: ChannelError| {
+            fds.into_iter().for_each(crate::foreign::dispose);
+            Err(error)
+        };
+        let n = match received {
+            Ok(got) if got.fds_lost => return refuse(fds, ChannelError::FdsLost),
+            Ok(got) => got.bytes,
             // The peer died with messages of ours unread: it is gone all the same.
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => 0,
-            Err(e) => return Err(e.into()),
+            Err(e) => return refuse(fds, e.into()),
         };
         if n == 0 {
+            fds.into_iter().for_each(crate::foreign::dispose);
             return Ok(None);
         }
         if fds.len() > 1 {
-            return Err(ChannelError::TooManyFds(fds.len()));
+            let count = fds.len();
+            return refuse(fds, ChannelError::TooManyFds(count));
         }
-        let message = postcard::from_bytes(&buf[..n]).map_err(ChannelError::Decode)?;
-        Ok(Some((message, fds.pop())))
+        match postcard::from_bytes(&buf[..n]) {
+            Ok(message) => Ok(Some((message, fds.pop()))),
+            Err(e) => refuse(fds, ChannelError::Decode(e)),
+        }
     }
 
     pub fn as_fd(&self) -> BorrowedFd<'_> {

@@ -10,6 +10,12 @@
 //! with a frame that did not take them are closed when the next frame is read.
 //! A sender attaches each descriptor to a `sendmsg` that carries bytes of its
 //! own frame and of no other (the simplest: the whole frame in one call).
+//!
+//! Every descriptor received is a [`ForeignFd`]: the reader never closes one
+//! on its own thread (see [`crate::foreign`]). A reader told not to accept
+//! descriptors ([`FrameReader::set_accept_fds`]) disposes of them as they
+//! come. When the kernel had to drop descriptors (the receiver's table was
+//! full), the frame they came with takes [`Attached::Lost`] instead.
 
 use std::collections::VecDeque;
 use std::io;
@@ -20,10 +26,24 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::fdpass::{recv_with_fds, send_with_fds};
+use crate::foreign::ForeignFd;
 use crate::frame::{FrameBuf, FrameError};
 
-/// The most received descriptors waiting for their frames.
-pub const MAX_QUEUED_FDS: usize = 64;
+/// The most received descriptors waiting for their frames. (A sender that
+/// attaches each descriptor to its own frame has at most one waiting: a
+/// read never goes past the bytes of a `sendmsg` that carried descriptors.)
+pub const MAX_QUEUED_FDS: usize = 16;
+
+/// What came attached to a frame.
+#[derive(Debug)]
+pub enum Attached {
+    /// No descriptor.
+    None,
+    Fd(ForeignFd),
+    /// One came, but the kernel dropped it: the receiver's descriptor table
+    /// was full (`MSG_CTRUNC`).
+    Lost,
+}
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -46,8 +66,10 @@ pub struct FrameReader {
     buf: FrameBuf,
     scratch: Box<[u8]>,
     /// Received descriptors, each tagged with the stream offset of the last
-    /// byte of the read that brought it.
-    fds: VecDeque<(u64, OwnedFd)>,
+    /// byte of the read that brought it (`None`: the kernel dropped it).
+    fds: VecDeque<(u64, Option<ForeignFd>)>,
+    /// Whether descriptors are kept for their frames, or disposed of.
+    accept_fds: bool,
     /// Stream offsets `[start, end)` of the frame last returned.
     frame: (u64, u64),
     max_frame: u32,
@@ -64,6 +86,7 @@ impl FrameReader {
             buf: FrameBuf::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             fds: VecDeque::new(),
+            accept_fds: true,
             frame: (0, 0),
             max_frame,
             frame_timeout: None,
@@ -81,12 +104,27 @@ impl FrameReader {
         self.max_frame = max_frame;
     }
 
+    /// Whether to keep descriptors for the frames that take them (the
+    /// default), or dispose of each as it comes (a peer that may not send
+    /// any: before the handshake, or without the right to open streams).
+    pub fn set_accept_fds(&mut self, accept: bool) {
+        self.accept_fds = accept;
+        if !accept {
+            self.fds.clear();
+        }
+    }
+
+    /// Descriptors received and waiting for their frames.
+    pub fn queued_fds(&self) -> usize {
+        self.fds.len()
+    }
+
     /// The next frame's payload; `None` at a clean end of file (between frames).
     ///
     /// Cancel-safe: bytes and descriptors received before a cancellation are
     /// kept for the next call.
     pub async fn read_frame(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
-        let mut received = Vec::new();
+        let mut received: Vec<OwnedFd> = Vec::new();
         loop {
             let start = self.buf.consumed();
             if let Some(frame) = self.buf.next_frame(self.max_frame)? {
@@ -107,16 +145,32 @@ impl FrameReader {
             let stream = self.half.as_ref();
             let scratch = &mut self.scratch;
             let recv = stream.async_io(Interest::READABLE, || recv_with_fds(stream.as_fd(), scratch, &mut received));
-            let n = match deadline {
+            let got = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, recv).await {
-                    Ok(n) => n?,
+                    Ok(got) => got,
                     Err(_) => return Err(ReadError::FrameTimeout(self.frame_timeout.unwrap_or_default())),
                 },
-                None => recv.await?,
+                None => recv.await,
             };
+            let got = match got {
+                Ok(got) => got,
+                Err(e) => {
+                    received.drain(..).for_each(crate::foreign::dispose);
+                    return Err(e.into());
+                }
+            };
+            let fds = received.drain(..).map(ForeignFd::new);
+            let (n, lost) = (got.bytes, got.fds_lost);
             self.buf.extend(&self.scratch[..n]);
             let tag = self.buf.received().saturating_sub(1);
-            self.fds.extend(received.drain(..).map(|fd| (tag, fd)));
+            if self.accept_fds {
+                self.fds.extend(fds.map(|fd| (tag, Some(fd))));
+                if lost {
+                    self.fds.push_back((tag, None));
+                }
+            } else {
+                fds.for_each(drop);
+            }
             if self.fds.len() > MAX_QUEUED_FDS {
                 self.fds.clear();
                 return Err(ReadError::TooManyFds);
@@ -169,14 +223,17 @@ impl FrameReader {
     }
 
     /// The descriptor that came with the frame last returned, if one did.
-    pub fn take_fd(&mut self) -> Option<OwnedFd> {
+    pub fn take_fd(&mut self) -> Attached {
         let (start, end) = self.frame;
         while self.fds.front().is_some_and(|(tag, _)| *tag < start) {
             self.fds.pop_front();
         }
         match self.fds.front() {
-            Some((tag, _)) if *tag < end => self.fds.pop_front().map(|(_, fd)| fd),
-            _ => None,
+            Some((tag, _)) if *tag < end => match self.fds.pop_front() {
+                Some((_, Some(fd))) => Attached::Fd(fd),
+                _ => Attached::Lost,
+            },
+            _ => Attached::None,
         }
     }
 }
@@ -231,9 +288,9 @@ mod tests {
         writer.write_frame(&frame).await.unwrap();
         drop(writer);
         assert_eq!(reader.read_frame().await.unwrap().unwrap(), b"abc");
-        assert!(reader.take_fd().is_some());
+        assert!(matches!(reader.take_fd(), Attached::Fd(_)));
         assert_eq!(reader.read_frame().await.unwrap().unwrap(), b"abc");
-        assert!(reader.take_fd().is_none());
+        assert!(matches!(reader.take_fd(), Attached::None));
         assert!(reader.read_frame().await.unwrap().is_none());
     }
 
@@ -260,14 +317,36 @@ mod tests {
         drop((x, y));
         drop(writer);
         assert_eq!(reader.read_frame().await.unwrap().unwrap(), [1; 3]);
-        assert!(reader.take_fd().is_none(), "frame 1 must not take frame 2's descriptor");
+        assert!(matches!(reader.take_fd(), Attached::None), "frame 1 must not take frame 2's descriptor");
         assert_eq!(reader.read_frame().await.unwrap().unwrap(), [2; 3]);
         assert_eq!(reader.read_frame().await.unwrap().unwrap(), [3; 3]);
-        let fd = reader.take_fd().expect("frame 3's own descriptor");
+        let Attached::Fd(fd) = reader.take_fd() else { panic!("frame 3's own descriptor") };
         assert_eq!(inode(fd.as_fd()), y_inode, "the descriptor taken is the one sent with frame 3");
         // Frame 2's descriptor was closed: its peer reads end of file.
         x_peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         assert_eq!(std::io::Read::read(&mut &x_peer, &mut [0u8; 1]).unwrap(), 0);
+    }
+
+    /// A reader that accepts no descriptors closes each as it comes, and
+    /// reads the frames all the same.
+    #[tokio::test]
+    async fn a_reader_that_accepts_no_descriptors_disposes_of_them() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (_ar, aw) = a.into_split();
+        let (br, _bw) = b.into_split();
+        let mut writer = FrameWriter::new(aw);
+        let mut reader = FrameReader::new(br, 1024);
+        reader.set_accept_fds(false);
+        let (x, x_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut frame = header(3).to_vec();
+        frame.extend_from_slice(b"abc");
+        writer.write_frame_with_fd(&frame, x.as_fd()).await.unwrap();
+        drop(x);
+        assert_eq!(reader.read_frame().await.unwrap().unwrap(), b"abc");
+        assert!(matches!(reader.take_fd(), Attached::None));
+        assert_eq!(reader.queued_fds(), 0);
+        x_peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(std::io::Read::read(&mut &x_peer, &mut [0u8; 1]).unwrap(), 0, "closed");
     }
 
     /// The inode of a socket, to tell which socket a descriptor is.

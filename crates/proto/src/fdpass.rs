@@ -1,23 +1,44 @@
 //! File descriptors over Unix sockets (`SCM_RIGHTS`).
 //!
 //! Received descriptors are installed close-on-exec (`MSG_CMSG_CLOEXEC`) and
-//! owned ([`OwnedFd`]) from the first moment, so none can leak into a child. A
-//! receive whose control data did not fit (`MSG_CTRUNC`: the kernel dropped
-//! descriptors) is an error, and so is a datagram cut short (`MSG_TRUNC`).
+//! owned ([`OwnedFd`]) from the first moment, so none can leak into a child.
+//! The control buffer has room for the most descriptors one message can carry
+//! ([`SCM_MAX_FD`]), so the kernel never drops any for want of room: a
+//! descriptor the kernel drops is closed inside `recvmsg`, on the receiving
+//! thread, and that close could block (see [`crate::foreign`]). It still drops
+//! them when the receiver's descriptor table is full; [`Received::fds_lost`]
+//! says so (`MSG_CTRUNC`). A datagram cut short (`MSG_TRUNC`) is an error.
+//! Whatever happens, every descriptor that did arrive is in the caller's
+//! vector, for the caller to dispose of.
 
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-/// The most descriptors one message may carry, either way.
+/// The most descriptors one message may carry, either way, in this protocol.
 pub const MAX_FDS_PER_MSG: usize = 16;
+
+/// The most descriptors the kernel lets one `sendmsg` carry (`SCM_MAX_FD`).
+pub const SCM_MAX_FD: usize = 253;
 
 const FD_SIZE: usize = mem::size_of::<RawFd>();
 
-/// A control buffer aligned for `cmsghdr`, big enough for
-/// [`MAX_FDS_PER_MSG`] descriptors.
+/// A control buffer aligned for `cmsghdr`, big enough for [`SCM_MAX_FD`]
+/// descriptors.
 #[repr(C, align(8))]
-struct CmsgBuf([u8; 128]);
+struct CmsgBuf([u8; CMSG_BUF_LEN]);
+
+const CMSG_BUF_LEN: usize = 1040;
+
+/// What one receive brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes read; 0 is end of file.
+    pub bytes: usize,
+    /// The kernel dropped descriptors that came with these bytes: the
+    /// receiver's descriptor table was full (`MSG_CTRUNC`).
+    pub fds_lost: bool,
+}
 
 fn cmsg_space(fds: usize) -> usize {
     // SAFETY: CMSG_SPACE only does arithmetic on its argument.
@@ -35,7 +56,7 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) 
         ));
     }
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
-    let mut control = CmsgBuf([0; 128]);
+    let mut control = CmsgBuf([0; CMSG_BUF_LEN]);
     // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -69,23 +90,23 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) 
 }
 
 /// Receives into `buf`, appending any descriptors that came with the bytes to
-/// `fds`. Returns the bytes received: 0 is end of file.
-pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+/// `fds`. On an error too, the descriptors that arrived are in `fds`.
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<Received> {
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    let mut control = CmsgBuf([0; 128]);
+    let mut control = CmsgBuf([0; CMSG_BUF_LEN]);
+    debug_assert!(cmsg_space(SCM_MAX_FD) <= CMSG_BUF_LEN);
     // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.0.as_mut_ptr().cast();
-    msg.msg_controllen = cmsg_space(MAX_FDS_PER_MSG) as _;
+    msg.msg_controllen = CMSG_BUF_LEN as _;
     // SAFETY: msg points at a live buffer and a live control area of the
     // lengths given.
     let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    let before = fds.len();
     // SAFETY: the kernel filled msg_control with well-formed cmsghdrs up to
     // msg_controllen; CMSG_FIRSTHDR/NXTHDR stay inside it. Each SCM_RIGHTS
     // payload is an array of descriptors now installed in our table, which we
@@ -103,27 +124,30 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        fds.truncate(before);
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("more than {MAX_FDS_PER_MSG} descriptors in one message (MSG_CTRUNC): the kernel dropped some"),
-        ));
-    }
     if msg.msg_flags & libc::MSG_TRUNC != 0 {
-        fds.truncate(before);
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("message longer than the {} byte buffer (MSG_TRUNC)", buf.len()),
         ));
     }
-    Ok(n as usize)
+    Ok(Received { bytes: n as usize, fds_lost: msg.msg_flags & libc::MSG_CTRUNC != 0 })
 }
 
-/// Whether `fd` is a connected stream socket (`SOCK_STREAM` with a peer): the
-/// only kind of descriptor a stream may be.
+/// Whether `fd` is a connected stream socket the daemon can take as a stream:
+/// TCP (or MPTCP) over IPv4 or IPv6, or a Unix `SOCK_STREAM`, with a peer.
+/// Other families (SCTP, vsock, TIPC, ...) are refused: what closing or
+/// shutting them down costs is theirs to say. Only `getsockopt` and
+/// `getpeername` are used, which answer at once whatever the descriptor is
+/// (a file on a stalled FUSE mount included).
 pub fn is_connected_stream_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
     if !is_stream_socket(fd)? {
+        return Ok(false);
+    }
+    let allowed = matches!(
+        (sockopt(fd, libc::SO_DOMAIN)?, sockopt(fd, libc::SO_PROTOCOL)?),
+        (libc::AF_UNIX, _) | (libc::AF_INET | libc::AF_INET6, libc::IPPROTO_TCP | libc::IPPROTO_MPTCP)
+    );
+    if !allowed {
         return Ok(false);
     }
     // SAFETY: an all-zero sockaddr_storage is valid; getpeername writes at
@@ -141,6 +165,20 @@ pub fn is_connected_stream_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
     } else {
         Err(e)
     }
+}
+
+/// An integer `SOL_SOCKET` option of a socket.
+fn sockopt(fd: BorrowedFd<'_>, option: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are valid for writes of the sizes given; fd is live.
+    let rc = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, option, (&mut value as *mut libc::c_int).cast(), &mut len)
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
 }
 
 /// Whether `fd` is a stream socket (`SOCK_STREAM`), connected or not.
@@ -180,7 +218,7 @@ mod tests {
         drop(theirs);
         let mut buf = [0u8; 8];
         let mut fds = Vec::new();
-        assert_eq!(recv_with_fds(b.as_fd(), &mut buf, &mut fds).unwrap(), 1);
+        assert_eq!(recv_with_fds(b.as_fd(), &mut buf, &mut fds).unwrap(), Received { bytes: 1, fds_lost: false });
         assert_eq!(fds.len(), 1);
         // SAFETY: fcntl F_GETFD on a descriptor we own.
         let flags = unsafe { libc::fcntl(fds[0].as_raw_fd(), libc::F_GETFD) };
@@ -193,12 +231,11 @@ mod tests {
         assert_eq!(&got, b"hi");
     }
 
-    #[test]
-    fn too_many_fds_is_ctrunc_and_leaks_nothing() {
-        let (a, b) = UnixStream::pair().unwrap();
-        let files: Vec<_> = (0..40).map(|_| std::fs::File::open("/dev/null").unwrap()).collect();
+    /// Sends `count` descriptors of /dev/null with one byte, in one raw
+    /// `sendmsg` (send_with_fds refuses more than 16).
+    fn send_many(sock: BorrowedFd<'_>, count: usize) {
+        let files: Vec<_> = (0..count).map(|_| std::fs::File::open("/dev/null").unwrap()).collect();
         let raw: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
-        // Send 40 descriptors with a raw sendmsg: send_with_fds refuses more than 16.
         let space = cmsg_space(raw.len());
         let mut control = vec![0u64; space / 8 + 1];
         let mut byte = [1u8];
@@ -215,25 +252,56 @@ mod tests {
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
             (*cmsg).cmsg_len = libc::CMSG_LEN((raw.len() * FD_SIZE) as u32) as _;
             std::ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(cmsg).cast(), raw.len());
-            assert_eq!(libc::sendmsg(a.as_raw_fd(), &msg, 0), 1);
+            assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), 1);
         }
-        // Count the descriptors open on /dev/null: other tests run in parallel
-        // threads of this process and open other things.
-        let dev_null = || {
-            std::fs::read_dir("/proc/self/fd")
-                .unwrap()
-                .filter(|e| {
-                    std::fs::read_link(e.as_ref().unwrap().path()).is_ok_and(|t| t == std::path::Path::new("/dev/null"))
-                })
-                .count()
-        };
-        let open_before = dev_null();
+    }
+
+    /// The kernel drops no descriptor for want of room in the control
+    /// buffer (it would close it inside recvmsg, on the receiving thread):
+    /// all that one message can carry arrive, for the caller to dispose of.
+    #[test]
+    fn the_most_one_message_can_carry_all_arrive() {
+        let (a, b) = UnixStream::pair().unwrap();
+        send_many(a.as_fd(), SCM_MAX_FD);
         let mut fds = Vec::new();
-        let err = recv_with_fds(b.as_fd(), &mut [0u8; 4], &mut fds).unwrap_err();
-        assert!(err.to_string().contains("MSG_CTRUNC"), "{err}");
-        assert!(fds.is_empty());
-        let open_after = dev_null();
-        assert_eq!(open_before, open_after, "descriptors that did arrive must be closed");
+        let got = recv_with_fds(b.as_fd(), &mut [0u8; 4], &mut fds).unwrap();
+        assert_eq!(got, Received { bytes: 1, fds_lost: false });
+        assert_eq!(fds.len(), SCM_MAX_FD);
+    }
+
+    /// With its descriptor table full the receiver hears that descriptors
+    /// were dropped, and gets the bytes all the same. (In a child process:
+    /// the limit is per process.)
+    #[test]
+    fn a_full_descriptor_table_is_fds_lost_not_an_error() {
+        let (a, b) = UnixStream::pair().unwrap();
+        send_many(a.as_fd(), 40);
+        let mut fds: Vec<OwnedFd> = Vec::with_capacity(64);
+        let mut buf = [0u8; 4];
+        // The lowest free descriptor: the child's table is full above it.
+        let probe = std::fs::File::open("/dev/null").unwrap();
+        let limit = probe.as_raw_fd() as libc::rlim_t + 1;
+        drop(probe);
+        // SAFETY: the child makes only system calls and pushes into a vector
+        // whose capacity is reserved, then exits without unwinding.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0);
+            if pid == 0 {
+                let rl = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+                let code = match recv_with_fds(b.as_fd(), &mut buf, &mut fds) {
+                    Ok(Received { bytes: 1, fds_lost: true }) if fds.len() <= 1 => 0,
+                    Ok(_) => 1,
+                    Err(_) => 2,
+                };
+                libc::_exit(code);
+            }
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            assert!(libc::WIFEXITED(status), "{status:#x}");
+            assert_eq!(libc::WEXITSTATUS(status), 0, "1: fds_lost was not reported; 2: an error");
+        }
     }
 
     #[test]
@@ -250,5 +318,16 @@ mod tests {
         assert!(!is_connected_stream_socket(listening.as_fd()).unwrap(), "a listening socket is no stream");
         let (a, _b) = UnixStream::pair().unwrap();
         assert!(is_connected_stream_socket(a.as_fd()).unwrap());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert!(is_connected_stream_socket(tcp.as_fd()).unwrap());
+        // A stream socket of another family: SCTP, where the kernel has it.
+        // SAFETY: socket(2) with constant arguments.
+        let sctp = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, libc::IPPROTO_SCTP) };
+        if sctp >= 0 {
+            // SAFETY: a descriptor we just made.
+            let sctp = unsafe { OwnedFd::from_raw_fd(sctp) };
+            assert!(!is_connected_stream_socket(sctp.as_fd()).unwrap(), "only TCP and Unix streams");
+        }
     }
 }

@@ -30,6 +30,7 @@ pub mod codec;
 pub mod conn;
 pub mod error;
 pub mod fdpass;
+pub mod foreign;
 pub mod frame;
 pub mod handshake;
 pub mod message;

@@ -6,10 +6,12 @@
 //! reply (id 0) and the connection is closed; other errors answer the request
 //! and the connection goes on.
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use streamlet_proto::conn::{FrameReader, FrameWriter, ReadError};
+use streamlet_proto::foreign::ForeignFd;
 use streamlet_proto::frame::{FrameError, HEADER_LEN, MAX_HANDSHAKE_LEN, MAX_REPLY_LEN, MAX_REQUEST_LEN};
 use streamlet_proto::handshake::{accept_hello, HelloReply, Welcome, HANDSHAKE_TIMEOUT};
 use streamlet_proto::{Encoding, ErrorBody, ErrorCode, Reply, ReplyBody, Request, ServerMessage, PROTOCOL_VERSION};
@@ -74,8 +76,20 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         return;
     };
     let peer = Some((who.pid, who.uid));
+    // The last close of the socket closes whatever the peer left queued in
+    // it (descriptors included, with their own ways to block): this copy
+    // makes sure that close happens on a closer thread, never here.
+    let _last_copy = match stream.as_fd().try_clone_to_owned() {
+        Ok(fd) => ForeignFd::new(fd),
+        Err(e) => {
+            tracing::warn!(?peer, error = %e, "cannot take a client connection (dup); closing it");
+            return;
+        }
+    };
     let (read, write) = stream.into_split();
     let mut reader = FrameReader::new(read, MAX_HANDSHAKE_LEN);
+    // No descriptor is of use before the handshake.
+    reader.set_accept_fds(false);
     let mut writer = FrameWriter::new(write);
 
     let encoding = match handshake(&mut reader).await {
@@ -128,6 +142,9 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     let mut stopping = daemon.stopping.subscribe();
 
     loop {
+        // Descriptors only from a peer that may open streams (the role is
+        // looked up each time: a reload may change it).
+        reader.set_accept_fds(who.role(&daemon) >= requests::Role::Gateway);
         let frame = tokio::select! {
             frame = reader.read_frame() => frame,
             _ = crate::daemon::stopped(&mut stopping) => break,

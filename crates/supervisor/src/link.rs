@@ -9,12 +9,13 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use streamlet_proto::channel::{encode, Channel};
+use streamlet_proto::foreign::ForeignFd;
 use streamlet_proto::worker::ToWorker;
 use tokio::sync::Notify;
 
@@ -24,7 +25,9 @@ pub const MAX_OUTBOX: usize = 4096;
 #[derive(Debug)]
 pub struct WorkerLink {
     channel: Channel,
-    outbox: Mutex<VecDeque<(Vec<u8>, Option<OwnedFd>)>>,
+    /// Messages waiting for room, each with a copy of its descriptor (a
+    /// client's connection: foreign, never closed on the daemon's thread).
+    outbox: Mutex<VecDeque<(Vec<u8>, Option<ForeignFd>)>>,
     wake: Notify,
     closed: AtomicBool,
     created: Instant,
@@ -141,7 +144,7 @@ impl WorkerLink {
         if outbox.len() >= MAX_OUTBOX {
             return Err(SendError::Stuck);
         }
-        let fd = fd.map(|fd| fd.try_clone_to_owned()).transpose().map_err(SendError::classify)?;
+        let fd = fd.map(|fd| fd.try_clone_to_owned().map(ForeignFd::new)).transpose().map_err(SendError::classify)?;
         outbox.push_back((bytes, fd));
         drop(outbox);
         self.wake.notify_one();

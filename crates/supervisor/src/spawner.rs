@@ -221,7 +221,11 @@ async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
         }
         match message {
             Ok(Some((FromWorker::Heartbeat, None))) => {}
-            Ok(Some((_, Some(_fd)))) => break "sent a file descriptor".to_owned(),
+            Ok(Some((_, Some(fd)))) => {
+                // Whatever it is, its close must not hold up the daemon.
+                streamlet_proto::foreign::dispose(fd);
+                break "sent a file descriptor".to_owned();
+            }
             Ok(Some((FromWorker::Ready { .. }, None))) => {
                 if !daemon.core().worker_ready(id) {
                     tracing::debug!(worker = %id, "ready from a streamlet that is not starting");

@@ -91,7 +91,11 @@ impl Accepted {
     pub async fn request(&mut self) -> Option<(Request, Option<OwnedFd>)> {
         let frame = self.reader.read_frame().await.unwrap()?;
         let request: Request = self.encoding.decode(&frame).unwrap();
-        Some((request, self.reader.take_fd()))
+        let fd = match self.reader.take_fd() {
+            streamlet_proto::conn::Attached::Fd(fd) => Some(fd.into_owned()),
+            _ => None,
+        };
+        Some((request, fd))
     }
 
     pub async fn reply(&mut self, id: u64, body: ReplyBody) {

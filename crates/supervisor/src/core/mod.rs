@@ -7,7 +7,7 @@
 //! (respawn a slot, ...) instead of doing IO themselves.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use streamlet_balance::policies::{PolicyKind, PolicyOptions};
 use streamlet_balance::quota::{Admission, Allocator, LeaseId, Priority, Rate, Refusal, StreamKey};
 use streamlet_balance::Placement;
 use streamlet_proto::channel::encode;
+use streamlet_proto::foreign::ForeignFd;
 use streamlet_proto::worker::{Assign, Ended, StreamCounters, ToWorker};
 use streamlet_proto::{
     EndReason, ErrorBody, ErrorCode, Event, ExitCause, OpenRequest, Opened, PoolStatus, StreamEnded, StreamId,
@@ -101,7 +102,7 @@ pub struct Core {
 #[derive(Debug)]
 struct Waiter {
     request: OpenRequest,
-    fd: OwnedFd,
+    fd: ForeignFd,
     owner: EventSink,
     /// The request's id, for the reply.
     id: u64,
@@ -460,7 +461,7 @@ impl Core {
     /// request asks to wait, it waits (with its connection) until
     /// [`retry_waiting`](Self::retry_waiting) can place it or its time is up;
     /// the reply then goes straight into the connection's queue.
-    pub fn open(&mut self, request: OpenRequest, fd: OwnedFd, owner: Option<EventSink>, reply_id: u64) -> OpenOutcome {
+    pub fn open(&mut self, request: OpenRequest, fd: ForeignFd, owner: Option<EventSink>, reply_id: u64) -> OpenOutcome {
         let wait = request.wait_ms.filter(|w| *w > 0);
         let keep = wait.map(|_| request.clone());
         let mut retry_fd = None;
@@ -543,9 +544,9 @@ impl Core {
     fn open_now(
         &mut self,
         request: OpenRequest,
-        fd: OwnedFd,
+        fd: ForeignFd,
         owner: Option<EventSink>,
-        retry_fd: &mut Option<OwnedFd>,
+        retry_fd: &mut Option<ForeignFd>,
     ) -> Result<Opened, ErrorBody> {
         if self.shutting_down {
             return Err(ErrorBody::new(
@@ -1383,29 +1384,11 @@ impl Core {
     }
 }
 
-/// The daemon's copy of a client connection. Closing it never blocks: a
-/// lingering close (`SO_LINGER` set by whoever held the socket) is turned off
-/// first, since the daemon's may be the last copy and its thread serves
-/// every stream.
+/// The daemon's copy of a client connection, held while the stream is
+/// counted. It is closed where a close cannot hold up the daemon
+/// ([`ForeignFd`]: lingering off, on a closer thread).
 #[derive(Debug)]
-struct StreamFd(OwnedFd);
-
-impl Drop for StreamFd {
-    fn drop(&mut self) {
-        let off = libc::linger { l_onoff: 0, l_linger: 0 };
-        // SAFETY: setsockopt on a live socket we own, with a linger struct of
-        // the size given; a failure leaves the close as it was.
-        unsafe {
-            libc::setsockopt(
-                self.0.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&off as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            );
-        }
-    }
-}
+struct StreamFd(ForeignFd);
 
 /// Send rates are measured over at least this many milliseconds: shorter
 /// spans between reports are added to the next.
@@ -1467,7 +1450,7 @@ fn refusal_error(refusal: &Refusal) -> ErrorBody {
 }
 
 /// Whether a socket is TCP (the only kind the kernel paces per socket).
-fn is_tcp(fd: &OwnedFd) -> bool {
+fn is_tcp(fd: &ForeignFd) -> bool {
     let mut protocol: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt into a c_int of the size given, on a live socket.

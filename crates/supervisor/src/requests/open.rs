@@ -1,7 +1,8 @@
 //! `open`: place a client connection on a streamlet.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 
+use streamlet_proto::conn::Attached;
 use streamlet_proto::fdpass::is_connected_stream_socket;
 use streamlet_proto::{ErrorBody, ErrorCode, OpenRequest, ReplyBody};
 
@@ -25,22 +26,31 @@ pub fn open(
     daemon: &Daemon,
     id: u64,
     request: OpenRequest,
-    fd: Option<OwnedFd>,
+    fd: Attached,
     sink: &EventSink,
 ) -> Result<Dispatched, ErrorBody> {
     check_sizes(&request)?;
-    let Some(fd) = fd else {
-        return Err(ErrorBody::new(
-            ErrorCode::MissingFd,
-            "open needs the client connection attached as SCM_RIGHTS to the frame's sendmsg",
-        ));
+    let fd = match fd {
+        Attached::Fd(fd) => fd,
+        Attached::None => {
+            return Err(ErrorBody::new(
+                ErrorCode::MissingFd,
+                "open needs the client connection attached as SCM_RIGHTS to the frame's sendmsg",
+            ))
+        }
+        Attached::Lost => {
+            return Err(ErrorBody::new(
+                ErrorCode::Overloaded,
+                "streamletd's descriptor table was full and the kernel dropped the connection attached to this open; retry later",
+            ))
+        }
     };
     match is_connected_stream_socket(fd.as_fd()) {
         Ok(true) => {}
         Ok(false) => {
             return Err(ErrorBody::new(
                 ErrorCode::BadFd,
-                "the attached descriptor is not a connected stream socket (TCP or Unix SOCK_STREAM)",
+                "the attached descriptor is not a connected TCP or Unix stream socket",
             ))
         }
         Err(e) => return Err(ErrorBody::new(ErrorCode::BadFd, format!("cannot inspect the attached descriptor: {e}"))),

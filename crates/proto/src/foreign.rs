@@ -1,0 +1,332 @@
+//! Descriptors that came from outside, and the threads that close them.
+//!
+//! Closing a descriptor can block the thread that closes it, for as long as
+//! whoever made the file chose: the last close of a TCP socket with
+//! `SO_LINGER` on and unsent data waits up to its linger time (the peer can
+//! hold its window shut that long); the last close of a file on FUSE or NFS
+//! waits for its server; a terminal waits for its output to drain; and
+//! closing a Unix socket closes every descriptor still queued in it, with the
+//! same effects, on the same thread. A peer that hands the daemon a
+//! descriptor chooses which of these it is, and the daemon has one thread.
+//!
+//! So a descriptor received from a peer is a [`ForeignFd`], and dropping one
+//! never closes it on the dropping thread: lingering is turned off (a
+//! `setsockopt`, which never blocks; the peer may turn it on again through its
+//! own copy, so this is only the first line) and the descriptor goes to the
+//! closer, a few threads that do nothing else. A close that blocks holds up
+//! one of them: another is started while every one is stuck in a close
+//! begun over [`STUCK_AFTER`] ago, up to [`MAX_CLOSERS`]. What is held and
+//! not yet closed is counted ([`held`]), so the daemon can keep its
+//! descriptor budget.
+//!
+//! ```
+//! use streamlet_proto::foreign::{self, ForeignFd};
+//!
+//! let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+//! let fd = ForeignFd::new(theirs.into());
+//! drop(fd); // closed on a closer thread, never here
+//! foreign::wait_idle(std::time::Duration::from_secs(5));
+//! # drop(mine);
+//! ```
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Closer threads at most; beyond, closes queue behind the stuck ones.
+pub const MAX_CLOSERS: usize = 16;
+
+/// A close running this long counts as stuck: the next descriptor queued
+/// starts another closer (while there are fewer than [`MAX_CLOSERS`]).
+pub const STUCK_AFTER: Duration = Duration::from_millis(100);
+
+/// How long an idle closer lets descriptors gather before it sleeps for
+/// good: closes at a high rate are then taken in batches, and the thread
+/// that queues them rarely has to wake one.
+const GATHER: Duration = Duration::from_millis(1);
+
+/// Descriptors wrapped and not yet closed.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// A descriptor received from a peer (a gateway's client connection, one a
+/// streamlet sent where it should not): it is never closed on the thread
+/// that drops it. See the [module docs](self).
+#[derive(Debug)]
+pub struct ForeignFd(Option<OwnedFd>);
+
+impl ForeignFd {
+    /// Takes charge of `fd`, which was just received.
+    pub fn new(fd: OwnedFd) -> Self {
+        HELD.fetch_add(1, Ordering::AcqRel);
+        Self(Some(fd))
+    }
+
+    /// Gives the descriptor back to a caller that takes over its closing
+    /// (one whose close cannot block anyone that matters).
+    pub fn into_owned(mut self) -> OwnedFd {
+        HELD.fetch_sub(1, Ordering::AcqRel);
+        self.0.take().expect("a ForeignFd holds its descriptor until dropped")
+    }
+
+    /// A duplicate (`F_DUPFD_CLOEXEC`), itself foreign.
+    pub fn try_clone(&self) -> std::io::Result<ForeignFd> {
+        Ok(ForeignFd::new(self.as_fd().try_clone_to_owned()?))
+    }
+}
+
+impl AsFd for ForeignFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_ref().expect("a ForeignFd holds its descriptor until dropped").as_fd()
+    }
+}
+
+impl AsRawFd for ForeignFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl Drop for ForeignFd {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            // Counted in HELD until the closer has closed it.
+            closer().queue(fd);
+        }
+    }
+}
+
+/// Closes `fd` on a closer thread (turning lingering off first), never on
+/// this one; for descriptors from outside that were never wrapped.
+pub fn dispose(fd: OwnedFd) {
+    drop(ForeignFd::new(fd));
+}
+
+/// Descriptors from outside that the process holds now: wrapped in a
+/// [`ForeignFd`], or queued for a closer and not closed yet.
+pub fn held() -> usize {
+    HELD.load(Ordering::Acquire)
+}
+
+/// Descriptors waiting for (or inside) a close.
+pub fn closing() -> usize {
+    CLOSER.get().map_or(0, |c| c.lock().queue.len() + c.active.load(Ordering::Acquire))
+}
+
+/// Waits until every queued descriptor is closed, at most `limit`; whether
+/// they all were. For tests and an orderly exit.
+pub fn wait_idle(limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while closing() > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+/// Turns `SO_LINGER` off: the close returns at once and the kernel sends
+/// what is left in the background. Not a socket, or not one with the
+/// option: nothing to do.
+pub fn no_linger(fd: BorrowedFd<'_>) {
+    let off = libc::linger { l_onoff: 0, l_linger: 0 };
+    // SAFETY: setsockopt on a live descriptor with a linger struct of the
+    // size given; on anything but a socket it fails with ENOTSOCK and does
+    // nothing.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&off as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    queue: VecDeque<OwnedFd>,
+    /// Threads started.
+    threads: usize,
+    /// Threads waiting on `ready`.
+    sleeping: usize,
+}
+
+#[derive(Debug)]
+struct Closer {
+    state: Mutex<Queue>,
+    ready: Condvar,
+    /// Descriptors taken off the queue and being closed.
+    active: AtomicUsize,
+    /// For each thread, when its current close began (microseconds since
+    /// `epoch`, plus one), or 0 when it is not in a close.
+    started: [AtomicU64; MAX_CLOSERS],
+    epoch: Instant,
+}
+
+static CLOSER: OnceLock<Closer> = OnceLock::new();
+
+fn closer() -> &'static Closer {
+    CLOSER.get_or_init(|| Closer {
+        state: Mutex::new(Queue::default()),
+        ready: Condvar::new(),
+        active: AtomicUsize::new(0),
+        started: std::array::from_fn(|_| AtomicU64::new(0)),
+        epoch: Instant::now(),
+    })
+}
+
+impl Closer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64 + 1
+    }
+
+    fn queue(&'static self, fd: OwnedFd) {
+        no_linger(fd.as_fd());
+        let mut state = self.lock();
+        state.queue.push_back(fd);
+        if state.sleeping > 0 {
+            drop(state);
+            self.ready.notify_one();
+            return;
+        }
+        if state.threads < MAX_CLOSERS && self.all_stuck(state.threads) {
+            let index = state.threads;
+            let spawned = std::thread::Builder::new()
+                .name("streamlet-close".into())
+                .spawn(move || self.run(index));
+            // Without a new thread the queue waits for a running one.
+            if spawned.is_ok() {
+                state.threads += 1;
+            }
+        }
+    }
+
+    /// Whether every running closer is in a close begun over
+    /// [`STUCK_AFTER`] ago (true when none runs).
+    fn all_stuck(&self, threads: usize) -> bool {
+        let now = self.now_us();
+        let stuck = STUCK_AFTER.as_micros() as u64;
+        self.started[..threads].iter().all(|s| {
+            let began = s.load(Ordering::Acquire);
+            began != 0 && now.saturating_sub(began) >= stuck
+        })
+    }
+
+    fn run(&self, index: usize) {
+        let mut state = self.lock();
+        loop {
+            if let Some(fd) = state.queue.pop_front() {
+                self.active.fetch_add(1, Ordering::AcqRel);
+                self.started[index].store(self.now_us(), Ordering::Release);
+                drop(state);
+                drop(fd);
+                self.started[index].store(0, Ordering::Release);
+                self.active.fetch_sub(1, Ordering::AcqRel);
+                HELD.fetch_sub(1, Ordering::AcqRel);
+                state = self.lock();
+                continue;
+            }
+            // Let a batch gather, then sleep until woken.
+            drop(state);
+            std::thread::sleep(GATHER);
+            state = self.lock();
+            if state.queue.is_empty() {
+                state.sleeping += 1;
+                state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+                state.sleeping -= 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    /// The peer of a socket dropped as foreign reads end of file: it was
+    /// closed, somewhere else.
+    #[test]
+    fn a_dropped_foreign_descriptor_is_closed() {
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        drop(ForeignFd::new(theirs.into()));
+        mine.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(mine.read(&mut [0u8; 1]).unwrap(), 0);
+    }
+
+    /// A TCP client with `SO_LINGER` on for `secs` and a send queue its peer
+    /// never reads: its last close waits out the linger time.
+    fn lingering_tcp(secs: i32) -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.set_nonblocking(true).unwrap();
+        let chunk = vec![0u8; 65536];
+        while (&client).write(&chunk).is_ok() {}
+        let on = libc::linger { l_onoff: 1, l_linger: secs };
+        // SAFETY: setsockopt with a linger struct of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                client.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&on as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        (client, server)
+    }
+
+    #[test]
+    fn lingering_is_turned_off_before_the_close() {
+        let (client, _server) = lingering_tcp(30);
+        let started = Instant::now();
+        drop(ForeignFd::new(client.into()));
+        assert!(wait_idle(Duration::from_secs(5)), "closed at once, lingering being off");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Closing a Unix socket closes what is queued in it: here a lingering
+    /// TCP socket that no `setsockopt` of ours reached. That close blocks a
+    /// closer thread, not the caller, and not the closes queued after it.
+    #[test]
+    fn a_close_that_blocks_holds_up_one_closer_only() {
+        let (client, _server) = lingering_tcp(2);
+        let (a, b) = UnixStream::pair().unwrap();
+        assert_eq!(crate::fdpass::send_with_fds(a.as_fd(), b"x", &[client.as_fd()]).unwrap(), 1);
+        drop(client);
+        let started = Instant::now();
+        drop(ForeignFd::new(b.into()));
+        assert!(started.elapsed() < Duration::from_millis(50), "the caller waited {:?}", started.elapsed());
+        std::thread::sleep(STUCK_AFTER + Duration::from_millis(50));
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        let queued = Instant::now();
+        drop(ForeignFd::new(theirs.into()));
+        mine.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(mine.read(&mut [0u8; 1]).unwrap(), 0, "closed by another closer");
+        assert!(queued.elapsed() < Duration::from_secs(1));
+        drop(a);
+        assert!(wait_idle(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn into_owned_hands_the_descriptor_back() {
+        let (_mine, theirs) = UnixStream::pair().unwrap();
+        let raw = theirs.as_raw_fd();
+        let fd = ForeignFd::new(theirs.into());
+        let back = fd.into_owned();
+        assert_eq!(back.as_raw_fd(), raw);
+    }
+}

@@ -1,0 +1,105 @@
+//! Hostile peers of the control socket. Whatever one sends, attaches or
+//! leaves unread, the daemon's other clients are answered within
+//! [`PROBE_BOUND`], its memory stays bounded, and it serves on.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
+
+use streamlet_proto::fdpass::send_with_fds;
+
+use crate::support::{error_code, Daemon, Probe, Raw, PROBE_BOUND, TWO_BY_64};
+
+/// A TCP connection whose last close waits out a linger of `secs`: lingering
+/// on, and a send queue its peer (kept open, never reading) does not drain.
+struct Lingering {
+    client: TcpStream,
+    _server: TcpStream,
+}
+
+fn lingering(secs: i32) -> Lingering {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    client.set_nonblocking(true).unwrap();
+    let chunk = vec![0u8; 65536];
+    while (&client).write(&chunk).is_ok() {}
+    let on = libc::linger { l_onoff: 1, l_linger: secs };
+    // SAFETY: setsockopt with a linger struct of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            client.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&on as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    Lingering { client, _server: server }
+}
+
+/// Sends `frame` with `l`'s client attached to its first byte, and closes
+/// the test's own copy before the rest of the frame goes: the daemon's copy
+/// (received, or queued in its socket) is then the last. Returns the peer
+/// end, to keep open for as long as the close should block.
+fn hand_over(sock: &std::os::unix::net::UnixStream, frame: &[u8], l: Lingering) -> TcpStream {
+    assert_eq!(send_with_fds(sock.as_fd(), &frame[..1], &[l.client.as_fd()]).unwrap(), 1);
+    drop(l.client);
+    (&*sock).write_all(&frame[1..]).unwrap();
+    l._server
+}
+
+fn json_frame(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = streamlet_proto::frame::header(payload.len()).to_vec();
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// Descriptors whose last close would block for seconds, handed over every
+/// way that does not make a stream: none of them stalls the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lingering_descriptors_never_stall_the_daemon() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let probe = Probe::start(&daemon.socket);
+    let mut held = Vec::new();
+
+    // With an open the daemon refuses.
+    let mut raw = Raw::json(&daemon.socket);
+    let open = json_frame(br#"{"id":1,"body":{"open":{"pool":"nope"}}}"#);
+    held.push(hand_over(&raw.sock, &open, lingering(10)));
+    let reply = raw.read().unwrap();
+    assert_eq!(error_code(&reply), Some("unknown_pool"), "{reply}");
+
+    // As a stray descriptor on a `status` (closed when the next frame is read).
+    held.push(hand_over(&raw.sock, &json_frame(br#"{"id":2,"body":{"status":{}}}"#), lingering(10)));
+    assert!(raw.read().unwrap().pointer("/reply/body/status").is_some());
+    raw.frame(br#"{"id":3,"body":{"status":{}}}"#);
+    assert!(raw.read().is_some());
+
+    // Before the handshake.
+    let mut early = Raw::connect(&daemon.socket);
+    held.push(hand_over(&early.sock, &json_frame(br#"{"version":1,"encoding":"json"}"#), lingering(10)));
+    assert!(early.read().unwrap().get("welcome").is_some());
+    early.frame(br#"{"id":1,"body":{"status":{}}}"#);
+    assert!(early.read().is_some());
+
+    // Still queued when the daemon closes the connection for garbage
+    // (closing a socket closes what is queued in it).
+    let mut doomed = Raw::json(&daemon.socket);
+    held.push(hand_over(&doomed.sock, &[0, 0, 0, 3, 0xff, 0xfe, 0xfd], lingering(10)));
+    assert_eq!(error_code(&doomed.read().unwrap()), Some("bad_request"));
+    assert!(doomed.closed());
+
+    // Many, one after another.
+    for id in 10..30 {
+        let open = json_frame(format!(r#"{{"id":{id},"body":{{"open":{{"pool":"nope"}}}}}}"#).as_bytes());
+        held.push(hand_over(&raw.sock, &open, lingering(10)));
+        assert!(raw.read().is_some());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let slowest = probe.finish();
+    assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
+    drop(held);
+}
