@@ -360,3 +360,28 @@ async fn a_tcp_client_is_relayed_socket_to_socket_and_still_counted() {
     assert_eq!((ended.stream, ended.reason), (opened.stream, EndReason::Completed));
     assert_eq!((ended.bytes_in, ended.bytes_out), (input.len() as u64, input.len() as u64));
 }
+
+/// A `direct` command that escapes its process group (`setsid`) and keeps
+/// serving its stream after it reported the end serves nothing: the daemon
+/// shuts the connection down when the stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_escapes_with_setsid_serves_nothing_after_its_stream_ends() {
+    let script = r#"["/bin/sh", "-c", "/usr/bin/setsid -f /bin/cat; exit 0"]"#;
+    let daemon = Daemon::start(&exec_pool(script, true));
+    let mut client = daemon.client().await;
+    let (mut mine, theirs) = UnixStream::pair().unwrap();
+    let opened = client.open(OpenRequest::new("run"), theirs.as_fd()).await.unwrap();
+    drop(theirs);
+    let event =
+        tokio::time::timeout(Duration::from_secs(5), client.next_event()).await.expect("the stream ends").unwrap();
+    let Event::StreamEnded(ended) = event else { panic!("{event:?}") };
+    assert_eq!(ended.stream, opened.stream);
+    mine.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = mine.write_all(b"ping");
+    let mut got = [0u8; 4];
+    match mine.read(&mut got) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the escaped command still serves the stream: {other:?} {got:?}"),
+    }
+}

@@ -120,3 +120,74 @@ async fn the_parent_death_signal_survives_the_change_of_user() {
     // The next daemon on the socket clears the cgroups the killed one left.
     daemon.restart();
 }
+
+/// Reports each stream ended as soon as it is assigned, then goes on
+/// serving it (echo) from a thread of its own: streams the daemon no longer
+/// counts.
+const ENDS_AND_KEEPS_SERVING: &str = r#"
+import threading, time
+def heartbeats():
+    while True:
+        s.send(b'\x03')
+        time.sleep(0.2)
+def serve(conn):
+    while True:
+        try:
+            data = conn.recv(4096)
+            if not data:
+                return
+            conn.sendall(data)
+        except OSError:
+            return
+s.send(READY)
+threading.Thread(target=heartbeats, daemon=True).start()
+while True:
+    msg, anc, flags, addr = s.recvmsg(65536, socket.CMSG_SPACE(4))
+    if not msg:
+        break
+    if msg[0] != 1 or not anc:
+        continue
+    fd = array.array('i', anc[0][2][:4])[0]
+    stream, shift, i = 0, 0, 1
+    while True:
+        b = msg[i]
+        stream |= (b & 0x7f) << shift
+        i += 1
+        shift += 7
+        if not b & 0x80:
+            break
+    s.send(b'\x01' + varint(stream) + b'\x00' + varint(0) + varint(0))
+    threading.Thread(target=serve, args=(socket.socket(fileno=fd),), daemon=True).start()
+"#;
+
+/// A streamlet that says a stream ended and keeps serving it serves nothing:
+/// the daemon shuts its copy of the connection down at every end, so six
+/// streams on a pool of four slots are never served at once behind its back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ended_is_served_no_more_whatever_the_streamlet_does() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
+    let daemon = daemon_with(ENDS_AND_KEEPS_SERVING);
+    daemon.wait_until(|s| s.pools[0].ready == 1);
+    let mut client = daemon.client().await;
+    let mut ends = Vec::new();
+    for _ in 0..6 {
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        client.open(streamlet_proto::OpenRequest::new("bad"), theirs.as_fd()).await.unwrap();
+        drop(theirs);
+        daemon.wait_until(|s| s.pools[0].streams == 0);
+        ends.push(mine);
+    }
+    assert!(client.streams(None).await.unwrap().is_empty(), "the daemon counts none of them");
+    for mut end in ends {
+        end.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = end.write_all(b"ping");
+        let mut got = [0u8; 4];
+        match end.read(&mut got) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("a stream the daemon ended was still served: {other:?} {got:?}"),
+        }
+    }
+}

@@ -1385,10 +1385,20 @@ impl Core {
 }
 
 /// The daemon's copy of a client connection, held while the stream is
-/// counted. It is closed where a close cannot hold up the daemon
-/// ([`ForeignFd`]: lingering off, on a closer thread).
+/// counted. When it goes, the stream has ended for the daemon, whatever any
+/// process still holds: the connection is shut down both ways, so no copy a
+/// streamlet (or a command it ran, or one that escaped it) kept can serve a
+/// stream the daemon no longer counts. It is then closed where a close
+/// cannot hold up the daemon ([`ForeignFd`]: lingering off, on a closer
+/// thread).
 #[derive(Debug)]
 struct StreamFd(ForeignFd);
+
+impl Drop for StreamFd {
+    fn drop(&mut self) {
+        shutdown(self);
+    }
+}
 
 /// Send rates are measured over at least this many milliseconds: shorter
 /// spans between reports are added to the next.
