@@ -191,3 +191,72 @@ async fn a_stream_ended_is_served_no_more_whatever_the_streamlet_does() {
         }
     }
 }
+
+/// Says whatever it likes about its streams: counters at their largest, then
+/// small, then largest again (a delta that would wrap a sum), and, once the
+/// client sends a byte, an end with a 60 KiB reason.
+const TALL_TALES: &str = r#"
+import threading, time
+MAX = (1 << 64) - 1
+def heartbeats():
+    while True:
+        s.send(b'\x03')
+        time.sleep(0.2)
+def stats(stream, corrupt):
+    one = varint(stream) + varint(MAX) + varint(MAX) + varint(MAX) + varint(corrupt)
+    s.send(b'\x02' + varint(1) + one)
+def serve(conn, stream):
+    for corrupt in [5, MAX, 1, MAX, 1, MAX]:
+        stats(stream, corrupt)
+    conn.recv(1)
+    message = b'\x1b[2J' + b'x' * 60000
+    s.send(b'\x01' + varint(stream) + b'\x03' + varint(len(message)) + message + varint(MAX) + varint(MAX))
+s.send(READY)
+threading.Thread(target=heartbeats, daemon=True).start()
+while True:
+    msg, anc, flags, addr = s.recvmsg(65536, socket.CMSG_SPACE(4))
+    if not msg:
+        break
+    if msg[0] != 1 or not anc:
+        continue
+    fd = array.array('i', anc[0][2][:4])[0]
+    stream, shift, i = 0, 0, 1
+    while True:
+        b = msg[i]
+        stream |= (b & 0x7f) << shift
+        i += 1
+        shift += 7
+        if not b & 0x80:
+            break
+    threading.Thread(target=serve, args=(socket.socket(fileno=fd), stream), daemon=True).start()
+"#;
+
+/// What a streamlet says is bounded before it is counted, stored or sent on:
+/// counters saturate instead of wrapping, a reason is cut to
+/// `MAX_REASON_LEN`, and the event log still fits in a reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamlets_tall_tales_are_bounded() {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    let daemon = daemon_with(TALL_TALES);
+    daemon.wait_until(|s| s.pools[0].ready == 1);
+    let mut client = daemon.client().await;
+    let (mut mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let opened = client.open(streamlet_proto::OpenRequest::new("bad"), theirs.as_fd()).await.unwrap();
+    drop(theirs);
+    let status = daemon.wait_until(|s| s.pools[0].errors.get("corrupt_frames_dropped").is_some_and(|n| *n > 5));
+    assert_eq!(status.pools[0].errors["corrupt_frames_dropped"], u64::MAX, "saturated, not wrapped");
+    let streams = client.streams(None).await.unwrap();
+    assert_eq!((streams[0].bytes_in, streams[0].bytes_out), (u64::MAX, u64::MAX));
+    mine.write_all(b"!").unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), client.next_event()).await.unwrap().unwrap();
+    let streamlet_proto::Event::StreamEnded(ended) = event else { panic!("{event:?}") };
+    assert_eq!(ended.stream, opened.stream);
+    let streamlet_proto::EndReason::HandlerError { message } = &ended.reason else { panic!("{:?}", ended.reason) };
+    assert!(message.len() <= streamlet_proto::MAX_REASON_LEN, "{}", message.len());
+    assert_eq!((ended.bytes_in, ended.bytes_out), (u64::MAX, u64::MAX));
+    let log = client.events(None, false).await.expect("the event log fits in a reply");
+    assert!(log.events.iter().any(|e| matches!(&e.event, streamlet_proto::Event::StreamEnded(x) if x.stream == opened.stream)));
+    assert_eq!(daemon.client().await.workers(None).await.unwrap()[0].restarts, 0, "the streamlet is not blamed");
+}

@@ -63,7 +63,7 @@ async fn metrics_are_scraped_parsed_and_true() {
     let scratch = tempfile::tempdir().unwrap();
     let socket = scratch.path().join("metrics.sock");
     let config = format!(
-        "{TWO_BY_64}\n[metrics]\nlisten = {:?}\n\n[capacity]\negress = \"100MB/s\"\n",
+        "{TWO_BY_64}\n[metrics]\nlisten = {:?}\n\n[capacity]\negress = \"100MB/s\"\n\n[tenants.acme]\nmax_streams = 10\n",
         format!("unix:{}", socket.display())
     );
     let daemon = Daemon::start(&config);
@@ -85,6 +85,15 @@ async fn metrics_are_scraped_parsed_and_true() {
         client.open(OpenRequest::new("echo"), theirs.as_fd()).await.unwrap();
         held.push(mine);
     }
+    // Tenant names come from clients: one the configuration does not name
+    // gets no series (its name could be anything, and there could be
+    // millions); a configured one does.
+    for tenant in ["acme", "client-chosen-7f3a"] {
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        let request = OpenRequest { tenant: Some(tenant.into()), ..OpenRequest::new("echo") };
+        client.open(request, theirs.as_fd()).await.unwrap();
+        held.push(mine);
+    }
     let (_mine, theirs) = UnixStream::pair().unwrap();
     let unknown = client.open(OpenRequest::new("nope"), theirs.as_fd()).await;
     assert!(unknown.is_err());
@@ -92,10 +101,12 @@ async fn metrics_are_scraped_parsed_and_true() {
     let m = scrape(&socket);
     assert_eq!(m[r#"streamlet_workers{pool="echo",state="ready"}"#], 2.0);
     assert_eq!(m[r#"streamlet_workers{pool="echo",state="draining"}"#], 0.0, "every state is listed");
-    assert_eq!(m[r#"streamlet_streams{pool="echo"}"#], 3.0);
-    assert_eq!(m[r#"streamlet_opens_total{pool="echo",result="opened"}"#], 3.0);
+    assert_eq!(m[r#"streamlet_streams{pool="echo"}"#], 5.0);
+    assert_eq!(m[r#"streamlet_opens_total{pool="echo",result="opened"}"#], 5.0);
     assert!(!m.keys().any(|k| k.contains("nope")), "an unknown pool makes no series");
-    assert_eq!(m["streamlet_placement_seconds_count"], 3.0);
+    assert!(m.contains_key(r#"streamlet_bandwidth_bytes_per_second{level="tenant",name="acme",kind="allocated"}"#));
+    assert!(!m.keys().any(|k| k.contains("client-chosen")), "a tenant the configuration does not name");
+    assert_eq!(m["streamlet_placement_seconds_count"], 5.0);
     assert!(m["streamlet_placement_seconds_sum"] > 0.0);
     assert!(m["streamlet_spawn_seconds_count"] >= 2.0, "both streamlets' spawns");
     assert_eq!(m[r#"streamlet_bandwidth_bytes_per_second{level="host",name="host",kind="capacity"}"#], 100e6);

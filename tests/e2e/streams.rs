@@ -187,3 +187,37 @@ async fn a_waiting_open_of_a_gateway_that_hung_up_is_dropped() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(client.streams(None).await.unwrap().len(), 1);
 }
+
+/// `streams` answers a page at a time, by id, with where to go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_listed_a_page_at_a_time() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let mut client = daemon.client().await;
+    let mut held = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        ids.push(client.open(open_request("pager"), theirs.as_fd()).await.unwrap().stream.0);
+        held.push(mine);
+    }
+    let mut raw = Raw::json(&daemon.socket);
+    let mut seen = Vec::new();
+    let mut after = serde_json::Value::Null;
+    for page in 1.. {
+        let request = serde_json::json!({"id": page, "body": {"streams": {"after": after, "limit": 2}}});
+        raw.frame(request.to_string().as_bytes());
+        let reply = raw.read().unwrap();
+        let list = &reply["reply"]["body"]["streams"];
+        let streams = list["streams"].as_array().unwrap();
+        assert!(streams.len() <= 2, "{reply}");
+        seen.extend(streams.iter().map(|s| s["id"].as_u64().unwrap()));
+        after = list["next"].clone();
+        if after.is_null() {
+            break;
+        }
+        assert_eq!(after.as_u64(), seen.last().copied(), "next is the last id listed");
+        assert!(page < 5, "paging did not end: {seen:?}");
+    }
+    assert_eq!(seen, ids, "every stream once, by id");
+    assert_eq!(client.streams(None).await.unwrap().len(), 5, "the client pages through them all");
+}

@@ -109,10 +109,23 @@ impl Client {
     }
 
     /// The open streams, of one pool or of all.
+    /// Every open stream (of `pool`), by id: the daemon answers a page at a
+    /// time, and this asks for each in turn.
     pub async fn streams(&mut self, pool: Option<String>) -> Result<Vec<StreamInfo>, ClientError> {
-        match self.request(RequestBody::Streams(StreamsRequest { pool }), None).await? {
-            ReplyBody::Streams(list) => Ok(list.streams),
-            other => Err(unexpected("a streams reply", &other)),
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let request = StreamsRequest { pool: pool.clone(), after, limit: None };
+            match self.request(RequestBody::Streams(request), None).await? {
+                ReplyBody::Streams(list) => {
+                    all.extend(list.streams);
+                    match list.next {
+                        Some(next) => after = Some(next),
+                        None => return Ok(all),
+                    }
+                }
+                other => return Err(unexpected("a streams reply", &other)),
+            }
         }
     }
 
@@ -143,9 +156,29 @@ impl Client {
 
     /// Capacity, allocated and free bandwidth per host, pool and tenant.
     pub async fn quota(&mut self) -> Result<QuotaReport, ClientError> {
-        match self.request(RequestBody::Quota(QuotaRequest {}), None).await? {
-            ReplyBody::Quota(report) => Ok(report),
-            other => Err(unexpected("a quota reply", &other)),
+        // The daemon lists tenants a page at a time; the host and pools come
+        // with each page, and are taken from the first.
+        let mut report: Option<QuotaReport> = None;
+        let mut after = None;
+        loop {
+            let request = QuotaRequest { after: after.take(), limit: None };
+            let page = match self.request(RequestBody::Quota(request), None).await? {
+                ReplyBody::Quota(page) => page,
+                other => return Err(unexpected("a quota reply", &other)),
+            };
+            let next = page.next.clone();
+            match &mut report {
+                None => report = Some(page),
+                Some(report) => report.lines.extend(page.lines.into_iter().filter(|l| l.level == "tenant")),
+            }
+            match next {
+                Some(name) => after = Some(name),
+                None => {
+                    let mut report = report.expect("a first page");
+                    report.next = None;
+                    return Ok(report);
+                }
+            }
         }
     }
 

@@ -272,7 +272,19 @@ pub struct LeaseRef {
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct QuotaRequest {}
+pub struct QuotaRequest {
+    /// Only tenants named after this one: the `next` of the page before.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// At most this many tenants (and never more than
+    /// [`MAX_QUOTA_TENANTS_PAGE`]).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// The most tenant lines one `quota` reply has (the host and every pool are
+/// in every page).
+pub const MAX_QUOTA_TENANTS_PAGE: u32 = 1_000;
 
 /// A lease granted or refreshed: `reason` is `"granted"`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -309,7 +321,11 @@ pub struct QuotaLine {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct QuotaReport {
+    /// The host, each pool, then tenants by name.
     pub lines: Vec<QuotaLine>,
+    /// More tenants follow: ask again with `after` set to this.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -386,7 +402,17 @@ pub struct StreamsRequest {
     /// Only this pool's streams; all when `None`.
     #[serde(default)]
     pub pool: Option<String>,
+    /// Only streams with a greater id: the `next` of the page before.
+    #[serde(default)]
+    pub after: Option<StreamId>,
+    /// At most this many (and never more than [`MAX_STREAMS_PAGE`]).
+    #[serde(default)]
+    pub limit: Option<u32>,
 }
+
+/// The most streams one `streams` reply lists: a reply stays far below the
+/// frame limit, and the daemon's thread lists a page at a time.
+pub const MAX_STREAMS_PAGE: u32 = 10_000;
 
 /// Everything the daemon sends after the handshake.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -611,7 +637,11 @@ impl WorkerState {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct StreamList {
+    /// By id.
     pub streams: Vec<StreamInfo>,
+    /// More streams follow: ask again with `after` set to this.
+    #[serde(default)]
+    pub next: Option<StreamId>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -837,6 +867,49 @@ pub enum EndReason {
     CorruptFrame { message: String },
 }
 
+/// The longest message an end reason or exit cause keeps, in bytes: what a
+/// streamlet says is cut here before the daemon stores, logs or forwards it.
+pub const MAX_REASON_LEN: usize = 256;
+
+/// `text` cut at [`MAX_REASON_LEN`] bytes (on a character boundary), with
+/// `…` where it was cut.
+fn bounded_text(text: &mut String) {
+    if text.len() <= MAX_REASON_LEN {
+        return;
+    }
+    let mut end = MAX_REASON_LEN - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+}
+
+impl EndReason {
+    /// The reason with every message in it at most [`MAX_REASON_LEN`]
+    /// bytes: for reasons that come from a streamlet.
+    pub fn bounded(mut self) -> Self {
+        match &mut self {
+            Self::IoError { message } | Self::HandlerError { message } | Self::CorruptFrame { message } => {
+                bounded_text(message)
+            }
+            Self::WorkerDied { cause } | Self::CommandExited { cause } => *cause = cause.clone().bounded(),
+            Self::Completed | Self::Closed | Self::Shutdown | Self::Preempted => {}
+        }
+        self
+    }
+}
+
+impl ExitCause {
+    /// The cause with its message at most [`MAX_REASON_LEN`] bytes.
+    pub fn bounded(mut self) -> Self {
+        if let Self::ProtocolError { message } = &mut self {
+            bounded_text(message);
+        }
+        self
+    }
+}
+
 impl fmt::Display for EndReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -928,4 +1001,52 @@ pub fn signal_name(signal: i32) -> String {
         _ => return signal.to_string(),
     };
     name.to_owned()
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn reasons_from_streamlets_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(40_000);
+        let reason = EndReason::HandlerError { message: long.clone() }.bounded();
+        let EndReason::HandlerError { message } = &reason else { panic!() };
+        assert!(message.len() <= MAX_REASON_LEN, "{}", message.len());
+        assert!(message.ends_with('…'));
+        let nested = EndReason::CommandExited { cause: ExitCause::ProtocolError { message: long } }.bounded();
+        let EndReason::CommandExited { cause: ExitCause::ProtocolError { message } } = nested else { panic!() };
+        assert!(message.len() <= MAX_REASON_LEN);
+        let short = EndReason::IoError { message: "reset".into() };
+        assert_eq!(short.clone().bounded(), short);
+    }
+
+    /// The largest `events` reply the log can make, every stream event with
+    /// the longest reason a streamlet can give, fits in one reply frame.
+    #[test]
+    fn the_fullest_event_log_fits_in_a_reply() {
+        let reason = EndReason::CommandExited {
+            cause: ExitCause::ProtocolError { message: "\u{1b}".repeat(10 * MAX_REASON_LEN) },
+        }
+        .bounded();
+        let pool = "p".repeat(64);
+        let ended = |seq| LoggedEvent {
+            seq,
+            at_ms: u64::MAX,
+            event: Event::StreamEnded(StreamEnded {
+                stream: StreamId(u64::MAX),
+                pool: pool.clone(),
+                worker: WorkerId(u64::MAX),
+                reason: reason.clone(),
+                bytes_in: u64::MAX,
+                bytes_out: u64::MAX,
+            }),
+        };
+        let events = (0..2 * EVENT_LOG_LEN as u64).map(ended).collect();
+        let reply = ServerMessage::Reply(Reply { id: 1, body: ReplyBody::Events(EventLog { events, following: false }) });
+        for encoding in [crate::Encoding::Json, crate::Encoding::Postcard] {
+            let frame = encoding.encode_frame(&reply).unwrap();
+            assert!(frame.len() < crate::frame::MAX_REPLY_LEN as usize / 4, "{}", frame.len());
+        }
+    }
 }

@@ -233,8 +233,10 @@ async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
                     tracing::debug!(worker = %id, "streamlet ready");
                 }
             }
-            Ok(Some((FromWorker::Ended(ended), None))) => {
+            Ok(Some((FromWorker::Ended(mut ended), None))) => {
                 let stream = ended.stream;
+                // Its words are stored, logged and forwarded: bounded first.
+                ended.reason = ended.reason.bounded();
                 let mut core = daemon.core();
                 // A streamlet that is already reaped had its streams ended for
                 // it; its last messages are stragglers.

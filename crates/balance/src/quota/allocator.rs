@@ -55,8 +55,14 @@ pub struct Allocator {
     pub(super) stale: bool,
     pub(super) pools: Vec<Pool>,
     pub(super) pool_index: HashMap<PoolId, usize>,
+    /// Tenants by index; a free index (in `free_tenants`) has an empty name
+    /// and holds nothing.
     pub(super) tenants: Vec<Tenant>,
     pub(super) tenant_index: HashMap<TenantId, usize>,
+    pub(super) free_tenants: Vec<usize>,
+    /// The tenant a holder is being taken for, kept while its admission
+    /// preempts others.
+    pinned_tenant: Option<usize>,
     pub(super) default_tenant_limit: u32,
     /// Holders in no particular order; `index` finds them.
     pub(super) entries: Vec<Entry>,
@@ -156,6 +162,8 @@ impl Allocator {
             pools: Vec::new(),
             pool_index: HashMap::new(),
             tenants: Vec::new(),
+            free_tenants: Vec::new(),
+            pinned_tenant: None,
             tenant_index: HashMap::new(),
             default_tenant_limit: u32::MAX,
             entries: Vec::new(),
@@ -409,6 +417,30 @@ impl Allocator {
         }
         let p = *self.pool_index.get(pool).ok_or_else(|| Refusal::UnknownPool(pool.to_owned()))?;
         let t = self.tenant(tenant);
+        // (Preempting its tenant's last holder must not forget the tenant
+        // this holder joins.)
+        self.pinned_tenant = Some(t);
+        let taken = self.take_for(holder, p, t, pool, tenant, priority, rate, now);
+        self.pinned_tenant = None;
+        if taken.is_err() {
+            self.forget_tenant_if_idle(t);
+        }
+        taken
+    }
+
+    /// [`take`](Self::take) once the pool and tenant are found.
+    #[allow(clippy::too_many_arguments)]
+    fn take_for(
+        &mut self,
+        holder: Holder,
+        p: usize,
+        t: usize,
+        pool: &str,
+        tenant: &str,
+        priority: Priority,
+        rate: Rate,
+        now: Millis,
+    ) -> Result<Changes, Refusal> {
         let limit = self.tenants[t].limit.unwrap_or(self.default_tenant_limit);
         if self.tenants[t].slots >= limit {
             return Err(Refusal::TenantLimit { tenant: tenant.to_owned(), limit });
@@ -548,6 +580,7 @@ impl Allocator {
         self.pools[e.demand.pool].max_sum -= u128::from(e.demand.max);
         self.host_max -= u128::from(e.demand.max);
         self.tenants[e.tenant].slots -= 1;
+        self.forget_tenant_if_idle(e.tenant);
         let term = match holder {
             Holder::Lease(id) => self.leases.remove(&id).inspect(|t| {
                 self.expiry.remove(&(t.expires_at, id));
@@ -603,13 +636,37 @@ impl Allocator {
         }
     }
 
+    /// The tenant's index: its own, or a new one (a free one first).
     fn tenant(&mut self, tenant: &str) -> usize {
         if let Some(&t) = self.tenant_index.get(tenant) {
             return t;
         }
-        self.tenants.push(Tenant { name: tenant.to_owned(), limit: None, slots: 0 });
-        self.tenant_index.insert(tenant.to_owned(), self.tenants.len() - 1);
-        self.tenants.len() - 1
+        let fresh = Tenant { name: tenant.to_owned(), limit: None, slots: 0 };
+        let t = match self.free_tenants.pop() {
+            Some(t) => {
+                self.tenants[t] = fresh;
+                t
+            }
+            None => {
+                self.tenants.push(fresh);
+                self.tenants.len() - 1
+            }
+        };
+        self.tenant_index.insert(tenant.to_owned(), t);
+        t
+    }
+
+    /// A tenant that holds nothing and has no limit of its own is forgotten
+    /// (its index is free for the next new one): tenant names come from
+    /// clients, and every name ever seen must not stay.
+    fn forget_tenant_if_idle(&mut self, t: usize) {
+        let tenant = &mut self.tenants[t];
+        if tenant.slots > 0 || tenant.limit.is_some() || self.pinned_tenant == Some(t) {
+            return;
+        }
+        let name = std::mem::take(&mut tenant.name);
+        self.tenant_index.remove(&name);
+        self.free_tenants.push(t);
     }
 }
 

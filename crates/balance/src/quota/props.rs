@@ -156,8 +156,12 @@ fn check_invariants(a: &Allocator, m: &Model, swept: bool) -> Result<(), TestCas
         }
     }
     prop_assert_eq!(&ends, &a.burst_ends, "burst ends track the bursts");
-    for t in &a.tenants {
+    for (i, t) in a.tenants.iter().enumerate() {
         prop_assert!(t.slots <= t.limit.unwrap_or(a.default_tenant_limit), "tenant {} over its limit", t.name);
+        let indexed = a.tenant_index.get(&t.name) == Some(&i);
+        prop_assert_eq!(indexed, !a.free_tenants.contains(&i), "tenant {} is either indexed or free", i);
+        prop_assert!(indexed || t.slots == 0, "a forgotten tenant holds nothing");
+        prop_assert!(!indexed || t.slots > 0 || t.limit.is_some(), "an idle tenant {} is kept", t.name);
     }
     prop_assert_eq!(a.len(), m.streams.len() + m.leases.len());
     for (id, (expires_at, _)) in &m.leases {

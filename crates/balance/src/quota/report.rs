@@ -86,7 +86,9 @@ impl Allocator {
             .tenants
             .iter()
             .zip(tenants)
-            .map(|(t, usage)| TenantReport {
+            .enumerate()
+            .filter(|(i, (t, _))| self.tenant_index.get(&t.name) == Some(i))
+            .map(|(_, (t, usage))| TenantReport {
                 tenant: t.name.clone(),
                 max_streams: t.limit.unwrap_or(self.default_tenant_limit),
                 usage,

@@ -102,6 +102,26 @@ fn tenants_are_limited_by_streams_and_leases_together() {
     a.lease("acme", "video", BULK, rate(1, 1), 10, 10).expect("the expired lease freed its slot");
 }
 
+/// Tenant names come from clients: one that holds nothing and has no limit
+/// of its own is forgotten, so a stream of new names grows nothing.
+#[test]
+fn tenants_that_hold_nothing_are_forgotten() {
+    let mut a = one_pool(1_000_000, false);
+    a.set_tenant_limit("acme", 0);
+    for i in 0..10_000u64 {
+        let tenant = format!("tenant-{i}");
+        a.admit(StreamKey(i), "video", &tenant, BULK, rate(1, 1), 0).unwrap();
+        a.release(StreamKey(i));
+        // Refused ones are forgotten too.
+        assert!(a.admit(StreamKey(i), "video", "acme", BULK, rate(1, 1), 0).is_err());
+    }
+    assert!(a.tenants.len() <= 2, "{} tenants kept", a.tenants.len());
+    a.admit(StreamKey(1), "video", "kept", BULK, rate(1, 1), 0).unwrap();
+    let report = a.snapshot();
+    let names: Vec<&str> = report.tenants.iter().map(|t| t.tenant.as_str()).collect();
+    assert_eq!(names, ["acme", "kept"], "a configured limit keeps its tenant; a holder keeps its");
+}
+
 #[test]
 fn leases_expire_exactly_at_their_ttl() {
     let mut a = one_pool(100, false);

@@ -34,6 +34,8 @@ use streamlet_sandbox::cgroup::WorkerCgroup;
 mod autoscale;
 mod monitor;
 mod reload;
+#[cfg(test)]
+mod tests;
 
 pub use autoscale::{wall_ms, SpawnOrder};
 pub use reload::Reconfigured;
@@ -54,7 +56,8 @@ pub type KillRequest = Option<ExitCause>;
 pub struct Core {
     pools: BTreeMap<String, PoolState>,
     workers: HashMap<WorkerId, WorkerEntry>,
-    streams: HashMap<StreamId, StreamEntry>,
+    /// Ordered by id, so that listings page through it.
+    streams: BTreeMap<StreamId, StreamEntry>,
     next_stream: u64,
     next_worker: u64,
     shutting_down: bool,
@@ -62,8 +65,9 @@ pub struct Core {
     quota: Allocator,
     /// Whether the host has an egress capacity to share.
     host_capacity: bool,
-    /// Streams (and, later, leases) per tenant.
-    tenants: HashMap<String, u32>,
+    /// Streams and leases per tenant, of tenants holding any (by name, so
+    /// that the quota report pages through them).
+    tenants: BTreeMap<String, u32>,
     tenant_limits: BTreeMap<String, u32>,
     default_tenant_limit: Option<u32>,
     /// The quota's clock starts here.
@@ -127,6 +131,16 @@ fn answer(owner: &EventSink, id: u64, done: oneshot::Sender<()>, body: ReplyBody
         Err(e) => tracing::error!(error = %e, "cannot encode a reply"),
     }
     let _ = done.send(());
+}
+
+/// Which tenants a quota report lists.
+#[derive(Debug, Clone, Copy)]
+pub enum TenantLines<'a> {
+    /// Those holding streams or leases, by name: at most `limit`, after
+    /// `after`.
+    Page { after: Option<&'a str>, limit: usize },
+    /// Those the configuration names (`[tenants.NAME]`), held or not.
+    Configured,
 }
 
 /// What became of an open.
@@ -311,13 +325,13 @@ impl Core {
         Self {
             pools,
             workers: HashMap::new(),
-            streams: HashMap::new(),
+            streams: BTreeMap::new(),
             next_stream: 1,
             next_worker: 1,
             shutting_down: false,
             quota,
             host_capacity: config.quota.egress.is_some(),
-            tenants: HashMap::new(),
+            tenants: BTreeMap::new(),
             tenant_limits: config.quota.tenants.clone(),
             default_tenant_limit: config.quota.default_max_streams,
             epoch: Instant::now(),
@@ -803,6 +817,12 @@ impl Core {
         if tenant.len() > crate::requests::MAX_TENANT_LEN {
             return Err(ErrorBody::new(ErrorCode::BadRequest, "tenant is longer than 128 bytes"));
         }
+        if self.leases.len() >= MAX_LEASES {
+            return Err(ErrorBody::new(
+                ErrorCode::Overloaded,
+                format!("streamletd holds {MAX_LEASES} leases, its most; release or let some expire first"),
+            ));
+        }
         self.check_tenant(&tenant)?;
         if request.rate.min > request.rate.max
             || request.rate.min > MAX_MIN_RATE
@@ -897,8 +917,10 @@ impl Core {
         self.apply_rates(&rates);
     }
 
-    /// Capacity, allocated and free, per host, pool and tenant.
-    pub fn quota_report(&self) -> QuotaReport {
+    /// Capacity, allocated and free, for the host, each pool, and the
+    /// tenants `tenants` picks (by name), with the name to ask after for the
+    /// next page when more remain.
+    pub fn quota_report(&self, tenants: TenantLines<'_>) -> QuotaReport {
         let report = self.quota.snapshot();
         let line = |name: &str, level: &str, u: &streamlet_balance::quota::Usage, max_streams: Option<u32>| QuotaLine {
             name: name.to_owned(),
@@ -913,17 +935,37 @@ impl Core {
         };
         let mut lines = vec![line("host", "host", &report.host, None)];
         lines.extend(report.pools.iter().map(|p| line(&p.pool, "pool", &p.usage, None)));
-        let mut tenants: Vec<(&String, &u32)> = self.tenants.iter().collect();
-        tenants.sort();
-        for (tenant, held) in tenants {
-            let usage = report.tenants.iter().find(|t| &t.tenant == tenant).map(|t| t.usage).unwrap_or_default();
+        // (The allocator's report is sorted by tenant.)
+        let usage_of = |tenant: &str| {
+            report.tenants.binary_search_by(|t| t.tenant.as_str().cmp(tenant)).map(|i| report.tenants[i].usage)
+        };
+        let mut tenant_line = |tenant: &str, held: u32| {
             let limit = self.tenant_limits.get(tenant).copied().or(self.default_tenant_limit);
-            let mut l = line(tenant, "tenant", &usage, limit);
+            let mut l = line(tenant, "tenant", &usage_of(tenant).unwrap_or_default(), limit);
             // Streams outside the quota count here too.
             l.streams = held.saturating_sub(l.leases);
             lines.push(l);
+        };
+        let mut next = None;
+        match tenants {
+            TenantLines::Page { after, limit } => {
+                use std::ops::Bound;
+                let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+                let mut page = self.tenants.range::<str, _>((from, Bound::Unbounded));
+                for (tenant, held) in page.by_ref().take(limit) {
+                    tenant_line(tenant, *held);
+                }
+                if page.next().is_some() {
+                    next = lines.last().map(|l| l.name.clone());
+                }
+            }
+            TenantLines::Configured => {
+                for tenant in self.tenant_limits.keys() {
+                    tenant_line(tenant, self.tenants.get(tenant).copied().unwrap_or(0));
+                }
+            }
         }
-        QuotaReport { lines }
+        QuotaReport { lines, next }
     }
 
     /// Ends what an admission preempted: streams with reason `preempted`;
@@ -1012,7 +1054,8 @@ impl Core {
         self.count_end(&entry.pool, &reason);
         self.retry_waiting();
         tracing::debug!(stream = %ended.stream, %worker, %reason, "stream ended");
-        let bytes = (entry.carried.0 + ended.bytes_in, entry.carried.1 + ended.bytes_out);
+        // (Counts from a streamlet are whatever it says: saturate.)
+        let bytes = (entry.carried.0.saturating_add(ended.bytes_in), entry.carried.1.saturating_add(ended.bytes_out));
         let pool = entry.pool.clone();
         self.publish_end(ended.stream, &entry, &reason, bytes);
         notify_end(ended.stream, entry, reason, Some(bytes));
@@ -1039,14 +1082,16 @@ impl Core {
         let now = Instant::now();
         for c in counters {
             if let Some(entry) = self.streams.get_mut(&c.stream).filter(|e| e.worker == worker) {
-                entry.bytes_in = entry.carried.0 + c.bytes_in;
-                entry.bytes_out = entry.carried.1 + c.bytes_out;
-                entry.stalled_us = entry.carried_stalled_us + c.stalled_us;
+                // Whatever the streamlet says, no counter wraps.
+                entry.bytes_in = entry.carried.0.saturating_add(c.bytes_in);
+                entry.bytes_out = entry.carried.1.saturating_add(c.bytes_out);
+                entry.stalled_us = entry.carried_stalled_us.saturating_add(c.stalled_us);
                 let dropped = c.corrupt_frames.saturating_sub(entry.corrupt_frames);
                 entry.corrupt_frames = c.corrupt_frames;
                 if dropped > 0 {
                     if let Some(pool) = self.pools.get_mut(&entry.pool) {
-                        *pool.errors.entry("corrupt_frames_dropped".into()).or_default() += dropped;
+                        let count = pool.errors.entry("corrupt_frames_dropped".into()).or_default();
+                        *count = count.saturating_add(dropped);
                     }
                 }
                 let (at, base) = entry.usage_base;
@@ -1102,7 +1147,7 @@ impl Core {
         for w in std::mem::take(&mut self.waiting) {
             w.answer(ReplyBody::Error(ErrorBody::new(ErrorCode::ShuttingDown, "streamletd is shutting down")));
         }
-        for (id, entry) in self.streams.drain() {
+        for (id, entry) in std::mem::take(&mut self.streams) {
             shutdown(&entry.fd);
             notify_end(id, entry, EndReason::Shutdown, None);
         }
@@ -1188,7 +1233,9 @@ impl Core {
             m.workers.get_or_create(&StateLabels { pool: w.pool.clone(), state: state.into() }).inc();
         }
         m.bandwidth.clear();
-        for line in self.quota_report().lines {
+        // Tenant names come from clients: only the tenants the configuration
+        // names get series of their own.
+        for line in self.quota_report(TenantLines::Configured).lines {
             let set = |kind: &str, value: u64| {
                 let labels = BandwidthLabels { level: line.level.clone(), name: line.name.clone(), kind: kind.into() };
                 m.bandwidth.get_or_create(&labels).set(i64::try_from(value).unwrap_or(i64::MAX));
@@ -1270,7 +1317,8 @@ impl Core {
             _ => return,
         };
         if let Some(p) = self.pools.get_mut(pool) {
-            *p.errors.entry(kind.to_owned()).or_default() += 1;
+            let count = p.errors.entry(kind.to_owned()).or_default();
+            *count = count.saturating_add(1);
         }
     }
 
@@ -1345,12 +1393,21 @@ impl Core {
         Ok(infos)
     }
 
-    pub fn stream_infos(&self, pool: Option<&str>) -> Result<Vec<StreamInfo>, ErrorBody> {
+    /// Up to `limit` streams with ids above `after`, by id, and the id to
+    /// ask after for the next page when more remain.
+    pub fn stream_infos(
+        &self,
+        pool: Option<&str>,
+        after: Option<StreamId>,
+        limit: usize,
+    ) -> Result<(Vec<StreamInfo>, Option<StreamId>), ErrorBody> {
+        use std::ops::Bound;
         self.check_pool(pool)?;
-        let mut infos: Vec<StreamInfo> = self
-            .streams
-            .iter()
-            .filter(|(_, s)| pool.is_none_or(|p| s.pool == p))
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut listed = self.streams.range((from, Bound::Unbounded)).filter(|(_, s)| pool.is_none_or(|p| s.pool == p));
+        let infos: Vec<StreamInfo> = listed
+            .by_ref()
+            .take(limit)
             .map(|(id, s)| StreamInfo {
                 id: *id,
                 pool: s.pool.clone(),
@@ -1365,8 +1422,8 @@ impl Core {
                 stalled_ms: s.stalled_us / 1000,
             })
             .collect();
-        infos.sort_by_key(|s| s.id);
-        Ok(infos)
+        let next = listed.next().and(infos.last().map(|s| s.id));
+        Ok((infos, next))
     }
 
     fn check_pool(&self, pool: Option<&str>) -> Result<(), ErrorBody> {
@@ -1441,6 +1498,10 @@ fn limit(rate: u64) -> Option<u64> {
 /// The largest minimum a stream or lease may ask (about 1 TB/s): sums of
 /// minimums stay far from overflowing.
 pub const MAX_MIN_RATE: u64 = 1 << 40;
+
+/// Leases held at once, at most: each costs memory and a place in the
+/// allocator, and a gateway could otherwise ask for them without end.
+pub const MAX_LEASES: usize = 65_536;
 
 /// The longest a lease may live without a refresh (an hour): a crashed
 /// gateway's leases always run out.

@@ -1,7 +1,7 @@
 //! `lease`, `refresh`, `release`: bandwidth and a tenant slot for a gateway
 //! that streams the data itself; and `quota`, the report.
 
-use streamlet_proto::{ErrorBody, LeaseRef, LeaseRequest, QuotaRequest, ReplyBody};
+use streamlet_proto::{ErrorBody, LeaseRef, LeaseRequest, QuotaRequest, ReplyBody, MAX_QUOTA_TENANTS_PAGE};
 
 use crate::daemon::Daemon;
 
@@ -18,6 +18,8 @@ pub fn release(daemon: &Daemon, request: LeaseRef) -> Result<ReplyBody, ErrorBod
     Ok(ReplyBody::Released(request))
 }
 
-pub fn quota(daemon: &Daemon, _request: QuotaRequest) -> Result<ReplyBody, ErrorBody> {
-    Ok(ReplyBody::Quota(daemon.core().quota_report()))
+pub fn quota(daemon: &Daemon, request: QuotaRequest) -> Result<ReplyBody, ErrorBody> {
+    let limit = request.limit.unwrap_or(MAX_QUOTA_TENANTS_PAGE).clamp(1, MAX_QUOTA_TENANTS_PAGE) as usize;
+    let tenants = crate::core::TenantLines::Page { after: request.after.as_deref(), limit };
+    Ok(ReplyBody::Quota(daemon.core().quota_report(tenants)))
 }

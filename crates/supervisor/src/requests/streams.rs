@@ -1,10 +1,11 @@
-//! `streams`: the open streams.
+//! `streams`: the open streams, a page at a time.
 
-use streamlet_proto::{ErrorBody, ReplyBody, StreamList, StreamsRequest};
+use streamlet_proto::{ErrorBody, ReplyBody, StreamList, StreamsRequest, MAX_STREAMS_PAGE};
 
 use crate::daemon::Daemon;
 
 pub fn streams(daemon: &Daemon, request: StreamsRequest) -> Result<ReplyBody, ErrorBody> {
-    let streams = daemon.core().stream_infos(request.pool.as_deref())?;
-    Ok(ReplyBody::Streams(StreamList { streams }))
+    let limit = request.limit.unwrap_or(MAX_STREAMS_PAGE).clamp(1, MAX_STREAMS_PAGE) as usize;
+    let (streams, next) = daemon.core().stream_infos(request.pool.as_deref(), request.after, limit)?;
+    Ok(ReplyBody::Streams(StreamList { streams, next }))
 }
