@@ -103,3 +103,102 @@ async fn lingering_descriptors_never_stall_the_daemon() {
     assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
     drop(held);
 }
+
+/// A Unix socket listening with a backlog of 0 that never accepts: one
+/// connection fills its backlog.
+fn unix_listener_backlog_0(path: &std::path::Path) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: socket, bind and listen on a descriptor we own, with a filled
+    // sockaddr_un of its size.
+    unsafe {
+        let fd = std::os::fd::OwnedFd::from_raw_fd(libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0));
+        let mut sun: libc::sockaddr_un = std::mem::zeroed();
+        sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (dst, src) in sun.sun_path.iter_mut().zip(path.as_os_str().as_encoded_bytes()) {
+            *dst = *src as libc::c_char;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        assert_eq!(libc::bind(fd.as_raw_fd(), (&sun as *const libc::sockaddr_un).cast(), len), 0);
+        assert_eq!(libc::listen(fd.as_raw_fd(), 0), 0);
+        fd
+    }
+}
+
+/// A relay upstream whose backlog is full and who never accepts: the open
+/// stalls no one, holds nothing while it waits, is refused as
+/// `upstream_unavailable` after about a second, and goes through once the
+/// upstream takes connections again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_upstream_that_never_accepts_stalls_no_one() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("upstream.sock");
+    let listener = unix_listener_backlog_0(&path);
+    let mut filler = Vec::new();
+    // Fill the backlog (non-blocking: a blocking connect would wait).
+    for _ in 0..4 {
+        // SAFETY: socket(2), then connect with a filled sockaddr_un.
+        unsafe {
+            use std::os::fd::FromRawFd;
+            let fd = std::os::fd::OwnedFd::from_raw_fd(libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            ));
+            let mut sun: libc::sockaddr_un = std::mem::zeroed();
+            sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            for (dst, src) in sun.sun_path.iter_mut().zip(path.as_os_str().as_encoded_bytes()) {
+                *dst = *src as libc::c_char;
+            }
+            let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+            libc::connect(fd.as_raw_fd(), (&sun as *const libc::sockaddr_un).cast(), len);
+            filler.push(fd);
+        }
+    }
+    let config = format!(
+        "[daemon]\nshutdown_timeout = \"2s\"\n\n[pools.relay]\nhandler = {{ kind = \"relay\", upstream = \"unix:{}\" }}\n\
+         workers = {{ min = 1, max = 1 }}\nstreams_per_worker = 4\nspare = false\n",
+        path.display()
+    );
+    let daemon = Daemon::start(&config);
+    let probe = Probe::start(&daemon.socket);
+    let mut client = daemon.client().await;
+    let (_mine, theirs) = UnixStream::pair().unwrap();
+    let started = std::time::Instant::now();
+    let refused = client.open(streamlet_proto::OpenRequest::new("relay"), theirs.as_fd()).await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(refused.to_string().contains("upstream_unavailable"), "{refused}");
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "refused after {waited:?}");
+    let status = client.status().await.unwrap();
+    assert_eq!(status.pools[0].streams, 0, "nothing held for it");
+    let slowest = probe.finish();
+    assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
+
+    // The upstream accepts again, after the open began to wait: it goes through.
+    let opening = {
+        let socket = daemon.socket.clone();
+        tokio::spawn(async move {
+            let mut client = streamlet_client::Client::connect(&socket).await.unwrap();
+            let (mine, theirs) = UnixStream::pair().unwrap();
+            let result = client.open(streamlet_proto::OpenRequest::new("relay"), theirs.as_fd()).await;
+            (result, mine)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let accepting = std::thread::spawn(move || {
+        let listener = std::os::unix::net::UnixListener::from(listener);
+        listener.set_nonblocking(false).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            match listener.accept() {
+                Ok((conn, _)) => held.push(conn),
+                Err(_) => break,
+            }
+        }
+        held
+    });
+    let (result, _mine) = tokio::time::timeout(Duration::from_secs(5), opening).await.unwrap().unwrap();
+    result.expect("opened once the upstream took the connection");
+    drop(filler);
+    drop(accepting);
+}

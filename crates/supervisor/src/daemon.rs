@@ -89,7 +89,7 @@ async fn quota_tick(daemon: Arc<Daemon>) {
                 }
                 drop(notifier);
                 core.expire_leases();
-                core.expire_waiting();
+                core.tick_waiting();
                 core.pace(stats_interval);
                 core.tick_monitor();
                 let save = core.tick_autoscale(crate::core::wall_ms());

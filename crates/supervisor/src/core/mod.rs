@@ -113,8 +113,20 @@ struct Waiter {
     deadline: Instant,
     /// Why it could not be placed the last time it was tried.
     last: ErrorBody,
+    /// It waits for its upstream to take a connection (retried every
+    /// tick), rather than for room (retried when room may have come).
+    upstream: bool,
     /// Tells the connection the reply is in its queue.
     done: oneshot::Sender<()>,
+}
+
+/// An open that could not go now but may wait: its connection, and what it
+/// waits for.
+#[derive(Debug)]
+struct Retry {
+    fd: ForeignFd,
+    /// Its relay upstream's backlog was full (else: no room).
+    upstream: bool,
 }
 
 impl Waiter {
@@ -476,12 +488,12 @@ impl Core {
     /// [`retry_waiting`](Self::retry_waiting) can place it or its time is up;
     /// the reply then goes straight into the connection's queue.
     pub fn open(&mut self, request: OpenRequest, fd: ForeignFd, owner: Option<EventSink>, reply_id: u64) -> OpenOutcome {
-        let wait = request.wait_ms.filter(|w| *w > 0);
-        let keep = wait.map(|_| request.clone());
-        let mut retry_fd = None;
+        let wait = request.wait_ms.filter(|w| *w > 0).map(Duration::from_millis);
+        let keep = request.clone();
+        let mut retry = None;
         let pool = request.pool.clone();
         let began = Instant::now();
-        let result = self.open_now(request, fd, owner.clone(), &mut retry_fd);
+        let result = self.open_now(request, fd, owner.clone(), &mut retry);
         if self.pools.contains_key(&pool) {
             let outcome = match &result {
                 Ok(_) => "opened",
@@ -489,22 +501,37 @@ impl Core {
             };
             self.metrics.opened(&pool, outcome, began.elapsed());
         }
-        if result.is_ok() || retry_fd.is_some() {
+        if result.is_ok() || retry.as_ref().is_some_and(|r| !r.upstream) {
             self.record_arrival(&pool);
         }
         if self.after_open(&pool, &result) {
             self.autoscale(&pool);
         }
+        // An open waits if it asked to, or for a busy upstream (for as long
+        // as it asked, or UPSTREAM_WAIT if longer).
+        let wait = match &retry {
+            Some(Retry { upstream: true, .. }) => Some(wait.map_or(UPSTREAM_WAIT, |w| w.max(UPSTREAM_WAIT))),
+            Some(_) => wait,
+            None => None,
+        };
         match result {
             Ok(opened) => OpenOutcome::Done(Ok(opened)),
-            Err(error) => match (keep, retry_fd, owner, wait) {
-                (Some(request), Some(fd), Some(owner), Some(wait)) => {
+            Err(error) => match (retry, owner, wait) {
+                (Some(Retry { fd, upstream }), Some(owner), Some(wait)) => {
                     let (done, waiting) = oneshot::channel();
                     // (wait_ms is bounded by the request's checks; saturate all the same.)
-                    let deadline = Instant::now()
-                        .checked_add(Duration::from_millis(wait))
-                        .unwrap_or_else(|| Instant::now() + Duration::from_secs(600));
-                    self.waiting.push_back(Waiter { request, fd, owner, id: reply_id, deadline, last: error, done });
+                    let deadline =
+                        Instant::now().checked_add(wait).unwrap_or_else(|| Instant::now() + Duration::from_secs(600));
+                    self.waiting.push_back(Waiter {
+                        request: keep,
+                        fd,
+                        owner,
+                        id: reply_id,
+                        deadline,
+                        last: error,
+                        upstream,
+                        done,
+                    });
                     OpenOutcome::Waiting(waiting)
                 }
                 _ => OpenOutcome::Done(Err(error)),
@@ -520,16 +547,25 @@ impl Core {
         }
         let queue = std::mem::take(&mut self.waiting);
         let mut ask: Vec<String> = Vec::new();
-        for Waiter { request, fd, owner, id, deadline, last: _, done } in queue {
-            let mut retry_fd = None;
-            let result = self.open_now(request.clone(), fd, Some(owner.clone()), &mut retry_fd);
+        for Waiter { request, fd, owner, id, deadline, last: _, upstream: _, done } in queue {
+            let mut retry = None;
+            let result = self.open_now(request.clone(), fd, Some(owner.clone()), &mut retry);
             if self.after_open(&request.pool, &result) && !ask.contains(&request.pool) {
                 ask.push(request.pool.clone());
             }
             match result {
                 Ok(opened) => answer(&owner, id, done, ReplyBody::Opened(opened)),
-                Err(error) => match retry_fd {
-                    Some(fd) => self.waiting.push_back(Waiter { request, fd, owner, id, deadline, last: error, done }),
+                Err(error) => match retry {
+                    Some(Retry { fd, upstream }) => self.waiting.push_back(Waiter {
+                        request,
+                        fd,
+                        owner,
+                        id,
+                        deadline,
+                        last: error,
+                        upstream,
+                        done,
+                    }),
                     None => answer(&owner, id, done, ReplyBody::Error(error)),
                 },
             }
@@ -537,6 +573,16 @@ impl Core {
         for pool in ask {
             self.autoscale(&pool);
         }
+    }
+
+    /// Tries again the waiting opens whose upstream was busy (nothing tells
+    /// the daemon when an upstream accepts: the tick asks), then answers
+    /// those whose time is up.
+    pub fn tick_waiting(&mut self) {
+        if self.waiting.iter().any(|w| w.upstream) {
+            self.retry_waiting();
+        }
+        self.expire_waiting();
     }
 
     /// Answers the waiting opens whose time is up with the error that made
@@ -560,7 +606,7 @@ impl Core {
         request: OpenRequest,
         fd: ForeignFd,
         owner: Option<EventSink>,
-        retry_fd: &mut Option<ForeignFd>,
+        retry: &mut Option<Retry>,
     ) -> Result<Opened, ErrorBody> {
         if self.shutting_down {
             return Err(ErrorBody::new(
@@ -598,20 +644,9 @@ impl Core {
             ));
         }
         let priority = request.priority.unwrap_or(0);
-        let upstream = match relay_upstream(&pool.config, &request.labels) {
-            Ok(None) => None,
-            Ok(Some(upstream)) => match upstream.connect() {
-                Ok(fd) => Some(fd),
-                Err(e) => {
-                    *retry_fd = None;
-                    return Err(ErrorBody::new(
-                        ErrorCode::UpstreamUnavailable,
-                        format!("cannot connect to the upstream {upstream}: {e}"),
-                    ));
-                }
-            },
-            Err(error) => return Err(error),
-        };
+        // Checked now, connected once a slot and the bandwidth are held.
+        let target = relay_upstream(&pool.config, &request.labels)?.cloned();
+        let mut upstream: Option<std::os::fd::OwnedFd> = None;
         let ingress = (pool.config.ingress_limit && rate.max < UNLIMITED).then_some(rate.max);
         let wanted = streamlet_balance::Request { region: request.region };
         let labels = request.labels;
@@ -637,7 +672,7 @@ impl Core {
                 if admitted {
                     break Err(error);
                 }
-                *retry_fd = Some(fd);
+                *retry = Some(Retry { fd, upstream: false });
                 return Err(error);
             };
             // Admission once a slot is held, so a refusal preempts nothing.
@@ -647,7 +682,7 @@ impl Core {
                     Err(refusal) => {
                         pool.placement.release(key);
                         if matches!(refusal, Refusal::Insufficient { .. }) {
-                            *retry_fd = Some(fd);
+                            *retry = Some(Retry { fd, upstream: false });
                         }
                         return Err(refusal_error(&refusal));
                     }
@@ -671,6 +706,38 @@ impl Core {
                     break Err(ErrorBody::new(ErrorCode::BadRequest, format!("stream too large to hand over: {e}")));
                 }
             };
+            // The upstream, once a slot and the bandwidth are held: never a
+            // connect (nor its cost to the upstream) for an open refused.
+            if let (Some(target), None) = (&target, &upstream) {
+                let connected = match target.try_connect() {
+                    Ok(Some(fd)) => Ok(fd),
+                    Ok(None) => Err(None),
+                    Err(e) => Err(Some(e)),
+                };
+                match connected {
+                    Ok(fd) => upstream = Some(fd),
+                    Err(cause) => {
+                        // Nothing is held while it waits, or once refused.
+                        pool.placement.release(key);
+                        if admission.is_some() {
+                            self.quota.release(StreamKey(stream.0));
+                        }
+                        let message = match &cause {
+                            None => format!("the upstream {target} takes no connection now (its backlog is full)"),
+                            Some(e) => format!("cannot connect to the upstream {target}: {e}"),
+                        };
+                        // (As below: what the admission preempted has ended.)
+                        if let Some(admission) = &admission {
+                            self.preempted(&admission.changes);
+                            self.apply_rates(&admission.changes.rates);
+                        }
+                        if cause.is_none() {
+                            *retry = Some(Retry { fd, upstream: true });
+                        }
+                        return Err(ErrorBody::new(ErrorCode::UpstreamUnavailable, message));
+                    }
+                }
+            }
             let id = WorkerId(key);
             let entry = self.workers.get_mut(&id).expect("placement holds only known streamlets");
             let sent = match &upstream {
@@ -1482,6 +1549,10 @@ fn relay_upstream<'a>(
         format!("upstream {asked:?} is not allowed for pool {:?}; allowed: {}", config.name, allowed.join(", ")),
     ))
 }
+
+/// How long an open waits, at least, for a Unix upstream whose backlog is
+/// full to take a connection, before it is refused as `upstream_unavailable`.
+pub const UPSTREAM_WAIT: Duration = Duration::from_secs(1);
 
 /// An allocation at or above this is no limit: the stream is not paced.
 /// (A stream's max is capped here too: many unlimited maxima must not add
