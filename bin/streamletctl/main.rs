@@ -181,7 +181,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
-            out::note(&format!("streamletctl: starting the runtime: {err}"));
+            out::error(&format!("streamletctl: starting the runtime: {err}"));
             return ExitCode::FAILURE;
         }
     };
@@ -191,7 +191,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            out::note(&format!("streamletctl: {}", error_chain(err.as_ref())));
+            out::error(&format!("streamletctl: {}", error_chain(err.as_ref())));
             ExitCode::FAILURE
         }
     }

@@ -7,6 +7,9 @@
 //!
 //! * [`line`], [`note`]: one line made here from the daemon's fields; the
 //!   whole line is escaped (a `\n` inside it too), and so each field is;
+//! * [`error`]: an error's text on stderr, every control character escaped
+//!   but backslashes left, since the daemon quotes a request's text with
+//!   Rust's escapes already (`pool "a\u{1b}"`);
 //! * [`listing`]: text from `streamlet_client::table`, which escapes each
 //!   field where it lays it out; its own `\n` stay, and any other control
 //!   character is escaped all the same;
@@ -21,7 +24,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use serde_json::Value;
-use streamlet_client::proto::escape::{escape, escape_json, escape_layout};
+use streamlet_client::proto::escape::{escape, escape_json, escape_layout, escape_line};
 
 /// One line on stdout, escaped whole.
 pub fn line(text: &str) -> anyhow::Result<()> {
@@ -52,6 +55,11 @@ pub fn json_line(value: &Value) -> anyhow::Result<()> {
 /// is nowhere left to say so).
 pub fn note(text: &str) {
     let _ = std::io::stderr().lock().write_all(format!("{}\n", escape(text)).as_bytes());
+}
+
+/// An error's text on one line of stderr.
+pub fn error(text: &str) {
+    let _ = std::io::stderr().lock().write_all(format!("{}\n", escape_line(text)).as_bytes());
 }
 
 /// JSON on one line of stderr.
