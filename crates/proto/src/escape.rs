@@ -26,6 +26,9 @@
 //! * [`escape_layout`]: text this program laid out in lines and columns from
 //!   fields escaped already: its `\n` and `\t` stay, every other control
 //!   character is escaped (a safety net), backslashes stay as they are;
+//! * [`escape_line`]: one line this program made (a log record, a journal
+//!   field): every control character is escaped, backslashes stay as they
+//!   are (the escapes of a field escaped already stay single);
 //! * [`escape_json`]: JSON text. JSON encoders escape C0 but may leave DEL
 //!   and C1 raw; here they become `\u007f`, `\u009b`, which decode to the
 //!   same string;
@@ -74,6 +77,13 @@ pub fn escape_bytes(bytes: &[u8]) -> Cow<'_, str> {
 /// and `\t`, escapes every other control character, leaves backslashes.
 pub fn escape_layout(text: &str) -> Cow<'_, str> {
     escape_str(text, LAYOUT)
+}
+
+/// One line made by this program, whose fields may be escaped already (a log
+/// record, a journal field): every control character escaped, `\n` too;
+/// backslashes stay as they are.
+pub fn escape_line(text: &str) -> Cow<'_, str> {
+    escape_str(text, RECORD)
 }
 
 /// JSON text: every control character but `\n` as `\u00XX`. Outside strings
@@ -241,6 +251,7 @@ mod tests {
     fn layout_keeps_its_lines_and_columns_and_escapes_the_rest() {
         assert_eq!(escape_layout("a\tb\nc\r\x1b\u{9b}\x7f\n"), "a\tb\nc\\r\\x1b\\u{9b}\\x7f\n");
         assert_eq!(escape_layout(r"already \x1b escaped"), r"already \x1b escaped");
+        assert_eq!(escape_line("a\tb\nc\r\x1b\u{9b} \\x07"), r"a\tb\nc\r\x1b\u{9b} \x07");
     }
 
     #[test]
