@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use streamlet_client::error_chain;
 use streamlet_client::gateway::Gateway;
-use streamlet_client::proto::escape::{LogFormat, LogWriter};
+use streamlet_client::proto::escape::{escape_line, LogFormat, LogWriter};
 use streamlet_client::proto::socket_path::resolve_socket_path;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("streamlet-gateway: {}", error_chain(err.as_ref()));
+            eprintln!("streamlet-gateway: {}", escape_line(&error_chain(err.as_ref())));
             ExitCode::FAILURE
         }
     }

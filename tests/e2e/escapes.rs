@@ -1,21 +1,22 @@
-//! Terminal escapes never reach the operator. A gateway opens streams with a
-//! hostile tenant, a hostile streamlet (a small Python program speaking the
+//! Terminal escapes never reach the operator. A gateway (the test, and
+//! `streamlet-gateway`) opens streams with a hostile tenant, a hostile streamlet (a small Python program speaking the
 //! channel by hand) writes hostile bytes to its stderr and ends streams with a
 //! hostile reason, and the pool's labels are hostile too; then no output of
 //! `streamletctl` (tables and `--json`) and no line of the daemon's log holds a
 //! raw control character but its own `\n`, and each hostile text shows,
 //! escaped, where it belongs.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use streamlet_proto::{EndReason, Event, OpenRequest};
 
-use crate::support::{Daemon, STREAMLETCTL, STREAMLETD};
+use crate::support::{Daemon, GATEWAY, STREAMLETCTL, STREAMLETD};
 
 /// ESC [ 2 J clears the screen, BEL rings, CR returns to the line's start,
 /// U+009B is CSI on its own, and a LF would start a line that is not one.
@@ -186,6 +187,7 @@ async fn nothing_hostile_reaches_the_operator(format: &str) {
         }
     }
     let worker = opened.worker.0.to_string();
+    the_gateways_log_is_clean(&daemon);
 
     // `open` says why its stream ended, on stderr.
     let (stdout, stderr) = run_clean(&daemon, &["open", "--pool", "bad", "--tenant", TENANT], b"x");
@@ -255,6 +257,48 @@ async fn nothing_hostile_reaches_the_operator(format: &str) {
     }
     assert!(log.contains("streamlet: hostile"), "the streamlet's stderr is logged:\n{log}");
     assert!(reasons >= 2, "the ends are logged with their reasons:\n{log}");
+}
+
+/// `streamlet-gateway`, for `TENANT`: a client sends a byte, the streamlet
+/// ends the stream with `REASON`, and the gateway's log says so, escaped.
+fn the_gateways_log_is_clean(daemon: &Daemon) {
+    let mut gateway = Command::new(GATEWAY)
+        .args(["--listen", "127.0.0.1:0", "--pool", "bad", "--tenant", TENANT, "--socket"])
+        .arg(&daemon.socket)
+        .env("STREAMLET_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(gateway.stdout.take().unwrap()).read_line(&mut banner).unwrap();
+    let addr = banner.split_whitespace().find_map(|w| w.trim_end_matches(',').parse::<std::net::SocketAddr>().ok());
+    let addr = addr.unwrap_or_else(|| panic!("no address in {banner:?}"));
+    let stderr = gateway.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut log = Vec::new();
+        for line in BufReader::new(stderr).split(b'\n') {
+            let line = line.unwrap();
+            let _ = lines.send(line.clone());
+            log.extend_from_slice(&line);
+            log.push(b'\n');
+        }
+        log
+    });
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(b"x").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .expect("the gateway logged the stream's end within 10 s")
+        .windows(12)
+        .any(|w| w == b"stream ended")
+    {}
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    let log = clean("the gateway's log", &reader.join().unwrap());
+    assert!(log.contains(&format!("reason=handler_error ({REASON_SHOWN})")), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
