@@ -5,7 +5,7 @@
 //! `println!` and `eprintln!` are denied in this binary (clippy's
 //! `print_stdout` and `print_stderr`), so nothing goes around it.
 //!
-//! * [`line`], [`note`]: one line made here from the daemon's fields; the
+//! * [`line()`], [`note`]: one line made here from the daemon's fields; the
 //!   whole line is escaped (a `\n` inside it too), and so each field is;
 //! * [`error`]: an error's text on stderr, every control character escaped
 //!   but backslashes left, since the daemon quotes a request's text with
