@@ -124,8 +124,10 @@ fn hostile_daemon(format: &str) -> (Daemon, PathBuf) {
     (Daemon::spawn(cmd, dir, socket), log)
 }
 
+/// `streamletctl ARGS` with `stdin`, killed if it runs past 30 s (exit 137).
 fn streamletctl(daemon: &Daemon, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(STREAMLETCTL)
+    let mut child = Command::new("timeout")
+        .args(["--signal=KILL", "30", STREAMLETCTL])
         .arg("--socket")
         .arg(&daemon.socket)
         .args(args)
@@ -147,12 +149,13 @@ fn clean(what: &str, bytes: &[u8]) -> String {
     text.to_owned()
 }
 
-/// The command's stdout and stderr, both clean, and its stdout.
+/// The stdout and stderr of a command that succeeds, both clean.
 fn run_clean(daemon: &Daemon, args: &[&str], stdin: &[u8]) -> (String, String) {
     let out = streamletctl(daemon, args, stdin);
     let what = format!("streamletctl {}", args.join(" ").escape_debug());
     let stdout = clean(&format!("{what} (stdout)"), &out.stdout);
     let stderr = clean(&format!("{what} (stderr)"), &out.stderr);
+    assert!(out.status.success(), "{what}: {}\n{stderr}", out.status);
     (stdout, stderr)
 }
 
