@@ -1,7 +1,7 @@
 //! `streamlet-gateway`: accepts TCP connections and hands each one to a
 //! streamlet of one pool through `streamletd`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use streamlet_client::error_chain;
 use streamlet_client::gateway::Gateway;
+use streamlet_client::proto::escape::{escape_line, LogFormat, LogWriter};
 use streamlet_client::proto::socket_path::resolve_socket_path;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -33,10 +34,13 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let filter = EnvFilter::try_from_env("STREAMLET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Records quote what the daemon and clients wrote: each is escaped whole
+    // (SECURITY.md, "Output to terminals and logs"), colour codes included,
+    // so there are none.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(|| LogWriter::new(std::io::stderr(), LogFormat::Text))
+        .with_ansi(false)
         .init();
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -46,7 +50,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("streamlet-gateway: {}", error_chain(err.as_ref()));
+            eprintln!("streamlet-gateway: {}", escape_line(&error_chain(err.as_ref())));
             ExitCode::FAILURE
         }
     }

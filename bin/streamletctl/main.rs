@@ -1,7 +1,11 @@
 //! `streamletctl`: asks `streamletd` about its pools, streamlets and streams,
 //! closes a stream, or opens one and connects it to stdin and stdout.
 
+// Everything printed goes through `out`, which escapes what others wrote.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod cmd;
+mod out;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -155,15 +159,6 @@ enum Command {
     Man,
 }
 
-/// Writes to stdout; a reader that stopped early (`| head`) is no error.
-fn print_all(bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    match std::io::stdout().lock().write_all(bytes) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.map_err(Into::into),
-    }
-}
-
 fn parse_ttl(text: &str) -> Result<u64, String> {
     let bad = || format!("{text:?} is not a duration: write a whole number with ms, s or m, like \"30s\"");
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
@@ -186,7 +181,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("streamletctl: starting the runtime: {err}");
+            out::error(&format!("streamletctl: starting the runtime: {err}"));
             return ExitCode::FAILURE;
         }
     };
@@ -196,7 +191,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("streamletctl: {}", error_chain(err.as_ref()));
+            out::error(&format!("streamletctl: {}", error_chain(err.as_ref())));
             ExitCode::FAILURE
         }
     }
@@ -210,13 +205,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut command, "streamletctl", &mut script);
-            return print_all(&script);
+            return out::generated(&script);
         }
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
             let mut page = Vec::new();
             clap_mangen::Man::new(command).render(&mut page)?;
-            return print_all(&page);
+            return out::generated(&page);
         }
         _ => {}
     }

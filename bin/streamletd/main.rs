@@ -1,6 +1,8 @@
 //! `streamletd`: the streamlet supervisor daemon.
 
 mod demo;
+mod journald;
+mod logging;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,15 +29,9 @@ struct Cli {
     /// object a line. Under systemd (stderr is the journal, $JOURNAL_STREAM)
     /// the log goes to journald with its fields instead.
     #[arg(long, value_enum, env = "STREAMLET_LOG_FORMAT", default_value = "human", global = true)]
-    log_format: LogFormat,
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum LogFormat {
-    Human,
-    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -52,7 +48,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo narrates on stdout; its in-process gateway logs only trouble.
-    init_logging(if matches!(cli.command, Some(Command::Demo)) { "warn" } else { "info" }, cli.log_format);
+    logging::init(if matches!(cli.command, Some(Command::Demo)) { "warn" } else { "info" }, cli.log_format);
     match cli.command {
         Some(Command::CheckConfig { file }) => match Config::load(&file) {
             Ok(config) => {
@@ -159,62 +155,4 @@ fn raise_nofile_limit() {
 
 fn pool_names(config: &Config) -> String {
     config.pools.keys().cloned().collect::<Vec<_>>().join(", ")
-}
-
-/// Logs go to stderr; `STREAMLET_LOG` sets the filter (default `default`).
-/// The log: to journald with structured fields when stderr is the journal
-/// (`$JOURNAL_STREAM` names stderr's device and inode, as systemd sets it),
-/// else to stderr as human-readable lines or JSON objects.
-fn init_logging(default: &str, format: LogFormat) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_env("STREAMLET_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
-    };
-    if stderr_is_journal() {
-        match tracing_journald::layer() {
-            Ok(journald) => {
-                let journald = journald.with_syslog_identifier("streamletd".into());
-                let _ = tracing_subscriber::registry().with(filter()).with(journald).try_init();
-                return;
-            }
-            Err(e) => eprintln!("streamletd: cannot log to journald ({e}); logging to stderr"),
-        }
-    }
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder.with_ansi(ansi).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-    };
-}
-
-/// Whether stderr is the journal's stream: `$JOURNAL_STREAM` is
-/// `DEVICE:INODE` of the stream systemd connected, and stderr still is it
-/// (not redirected since).
-fn stderr_is_journal() -> bool {
-    use std::os::fd::AsRawFd;
-    let Ok(expected) = std::env::var("JOURNAL_STREAM") else { return false };
-    let Ok(stat) = nix::sys::stat::fstat(std::io::stderr().as_raw_fd()) else { return false };
-    journal_stream_matches(&expected, stat.st_dev, stat.st_ino)
-}
-
-fn journal_stream_matches(expected: &str, dev: u64, ino: u64) -> bool {
-    let mut parts = expected.splitn(2, ':');
-    let (Some(d), Some(i)) = (parts.next(), parts.next()) else { return false };
-    d.parse() == Ok(dev) && i.parse() == Ok(ino)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::journal_stream_matches;
-
-    #[test]
-    fn journal_stream_names_the_device_and_inode_of_stderr() {
-        assert!(journal_stream_matches("8:123456", 8, 123456));
-        assert!(!journal_stream_matches("8:123456", 8, 123457), "stderr was redirected since");
-        assert!(!journal_stream_matches("8", 8, 123456));
-        assert!(!journal_stream_matches("x:y", 8, 123456));
-    }
 }

@@ -6,6 +6,7 @@ mod autoscale;
 mod bad_input;
 mod chaos;
 mod cli;
+mod escapes;
 mod events;
 mod handlers;
 mod hostile;

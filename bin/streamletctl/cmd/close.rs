@@ -6,5 +6,5 @@ use streamlet_client::Client;
 
 pub async fn run(client: &mut Client, stream: StreamId, json: bool) -> anyhow::Result<()> {
     let closed = client.close(stream).await?;
-    super::print(json, || format!("closed stream {}", closed.stream), || json!({ "stream": closed.stream.0 }))
+    super::say(json, || format!("closed stream {}", closed.stream), || json!({ "stream": closed.stream.0 }))
 }

@@ -2,21 +2,20 @@
 //! events, then (with `-f`) each new one as it happens, until Ctrl-C or the
 //! daemon goes away.
 
-use std::io::Write;
-
 use serde_json::json;
 use streamlet_client::proto::Event;
 use streamlet_client::{table, Client};
 
+use crate::out;
+
 pub async fn run(client: &mut Client, recent: u32, follow: bool, json: bool) -> anyhow::Result<()> {
     let log = client.events(Some(recent), follow).await?;
     for logged in &log.events {
-        let line = if json {
-            json!({ "seq": logged.seq, "at_ms": logged.at_ms, "event": logged.event }).to_string()
+        if json {
+            out::json_line(&json!({ "seq": logged.seq, "at_ms": logged.at_ms, "event": logged.event }))?;
         } else {
-            table::event_line(logged.at_ms, &logged.event)
-        };
-        print_line(&line)?;
+            out::listing(&table::event_line(logged.at_ms, &logged.event))?;
+        }
     }
     if !follow {
         return Ok(());
@@ -28,17 +27,13 @@ pub async fn run(client: &mut Client, recent: u32, follow: bool, json: bool) -> 
         };
         let at_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let line =
-            if json { json!({ "at_ms": at_ms, "event": event }).to_string() } else { table::event_line(at_ms, &event) };
-        print_line(&line)?;
+        if json {
+            out::json_line(&json!({ "at_ms": at_ms, "event": event }))?;
+        } else {
+            out::listing(&table::event_line(at_ms, &event))?;
+        }
         if matches!(event, Event::SubscriberDropped(_)) {
             anyhow::bail!("the daemon dropped this subscriber for reading too slowly; run it again");
         }
     }
-}
-
-fn print_line(line: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").and_then(|()| out.flush())?;
-    Ok(())
 }

@@ -13,17 +13,26 @@ pub mod streams;
 pub mod top;
 pub mod workers;
 
-use std::io::Write;
-
-use anyhow::Context;
 use serde_json::Value;
 
-/// Prints `value` as pretty JSON when `json`, else `text`.
+use crate::out;
+
+/// Prints `value` as pretty JSON when `json`, else the listing `text` (made
+/// by `streamlet_client::table`, which escapes its fields).
 pub fn print(json: bool, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) -> anyhow::Result<()> {
-    let mut out = if json { serde_json::to_string_pretty(&value())? } else { text() };
-    if !out.ends_with('\n') {
-        out.push('\n');
+    if json {
+        out::json(&value())
+    } else {
+        out::listing(&text())
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()).context("writing to stdout")
+}
+
+/// Prints `value` as pretty JSON when `json`, else the one line `text`, made
+/// here from the daemon's fields and escaped whole.
+pub fn say(json: bool, text: impl FnOnce() -> String, value: impl FnOnce() -> Value) -> anyhow::Result<()> {
+    if json {
+        out::json(&value())
+    } else {
+        out::line(&text())
+    }
 }

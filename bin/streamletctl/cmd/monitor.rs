@@ -18,12 +18,12 @@ pub async fn drain(client: &mut Client, id: WorkerId, timeout_ms: Option<u64>, j
         None => format!("streamlet {id} is draining: it takes no new streams and exits when empty, or at the daemon's shutdown timeout"),
     }
     };
-    super::print(json, text, || json!({ "worker": id.0, "state": "draining" }))
+    super::say(json, text, || json!({ "worker": id.0, "state": "draining" }))
 }
 
 pub async fn kill(client: &mut Client, id: WorkerId, json: bool) -> anyhow::Result<()> {
     client.kill(id).await?;
-    super::print(
+    super::say(
         json,
         || format!("killed streamlet {id}; its slot is filled again at once"),
         || json!({ "worker": id.0, "killed": true }),
@@ -41,7 +41,7 @@ pub async fn restart(client: &mut Client, pool: String, json: bool) -> anyhow::R
         )
     };
     let workers: Vec<u64> = accepted.workers.iter().map(|w| w.0).collect();
-    super::print(json, text, || json!({ "pool": accepted.pool, "workers": workers }))
+    super::say(json, text, || json!({ "pool": accepted.pool, "workers": workers }))
 }
 
 pub async fn reload(client: &mut Client, json: bool) -> anyhow::Result<()> {
@@ -61,7 +61,7 @@ pub async fn scale(
     json: bool,
 ) -> anyhow::Result<()> {
     let accepted = client.scale(pool, min, max).await?;
-    super::print(
+    super::say(
         json,
         || {
             format!(

@@ -19,6 +19,8 @@ use streamlet_client::proto::{Event, OpenRequest, Opened};
 use streamlet_client::Client;
 use tokio::sync::oneshot;
 
+use crate::out;
+
 /// How long to wait, after the stream's end of file, for the daemon to say why it ended.
 const END_REPORT_WAIT: Duration = Duration::from_secs(1);
 
@@ -60,13 +62,13 @@ pub async fn run(client: &mut Client, request: OpenRequest, json: bool) -> anyho
 
 fn announce(opened: &Opened, json: bool) {
     if json {
-        let line =
-            json!({ "stream": opened.stream.0, "pool": opened.pool, "worker": opened.worker.0, "rate": opened.rate });
-        eprintln!("{line}");
+        out::json_note(
+            &json!({ "stream": opened.stream.0, "pool": opened.pool, "worker": opened.worker.0, "rate": opened.rate }),
+        );
     } else {
         let rate =
             opened.rate.map(|r| format!(", {}", streamlet_client::proto::units::format_rate(r))).unwrap_or_default();
-        eprintln!("stream {} on streamlet {} (pool {}{rate})", opened.stream, opened.worker, opened.pool);
+        out::note(&format!("stream {} on streamlet {} (pool {}{rate})", opened.stream, opened.worker, opened.pool));
     }
 }
 
@@ -91,10 +93,10 @@ async fn report_end(client: &mut Client, opened: &Opened) {
     let deadline = tokio::time::Instant::now() + END_REPORT_WAIT;
     while let Ok(Ok(Event::StreamEnded(ended))) = tokio::time::timeout_at(deadline, client.next_event()).await {
         if ended.stream == opened.stream {
-            eprintln!(
+            out::note(&format!(
                 "stream {} ended: {} ({} bytes in, {} bytes out)",
                 ended.stream, ended.reason, ended.bytes_in, ended.bytes_out
-            );
+            ));
             return;
         }
     }

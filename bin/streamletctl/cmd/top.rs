@@ -1,6 +1,10 @@
 //! `streamletctl top`: a live view of the daemon, refreshed every second:
 //! its pools, its streamlets (CPU%, memory, streams, send rate, restarts)
 //! and its latest events. `q`, Esc or Ctrl-C quits.
+//!
+//! Each cell and the title are escaped ([`escape`]) as the rows are made, and
+//! the event lines come escaped from `event_line`: ratatui would drop a
+//! control character silently, and the operator should see it was there.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -11,6 +15,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph, Row, Table};
 use ratatui::Frame;
+use streamlet_client::proto::escape::escape;
 use streamlet_client::proto::units::format_rate;
 use streamlet_client::proto::{StatusReport, StreamInfo, WorkerInfo};
 use streamlet_client::table::{event_line, human};
@@ -91,7 +96,7 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
         ),
         None => "streamletd: connecting...".to_owned(),
     };
-    frame.render_widget(Paragraph::new(Line::styled(title, bold)), head);
+    frame.render_widget(Paragraph::new(Line::styled(escape(&title).into_owned(), bold)), head);
 
     let rows = view.status.iter().flat_map(|s| &s.pools).map(|p| {
         let forecast = p.forecast.map_or_else(|| "-".to_owned(), |f| f.to_string());
@@ -99,7 +104,7 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
             Some(ms) => format!("degraded {}", human::duration_ms(ms)),
             None => "ok".to_owned(),
         };
-        Row::new(vec![
+        row(vec![
             p.name.clone(),
             p.autoscale.clone(),
             format!("{}/{}", p.ready, p.desired),
@@ -129,7 +134,7 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
         let cpu = view.cpu.get(&w.id.0).map_or_else(|| "-".to_owned(), |c| format!("{c:.1}%"));
         let memory = w.usage.map_or_else(|| "-".to_owned(), |u| human::bytes(u.memory_current));
         let rate = format_rate(view.sending.get(&w.id.0).copied().unwrap_or(0));
-        Row::new(vec![
+        row(vec![
             w.pool.clone(),
             w.id.to_string(),
             w.pid.to_string(),
@@ -163,6 +168,11 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
     let lines: Vec<Line<'_>> =
         view.events.iter().skip(view.events.len().saturating_sub(shown)).map(|l| Line::raw(l.as_str())).collect();
     frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(" events ")), events_area);
+}
+
+/// A row of cells, each escaped.
+fn row(cells: Vec<String>) -> Row<'static> {
+    Row::new(cells.into_iter().map(|cell| escape(&cell).into_owned()))
 }
 
 /// Runs the live view until `q`.
@@ -304,5 +314,27 @@ mod tests {
             assert!(row.contains(cell), "{cell} in {row}");
         }
         assert!(text.contains("worker_ready      streamlet 7"), "{text}");
+    }
+
+    #[test]
+    fn what_others_wrote_shows_escaped_not_dropped() {
+        let mut hostile = status();
+        hostile.socket = "/run/s.sock\x1b]0;owned\x07".into();
+        let mut w = worker(7, 0);
+        w.pool = "echo\r\u{9b}2J".into();
+        let mut view = View::default();
+        view.update(hostile, vec![w], &[], Duration::from_secs(1));
+        view.event(event_line(
+            0,
+            &streamlet_client::proto::Event::PoolRecovered(streamlet_client::proto::PoolRecovered {
+                pool: "p\x1b[2J".into(),
+            }),
+        ));
+        let mut terminal = Terminal::new(TestBackend::new(100, 20)).unwrap();
+        terminal.draw(|f| render(f, &view)).unwrap();
+        let text: String = terminal.backend().buffer().content.iter().map(|c| c.symbol()).collect();
+        for shown in [r"/run/s.sock\x1b]0;owned\x07", r"echo\r\u{9b}2J", r"pool p\x1b[2J: restarts resume"] {
+            assert!(text.contains(shown), "{shown} in {text}");
+        }
     }
 }

@@ -1,6 +1,14 @@
 //! Listings for people (aligned plain-text tables) and for programs (JSON
 //! arrays), shared by `streamletctl` and the daemon's demo.
 //!
+//! The text is safe to print on a terminal: every field is escaped where it
+//! is laid out ([`streamlet_proto::escape::escape`]: each cell of a table,
+//! each value of a detail line, each event line whole), so a tenant, a label
+//! or a reason holds no control character and no line break of its own.
+//! The JSON values hold the fields as they are; print them through
+//! [`streamlet_proto::escape::escape_json`], which JSON's own escaping
+//! (C0 only) leaves necessary for DEL and C1.
+//!
 //! ```
 //! use streamlet_client::proto::{StreamId, StreamInfo, WorkerId};
 //! use streamlet_client::table::streams_table;
@@ -30,6 +38,7 @@ mod grid;
 pub mod human;
 mod json;
 
+use streamlet_proto::escape::escape;
 use streamlet_proto::{StatusReport, StreamInfo, WorkerInfo};
 
 pub use self::events::{event_line, reload_summary};
@@ -173,7 +182,7 @@ pub fn quota_table(report: &streamlet_proto::QuotaReport) -> String {
 pub fn worker_detail(detail: &streamlet_proto::WorkerDetail) -> String {
     let w = &detail.info;
     let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<10} {v}\n"));
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<10} {}\n", escape(&v)));
     line("streamlet", w.id.to_string());
     line("pool", w.pool.clone());
     line("pid", w.pid.to_string());
@@ -267,14 +276,14 @@ pub fn status_table(status: &StatusReport) -> String {
         }
         grid.row(row);
     }
-    format!(
-        "streamletd {}, pid {}, up {}, socket {}\n{}",
+    let daemon = format!(
+        "streamletd {}, pid {}, up {}, socket {}",
         status.version,
         status.pid,
         human::duration_ms(status.uptime_ms),
-        status.socket,
-        grid.render("(no pools)")
-    )
+        status.socket
+    );
+    format!("{}\n{}", escape(&daemon), grid.render("(no pools)"))
 }
 
 /// POOL AUTOSCALE MIN MAX CURRENT READY DESIRED FORECAST STREAMS: how each
@@ -412,6 +421,66 @@ pub(crate) mod tests {
              POOL  HANDLER  PLACEMENT     WORKERS  READY  STREAMS  CAPACITY\n\
              echo  echo     least_loaded        2      2        3        16\n"
         );
+    }
+
+    /// What a gateway, a streamlet or a client may write into a field.
+    const HOSTILE: &str = "x\x1b[2J\x07\r\n\u{9b}31m\x7f";
+    const ESCAPED: &str = r"x\x1b[2J\x07\r\n\u{9b}31m\x7f";
+
+    fn assert_safe(text: &str, lines: usize) {
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert_eq!(text.lines().count(), lines, "{text}");
+        assert!(text.contains(ESCAPED), "{text}");
+    }
+
+    #[test]
+    fn every_listing_escapes_the_fields_it_lays_out() {
+        let mut w = worker(3, "echo", Some(ExitCause::ProtocolError { message: HOSTILE.into() }));
+        w.labels = [("zone".to_owned(), HOSTILE.to_owned())].into();
+        assert_safe(&workers_table(&[w.clone()]), 2);
+        let detail = streamlet_proto::WorkerDetail {
+            info: w,
+            streams: vec![],
+            deaths: vec![streamlet_proto::Death {
+                worker: WorkerId(2),
+                cause: ExitCause::ProtocolError { message: HOSTILE.into() },
+                uptime_ms: 1,
+                ago_ms: 1,
+                streams: 0,
+            }],
+        };
+        // Eight fields, a blank line, the deaths' title, header and row.
+        assert_safe(&worker_detail(&detail), 12);
+        let stream = StreamInfo {
+            id: streamlet_proto::StreamId(1),
+            pool: "echo".into(),
+            tenant: HOSTILE.into(),
+            worker: WorkerId(3),
+            age_ms: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            rate: None,
+            priority: 0,
+            sending: None,
+            stalled_ms: 0,
+        };
+        assert_safe(&streams_table(&[stream]), 2);
+        let tenant = streamlet_proto::QuotaLine {
+            name: HOSTILE.into(),
+            level: "tenant".into(),
+            capacity: None,
+            reserved: 0,
+            allocated: 0,
+            free: None,
+            streams: 1,
+            leases: 0,
+            max_streams: None,
+        };
+        assert_safe(&quota_table(&streamlet_proto::QuotaReport { lines: vec![tenant] }), 2);
+        let mut status = status();
+        status.socket = HOSTILE.into();
+        status.pools[0].errors = [(HOSTILE.to_owned(), 1)].into();
+        assert_safe(&status_table(&status), 3);
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod channel;
 pub mod codec;
 pub mod conn;
 pub mod error;
+pub mod escape;
 pub mod fdpass;
 pub mod foreign;
 pub mod frame;

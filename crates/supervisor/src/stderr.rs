@@ -3,12 +3,18 @@
 //! goes to the daemon's log with the streamlet's id, cut at
 //! [`MAX_LINE`] bytes and at most [`LINES_PER_SECOND`] lines a second, so a
 //! chatty or hostile streamlet cannot flood the log.
+//!
+//! A line is any bytes: it is logged escaped ([`escape_bytes`]), a control
+//! character as `\x1b`, `\r`, `\u{9b}`, a byte that is not UTF-8 as `\x9b`,
+//! so the log shows exactly what was written and nothing in it reaches the
+//! operator's terminal. (The log's writer escapes every record as well.)
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use streamlet_proto::channel::set_nonblocking;
+use streamlet_proto::escape::escape_bytes;
 use streamlet_proto::WorkerId;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -70,7 +76,7 @@ pub async fn forward(worker: WorkerId, pool: String, read: OwnedFd) {
             }
             if lines < LINES_PER_SECOND {
                 lines += 1;
-                tracing::warn!(%worker, pool, "streamlet: {}", String::from_utf8_lossy(&line));
+                tracing::warn!(%worker, pool, "streamlet: {}", escape_bytes(&line));
             } else {
                 dropped += 1;
             }

@@ -1,14 +1,21 @@
 //! One line per lifecycle event, for `streamletctl events` (and any live
 //! view): the time, the kind, then what happened.
+//!
+//! A line is escaped whole once it is made ([`escape`]): its fields (a
+//! tenant, a reason a streamlet gave) can hold any text, and what the line
+//! adds around them holds no control character and no backslash, so an event
+//! with a new field is escaped without anyone thinking of it.
 
+use streamlet_proto::escape::escape;
 use streamlet_proto::{Event, ScaleDirection};
 
 use super::human;
 
-/// `HH:MM:SS.mmm  KIND             details`, the time in UTC.
+/// `HH:MM:SS.mmm  KIND             details`, the time in UTC; one line,
+/// every control character in it escaped.
 pub fn event_line(at_ms: u64, event: &Event) -> String {
     let (kind, details) = describe(event);
-    format!("{}  {kind:<17} {details}", clock(at_ms))
+    escape(&format!("{}  {kind:<17} {details}", clock(at_ms))).into_owned()
 }
 
 fn clock(at_ms: u64) -> String {
@@ -96,7 +103,7 @@ fn describe(event: &Event) -> (&'static str, String) {
                 ),
             )
         }
-        Event::Reloaded(e) => ("reloaded", reload_summary(e)),
+        Event::Reloaded(e) => ("reloaded", summary(e)),
         Event::SubscriberDropped(e) => {
             ("dropped", format!("this connection read too slowly ({} unread) and is closed", human::bytes(e.unread)))
         }
@@ -104,8 +111,12 @@ fn describe(event: &Event) -> (&'static str, String) {
 }
 
 /// `FILE: added a, b; removed c; changed d` (or `nothing changed`), then
-/// the notes.
+/// the notes; escaped as an event line is.
 pub fn reload_summary(r: &streamlet_proto::Reloaded) -> String {
+    escape(&summary(r)).into_owned()
+}
+
+fn summary(r: &streamlet_proto::Reloaded) -> String {
     let mut parts = Vec::new();
     for (what, pools) in [("added", &r.added), ("removed", &r.removed), ("changed", &r.changed)] {
         if !pools.is_empty() {
@@ -153,5 +164,40 @@ mod tests {
         assert!(event_line(0, &scaled).ends_with(
             "pool_scaled       pool llm down: retired 2 (14, 9) for idle_grace; 6 streamlets wanted, forecast 6"
         ));
+    }
+
+    #[test]
+    fn what_a_tenant_or_a_streamlet_wrote_stays_on_its_line_and_off_the_terminal() {
+        let opened = Event::StreamOpened(streamlet_proto::StreamOpened {
+            stream: StreamId(3),
+            pool: "echo".into(),
+            worker: WorkerId(1),
+            tenant: "acme\x1b[2J\x07\r\n00:00:00.000  stream_opened      stream 9 tenant=\u{9b}".into(),
+        });
+        let line = event_line(0, &opened);
+        assert_eq!(
+            line,
+            r"00:00:00.000  stream_opened     stream 3 pool=echo worker=1 tenant=acme\x1b[2J\x07\r\n00:00:00.000  stream_opened      stream 9 tenant=\u{9b}"
+        );
+        let ended = Event::StreamEnded(StreamEnded {
+            stream: StreamId(3),
+            pool: "echo".into(),
+            worker: WorkerId(1),
+            reason: EndReason::HandlerError { message: "bye\u{1b}]0;owned\u{7}\\".into() },
+            bytes_in: 0,
+            bytes_out: 0,
+        });
+        assert!(event_line(0, &ended).contains(r"reason=handler_error (bye\x1b]0;owned\x07\\)"));
+        let reloaded = streamlet_proto::Reloaded {
+            source: "/etc/s.toml".into(),
+            added: vec!["a\rb".into()],
+            notes: vec!["n\x1b".into()],
+            ..Default::default()
+        };
+        assert_eq!(reload_summary(&reloaded), r"/etc/s.toml: added a\rb; n\x1b");
+        assert_eq!(
+            event_line(0, &Event::Reloaded(reloaded)),
+            r"00:00:00.000  reloaded          /etc/s.toml: added a\rb; n\x1b"
+        );
     }
 }

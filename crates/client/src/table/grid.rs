@@ -1,5 +1,9 @@
 //! Aligned plain-text columns.
 
+use std::borrow::Cow;
+
+use streamlet_proto::escape::escape;
+
 /// How a column's cells (and its title) line up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Align {
@@ -21,10 +25,16 @@ impl Grid {
         Self { columns: columns.to_vec(), rows: Vec::new() }
     }
 
-    /// Adds a row; it must have a cell per column.
+    /// Adds a row; it must have a cell per column. Each cell is escaped
+    /// ([`escape`]): a cell holds a field from the daemon (or several), which
+    /// may hold any text a gateway, a streamlet or a client wrote.
     pub fn row(&mut self, cells: Vec<String>) {
         debug_assert_eq!(cells.len(), self.columns.len(), "a cell per column");
-        self.rows.push(cells);
+        let escaped = cells.into_iter().map(|cell| match escape(&cell) {
+            Cow::Borrowed(_) => cell,
+            Cow::Owned(escaped) => escaped,
+        });
+        self.rows.push(escaped.collect());
     }
 
     /// The title row, the rows, each line ending in a newline; `empty` on a
@@ -95,6 +105,21 @@ mod tests {
     fn an_empty_grid_has_its_titles_and_the_empty_line() {
         let grid = Grid::new(&[("ID", Align::Right), ("POOL", Align::Left)]);
         assert_eq!(grid.render("(no streams)"), "ID  POOL\n(no streams)\n");
+    }
+
+    #[test]
+    fn a_cell_cannot_break_its_line_or_reach_the_terminal() {
+        let mut grid = Grid::new(&[("TENANT", Align::Left), ("N", Align::Right)]);
+        grid.row(vec!["a\r\n\x1b[2J\u{9b}31m\x07\\".into(), "1".into()]);
+        grid.row(vec!["b".into(), "2".into()]);
+        let rendered = grid.render("");
+        assert_eq!(
+            rendered,
+            "TENANT                       N\n\
+             a\\r\\n\\x1b[2J\\u{9b}31m\\x07\\\\  1\n\
+             b                            2\n"
+        );
+        assert!(!rendered.chars().any(|c| c.is_control() && c != '\n'), "{rendered:?}");
     }
 
     #[test]
