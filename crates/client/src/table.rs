@@ -476,7 +476,7 @@ pub(crate) mod tests {
             leases: 0,
             max_streams: None,
         };
-        assert_safe(&quota_table(&streamlet_proto::QuotaReport { lines: vec![tenant] }), 2);
+        assert_safe(&quota_table(&streamlet_proto::QuotaReport { lines: vec![tenant], next: None }), 2);
         let mut status = status();
         status.socket = HOSTILE.into();
         status.pools[0].errors = [(HOSTILE.to_owned(), 1)].into();
