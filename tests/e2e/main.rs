@@ -12,7 +12,6 @@ mod handlers;
 mod hostile;
 mod lifecycle;
 mod metrics;
-mod peers;
 mod monitor;
 mod pacing;
 mod placement;

@@ -402,3 +402,49 @@ pub fn rss(pid: u32) -> u64 {
 /// The longest another client may wait for an answer while the daemon is
 /// under attack.
 pub const PROBE_BOUND: Duration = Duration::from_millis(100);
+
+/// `nobody` and its group, on every Debian-like host.
+pub const NOBODY: u32 = 65534;
+
+/// Connects to `path` as `uid` (and gid `gid`): from a thread of its own that
+/// changes its own credentials alone (the raw system calls are per thread;
+/// libc's would change every thread's), so the daemon's `SO_PEERCRED` sees
+/// that peer. Needs root.
+pub fn connect_as(path: &Path, uid: u32, gid: u32) -> std::io::Result<UnixStream> {
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        // SAFETY: raw setresgid/setresuid on this thread only, which ends
+        // right after the connect.
+        unsafe {
+            assert_eq!(libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresgid, gid, gid, gid), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
+        }
+        UnixStream::connect(&path)
+    })
+    .join()
+    .unwrap()
+}
+
+/// A daemon whose socket `nobody` may reach (its group, and a directory
+/// others may walk), with `default` as the role of those the table does not
+/// name.
+pub fn daemon_for_nobody(config: &str, default: &str) -> Daemon {
+    let config = format!("{config}\n[access]\nsocket_group = {NOBODY}\ndefault = \"{default}\"\n");
+    let daemon = Daemon::start(&config);
+    std::fs::set_permissions(daemon.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    daemon
+}
+
+impl Raw {
+    /// [`Raw::json`] as `uid`.
+    pub fn json_as(path: &Path, uid: u32, gid: u32) -> Raw {
+        let sock = connect_as(path, uid, gid).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut raw = Raw { sock };
+        raw.frame(br#"{"version":1,"encoding":"json","client":"e2e"}"#);
+        let welcome = raw.read().expect("welcome");
+        assert!(welcome.get("welcome").is_some(), "{welcome}");
+        raw
+    }
+}

@@ -222,6 +222,12 @@ impl FrameReader {
         self.buf.pending() > 0
     }
 
+    /// Bytes received and not yet returned as frames: the next frame may be
+    /// served from them without touching the socket (a pipelining peer).
+    pub fn buffered(&self) -> usize {
+        self.buf.pending()
+    }
+
     /// The descriptor that came with the frame last returned, if one did.
     pub fn take_fd(&mut self) -> Attached {
         let (start, end) = self.frame;

@@ -116,32 +116,47 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     reader.set_max_frame(MAX_REQUEST_LEN);
     reader.set_frame_timeout(Some(FRAME_TIMEOUT));
 
-    let (sink, mut rx) = EventSink::new(encoding);
+    let (sink, mut rx) = EventSink::in_backlog(encoding, daemon.backlog.clone());
     let writer_sink = sink.clone();
     let mut writer_task = tokio::spawn(async move {
-        while let Some(item) = rx.recv().await {
-            match item {
-                Outgoing::Frame(frame) => {
-                    if writer.write_frame(&frame).await.is_err() {
-                        break;
-                    }
-                    writer_sink.written(frame.len());
-                }
-                Outgoing::Event(frame) => {
-                    if writer.write_frame(&frame).await.is_err() {
-                        break;
-                    }
-                    writer_sink.written_event(frame.len());
-                }
-                Outgoing::Close => break,
+        loop {
+            let item = tokio::select! {
+                item = rx.recv() => item,
+                () = writer_sink.aborted() => break,
+            };
+            let (frame, event) = match item {
+                Some(Outgoing::Frame(frame)) => (frame, false),
+                Some(Outgoing::Event(frame)) => (frame, true),
+                Some(Outgoing::Close) | None => break,
+            };
+            // An abort (the client left too much unread) stops a write that
+            // the client never lets finish.
+            let wrote = tokio::select! {
+                wrote = writer.write_frame(&frame) => wrote.is_ok(),
+                () = writer_sink.aborted() => false,
+            };
+            if event {
+                writer_sink.written_event(frame.len());
+            } else {
+                writer_sink.written(frame.len());
+            }
+            if !wrote {
+                break;
             }
         }
-        writer_sink.writer_gone();
+        writer_sink.writer_gone(rx);
         let _ = writer.shutdown().await;
     });
     let mut stopping = daemon.stopping.subscribe();
 
     loop {
+        // A peer that pipelines has its next request served from the buffer
+        // without a wait for the socket, and so without giving the thread
+        // up: it yields first, so that every connection gets its turn and
+        // none waits behind another's whole pipeline.
+        if reader.buffered() > 0 {
+            tokio::task::yield_now().await;
+        }
         // Descriptors only from a peer that may open streams (the role is
         // looked up each time: a reload may change it).
         reader.set_accept_fds(who.role(&daemon) >= requests::Role::Gateway);
@@ -164,10 +179,27 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                 break;
             }
         };
-        let reply = match encoding.decode::<Request>(&bytes) {
+        let decoded = encoding.decode::<Request>(&bytes);
+        // A listing this peer may have waits for its turn at the thread
+        // (`fairness`), and the time it takes, encoding included, is counted.
+        let listing = decoded.as_ref().is_ok_and(|r| {
+            let role = who.role(&daemon);
+            requests::is_listing(&r.body) && role >= requests::needs(&r.body) && role < requests::Role::Admin
+        });
+        if listing {
+            tokio::select! {
+                () = daemon.listing_time.wait_turn(who.uid) => {}
+                _ = crate::daemon::stopped(&mut stopping) => break,
+            }
+        }
+        let began = std::time::Instant::now();
+        let reply = match decoded {
             Ok(request) => match requests::dispatch(&daemon, &who, request.id, request.body, &mut reader, &sink) {
                 requests::Dispatched::Reply(body) => Reply { id: request.id, body },
                 requests::Dispatched::Later(done) => {
+                    if listing {
+                        daemon.listing_time.spent(who.uid, began.elapsed());
+                    }
                     // An open waiting for room: its reply goes into the queue
                     // when it comes; replies stay in order, so no further
                     // request is read until then.
@@ -202,6 +234,9 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         // Queued with no await since the request ran: no event about a stream
         // this request opened can be ahead of its reply.
         sink.push(encode_reply(encoding, reply));
+        if listing {
+            daemon.listing_time.spent(who.uid, began.elapsed());
+        }
         tokio::select! {
             _ = sink.wait_below(REPLY_BUDGET) => {}
             _ = crate::daemon::stopped(&mut stopping) => break,
@@ -209,6 +244,13 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         if sink.is_closed() {
             break;
         }
+    }
+    if sink.was_aborted() {
+        tracing::warn!(
+            ?peer,
+            total_budget = crate::events::TOTAL_BUDGET,
+            "closed a control connection that left the most replies and events unread while all connections together were over their budget"
+        );
     }
     sink.close();
     drop(sink);

@@ -35,6 +35,10 @@ pub struct Daemon {
     pub(crate) notifier: Mutex<crate::systemd::Notifier>,
     /// Who may do what: `config.access`, or what the last reload read.
     pub(crate) access: Mutex<crate::config::Access>,
+    /// What every control connection has queued and not written.
+    pub(crate) backlog: Arc<crate::events::Backlog>,
+    /// The thread time listings took lately.
+    pub(crate) listing_time: crate::fairness::ListingTime,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +245,8 @@ pub async fn run(
         state,
         notifier: Mutex::new(notifier),
         access: Mutex::new(config.access.clone()),
+        backlog: Arc::default(),
+        listing_time: Default::default(),
         config,
         socket_path: socket.path().to_owned(),
         worker_binary,

@@ -6,16 +6,77 @@
 //! by the streams it owns. Replies are bounded in bytes: after queueing one,
 //! the connection reads no further request until the queue is below
 //! [`REPLY_BUDGET`], so a client that pipelines requests without reading the
-//! replies stalls only itself.
+//! replies stalls only itself. A subscriber more than [`SUBSCRIBER_BUDGET`]
+//! behind is dropped. And all connections together hold at most
+//! [`TOTAL_BUDGET`] bytes unread ([`Backlog`]): past it, the connection with
+//! the most is closed at once, whatever it was owed, so the daemon's memory
+//! is bounded however many clients stop reading.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use streamlet_proto::{Encoding, Event, ServerMessage};
 use tokio::sync::{mpsc, Notify};
 
-/// Bytes of replies a client may leave unread before its requests wait.
-pub const REPLY_BUDGET: usize = 4 * 1024 * 1024;
+/// Bytes a client may leave unread before its requests wait.
+pub const REPLY_BUDGET: usize = 1024 * 1024;
+
+/// Bytes of events a subscriber may leave unread before it is dropped.
+pub const SUBSCRIBER_BUDGET: usize = 4 * 1024 * 1024;
+
+/// Bytes all connections together may leave unread: past it, the slowest
+/// reader (the one with the most) is closed.
+pub const TOTAL_BUDGET: usize = 64 * 1024 * 1024;
+
+/// What every connection has queued, together, and who holds it.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    total: AtomicUsize,
+    queues: Mutex<Vec<Weak<Queue>>>,
+}
+
+impl Backlog {
+    /// Bytes queued on every connection, and not yet written.
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::Acquire)
+    }
+
+    fn add(&self, len: usize) {
+        self.total.fetch_add(len, Ordering::AcqRel);
+    }
+
+    fn sub(&self, len: usize) {
+        self.total.fetch_sub(len, Ordering::AcqRel);
+    }
+
+    /// While the total is over `limit`, closes the connection with the most
+    /// queued (its writer stops at once and what it held is freed). Returns
+    /// the bytes each closed connection had queued.
+    fn enforce(&self, limit: usize) -> Vec<usize> {
+        let mut closed = Vec::new();
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        // (Aborted queues give their bytes back when their writers stop:
+        // count them as gone already.)
+        queues.retain(|q| q.upgrade().is_some_and(|q| !q.closed.load(Ordering::Acquire)));
+        let mut over = self.total().saturating_sub(limit);
+        let mut live: Vec<Arc<Queue>> = queues.iter().filter_map(Weak::upgrade).collect();
+        drop(queues);
+        live.sort_by_key(|q| std::cmp::Reverse(q.queued.load(Ordering::Acquire)));
+        for queue in live {
+            if over == 0 {
+                break;
+            }
+            let held = queue.queued.load(Ordering::Acquire);
+            if held == 0 {
+                break;
+            }
+            queue.abort();
+            closed.push(held);
+            over = over.saturating_sub(held);
+        }
+        closed
+    }
+}
 
 /// What the writer task is given.
 #[derive(Debug)]
@@ -32,11 +93,31 @@ struct Queue {
     tx: mpsc::UnboundedSender<Outgoing>,
     /// The writer is gone: nothing queued will drain.
     closed: AtomicBool,
+    /// The daemon closed the connection for what it left unread: the writer
+    /// stops at once.
+    aborted: AtomicBool,
+    abort: Notify,
     queued: AtomicUsize,
     /// Of those, bytes of events.
     events_queued: AtomicUsize,
     drained: Notify,
     encoding: Encoding,
+    backlog: Arc<Backlog>,
+}
+
+impl Queue {
+    /// Closes the connection at once. What it holds leaves the backlog now
+    /// (its writer frees it when it next runs), so the next check does not
+    /// count it twice.
+    fn abort(&self) {
+        if self.aborted.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.backlog.sub(self.queued.load(Ordering::Acquire));
+        self.closed.store(true, Ordering::Release);
+        self.abort.notify_one();
+        self.drained.notify_waiters();
+    }
 }
 
 /// A handle on a connection's queue; clones go to the streams it opens.
@@ -44,19 +125,44 @@ struct Queue {
 pub struct EventSink(Arc<Queue>);
 
 impl EventSink {
+    /// A queue counted in a backlog of its own.
     pub fn new(encoding: Encoding) -> (Self, mpsc::UnboundedReceiver<Outgoing>) {
+        Self::in_backlog(encoding, Arc::default())
+    }
+
+    /// A queue counted in `backlog`, with every other connection's.
+    pub fn in_backlog(encoding: Encoding, backlog: Arc<Backlog>) -> (Self, mpsc::UnboundedReceiver<Outgoing>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (
-            Self(Arc::new(Queue {
-                tx,
-                closed: AtomicBool::new(false),
-                queued: AtomicUsize::new(0),
-                events_queued: AtomicUsize::new(0),
-                drained: Notify::new(),
-                encoding,
-            })),
-            rx,
-        )
+        let queue = Arc::new(Queue {
+            tx,
+            closed: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
+            abort: Notify::new(),
+            queued: AtomicUsize::new(0),
+            events_queued: AtomicUsize::new(0),
+            drained: Notify::new(),
+            encoding,
+            backlog: backlog.clone(),
+        });
+        backlog.queues.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&queue));
+        (Self(queue), rx)
+    }
+
+    /// The daemon closed this connection for what it left unread.
+    pub fn was_aborted(&self) -> bool {
+        self.0.aborted.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the daemon closes this connection for what it left
+    /// unread (the writer then stops at once).
+    pub async fn aborted(&self) {
+        loop {
+            let woken = self.0.abort.notified();
+            if self.was_aborted() {
+                return;
+            }
+            woken.await;
+        }
     }
 
     /// Whether both are the same connection's queue.
@@ -72,9 +178,16 @@ impl EventSink {
     pub fn send(&self, event: Event) {
         match self.0.encoding.encode_frame(&ServerMessage::Event(event)) {
             Ok(frame) => {
-                self.0.queued.fetch_add(frame.len(), Ordering::AcqRel);
-                self.0.events_queued.fetch_add(frame.len(), Ordering::AcqRel);
-                let _ = self.0.tx.send(Outgoing::Event(frame));
+                let len = frame.len();
+                if self.is_closed() {
+                    return;
+                }
+                self.count(len);
+                self.0.events_queued.fetch_add(len, Ordering::AcqRel);
+                if self.0.tx.send(Outgoing::Event(frame)).is_err() {
+                    self.0.events_queued.fetch_sub(len, Ordering::AcqRel);
+                    self.uncount(len);
+                }
             }
             Err(e) => tracing::error!(error = %e, "cannot encode an event"),
         }
@@ -82,8 +195,31 @@ impl EventSink {
 
     /// Queues an encoded frame.
     pub fn push(&self, frame: Vec<u8>) {
-        self.0.queued.fetch_add(frame.len(), Ordering::AcqRel);
-        let _ = self.0.tx.send(Outgoing::Frame(frame));
+        let len = frame.len();
+        if self.is_closed() {
+            return;
+        }
+        self.count(len);
+        if self.0.tx.send(Outgoing::Frame(frame)).is_err() {
+            self.uncount(len);
+        }
+    }
+
+    fn count(&self, len: usize) {
+        self.0.queued.fetch_add(len, Ordering::AcqRel);
+        self.0.backlog.add(len);
+        // The one place every queued byte passes: the total is kept here.
+        if self.0.backlog.total() > TOTAL_BUDGET {
+            self.0.backlog.enforce(TOTAL_BUDGET);
+        }
+    }
+
+    fn uncount(&self, len: usize) {
+        self.0.queued.fetch_sub(len, Ordering::AcqRel);
+        // (An aborted queue left the backlog whole when it was aborted.)
+        if !self.0.aborted.load(Ordering::Acquire) {
+            self.0.backlog.sub(len);
+        }
     }
 
     /// Asks the writer to flush and close.
@@ -91,16 +227,25 @@ impl EventSink {
         let _ = self.0.tx.send(Outgoing::Close);
     }
 
-    /// The writer wrote a frame of `len` bytes.
+    /// The writer wrote a frame of `len` bytes (or dropped it unwritten).
     pub fn written(&self, len: usize) {
-        self.0.queued.fetch_sub(len, Ordering::AcqRel);
+        self.uncount(len);
         self.0.drained.notify_waiters();
     }
 
-    /// The writer stopped (the client went away, or the close marker was
-    /// reached): wake anyone waiting for the queue to drain.
-    pub fn writer_gone(&self) {
+    /// The writer stopped (the client went away, the close marker was
+    /// reached, or the connection was aborted): what is still queued will
+    /// never be written. Wake anyone waiting for the queue to drain.
+    pub fn writer_gone(&self, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
         self.0.closed.store(true, Ordering::Release);
+        rx.close();
+        while let Ok(item) = rx.try_recv() {
+            match item {
+                Outgoing::Frame(frame) => self.written(frame.len()),
+                Outgoing::Event(frame) => self.written_event(frame.len()),
+                Outgoing::Close => {}
+            }
+        }
         self.0.drained.notify_waiters();
     }
 
@@ -174,7 +319,43 @@ mod budget_tests {
         // And a closed queue wakes whoever waits on it.
         let waiter = sink.clone();
         let waiting = tokio::spawn(async move { waiter.wait_closed().await });
-        sink.writer_gone();
+        sink.writer_gone(rx);
         tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.unwrap().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod backlog_tests {
+    use streamlet_proto::Encoding;
+
+    use super::*;
+
+    /// Past the total, the connection holding the most is aborted and what
+    /// it held no longer counts; the others keep theirs.
+    #[tokio::test]
+    async fn past_the_total_the_slowest_reader_is_closed() {
+        let backlog = Arc::new(Backlog::default());
+        let (small, small_rx) = EventSink::in_backlog(Encoding::Json, backlog.clone());
+        let (big, big_rx) = EventSink::in_backlog(Encoding::Json, backlog.clone());
+        small.push(vec![0; 100]);
+        big.push(vec![0; 300]);
+        assert_eq!(backlog.total(), 400);
+        assert!(backlog.enforce(1_000).is_empty(), "within the total: nothing closed");
+        assert_eq!(backlog.enforce(350), vec![300], "the slowest goes");
+        assert!(big.was_aborted() && big.is_closed());
+        assert!(!small.is_closed());
+        assert_eq!(backlog.total(), 100, "what it held no longer counts");
+        assert!(backlog.enforce(50).len() == 1 && small.was_aborted(), "the next check sees only the rest");
+        // Their writers, seeing the abort, free what they held.
+        big.writer_gone(big_rx);
+        small.writer_gone(small_rx);
+        assert_eq!(backlog.total(), 0);
+        // Nothing more is queued on a closed connection.
+        big.push(vec![0; 1_000]);
+        assert_eq!(backlog.total(), 0);
+        let (other, other_rx) = EventSink::in_backlog(Encoding::Json, backlog.clone());
+        drop(other_rx);
+        other.push(vec![0; 50]);
+        assert_eq!(backlog.total(), 0, "a queue whose writer is gone takes nothing");
     }
 }

@@ -20,6 +20,7 @@ mod conn;
 pub mod core;
 mod daemon;
 mod events;
+mod fairness;
 pub mod exe;
 pub mod link;
 pub mod listener;

@@ -13,7 +13,7 @@ use streamlet_proto::{
 
 use super::{notify_end, shutdown, Core, Respawn, WorkerEntry, SPARE_SLOT};
 use crate::config::OnWorkerExit;
-use crate::events::REPLY_BUDGET;
+use crate::events::SUBSCRIBER_BUDGET;
 use crate::link::SendError;
 use crate::restart;
 
@@ -407,7 +407,7 @@ impl Core {
     }
 
     /// Sends a lifecycle event to every subscriber. One that leaves more than
-    /// [`REPLY_BUDGET`] bytes unread is dropped, its connection closed: a
+    /// [`SUBSCRIBER_BUDGET`] bytes of events unread is dropped, its connection closed: a
     /// slow reader must not grow the daemon without bound.
     pub(super) fn publish(&mut self, event: Event) {
         self.publish_except(event, None);
@@ -436,7 +436,7 @@ impl Core {
             if sink.is_closed() {
                 return false;
             }
-            if sink.events_queued() > REPLY_BUDGET {
+            if sink.events_queued() > SUBSCRIBER_BUDGET {
                 let unread = sink.events_queued() as u64;
                 tracing::warn!(unread, "an event subscriber does not read; dropping it");
                 // Its last frame says why (past the budget: one small frame).

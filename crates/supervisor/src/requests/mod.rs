@@ -68,6 +68,21 @@ pub fn needs(body: &RequestBody) -> Role {
     }
 }
 
+/// Whether a request lists what may be long (pools, events, streams,
+/// streamlets, tenants): its cost grows with what it lists, and listings share a budget
+/// of the daemon's thread time (`crate::fairness`).
+pub fn is_listing(body: &RequestBody) -> bool {
+    matches!(
+        body,
+        RequestBody::Status(_)
+            | RequestBody::Events(_)
+            | RequestBody::Streams(_)
+            | RequestBody::Workers(_)
+            | RequestBody::Worker(_)
+            | RequestBody::Quota(_)
+    )
+}
+
 pub fn dispatch(
     daemon: &std::sync::Arc<Daemon>,
     peer: &Peer,

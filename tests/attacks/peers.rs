@@ -61,6 +61,7 @@ fn json_frame(payload: &[u8]) -> Vec<u8> {
 /// way that does not make a stream: none of them stalls the daemon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lingering_descriptors_never_stall_the_daemon() {
+    let _one = crate::one_at_a_time();
     let daemon = Daemon::start(TWO_BY_64);
     let probe = Probe::start(&daemon.socket);
     let mut held = Vec::new();
@@ -130,6 +131,7 @@ fn unix_listener_backlog_0(path: &std::path::Path) -> std::os::fd::OwnedFd {
 /// upstream takes connections again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_upstream_that_never_accepts_stalls_no_one() {
+    let _one = crate::one_at_a_time();
     use std::os::unix::net::UnixStream;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("upstream.sock");
@@ -201,4 +203,108 @@ async fn a_relay_upstream_that_never_accepts_stalls_no_one() {
     result.expect("opened once the upstream took the connection");
     drop(filler);
     drop(accepting);
+}
+
+/// Pipelines `request` on every connection of `hogs` (never reading a
+/// reply) until no socket takes more for a second: the daemon stopped
+/// reading them all. Then waits until the daemon's size settles.
+async fn flood(daemon: &Daemon, hogs: &mut [Raw], request: &[u8]) {
+    let burst: Vec<u8> = request.iter().copied().cycle().take(request.len() * 20_000).collect();
+    let mut sent = vec![0usize; hogs.len()];
+    for raw in hogs.iter() {
+        raw.sock.set_nonblocking(true).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut idle_since = std::time::Instant::now();
+    while std::time::Instant::now() < deadline && idle_since.elapsed() < Duration::from_secs(1) {
+        let mut progress = false;
+        for (raw, sent) in hogs.iter().zip(&mut sent) {
+            while *sent < burst.len() {
+                match (&raw.sock).write(&burst[*sent..]) {
+                    Ok(n) if n > 0 => {
+                        *sent += n;
+                        progress = true;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        if progress {
+            idle_since = std::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut last, mut steady) = (0, 0);
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = crate::support::rss(daemon.pid());
+        steady = if now.abs_diff(last) < 1 << 20 { steady + 1 } else { 0 };
+        if steady == 4 {
+            break;
+        }
+        last = now;
+    }
+}
+
+/// A hundred clients that pipeline requests and never read a reply. As
+/// `nobody` (a gateway): the others are answered within the bound all along
+/// (listings share a part of the thread), and the daemon hardly grows. As
+/// root (an admin, whose listings are not held back): the daemon grows by at
+/// most what all connections together may leave unread, and the slowest
+/// readers are closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_do_not_grow_the_daemon() {
+    let _one = crate::one_at_a_time();
+    if !crate::support::privileged() {
+        return;
+    }
+    let config = TWO_BY_64.replace("min = 2, max = 2", "min = 4, max = 4").replace("= 64", "= 500");
+    let daemon = crate::support::daemon_for_nobody(&config, "gateway");
+    // 2,000 streams: each `streams` reply is large (about 450 KB).
+    let mut client = daemon.client().await;
+    let mut held = Vec::new();
+    for _ in 0..2_000 {
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        client.open(streamlet_proto::OpenRequest::new("echo"), theirs.as_fd()).await.unwrap();
+        held.push(mine);
+    }
+    let request = json_frame(br#"{"id":1,"body":{"streams":{}}}"#);
+    let before = crate::support::rss(daemon.pid());
+
+    let probe = Probe::start(&daemon.socket);
+    let nobody = crate::support::NOBODY;
+    let mut hogs: Vec<Raw> = (0..100).map(|_| Raw::json_as(&daemon.socket, nobody, nobody)).collect();
+    flood(&daemon, &mut hogs, &request).await;
+    let slowest = probe.finish();
+    let grown = crate::support::rss(daemon.pid()).saturating_sub(before);
+    assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
+    assert!(grown < 64 << 20, "the daemon grew by {} MiB", grown >> 20);
+    eprintln!("100 gateways that never read: the slowest other answer took {slowest:?}; the daemon grew by {} MiB", grown >> 20);
+    drop(hogs);
+
+    let before = crate::support::rss(daemon.pid());
+    let mut hogs: Vec<Raw> = (0..100).map(|_| Raw::json(&daemon.socket)).collect();
+    flood(&daemon, &mut hogs, &request).await;
+    // Until the total is reached and the slowest are closed (then a moment
+    // for the daemon to settle).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !hogs.iter().any(|raw| peer_closed(&raw.sock)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let grown = crate::support::rss(daemon.pid()).saturating_sub(before);
+    let closed = hogs.iter().filter(|raw| peer_closed(&raw.sock)).count();
+    eprintln!("100 admins that never read: the daemon grew by {} MiB; {closed} were closed", grown >> 20);
+    assert!(grown < 128 << 20, "the daemon grew by {} MiB", grown >> 20);
+    assert!(closed > 0, "past the total, the slowest readers are closed");
+    assert!(daemon.client().await.status().await.is_ok());
+    drop(held);
+}
+
+/// Whether the daemon shut its side of `sock` (without reading it).
+fn peer_closed(sock: &std::os::unix::net::UnixStream) -> bool {
+    let mut pollfd = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: poll on one valid descriptor, no wait.
+    let n = unsafe { libc::poll(&mut pollfd, 1, 0) };
+    n > 0 && pollfd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
 }
