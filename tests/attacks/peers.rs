@@ -61,7 +61,7 @@ fn json_frame(payload: &[u8]) -> Vec<u8> {
 /// way that does not make a stream: none of them stalls the daemon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lingering_descriptors_never_stall_the_daemon() {
-    let _one = crate::one_at_a_time();
+    let _one = crate::one_at_a_time().await;
     let daemon = Daemon::start(TWO_BY_64);
     let probe = Probe::start(&daemon.socket);
     let mut held = Vec::new();
@@ -131,7 +131,7 @@ fn unix_listener_backlog_0(path: &std::path::Path) -> std::os::fd::OwnedFd {
 /// upstream takes connections again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_upstream_that_never_accepts_stalls_no_one() {
-    let _one = crate::one_at_a_time();
+    let _one = crate::one_at_a_time().await;
     use std::os::unix::net::UnixStream;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("upstream.sock");
@@ -254,7 +254,7 @@ async fn flood(daemon: &Daemon, hogs: &mut [Raw], request: &[u8]) {
 /// readers are closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_never_read_do_not_grow_the_daemon() {
-    let _one = crate::one_at_a_time();
+    let _one = crate::one_at_a_time().await;
     if !crate::support::privileged() {
         return;
     }
