@@ -308,3 +308,135 @@ fn peer_closed(sock: &std::os::unix::net::UnixStream) -> bool {
     let n = unsafe { libc::poll(&mut pollfd, 1, 0) };
     n > 0 && pollfd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
 }
+
+/// A uid no account has, in nobody's group: it reaches the socket through
+/// the group.
+const STRANGER: u32 = 65533;
+
+/// Idle connections, handshaken or half-open, by as many as a uid may
+/// hold: the operator (root) still connects and is answered at once, and so
+/// does another uid; the one past the uid's share is told why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_lock_no_one_out() {
+    let _one = crate::one_at_a_time().await;
+    if !crate::support::privileged() {
+        return;
+    }
+    crate::support::raise_nofile();
+    let daemon = crate::support::daemon_for_nobody(TWO_BY_64, "gateway");
+    let nobody = crate::support::NOBODY;
+    let probe = Probe::start_fresh(&daemon.socket);
+    // Handshaken, then idle.
+    let mut idle: Vec<Raw> = (0..128).map(|_| Raw::json_as(&daemon.socket, nobody, nobody)).collect();
+    // Half-open: never a hello.
+    let mut half: Vec<std::os::unix::net::UnixStream> =
+        (0..128).map(|_| crate::support::connect_as(&daemon.socket, nobody, nobody).unwrap()).collect();
+    // One more is past the uid's share: refused, and told why.
+    let mut refused = Raw { sock: crate::support::connect_as(&daemon.socket, nobody, nobody).unwrap() };
+    refused.sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let reply = refused.read().expect("told why");
+    assert_eq!(reply["error"]["code"], "overloaded", "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains(&format!("uid {nobody}")), "{reply}");
+    // Another uid still gets in, and so does root.
+    let mut other = Raw::json_as(&daemon.socket, STRANGER, nobody);
+    other.frame(br#"{"id":1,"body":{"status":{}}}"#);
+    assert!(other.read().unwrap().pointer("/reply/body/status").is_some());
+    let started = std::time::Instant::now();
+    let ctl = std::process::Command::new(crate::support::STREAMLETCTL)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(ctl.status.success(), "{}", String::from_utf8_lossy(&ctl.stderr));
+    assert!(started.elapsed() < Duration::from_secs(2), "streamletctl took {:?}", started.elapsed());
+    let slowest = probe.finish();
+    assert!(slowest < PROBE_BOUND, "a fresh connection's status took {slowest:?}");
+    idle.clear();
+    half.clear();
+}
+
+/// A streamlet (a Python program speaking the channel by hand) that reports
+/// the end of a stream it never had, 100,000 times, heartbeating meanwhile.
+const LIAR: &str = r#"#!/usr/bin/python3
+import os, socket, threading, time
+s = socket.socket(fileno=3)
+s.recv(65536)
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+s.send(b"\x00" + varint(os.getpid()))
+def heartbeats():
+    while True:
+        s.send(b'\x03')
+        time.sleep(0.2)
+threading.Thread(target=heartbeats, daemon=True).start()
+lie = b'\x01' + varint(999) + b'\x00\x01\x01'
+for _ in range(100000):
+    s.send(lie)
+time.sleep(60)
+"#;
+
+/// Warnings a peer or a streamlet can cause at will (refused requests, a
+/// streamlet's lies) are logged a few times each, then counted: one line
+/// sums up the rest when the window ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refusals_and_lies_is_counted_not_logged() {
+    let _one = crate::one_at_a_time().await;
+    if !crate::support::privileged() {
+        return;
+    }
+    let scripts = tempfile::Builder::new().prefix("streamlet-attack-").tempdir_in("/run").unwrap();
+    std::fs::set_permissions(scripts.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let liar = scripts.path().join("liar");
+    std::fs::write(&liar, LIAR).unwrap();
+    std::fs::set_permissions(&liar, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let nobody = crate::support::NOBODY;
+    let config = format!(
+        "[daemon]\nworker_binary = \"{}\"\nshutdown_timeout = \"1s\"\n\n[pools.liar]\nhandler = {{ kind = \"echo\" }}\n\
+         workers = {{ min = 1, max = 1 }}\nstreams_per_worker = 4\nspare = false\n\n\
+         [access]\nsocket_group = {nobody}\ndefault = \"none\"\n",
+        liar.display()
+    );
+    let (daemon, log) = crate::support::start_logged(&config, "info");
+    std::fs::set_permissions(daemon.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let probe = Probe::start(&daemon.socket);
+
+    // 20,000 requests its role may not make, read as they are answered.
+    let mut raw = Raw::json_as(&daemon.socket, nobody, nobody);
+    let reader = raw.sock.try_clone().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut reader = Raw { sock: reader };
+        (0..20_000).filter(|_| reader.read().is_some_and(|r| error_code(&r) == Some("unauthorized"))).count()
+    });
+    let request = json_frame(br#"{"id":1,"body":{"status":{}}}"#);
+    for _ in 0..20 {
+        raw.sock.write_all(&request.repeat(1_000)).unwrap();
+    }
+    assert_eq!(tokio::task::spawn_blocking(move || drain.join().unwrap()).await.unwrap(), 20_000);
+    let slowest = probe.finish();
+    assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
+
+    // The streamlet's 100,000 lies, and the refusals: a few lines each.
+    let text = || std::fs::read_to_string(&log).unwrap();
+    let lines = |what: &str| text().lines().filter(|l| l.contains(what)).count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !text().contains("more ended_unknown warnings") || !text().contains("more unauthorized warnings") {
+        assert!(std::time::Instant::now() < deadline, "no summary line within 20 s:\n{}", text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(lines("unauthorized request refused") <= 5, "{}", text());
+    assert!(lines("which it does not serve") <= 5, "{}", text());
+    let summary = text().lines().find(|l| l.contains("more unauthorized warnings")).unwrap().to_owned();
+    assert!(summary.contains(&format!("uid {nobody}")), "{summary}");
+    assert!(std::fs::metadata(&log).unwrap().len() < 64 << 10, "the log grew to {} bytes", std::fs::metadata(&log).unwrap().len());
+    let workers = daemon.client().await.workers(None).await.unwrap();
+    assert_eq!(workers[0].restarts, 0, "lies about streams it does not serve are ignored, not punished");
+}

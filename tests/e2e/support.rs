@@ -448,3 +448,39 @@ impl Raw {
         raw
     }
 }
+
+/// Starts the daemon on `config` with its log (at `level`) in a file of its
+/// own rather than the test's stderr; returns the file's path too.
+pub fn start_logged(config: &str, level: &str) -> (Daemon, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streamletd.toml");
+    std::fs::write(&path, config).unwrap();
+    let socket = dir.path().join("streamletd.sock");
+    let log = dir.path().join("streamletd.log");
+    // The fixture sets the level and lets the daemon inherit stderr; a shell
+    // that execs it (same pid) sets its own and sends stderr to the file.
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(r#"export STREAMLET_LOG="$LEVEL"; exec "$0" "$@" 2>"$LOG_FILE""#)
+        .arg(STREAMLETD)
+        .arg("--config")
+        .arg(&path)
+        .arg("--socket")
+        .arg(&socket)
+        .env("LOG_FILE", &log)
+        .env("LEVEL", level)
+        .env_remove("JOURNAL_STREAM");
+    (Daemon::spawn(cmd, dir, socket), log)
+}
+
+/// Raises this process's open-file soft limit to its hard limit: tests that
+/// hold many connections need more than the usual 1024.
+pub fn raise_nofile() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit on a struct we own.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}

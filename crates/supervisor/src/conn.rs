@@ -28,7 +28,7 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// `/proc/PID/status` of the process that connected (the kernel's
 /// `SO_PEERCRED` carries only the primary gid); if it is gone already, its
 /// primary gid alone counts.
-fn peer_of(stream: &UnixStream) -> Option<requests::Peer> {
+pub(crate) fn peer_of(stream: &UnixStream) -> Option<requests::Peer> {
     let cred = stream.peer_cred().ok()?;
     let mut gids = vec![cred.gid()];
     match peer_groups(stream) {
@@ -70,11 +70,9 @@ fn peer_groups(stream: &UnixStream) -> std::io::Result<Vec<u32>> {
     }
 }
 
-pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
-    let Some(who) = peer_of(&stream) else {
-        tracing::warn!("cannot read a client's credentials (SO_PEERCRED); closing it");
-        return;
-    };
+/// Serves one connection of the peer `who` (its credentials as the accept
+/// read them).
+pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer) {
     let peer = Some((who.pid, who.uid));
     // The last close of the socket closes whatever the peer left queued in
     // it (descriptors included, with their own ways to block): this copy
@@ -82,7 +80,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     let _last_copy = match stream.as_fd().try_clone_to_owned() {
         Ok(fd) => ForeignFd::new(fd),
         Err(e) => {
-            tracing::warn!(?peer, error = %e, "cannot take a client connection (dup); closing it");
+            crate::logcap::limiter().warn_peer("dup_failed", who.uid, format_args!("cannot take a client connection (dup); closing it: {e}"));
             return;
         }
     };
@@ -108,7 +106,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             encoding
         }
         Err(error) => {
-            tracing::info!(?peer, %error, "handshake refused");
+            crate::logcap::limiter().info_peer("handshake_refused", who.uid, format_args!("handshake refused (pid {:?}): {error}", who.pid));
             let _ = write_json(&mut writer, &HelloReply::Error(error)).await;
             return;
         }
@@ -175,7 +173,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                     ReadError::Frame(FrameError::TooLarge { .. }) => ErrorCode::FrameTooLarge,
                     _ => ErrorCode::BadRequest,
                 };
-                fatal(&sink, ErrorBody::new(code, e.to_string()), peer);
+                fatal(&sink, ErrorBody::new(code, e.to_string()), &who);
                 break;
             }
         };
@@ -225,7 +223,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                     // frame read.
                     Some(id) => Reply { id, body: ReplyBody::Error(error) },
                     None => {
-                        fatal(&sink, error, peer);
+                        fatal(&sink, error, &who);
                         break;
                     }
                 }
@@ -246,10 +244,14 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         }
     }
     if sink.was_aborted() {
-        tracing::warn!(
-            ?peer,
-            total_budget = crate::events::TOTAL_BUDGET,
-            "closed a control connection that left the most replies and events unread while all connections together were over their budget"
+        crate::logcap::limiter().warn_peer(
+            "connection_aborted",
+            who.uid,
+            format_args!(
+                "closed a control connection (pid {:?}) that left the most unread while all connections together left over {} MiB",
+                who.pid,
+                crate::events::TOTAL_BUDGET >> 20
+            ),
         );
     }
     sink.close();
@@ -287,8 +289,12 @@ fn json_request_id(encoding: Encoding, bytes: &[u8]) -> Option<u64> {
     value.get("id")?.as_u64().filter(|id| *id != 0)
 }
 
-fn fatal(sink: &EventSink, error: ErrorBody, peer: Option<(Option<i32>, u32)>) {
-    tracing::info!(?peer, %error, "closing a client connection");
+fn fatal(sink: &EventSink, error: ErrorBody, who: &requests::Peer) {
+    crate::logcap::limiter().info_peer(
+        "connection_closed",
+        who.uid,
+        format_args!("closing a client connection (pid {:?}): {error}", who.pid),
+    );
     sink.push(encode_reply(sink.encoding(), Reply { id: 0, body: ReplyBody::Error(error) }));
 }
 

@@ -94,6 +94,7 @@ async fn quota_tick(daemon: Arc<Daemon>) {
                 drop(notifier);
                 core.expire_leases();
                 core.tick_waiting();
+                crate::logcap::limiter().flush();
                 core.pace(stats_interval);
                 core.tick_monitor();
                 let save = core.tick_autoscale(crate::core::wall_ms());

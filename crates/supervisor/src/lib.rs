@@ -24,6 +24,7 @@ mod fairness;
 pub mod exe;
 pub mod link;
 pub mod listener;
+mod logcap;
 pub mod metrics;
 mod requests;
 pub mod restart;

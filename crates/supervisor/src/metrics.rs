@@ -181,7 +181,7 @@ pub async fn serve(daemon: Arc<Daemon>, listen: MetricsListen) -> std::io::Resul
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed; pausing 100 ms");
+                    crate::logcap::limiter().warn("metrics_accept", format_args!("metrics accept failed; pausing 100 ms: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },

@@ -241,7 +241,12 @@ async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
                 // A streamlet that is already reaped had its streams ended for
                 // it; its last messages are stragglers.
                 if !core.stream_ended(id, ended) && core.worker_alive(id) && !core.is_shutting_down() {
-                    tracing::warn!(worker = %id, %stream, "end of a stream the streamlet does not serve");
+                    drop(core);
+                    crate::logcap::limiter().warn_worker(
+                        "ended_unknown",
+                        id.0,
+                        format_args!("streamlet {id} reported the end of stream {stream}, which it does not serve"),
+                    );
                 }
             }
             Ok(Some((FromWorker::Stats { streams }, None))) => daemon.core().stream_stats(id, &streams),

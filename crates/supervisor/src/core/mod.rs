@@ -756,7 +756,11 @@ impl Core {
                     if admission.is_some() {
                         self.quota.release(StreamKey(stream.0));
                     }
-                    tracing::warn!(worker = %id, error = %e, "cannot hand a stream over");
+                    crate::logcap::limiter().warn_worker(
+                        "handover_failed",
+                        id.0,
+                        format_args!("cannot hand a stream to streamlet {id}: {e}"),
+                    );
                     let code = if matches!(e, SendError::Resources(_)) {
                         ErrorCode::Overloaded
                     } else {
@@ -943,7 +947,7 @@ impl Core {
         let expired = self.quota.expire(self.now_ms());
         for lease in &expired {
             if let Some(tenant) = self.leases.remove(lease) {
-                tracing::info!(lease = lease.0, tenant, "lease expired");
+                crate::logcap::limiter().info("lease_expired", format_args!("lease {} of tenant {tenant:?} expired", lease.0));
                 self.untenant(&tenant);
             }
         }
@@ -1102,7 +1106,11 @@ impl Core {
         if let Some(worker) = self.workers.get(&entry.worker) {
             if let Err(e) = worker.link.send(&ToWorker::Close { stream }, None) {
                 // The shutdown above ends the stream for the streamlet anyway.
-                tracing::warn!(worker = %entry.worker, %stream, error = %e, "cannot tell the streamlet to close");
+                crate::logcap::limiter().warn_worker(
+                    "close_unsent",
+                    entry.worker.0,
+                    format_args!("cannot tell streamlet {} to close stream {stream}: {e}", entry.worker),
+                );
             }
         }
     }

@@ -243,7 +243,11 @@ impl Core {
                 }
                 Err(e) => {
                     pool.placement.release(key);
-                    tracing::warn!(%stream, worker = %to, error = %e, "cannot migrate a stream");
+                    crate::logcap::limiter().warn_worker(
+                        "migrate_failed",
+                        to.0,
+                        format_args!("cannot migrate stream {stream} to streamlet {to}: {e}"),
+                    );
                     return false;
                 }
             }
@@ -438,7 +442,8 @@ impl Core {
             }
             if sink.events_queued() > SUBSCRIBER_BUDGET {
                 let unread = sink.events_queued() as u64;
-                tracing::warn!(unread, "an event subscriber does not read; dropping it");
+                crate::logcap::limiter()
+                    .warn("subscriber_dropped", format_args!("an event subscriber left {unread} bytes unread; dropping it"));
                 // Its last frame says why (past the budget: one small frame).
                 sink.send(Event::SubscriberDropped(streamlet_proto::SubscriberDropped { unread }));
                 sink.close();

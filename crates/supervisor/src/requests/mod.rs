@@ -99,9 +99,13 @@ pub fn dispatch(
             // Its descriptor is not ours to keep: closed now.
             drop(reader.take_fd());
         }
-        tracing::warn!(
-            request = name, uid = peer.uid, gids = ?peer.gids, pid = ?peer.pid, %role, needs = %needed,
-            "unauthorized request refused"
+        crate::logcap::limiter().warn_peer(
+            "unauthorized",
+            peer.uid,
+            format_args!(
+                "unauthorized request refused: `{name}` needs the {needed} role; uid {} (gids {:?}, pid {:?}) has the {role} role",
+                peer.uid, peer.gids, peer.pid
+            ),
         );
         return Dispatched::Reply(ReplyBody::Error(ErrorBody::new(
             ErrorCode::Unauthorized,
