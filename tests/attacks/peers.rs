@@ -440,3 +440,52 @@ async fn a_flood_of_refusals_and_lies_is_counted_not_logged() {
     let workers = daemon.client().await.workers(None).await.unwrap();
     assert_eq!(workers[0].restarts, 0, "lies about streams it does not serve are ignored, not punished");
 }
+
+/// A scrape of `/metrics` on `socket` (a fresh connection): its status line
+/// and how long it took.
+fn scrape(socket: &std::path::Path) -> (String, Duration) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut conn = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: streamletd\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = conn.read_to_string(&mut response);
+    (response.lines().next().unwrap_or_default().to_owned(), started.elapsed())
+}
+
+/// Idle connections to the metrics listener, more than it serves at once,
+/// and requests that bring descriptors along: every scrape gets through, at
+/// once, and the control socket's clients do not notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_serves_a_scraper_whatever_else_connects() {
+    let _one = crate::one_at_a_time().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let metrics = scratch.path().join("metrics.sock");
+    let config = format!("{TWO_BY_64}\n[metrics]\nlisten = {:?}\n", format!("unix:{}", metrics.display()));
+    let daemon = Daemon::start(&config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !metrics.exists() {
+        assert!(std::time::Instant::now() < deadline, "no metrics socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let probe = Probe::start(&daemon.socket);
+    let mut idle = Vec::new();
+    let mut held = Vec::new();
+    for round in 0..5 {
+        // Sixty-four connections that never send a request.
+        for _ in 0..64 {
+            idle.push(std::os::unix::net::UnixStream::connect(&metrics).unwrap());
+        }
+        // A request with a lingering descriptor attached to its first byte.
+        let conn = std::os::unix::net::UnixStream::connect(&metrics).unwrap();
+        held.push(hand_over(&conn, b"GET /metrics HTTP/1.1\r\n\r\n", lingering(10)));
+        idle.push(conn);
+        let (status, took) = scrape(&metrics);
+        assert_eq!(status, "HTTP/1.1 200 OK", "round {round}");
+        assert!(took < Duration::from_secs(1), "round {round}: the scrape took {took:?}");
+    }
+    let slowest = probe.finish();
+    assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
+    drop((idle, held));
+}

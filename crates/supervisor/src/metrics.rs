@@ -14,7 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::daemon::Daemon;
 
@@ -135,7 +135,10 @@ pub enum MetricsListen {
 }
 
 /// Serves `GET /metrics` until the daemon stops: one request per
-/// connection, headers at most 8 KiB within 5 s.
+/// connection, headers at most 8 KiB within [`REQUEST_TIME`], the whole
+/// exchange within [`ANSWER_TIME`]. At most [`MAX_CONNECTIONS`] at once; a
+/// new one past that evicts the oldest still waiting for its request, so
+/// idle connections cannot keep a scraper out.
 pub async fn serve(daemon: Arc<Daemon>, listen: MetricsListen) -> std::io::Result<()> {
     enum Listener {
         Tcp(tokio::net::TcpListener),
@@ -154,37 +157,41 @@ pub async fn serve(daemon: Arc<Daemon>, listen: MetricsListen) -> std::io::Resul
             Listener::Unix(listener)
         }
     };
-    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tracing::info!(listen = ?listen, "serving metrics at /metrics");
     let mut stopping = daemon.stopping.subscribe();
+    let mut live: Vec<Arc<Live>> = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let daemon = daemon.clone();
         tokio::select! {
             accepted = async {
                 match &listener {
-                    Listener::Tcp(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>),
-                    Listener::Unix(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>),
+                    Listener::Tcp(l) => l.accept().await.map(|(s, _)| Conn::Tcp(s)),
+                    Listener::Unix(l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
                 }
             } => match accepted {
                 Ok(conn) => {
-                    use std::sync::atomic::Ordering;
-                    // A scraper or two is the use; past this, connections
-                    // are closed at once.
-                    if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-                        open.fetch_sub(1, Ordering::AcqRel);
-                        continue;
+                    live.retain(|c| !c.done.load(std::sync::atomic::Ordering::Acquire));
+                    if live.len() >= MAX_CONNECTIONS {
+                        // The oldest still waiting for its request goes; if
+                        // every one is already answering, the new one does.
+                        match live.iter().position(|c| !c.answering.load(std::sync::atomic::Ordering::Acquire)) {
+                            Some(oldest) => live.remove(oldest).evict.notify_one(),
+                            None => {
+                                conn.dispose();
+                                continue;
+                            }
+                        }
                     }
-                    let open = open.clone();
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(Duration::from_secs(10), answer(daemon, conn)).await;
-                        open.fetch_sub(1, Ordering::AcqRel);
-                    });
+                    let this = Arc::new(Live::default());
+                    live.push(this.clone());
+                    tasks.spawn(serve_one(daemon.clone(), conn, this));
                 }
                 Err(e) => {
                     crate::logcap::limiter().warn("metrics_accept", format_args!("metrics accept failed; pausing 100 ms: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             () = crate::daemon::stopped(&mut stopping) => break,
         }
     }
@@ -196,12 +203,81 @@ pub async fn serve(daemon: Arc<Daemon>, listen: MetricsListen) -> std::io::Resul
 /// Metrics connections served at once, at most.
 const MAX_CONNECTIONS: usize = 16;
 
-trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
+/// How long a connection may take to send its request.
+const REQUEST_TIME: Duration = Duration::from_secs(1);
 
-async fn answer(daemon: Arc<Daemon>, mut conn: Box<dyn Conn>) {
+/// How long a connection may take in all, the answer's write included.
+const ANSWER_TIME: Duration = Duration::from_secs(5);
+
+/// One connection, as the accept loop sees it.
+#[derive(Debug, Default)]
+struct Live {
+    /// Its request came: it is being answered (and is not evicted).
+    answering: std::sync::atomic::AtomicBool,
+    done: std::sync::atomic::AtomicBool,
+    evict: tokio::sync::Notify,
+}
+
+/// A metrics connection.
+enum Conn {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Conn {
+    /// Reads what came, into `buf`. A Unix peer may attach descriptors to
+    /// its bytes; a plain read would close them inside the read, on the
+    /// daemon's thread, so they are received and disposed of instead.
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        match self {
+            Conn::Tcp(s) => s.read(buf).await,
+            Conn::Unix(s) => {
+                let mut fds = Vec::new();
+                let got = s
+                    .async_io(tokio::io::Interest::READABLE, || {
+                        streamlet_proto::fdpass::recv_with_fds(std::os::fd::AsFd::as_fd(&*s), buf, &mut fds)
+                    })
+                    .await;
+                fds.into_iter().for_each(streamlet_proto::foreign::dispose);
+                got.map(|g| g.bytes)
+            }
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.write_all(bytes).await,
+            Conn::Unix(s) => s.write_all(bytes).await,
+        }
+    }
+
+    /// Closes it where the close cannot hold the daemon up (a Unix peer may
+    /// have left descriptors queued in it).
+    fn dispose(self) {
+        let std: std::io::Result<std::os::fd::OwnedFd> = match self {
+            Conn::Tcp(s) => s.into_std().map(Into::into),
+            Conn::Unix(s) => s.into_std().map(Into::into),
+        };
+        if let Ok(fd) = std {
+            streamlet_proto::foreign::dispose(fd);
+        }
+    }
+}
+
+async fn serve_one(daemon: Arc<Daemon>, mut conn: Conn, live: Arc<Live>) {
+    tokio::select! {
+        () = answer(&daemon, &mut conn, &live) => {}
+        () = live.evict.notified() => {}
+        () = tokio::time::sleep(ANSWER_TIME) => {}
+    }
+    live.done.store(true, std::sync::atomic::Ordering::Release);
+    conn.dispose();
+}
+
+async fn answer(daemon: &Daemon, conn: &mut Conn, live: &Live) {
     let mut head = Vec::with_capacity(512);
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
+    let read = tokio::time::timeout(REQUEST_TIME, async {
         let mut buf = [0u8; 1024];
         while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
             let n = conn.read(&mut buf).await?;
@@ -220,6 +296,7 @@ async fn answer(daemon: Arc<Daemon>, mut conn: Box<dyn Conn>) {
         Ok(Ok(too_large)) => too_large,
         _ => return,
     };
+    live.answering.store(true, std::sync::atomic::Ordering::Release);
     if too_large {
         let body = "request headers over 8 KiB\n";
         let response = format!(
@@ -228,7 +305,6 @@ async fn answer(daemon: Arc<Daemon>, mut conn: Box<dyn Conn>) {
             body.len()
         );
         let _ = conn.write_all(response.as_bytes()).await;
-        let _ = conn.shutdown().await;
         return;
     }
     if !head.windows(2).any(|w| w == b"\n\n") && !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -250,5 +326,4 @@ async fn answer(daemon: Arc<Daemon>, mut conn: Box<dyn Conn>) {
         body.len()
     );
     let _ = conn.write_all(response.as_bytes()).await;
-    let _ = conn.shutdown().await;
 }
