@@ -489,3 +489,76 @@ async fn the_metrics_listener_serves_a_scraper_whatever_else_connects() {
     assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
     drop((idle, held));
 }
+
+/// A daemon whose descriptor limit is low (300, hard and soft): opens past
+/// what it allows are refused as `overloaded`, one by one, before the
+/// kernel would drop a descriptor; the gateway's connection stays, a new
+/// connection is still accepted, and streams fit again once some end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_refuses_opens_not_connections() {
+    use std::os::unix::process::CommandExt;
+    let _one = crate::one_at_a_time().await;
+    crate::support::raise_nofile();
+    let config = TWO_BY_64.replace("= 64", "= 500");
+    let (dir, socket) = {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("streamletd.sock");
+        (dir, socket)
+    };
+    let path = dir.path().join("streamletd.toml");
+    std::fs::write(&path, &config).unwrap();
+    let log = dir.path().join("streamletd.log");
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(r#"export STREAMLET_LOG=info; exec "$0" "$@" 2>"$LOG_FILE""#)
+        .arg(crate::support::STREAMLETD)
+        .arg("--config")
+        .arg(&path)
+        .arg("--socket")
+        .arg(&socket)
+        .env("LOG_FILE", &log);
+    // SAFETY: setrlimit in the child before exec: a system call only.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 300, rlim_max: 300 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let daemon = Daemon::spawn(cmd, dir, socket);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("the descriptor limit (RLIMIT_NOFILE 300) allows about"), "{said}");
+
+    let mut gateway = daemon.client().await;
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..400 {
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        match gateway.open(streamlet_proto::OpenRequest::new("echo"), theirs.as_fd()).await {
+            Ok(_) => held.push(mine),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains("overloaded") && e.contains("descriptors"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(held.len() >= 64, "only {} streams fit", held.len());
+    eprintln!("under a limit of 300 descriptors: {} streams opened, {refused} refused", held.len());
+    assert!(refused > 0, "all 400 fit under a limit of 300?");
+    // The gateway's connection stays, a new one is accepted.
+    gateway.status().await.expect("the gateway's connection is still served");
+    daemon.client().await.status().await.expect("a new connection is accepted");
+    // Some end: streams fit again.
+    let ended = held.len() / 2;
+    held.truncate(held.len() - ended);
+    daemon.wait_until(|s| s.pools[0].streams as usize == held.len());
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    gateway.open(streamlet_proto::OpenRequest::new("echo"), theirs.as_fd()).await.expect("room again");
+    held.push(mine);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(!said.contains("MSG_CTRUNC") && !said.contains("more than 16"), "{said}");
+    assert!(!said.contains("accept failed"), "{said}");
+}

@@ -39,6 +39,8 @@ pub struct Daemon {
     pub(crate) backlog: Arc<crate::events::Backlog>,
     /// The thread time listings took lately.
     pub(crate) listing_time: crate::fairness::ListingTime,
+    /// What descriptors the daemon may hold, and holds.
+    pub(crate) fds: crate::fds::FdBudget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +198,26 @@ pub fn worker_binary(config: &Config) -> PathBuf {
     })
 }
 
+/// Says, at start, what the descriptor limit allows, and warns when the
+/// pools' capacity is more than that.
+fn say_what_descriptors_allow(fds: &crate::fds::FdBudget, config: &Config) {
+    let streamlets: usize = config.pools.values().map(|p| p.workers_max as usize + usize::from(p.spare)).sum();
+    let capacity: usize =
+        config.pools.values().map(|p| p.workers_max as usize * p.streams_per_worker as usize).sum();
+    let fit = fds.streams_that_fit(streamlets, 32);
+    if capacity > fit {
+        tracing::warn!(
+            limit = fds.limit(),
+            streams = fit,
+            capacity,
+            "the descriptor limit (RLIMIT_NOFILE {}) allows about {fit} streams, fewer than the pools' {capacity}:              opens past it are refused as overloaded; raise LimitNOFILE= (systemd) or ulimit -n",
+            fds.limit()
+        );
+    } else {
+        tracing::info!(limit = fds.limit(), streams = fit, "the descriptor limit allows about {fit} streams");
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT, then shuts down in order. `ready`
 /// is called once the socket is listening, with its path.
 pub async fn run(
@@ -241,6 +263,8 @@ pub async fn run(
     let mut core = Core::new(&config);
     core.resume_history(state.load_history(), crate::core::wall_ms());
     notifier.status(&format!("starting {} streamlets", core.starting_count()));
+    let fds = crate::fds::FdBudget::of_this_process();
+    say_what_descriptors_allow(&fds, &config);
     let daemon = Arc::new(Daemon {
         core: Mutex::new(core),
         state,
@@ -248,6 +272,7 @@ pub async fn run(
         access: Mutex::new(config.access.clone()),
         backlog: Arc::default(),
         listing_time: Default::default(),
+        fds,
         config,
         socket_path: socket.path().to_owned(),
         worker_binary,

@@ -21,6 +21,7 @@ pub mod core;
 mod daemon;
 mod events;
 mod fairness;
+pub mod fds;
 pub mod exe;
 pub mod link;
 pub mod listener;

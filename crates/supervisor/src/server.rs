@@ -111,8 +111,10 @@ pub async fn serve(daemon: Arc<Daemon>, listener: UnixListener) {
                     holders.add(who.uid);
                     let uid = who.uid;
                     let daemon = daemon.clone();
+                    daemon.fds.connection_opened();
                     connections.spawn(async move {
-                        conn::serve(daemon, stream, who).await;
+                        conn::serve(daemon.clone(), stream, who).await;
+                        daemon.fds.connection_closed();
                         uid
                     });
                 }

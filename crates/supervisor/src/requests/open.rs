@@ -30,6 +30,12 @@ pub fn open(
     sink: &EventSink,
 ) -> Result<Dispatched, ErrorBody> {
     check_sizes(&request)?;
+    // (Before anything else is taken: near the descriptor limit, a stream
+    // would eat the reserve the daemon keeps for itself.)
+    let streamlets = daemon.core().live_workers();
+    if let Some(why) = daemon.fds.refuse_stream(streamlets) {
+        return Err(ErrorBody::new(ErrorCode::Overloaded, why));
+    }
     let fd = match fd {
         Attached::Fd(fd) => fd,
         Attached::None => {
