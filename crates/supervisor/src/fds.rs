@@ -63,17 +63,19 @@ impl FdBudget {
         (self.limit / 8).clamp(64, 1024)
     }
 
-    /// What the daemon holds now, with `streamlets` streamlets.
-    pub fn in_use(&self, streamlets: usize) -> usize {
-        self.base
-            + streamlet_proto::foreign::held()
-            + self.connections.load(Ordering::Acquire) * PER_CONNECTION
-            + streamlets * PER_STREAMLET
+    /// What the daemon holds now, with `streamlets` streamlets and `foreign`
+    /// descriptors from outside.
+    fn in_use(&self, foreign: usize, streamlets: usize) -> usize {
+        self.base + foreign + self.connections.load(Ordering::Acquire) * PER_CONNECTION + streamlets * PER_STREAMLET
     }
 
     /// Why a new stream may not be taken now, if it may not.
     pub fn refuse_stream(&self, streamlets: usize) -> Option<String> {
-        let in_use = self.in_use(streamlets);
+        self.refuse_stream_with(streamlet_proto::foreign::held(), streamlets)
+    }
+
+    fn refuse_stream_with(&self, foreign: usize, streamlets: usize) -> Option<String> {
+        let in_use = self.in_use(foreign, streamlets);
         (in_use + self.reserve() >= self.limit).then(|| {
             format!(
                 "streamletd holds about {in_use} of its {} descriptors and keeps {} in reserve: \
@@ -112,10 +114,11 @@ mod tests {
         // 50 + 10 streamlets (80) + 2 connections (4) = 134, far from 875.
         budget.connection_opened();
         budget.connection_opened();
-        assert!(budget.refuse_stream(10).is_none());
-        assert_eq!(budget.streams_that_fit(10, 2), 1000 - 50 - 125 - 80 - 4);
-        // With as many streamlets as eat the rest, streams are refused.
-        let why = budget.refuse_stream(90).expect("refused");
+        assert!(budget.refuse_stream_with(0, 10).is_none());
+        let fit = budget.streams_that_fit(10, 2);
+        assert_eq!(fit, 1000 - 50 - 125 - 80 - 4);
+        assert!(budget.refuse_stream_with(fit - 1, 10).is_none(), "the last stream that fits");
+        let why = budget.refuse_stream_with(fit, 10).expect("refused at the reserve");
         assert!(why.contains("of its 1000 descriptors") && why.contains("RLIMIT_NOFILE"), "{why}");
         budget.connection_closed();
         budget.connection_closed();
