@@ -10,6 +10,7 @@ mod escapes;
 mod events;
 mod handlers;
 mod hostile;
+mod idle;
 mod lifecycle;
 mod metrics;
 mod monitor;

@@ -53,6 +53,9 @@ pub enum ErrorCode {
     /// A reload found the configuration file invalid; the running
     /// configuration stays.
     BadConfig,
+    /// The connection sent nothing for the daemon's `idle_timeout` and
+    /// holds nothing (no stream, no waiting open, no subscription): closed.
+    Idle,
 }
 
 impl ErrorCode {
@@ -79,6 +82,7 @@ impl ErrorCode {
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::Unauthorized => "unauthorized",
             Self::BadConfig => "bad_config",
+            Self::Idle => "idle",
             Self::Internal => "internal",
         }
     }

@@ -146,6 +146,8 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
         let _ = writer.shutdown().await;
     });
     let mut stopping = daemon.stopping.subscribe();
+    let idle_timeout = daemon.config.daemon.idle_timeout;
+    let mut heard = tokio::time::Instant::now();
 
     loop {
         // A peer that pipelines has its next request served from the buffer
@@ -160,11 +162,24 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
         reader.set_accept_fds(who.role(&daemon) >= requests::Role::Gateway);
         let frame = tokio::select! {
             frame = reader.read_frame() => frame,
+            () = tokio::time::sleep_until(heard + idle_timeout), if !reader.in_frame() => {
+                // Silent, and holding nothing: its place is freed for others.
+                if sink.held_elsewhere() {
+                    heard = tokio::time::Instant::now();
+                    continue;
+                }
+                let message = format!(
+                    "no request for {idle_timeout:?} and nothing held (no stream, waiting open or subscription): closing"
+                );
+                sink.push(encode_reply(encoding, Reply { id: 0, body: ReplyBody::Error(ErrorBody::new(ErrorCode::Idle, message)) }));
+                break;
+            }
             _ = crate::daemon::stopped(&mut stopping) => break,
             // Closed by the daemon (a subscriber dropped): no request read
             // after that is run.
             () = sink.wait_closed() => break,
         };
+        heard = tokio::time::Instant::now();
         let bytes = match frame {
             Ok(Some(bytes)) => bytes,
             Ok(None) => break,

@@ -165,6 +165,14 @@ impl EventSink {
         }
     }
 
+    /// Whether something besides the connection's own two handles (its
+    /// reader's and its writer's) holds the queue: a stream it opened, an
+    /// open waiting for room, a subscription. Such a connection is never
+    /// idle, however long it is silent.
+    pub fn held_elsewhere(&self) -> bool {
+        Arc::strong_count(&self.0) > 2
+    }
+
     /// Whether both are the same connection's queue.
     pub fn same(&self, other: &EventSink) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

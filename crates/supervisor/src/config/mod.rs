@@ -50,6 +50,9 @@ pub struct Config {
     pub pools: BTreeMap<String, Arc<PoolConfig>>,
 }
 
+/// How long a control connection that holds nothing may stay silent.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub socket: Option<PathBuf>,
@@ -62,6 +65,9 @@ pub struct DaemonConfig {
     /// Where state that outlives the daemon (the demand history) is kept;
     /// `None`: [`default_state_dir`](crate::state::default_state_dir).
     pub state_dir: Option<PathBuf>,
+    /// A control connection that sends nothing for this long, and holds
+    /// nothing (no stream, no waiting open, no subscription), is closed.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -236,6 +242,7 @@ struct RawDaemon {
     shutdown_timeout: Option<String>,
     stats_interval: Option<String>,
     state_dir: Option<PathBuf>,
+    idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -387,7 +394,12 @@ impl Config {
             stats_interval: duration(raw.daemon.stats_interval.as_deref(), Duration::from_secs(1))
                 .map_err(|r| err("daemon.stats_interval", r))?,
             state_dir: raw.daemon.state_dir,
+            idle_timeout: duration(raw.daemon.idle_timeout.as_deref(), DEFAULT_IDLE_TIMEOUT)
+                .map_err(|r| err("daemon.idle_timeout", r))?,
         };
+        if daemon.idle_timeout < Duration::from_secs(1) {
+            return Err(err("daemon.idle_timeout", "must be at least 1s".into()));
+        }
         if let Some(bin) = &daemon.worker_binary {
             if !bin.is_absolute() {
                 return Err(err("daemon.worker_binary", format!("{} must be an absolute path", bin.display())));
