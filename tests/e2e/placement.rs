@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use streamlet_client::Client;
 use streamlet_proto::{OpenRequest, WorkerId};
 
-use crate::support::Daemon;
+use crate::support::{Daemon, TWO_BY_64};
 
 /// Two streamlets of one pool, one in each region.
 const TWO_REGIONS: &str = r#"
@@ -86,4 +86,43 @@ worker_labels = [{ forwarded = "false" }, { forwarded = "true" }]
     }
     // Every streamlet gets N streams before any gets N + 1; in each tie, the preferred one first.
     assert_eq!(placed, ["true", "false", "true", "false", "true", "false"]);
+}
+
+/// With `tenant_isolation`, a streamlet serves one tenant at a time: a
+/// second tenant never joins a streamlet that serves another, a tenant's
+/// streams go where its others are, and a streamlet is anyone's again once
+/// its last stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tenant_isolation_no_streamlet_serves_two_tenants_at_once() {
+    let config = TWO_BY_64.replace("streams_per_worker = 64", "streams_per_worker = 4\ntenant_isolation = true");
+    let daemon = Daemon::start(&config);
+    let mut client = daemon.client().await;
+    let open = |tenant: &str| OpenRequest { tenant: Some(tenant.into()), ..OpenRequest::new("echo") };
+    let mut held = Vec::new();
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    let a1 = client.open(open("acme"), theirs.as_fd()).await.unwrap();
+    held.push(mine);
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    let b1 = client.open(open("bolt"), theirs.as_fd()).await.unwrap();
+    held.push(mine);
+    assert_ne!(a1.worker, b1.worker, "a second tenant gets a streamlet of its own");
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    let a2 = client.open(open("acme"), theirs.as_fd()).await.unwrap();
+    held.push(mine);
+    assert_eq!(a2.worker, a1.worker, "a tenant's streams go where its others are");
+    // Both streamlets serve a tenant: a third has no room, though slots are free.
+    let (_mine, theirs) = UnixStream::pair().unwrap();
+    let refused = client.open(open("crux"), theirs.as_fd()).await.unwrap_err().to_string();
+    assert!(refused.contains("no_capacity") && refused.contains("tenant_isolation"), "{refused}");
+    // bolt's only stream ends: its streamlet is anyone's again.
+    client.close(b1.stream).await.unwrap();
+    daemon.wait_until(|s| s.pools[0].streams == 2);
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    let c1 = client.open(open("crux"), theirs.as_fd()).await.unwrap();
+    held.push(mine);
+    assert_eq!(c1.worker, b1.worker);
+    for stream in client.streams(None).await.unwrap() {
+        let expected = if stream.worker == a1.worker { "acme" } else { "crux" };
+        assert_eq!(stream.tenant, expected, "{stream:?}");
+    }
 }

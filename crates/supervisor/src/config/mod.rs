@@ -110,6 +110,9 @@ pub struct PoolConfig {
     pub upstream_allow: Vec<crate::upstream::Upstream>,
     /// Streamlets read from each client at most at the stream's max rate.
     pub ingress_limit: bool,
+    /// A streamlet serves streams of one tenant at a time: streams of two
+    /// tenants never share a streamlet (its memory, its uid, its /tmp).
+    pub tenant_isolation: bool,
     /// A streamlet silent this long is killed as `hung`.
     pub heartbeat_timeout: Duration,
     /// Backoff and crash-loop breaker.
@@ -279,6 +282,8 @@ struct RawPool {
     upstream_allow: Vec<String>,
     #[serde(default)]
     ingress_limit: bool,
+    #[serde(default)]
+    tenant_isolation: bool,
     #[serde(default = "end")]
     on_corrupt: streamlet_proto::worker::OnCorrupt,
     #[serde(default = "yes")]
@@ -529,6 +534,7 @@ impl Config {
                 upstream,
                 upstream_allow,
                 ingress_limit: pool.ingress_limit,
+                tenant_isolation: pool.tenant_isolation,
                 heartbeat_timeout,
                 restart,
             };

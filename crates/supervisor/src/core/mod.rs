@@ -259,6 +259,9 @@ struct WorkerEntry {
     idle_since: Option<Instant>,
     /// The autoscaler retired it: its exit is planned and nothing replaces it.
     retiring: bool,
+    /// In a pool with `tenant_isolation`: the tenant its streams are of,
+    /// while it has any.
+    tenant: Option<String>,
 }
 
 #[derive(Debug)]
@@ -449,6 +452,7 @@ impl Core {
             drain_deadline: None,
             idle_since: None,
             retiring: false,
+            tenant: None,
         };
         self.workers.insert(new.id, entry);
         self.pool_config(&pool_name)
@@ -653,7 +657,7 @@ impl Core {
         let now = self.epoch.elapsed().as_millis() as u64;
         let mut admission: Option<Admission> = None;
         let placed = loop {
-            let Some(key) = pool.placement.place(&wanted) else {
+            let Some(key) = place_for(pool, &self.workers, &tenant, &wanted) else {
                 // (Only after a broken streamlet was skipped can an admission
                 // already be held here.)
                 let admitted = admission.is_some();
@@ -663,6 +667,10 @@ impl Core {
                 let ready = self.workers.values().filter(|w| w.pool == request.pool && w.state == WorkerState::Ready);
                 let message = match ready.count() {
                     0 => format!("no streamlet of pool {:?} is ready yet", request.pool),
+                    n if pool.config.tenant_isolation => format!(
+                        "none of the {n} streamlets of pool {:?} has room for tenant {tenant:?}: each serves one tenant at a time (tenant_isolation)",
+                        request.pool
+                    ),
                     n => format!(
                         "all {n} streamlets of pool {:?} are full ({} streams each)",
                         request.pool, pool.config.streams_per_worker
@@ -748,6 +756,9 @@ impl Core {
                 Ok(()) => {
                     entry.streams.insert(stream);
                     entry.idle_since = None;
+                    if pool.config.tenant_isolation {
+                        entry.tenant = Some(tenant.clone());
+                    }
                     break Ok(id);
                 }
                 Err(e @ (SendError::Resources(_) | SendError::Message(_))) => {
@@ -1142,6 +1153,9 @@ impl Core {
     fn release_slot(&mut self, worker: WorkerId, stream: StreamId) {
         if let Some(entry) = self.workers.get_mut(&worker) {
             entry.streams.remove(&stream);
+            if entry.streams.is_empty() {
+                entry.tenant = None;
+            }
             if entry.state == WorkerState::Ready {
                 if let Some(pool) = self.pools.get_mut(&entry.pool) {
                     pool.placement.release(worker.0);
@@ -1535,6 +1549,48 @@ impl Drop for StreamFd {
 /// Send rates are measured over at least this many milliseconds: shorter
 /// spans between reports are added to the next.
 const MIN_USAGE_SPAN_MS: u128 = 10;
+
+/// A slot for a stream of `tenant`: the pool's placement's choice, claimed.
+/// In a pool with `tenant_isolation`, only a streamlet that serves `tenant`
+/// already or serves no one: the placement's choice if it serves `tenant`;
+/// else the streamlet of `tenant` with room and the fewest streams (so empty
+/// streamlets stay for other tenants); else the placement's choice if it is
+/// empty; else any empty one.
+fn place_for(
+    pool: &mut PoolState,
+    workers: &HashMap<WorkerId, WorkerEntry>,
+    tenant: &str,
+    wanted: &streamlet_balance::Request,
+) -> Option<u64> {
+    let key = pool.placement.place(wanted)?;
+    if !pool.config.tenant_isolation {
+        return Some(key);
+    }
+    let serves = |id: u64| workers.get(&WorkerId(id)).map(|w| w.tenant.clone());
+    let picked = serves(key).flatten();
+    if picked.as_deref() == Some(tenant) {
+        return Some(key);
+    }
+    let placement = &pool.placement;
+    let with_room = |wanted_tenant: Option<&str>| {
+        workers
+            .iter()
+            .filter(|(_, w)| w.pool == pool.config.name && w.state == WorkerState::Ready)
+            .filter(|(_, w)| w.tenant.as_deref() == wanted_tenant)
+            .filter_map(|(id, _)| placement.load(id.0).filter(|(n, cap)| n < cap).map(|(n, _)| (n, id.0)))
+            .min()
+            .map(|(_, id)| id)
+    };
+    let choice = match with_room(Some(tenant)) {
+        Some(own) => Some(own),
+        None if picked.is_none() => return Some(key),
+        None => with_room(None),
+    };
+    pool.placement.release(key);
+    let choice = choice?;
+    pool.placement.occupy(choice);
+    Some(choice)
+}
 
 /// The upstream a `relay` stream goes to: the pool's, or the one its
 /// `upstream` label names, which must be in the pool's `upstream_allow`.

@@ -217,7 +217,7 @@ impl Core {
             let Some(entry) = self.streams.get(&stream) else { return false };
             let Some(pool) = self.pools.get_mut(&entry.pool) else { return false };
             let wanted = streamlet_balance::Request { region: entry.region.clone() };
-            let Some(key) = pool.placement.place(&wanted) else { return false };
+            let Some(key) = super::place_for(pool, &self.workers, &entry.tenant, &wanted) else { return false };
             let to = WorkerId(key);
             let assign = ToWorker::Assign(Assign {
                 stream,
@@ -253,6 +253,9 @@ impl Core {
             }
             worker.streams.insert(stream);
             worker.idle_since = None;
+            if pool.config.tenant_isolation {
+                worker.tenant = Some(entry.tenant.clone());
+            }
             let entry = self.streams.get_mut(&stream).expect("checked above");
             entry.worker = to;
             entry.carried = (entry.bytes_in, entry.bytes_out);
