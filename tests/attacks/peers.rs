@@ -562,3 +562,99 @@ async fn running_out_of_descriptors_refuses_opens_not_connections() {
     assert!(!said.contains("MSG_CTRUNC") && !said.contains("more than 16"), "{said}");
     assert!(!said.contains("accept failed"), "{said}");
 }
+
+/// A streamlet (Python, speaking the channel by hand) that reports each
+/// stream ended (the daemon closes its copy), keeps the descriptor, and a
+/// moment later puts it in the queue of a Unix socket of its own and sends
+/// that socket to the daemon: the last copy of the stream's connection is
+/// then inside a descriptor the daemon must close.
+const SENDS_DESCRIPTORS_BACK: &str = r#"#!/usr/bin/python3
+import array, os, socket, time
+s = socket.socket(fileno=3)
+s.recv(65536)
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+ready = b"\x00" + varint(os.getpid())
+s.send(ready)
+while True:
+    msg, anc, flags, addr = s.recvmsg(65536, socket.CMSG_SPACE(4))
+    if msg and msg[0] == 1 and anc:
+        fd = array.array('i', anc[0][2][:4])[0]
+        stream, shift, i = 0, 0, 1
+        while True:
+            b = msg[i]
+            stream |= (b & 0x7f) << shift
+            i += 1
+            shift += 7
+            if not b & 0x80:
+                break
+        s.send(b'\x01' + varint(stream) + b'\x00\x00\x00')
+        time.sleep(0.3)
+        x, y = socket.socketpair()
+        x.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [fd]))])
+        os.close(fd)
+        x.close()
+        s.sendmsg([ready], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [y.fileno()]))])
+        y.close()
+        time.sleep(60)
+"#;
+
+/// A lingering client connection that a streamlet hands back to the daemon,
+/// queued inside a socket of its own: closing that socket closes it, off the
+/// daemon's thread. (So is the streamlet's channel itself, when the
+/// streamlet is gone, for whatever it left queued there.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_descriptor_handed_back_by_a_streamlet_stalls_no_one() {
+    let _one = crate::one_at_a_time().await;
+    let scripts = tempfile::Builder::new().prefix("streamlet-attack-").tempdir_in("/run").unwrap();
+    std::fs::set_permissions(scripts.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let worker = scripts.path().join("sends-back");
+    std::fs::write(&worker, SENDS_DESCRIPTORS_BACK).unwrap();
+    std::fs::set_permissions(&worker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = format!(
+        "[daemon]\nworker_binary = \"{}\"\nshutdown_timeout = \"1s\"\n\n[pools.back]\nhandler = {{ kind = \"echo\" }}\n\
+         workers = {{ min = 1, max = 1 }}\nstreams_per_worker = 4\nspare = false\n",
+        worker.display()
+    );
+    let daemon = Daemon::start(&config);
+    let probe = Probe::start(&daemon.socket);
+    let mut raw = Raw::json(&daemon.socket);
+    let l = lingering(10);
+    raw.frame_with_fd(br#"{"id":1,"body":{"open":{"pool":"back"}}}"#, l.client.as_fd());
+    assert!(raw.read().unwrap().pointer("/reply/body/opened").is_some());
+    // The stream ends at once (the daemon's copy goes, lingering turned off
+    // on the way); the gateway, colluding, turns it on again and lets go of
+    // its own copy: the streamlet's is the last.
+    daemon.wait_until(|s| s.pools[0].streams == 0);
+    let on = libc::linger { l_onoff: 1, l_linger: 10 };
+    // SAFETY: setsockopt with a linger struct of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            l.client.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&on as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    let Lingering { client, _server } = l;
+    drop(client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut client = daemon.client().await;
+    while client.workers(None).await.unwrap().iter().all(|w| w.restarts == 0) {
+        assert!(std::time::Instant::now() < deadline, "the streamlet was not killed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let slowest = probe.finish();
+    assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
+}

@@ -142,6 +142,13 @@ impl Channel {
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.get_ref().as_fd()
     }
+
+    /// The socket itself, off the reactor: for a caller that must choose
+    /// where its last close happens (closing a socket closes whatever the
+    /// peer left queued in it, descriptors included).
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd.into_inner()
+    }
 }
 
 /// A receive buffer for [`Channel::recv_with`]: one message's worth.

@@ -24,7 +24,9 @@ pub const MAX_OUTBOX: usize = 4096;
 
 #[derive(Debug)]
 pub struct WorkerLink {
-    channel: Channel,
+    /// Always there until the link is dropped (then it goes to a closer:
+    /// descriptors a hostile streamlet left queued in it close with it).
+    channel: std::mem::ManuallyDrop<Channel>,
     /// Messages waiting for room, each with a copy of its descriptor (a
     /// client's connection: foreign, never closed on the daemon's thread).
     outbox: Mutex<VecDeque<(Vec<u8>, Option<ForeignFd>)>>,
@@ -69,7 +71,7 @@ impl SendError {
 impl WorkerLink {
     pub fn new(channel: Channel) -> Self {
         Self {
-            channel,
+            channel: std::mem::ManuallyDrop::new(channel),
             outbox: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
@@ -187,5 +189,13 @@ impl WorkerLink {
         unsafe {
             libc::shutdown(self.channel.as_fd().as_raw_fd(), libc::SHUT_WR);
         }
+    }
+}
+
+impl Drop for WorkerLink {
+    fn drop(&mut self) {
+        // SAFETY: the channel is taken once, here, and never used after.
+        let channel = unsafe { std::mem::ManuallyDrop::take(&mut self.channel) };
+        streamlet_proto::foreign::dispose(channel.into_fd());
     }
 }
