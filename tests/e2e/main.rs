@@ -17,6 +17,7 @@ mod placement;
 mod quota;
 mod reload;
 mod sandbox;
+mod sandbox_bounds;
 mod simulate;
 mod streams;
 mod support;

@@ -12,12 +12,20 @@
 //! kexec, bpf), plus the socket options through which a streamlet could undo
 //! the pacing the daemon set.
 //!
+//! Some rules apply only to a pool with `network = "none"` ([`Network`]): there
+//! a streamlet may make `AF_UNIX` sockets and no other family, since some
+//! families are not network-namespaced at all (`AF_VSOCK` shares the host's
+//! port space). The daemon builds the two programs once, before any fork, and
+//! gives each streamlet its pool's.
+//!
 //! Usage, in the daemon:
 //!
 //! ```no_run
 //! use std::os::unix::process::CommandExt;
 //!
-//! let program = streamlet_sandbox::seccomp::build()?; // allocates: before the fork
+//! use streamlet_sandbox::seccomp::Network;
+//!
+//! let program = streamlet_sandbox::seccomp::build(Network::None)?; // allocates: before the fork
 //! let mut cmd = std::process::Command::new("/bin/true");
 //! // SAFETY: the closure only calls `install_in_child`, which is
 //! // async-signal-safe.
@@ -104,6 +112,8 @@ pub struct ArgTest {
 pub enum Test {
     /// The argument equals the value.
     Equals(u32),
+    /// The argument is anything but the value.
+    NotEquals(u32),
     /// Every bit of the value is set in the argument.
     HasBits(u32),
 }
@@ -115,6 +125,18 @@ macro_rules! arg_eq {
             index: $index,
             arg: stringify!($arg),
             test: Test::Equals(libc::$value as u32),
+            value_name: stringify!($value),
+        }
+    };
+}
+
+/// `arg_ne!(0, domain, AF_UNIX)`: argument 0, `domain`, is not `libc::AF_UNIX`.
+macro_rules! arg_ne {
+    ($index:literal, $arg:ident, $value:ident) => {
+        ArgTest {
+            index: $index,
+            arg: stringify!($arg),
+            test: Test::NotEquals(libc::$value as u32),
             value_name: stringify!($value),
         }
     };
@@ -140,13 +162,19 @@ pub enum Action {
     /// Fails with `ENOSYS`, as a call this kernel lacks, so that libc falls
     /// back to an older call the filter can check.
     Unsupported,
+    /// Fails with `EAFNOSUPPORT`, as a socket family this kernel lacks.
+    NoFamily,
 }
 
 impl Action {
+    /// Every action, in the order their parts run.
+    pub const ALL: [Action; 3] = [Action::Deny, Action::Unsupported, Action::NoFamily];
+
     pub fn errno(self) -> i32 {
         match self {
             Action::Deny => libc::EPERM,
             Action::Unsupported => libc::ENOSYS,
+            Action::NoFamily => libc::EAFNOSUPPORT,
         }
     }
 
@@ -154,30 +182,66 @@ impl Action {
         match self {
             Action::Deny => "EPERM",
             Action::Unsupported => "ENOSYS",
+            Action::NoFamily => "EAFNOSUPPORT",
+        }
+    }
+}
+
+/// The pool's network setting, which picks the program: the rules of
+/// [`Scope::NetworkNone`] apply only under `network = "none"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Network {
+    /// The pool's empty network namespace.
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// Which pools a rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every streamlet.
+    All,
+    /// Streamlets of a pool with `network = "none"`.
+    NetworkNone,
+}
+
+impl Scope {
+    fn covers(self, network: Network) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::NetworkNone => network == Network::None,
         }
     }
 }
 
 /// One entry of the policy: `call`, when every test in `when` holds (always,
-/// if `when` is empty), fails as `action` says.
+/// if `when` is empty), fails as `action` says, in the pools `scope` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
     pub call: Syscall,
     pub when: &'static [ArgTest],
     pub action: Action,
+    pub scope: Scope,
     pub reason: &'static str,
 }
 
 const fn deny(call: Syscall, reason: &'static str) -> Rule {
-    Rule { call, when: &[], action: Action::Deny, reason }
+    Rule { call, when: &[], action: Action::Deny, scope: Scope::All, reason }
 }
 
 const fn deny_when(call: Syscall, when: &'static [ArgTest], reason: &'static str) -> Rule {
-    Rule { call, when, action: Action::Deny, reason }
+    Rule { call, when, action: Action::Deny, scope: Scope::All, reason }
 }
 
 const fn unsupported(call: Syscall, reason: &'static str) -> Rule {
-    Rule { call, when: &[], action: Action::Unsupported, reason }
+    Rule { call, when: &[], action: Action::Unsupported, scope: Scope::All, reason }
+}
+
+/// Under `network = "none"`: the socket family tested in `when` is refused
+/// as one the kernel lacks.
+const fn no_family(call: Syscall, when: &'static [ArgTest], reason: &'static str) -> Rule {
+    Rule { call, when, action: Action::NoFamily, scope: Scope::NetworkNone, reason }
 }
 
 const NAMESPACE_AT_FORK: &str = "a new namespace at fork, as unshare";
@@ -203,6 +267,22 @@ pub static POLICY: &[Rule] = &[
         &[arg_eq!(1, level, SOL_SOCKET), arg_eq!(2, optname, SO_LINGER)],
         "a lingering close of a handed-over socket would block the daemon when it closes its copy last",
     ),
+    deny_when(
+        sys!(SYS_setsockopt),
+        &[arg_eq!(1, level, SOL_SOCKET), arg_eq!(2, optname, SO_PRIORITY)],
+        "the priority picks the queueing band of the daemon's traffic; the streamlet must not raise its own",
+    ),
+    // Socket families, under network = "none": the empty namespace covers the
+    // namespaced families; AF_VSOCK (and any family the kernel never
+    // namespaced) would reach the host. No other call makes a socket here:
+    // io_uring's socket operation is denied with io_uring, x86_64 has no
+    // socketcall, and accept only clones a socket one already has.
+    no_family(
+        sys!(SYS_socket),
+        &[arg_ne!(0, domain, AF_UNIX)],
+        "no network: only Unix sockets; AF_VSOCK and other families are not namespaced and reach the host",
+    ),
+    no_family(sys!(SYS_socketpair), &[arg_ne!(0, domain, AF_UNIX)], "no network: only Unix sockets, as for socket"),
     // The terminal (a second layer: streamlets have no controlling terminal).
     deny_when(
         sys!(SYS_ioctl),
@@ -290,19 +370,20 @@ const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 const LD_ABS_W: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 
-/// Compiles [`POLICY`] for the running architecture (x86_64 or aarch64).
-/// Allocates: call it in the daemon, before the fork.
-pub fn build() -> Result<BpfProgram, SeccompError> {
+/// Compiles the rules of [`POLICY`] that cover `network` for the running
+/// architecture (x86_64 or aarch64). Allocates: call it in the daemon, before
+/// the fork.
+pub fn build(network: Network) -> Result<BpfProgram, SeccompError> {
     let arch = match std::env::consts::ARCH {
         "x86_64" => TargetArch::x86_64,
         "aarch64" => TargetArch::aarch64,
         other => return Err(SeccompError::UnsupportedArch(other)),
     };
     let mut parts = Vec::new();
-    for action in [Action::Deny, Action::Unsupported] {
+    for action in Action::ALL {
         let mut chains: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
         let mut always = BTreeSet::new();
-        for rule in POLICY.iter().filter(|rule| rule.action == action) {
+        for rule in POLICY.iter().filter(|rule| rule.action == action && rule.scope.covers(network)) {
             let nr = rule.call.number().ok_or(SeccompError::UnsupportedArch(std::env::consts::ARCH))?;
             let chain = chains.entry(nr).or_default();
             if rule.when.is_empty() {
@@ -338,6 +419,7 @@ fn compile_tests(tests: &[ArgTest]) -> Result<SeccompRule, SeccompError> {
         .map(|test| {
             let (op, value) = match test.test {
                 Test::Equals(value) => (SeccompCmpOp::Eq, value),
+                Test::NotEquals(value) => (SeccompCmpOp::Ne, value),
                 Test::HasBits(bits) => (SeccompCmpOp::MaskedEq(u64::from(bits)), bits),
             };
             SeccompCondition::new(test.index, SeccompCmpArgLen::Dword, op, u64::from(value))
@@ -421,6 +503,7 @@ impl fmt::Display for ArgTest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.test {
             Test::Equals(value) => write!(f, "{} == {} ({value})", self.arg, self.value_name),
+            Test::NotEquals(value) => write!(f, "{} != {} ({value})", self.arg, self.value_name),
             Test::HasBits(bits) => write!(f, "{} has {} ({bits:#x})", self.arg, self.value_name),
         }
     }
@@ -429,11 +512,18 @@ impl fmt::Display for ArgTest {
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "| `{}` | ", self.call.name())?;
-        if self.when.is_empty() {
+        let scoped = match self.scope {
+            Scope::All => false,
+            Scope::NetworkNone => {
+                f.write_str("network = \"none\"")?;
+                true
+            }
+        };
+        if self.when.is_empty() && !scoped {
             f.write_str("always")?;
         }
         for (i, test) in self.when.iter().enumerate() {
-            let and = if i == 0 { "" } else { " and " };
+            let and = if i == 0 && !scoped { "" } else { " and " };
             write!(f, "{and}{test}")?;
         }
         write!(f, " | {} | {} |", self.action.errno_name(), self.reason)
@@ -443,7 +533,8 @@ impl fmt::Display for Rule {
 /// The policy for humans, as a Markdown table (SECURITY.md quotes it).
 pub fn describe() -> String {
     let mut text = String::from(
-        "Every call not listed runs. A listed call fails with the error shown and does nothing.\n\n\
+        "Every call not listed runs. A listed call fails with the error shown and does nothing. A rule \
+         whose condition names `network = \"none\"` is in the program of such pools only.\n\n\
          | call | when | error | why |\n| --- | --- | --- | --- |\n",
     );
     for rule in POLICY {
@@ -547,7 +638,7 @@ def sockopt(level, name, value):
     }
 
     fn filter() -> Option<BpfProgram> {
-        Some(build().unwrap())
+        Some(build(Network::None).unwrap())
     }
 
     fn errno(code: i32) -> String {
@@ -596,7 +687,7 @@ def sockopt(level, name, value):
                 "{name} is not always denied"
             );
         }
-        for option in ["SO_MAX_PACING_RATE", "SO_MARK", "SO_LINGER"] {
+        for option in ["SO_MAX_PACING_RATE", "SO_MARK", "SO_LINGER", "SO_PRIORITY"] {
             assert!(
                 rules_for("setsockopt").any(|rule| rule.when.iter().any(|test| test.value_name == option)
                     && rule.when.iter().any(|test| test.value_name == "SOL_SOCKET")),
@@ -642,9 +733,35 @@ def sockopt(level, name, value):
         assert!(text.contains("flags has CLONE_NEWNET (0x40000000) | EPERM"), "{text}");
     }
 
+    /// SECURITY.md shows the table as `describe()` prints it, word for word,
+    /// so the two cannot drift apart.
+    #[test]
+    fn security_md_quotes_the_description() {
+        let doc = include_str!("../../../SECURITY.md");
+        assert!(
+            doc.contains(&describe()),
+            "SECURITY.md's seccomp table differs from `streamletd seccomp-policy`; paste this in:\n{}",
+            describe()
+        );
+    }
+
+    #[test]
+    fn only_network_none_limits_socket_families() {
+        let scoped: Vec<&Rule> = POLICY.iter().filter(|rule| rule.scope == Scope::NetworkNone).collect();
+        let calls: Vec<&str> = scoped.iter().map(|rule| rule.call.name()).collect();
+        assert_eq!(calls, ["socket", "socketpair"]);
+        for rule in scoped {
+            assert_eq!(rule.when, &[arg_ne!(0, domain, AF_UNIX)], "{rule}");
+            assert_eq!(rule.action, Action::NoFamily);
+        }
+        let (none, host) = (build(Network::None).unwrap(), build(Network::Host).unwrap());
+        assert!(none.len() > host.len(), "{} vs {}", none.len(), host.len());
+        assert!(describe().contains("| `socket` | network = \"none\" and domain != AF_UNIX (1) | EAFNOSUPPORT |"));
+    }
+
     #[test]
     fn the_program_fits_the_kernel_and_chains_its_parts() {
-        let program = build().unwrap();
+        let program = build(Network::None).unwrap();
         assert!(program.len() <= MAX_INSTRUCTIONS, "{}", program.len());
         // Only the last part may allow; the others jump on.
         let allows = program.iter().filter(|insn| insn.code == RET_K && insn.k == libc::SECCOMP_RET_ALLOW).count();
@@ -689,6 +806,7 @@ def sockopt(level, name, value):
             r#"
 print("pacing=" + sockopt(socket.SOL_SOCKET, 47, 1000))
 print("mark=" + sockopt(socket.SOL_SOCKET, 36, 1))
+print("priority=" + sockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 6))
 print("sndbuf=" + sockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536))
 print("nodelay=" + sockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
 s = socket.socket()
@@ -698,9 +816,11 @@ print("wide_level=" + attempt(libc.syscall(L({setsockopt}), L(s.fileno()), L(0x1
 "#,
             setsockopt = libc::SYS_setsockopt
         );
-        let seen = python(&script, filter(), false);
+        // The host-network program: the other makes no TCP socket to test on.
+        let seen = python(&script, Some(build(Network::Host).unwrap()), false);
         assert_eq!(seen["pacing"], errno(libc::EPERM), "{seen:?}");
         assert_eq!(seen["mark"], errno(libc::EPERM), "{seen:?}");
+        assert_eq!(seen["priority"], errno(libc::EPERM), "{seen:?}");
         assert_eq!(seen["wide_level"], errno(libc::EPERM), "{seen:?}");
         assert_eq!(seen["sndbuf"], "ok", "{seen:?}");
         assert_eq!(seen["nodelay"], "ok", "{seen:?}");
@@ -733,7 +853,7 @@ print("mount=" + attempt(libc.mount(b"none", b"/tmp", b"tmpfs", ctypes.c_ulong(0
             .flat_map(|rule| rule.when)
             .map(|test| match test.test {
                 Test::HasBits(bits) => format!("({:?}, {bits})", test.value_name),
-                Test::Equals(_) => unreachable!("clone is tested by flag"),
+                Test::Equals(_) | Test::NotEquals(_) => unreachable!("clone is tested by flag"),
             })
             .collect();
         let script = format!(
@@ -789,6 +909,50 @@ print("clone3=" + attempt(libc.syscall(L({clone3}), None, L(0))))
         assert_eq!(seen["thread"], "ok", "{seen:?}");
         assert_eq!(seen["signal"], "ok", "{seen:?}");
         assert_eq!(seen["clone3"], errno(libc::ENOSYS), "{seen:?}");
+    }
+
+    /// Under `network = "none"` only Unix sockets can be made, by `socket`
+    /// or `socketpair`; under `"host"` every family the kernel has.
+    #[test]
+    fn network_none_allows_unix_sockets_only() {
+        let script = format!(
+            r#"
+def make(name, family, kind=socket.SOCK_STREAM):
+    try:
+        socket.socket(family, kind).close()
+        print(name + "=ok")
+    except OSError as e:
+        print(name + "=" + str(e.errno))
+make("unix", socket.AF_UNIX)
+make("unix_dgram", socket.AF_UNIX, socket.SOCK_DGRAM)
+make("inet", socket.AF_INET)
+make("inet6", socket.AF_INET6)
+make("vsock", socket.AF_VSOCK)
+make("netlink", socket.AF_NETLINK, socket.SOCK_RAW)
+pair = (ctypes.c_int * 2)()
+print("pair_unix=" + attempt(libc.syscall(L({socketpair}), L(1), L(1), L(0), pair)))
+print("pair_inet=" + attempt(libc.syscall(L({socketpair}), L(2), L(1), L(0), pair)))
+# The kernel reads domain as an int: 0x1_0000_0001 is AF_UNIX to it, and
+# 0x1_0000_0028 is AF_VSOCK.
+print("wide_vsock=" + attempt(libc.syscall(L({socket}), L(0x100000028), L(1), L(0))))
+"#,
+            socketpair = libc::SYS_socketpair,
+            socket = libc::SYS_socket,
+        );
+        let seen = python(&script, filter(), false);
+        let refused = errno(libc::EAFNOSUPPORT);
+        for key in ["unix", "unix_dgram", "pair_unix"] {
+            assert_eq!(seen[key], "ok", "{key}: {seen:?}");
+        }
+        for key in ["inet", "inet6", "vsock", "netlink", "pair_inet", "wide_vsock"] {
+            assert_eq!(seen[key], refused, "{key}: {seen:?}");
+        }
+        let host = python(&script, Some(build(Network::Host).unwrap()), false);
+        for key in ["unix", "inet", "netlink"] {
+            assert_eq!(host[key], "ok", "{key} under network = host: {host:?}");
+        }
+        // socketpair of AF_INET is the kernel's own EOPNOTSUPP there.
+        assert_eq!(host["pair_inet"], errno(libc::EOPNOTSUPP), "{host:?}");
     }
 
     #[test]

@@ -54,6 +54,29 @@ impl UidPool {
     }
 }
 
+/// The two seccomp programs a pool may get.
+#[derive(Debug)]
+struct Programs {
+    no_network: Arc<BpfProgram>,
+    host_network: Arc<BpfProgram>,
+}
+
+impl Programs {
+    fn build() -> Result<Self, seccomp::SeccompError> {
+        Ok(Self {
+            no_network: Arc::new(seccomp::build(seccomp::Network::None)?),
+            host_network: Arc::new(seccomp::build(seccomp::Network::Host)?),
+        })
+    }
+
+    fn for_network(&self, network: Network) -> Arc<BpfProgram> {
+        match network {
+            Network::None => self.no_network.clone(),
+            Network::Host => self.host_network.clone(),
+        }
+    }
+}
+
 /// What a streamlet was confined with, to undo when it ends.
 #[derive(Debug, Default)]
 pub struct Confinement {
@@ -70,7 +93,9 @@ pub struct Sandbox {
     missing: Vec<String>,
     uid_range: (u32, u32),
     uids: Mutex<UidPool>,
-    seccomp: Option<Arc<BpfProgram>>,
+    /// The seccomp programs, built once: for `network = "none"` and for
+    /// `"host"` (which may make sockets of any family).
+    seccomp: Option<Programs>,
     /// Each pool's empty network namespace, made on first use.
     networks: Mutex<HashMap<String, Arc<OwnedFd>>>,
 }
@@ -87,8 +112,8 @@ impl Sandbox {
                     .to_owned(),
             );
         }
-        let seccomp = match seccomp::build() {
-            Ok(program) => Some(Arc::new(program)),
+        let seccomp = match Programs::build() {
+            Ok(programs) => Some(programs),
             Err(e) => {
                 missing.push(format!("no seccomp filter: {e}"));
                 None
@@ -213,7 +238,7 @@ impl Sandbox {
             ],
             drop_bounding_up_to: self.privileged.then_some(self.last_cap),
             run_as,
-            seccomp: self.seccomp.clone(),
+            seccomp: self.seccomp.as_ref().map(|programs| programs.for_network(pool.network)),
         };
         Ok((plan, cgroup, uid))
     }
