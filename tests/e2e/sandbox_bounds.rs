@@ -53,3 +53,48 @@ async fn without_network_a_streamlet_cannot_take_a_vsock_port_of_the_hosts() {
     assert_eq!(report(&mut conn), "vsock socket: EAFNOSUPPORT\n");
     assert!(host_vsock_bind(port).is_ok(), "the host can still bind vsock port {port}");
 }
+
+/// The host's `/dev/ptmx` hands out ptys from one pool of
+/// `kernel.pty.max` for the whole host: a streamlet has a `/dev` of its own
+/// without it (with a read-only root as without), so it cannot take one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamlet_has_a_dev_of_its_own_without_the_hosts_ptys() {
+    if !privileged() {
+        return;
+    }
+    for readonly_root in [true, false] {
+        let daemon = Daemon::start(&crate::sandbox::config_with("pids = 64", readonly_root));
+        let mut client = daemon.client().await;
+        let (_s, mut conn) = open(&mut client, &[("behave", "ptmx"), ("count", "64")]).await;
+        assert_eq!(report(&mut conn), "ptmx: opened 0: ENOENT\n", "readonly_root = {readonly_root}");
+        let (_s, mut conn) = open(&mut client, &[("behave", "dev")]).await;
+        assert_eq!(
+            report(&mut conn),
+            "dev: fd full null random shm stderr stdin stdout tty urandom zero\n",
+            "readonly_root = {readonly_root}"
+        );
+    }
+}
+
+/// A command under /tmp exists on the host but not in the streamlet, whose
+/// /tmp is its own: `check-config` says so instead of every stream failing.
+#[test]
+fn an_exec_command_the_sandbox_hides_fails_check_config_with_the_reason() {
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let command = dir.path().join("command");
+    std::fs::write(&command, "#!/bin/sh\nexec cat\n").unwrap();
+    std::fs::set_permissions(&command, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = dir.path().join("streamletd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pools.run]\nhandler = {{ kind = \"exec\", command = [\"{}\"] }}\nworkers = {{ min = 1, max = 1 }}\nstreams_per_worker = 1\n",
+            command.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::support::STREAMLETD).arg("check-config").arg(&config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("pools.run.handler.command") && err.contains("is under /tmp"), "{err}");
+}

@@ -11,6 +11,7 @@
 //! step between fork and exec.
 
 pub mod cgroup;
+pub mod mounts;
 pub mod plan;
 pub mod seccomp;
 mod spawn;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use streamlet_sandbox::cgroup::v1::V1;
 use streamlet_sandbox::cgroup::{CgroupManager, CpuLimit, Limits};
+use streamlet_sandbox::mounts::{MountPlan, View};
 use streamlet_sandbox::plan::{last_capability, ChildPlan, NAMESPACES};
 use streamlet_sandbox::{spawn, SpawnSpec};
 
@@ -43,8 +44,7 @@ async fn a_sandboxed_child_is_confined_limited_and_accounted() {
         cgroup_procs: cgroup.procs_fds(),
         namespaces: NAMESPACES,
         join_network: None,
-        readonly_root: true,
-        private_tmp: true,
+        mounts: MountPlan::new(View { readonly_root: true, own_proc: false }),
         rlimits: vec![(libc::RLIMIT_NOFILE, 64), (libc::RLIMIT_CORE, 0)],
         drop_bounding_up_to: Some(last_capability()),
         run_as: Some((65534, 65534)),

@@ -15,6 +15,7 @@ use streamlet_proto::{ResourceUsage, WorkerId};
 use streamlet_sandbox::cgroup::v1::V1;
 use streamlet_sandbox::cgroup::v2::V2;
 use streamlet_sandbox::cgroup::{CgroupError, CgroupManager, CpuLimit, Limits, WorkerCgroup};
+use streamlet_sandbox::mounts::{MountPlan, View};
 use streamlet_sandbox::plan::{empty_network_namespace, last_capability, ChildPlan};
 use streamlet_sandbox::seccomp::{self, BpfProgram};
 
@@ -149,7 +150,7 @@ impl Sandbox {
         parts.push(self.cgroups.as_ref().map_or("no cgroups".to_owned(), |c| c.describe()));
         if self.privileged {
             parts.push(format!(
-                "namespaces, private /tmp, a uid each from {}-{} (unless a pool names a user)",
+                "namespaces, private /tmp and /dev, a uid each from {}-{} (unless a pool names a user)",
                 self.uid_range.0, self.uid_range.1
             ));
         }
@@ -229,8 +230,11 @@ impl Sandbox {
             cgroup_procs: cgroup.as_ref().map(WorkerCgroup::procs_fds).unwrap_or_default(),
             namespaces,
             join_network: network.as_ref().map(|fd| fd.as_raw_fd()),
-            readonly_root: self.privileged && pool.readonly_root,
-            private_tmp: self.privileged,
+            mounts: if self.privileged {
+                MountPlan::new(View { readonly_root: pool.readonly_root, own_proc: false })
+            } else {
+                MountPlan::none()
+            },
             rlimits: vec![
                 clamp(libc::RLIMIT_NOFILE, limits.nofile),
                 clamp(libc::RLIMIT_CORE, limits.core),

@@ -281,7 +281,8 @@ struct RawPool {
 }
 
 /// An `exec` command: a program given by absolute path (streamlets have no
-/// `PATH` to search), that exists and is executable.
+/// `PATH` to search), outside what the sandbox hides, that exists and is
+/// executable.
 fn check_command(command: &[String]) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let Some(program) = command.first() else {
@@ -289,6 +290,16 @@ fn check_command(command: &[String]) -> Result<(), String> {
     };
     if !program.starts_with('/') {
         return Err(format!("{program:?} is not an absolute path (streamlets search no PATH)"));
+    }
+    // As written and as resolved: a symlink elsewhere into /tmp is hidden too.
+    let path = Path::new(program);
+    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    for candidate in [path, resolved.as_path()] {
+        if let Some((mount, why)) = streamlet_sandbox::mounts::hidden(candidate) {
+            return Err(format!(
+                "{program} is under {mount}, which streamlets do not see as the host's ({why}): put the command elsewhere, like /usr/local/libexec"
+            ));
+        }
     }
     match std::fs::metadata(program) {
         Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
@@ -550,6 +561,25 @@ mod tests {
         assert_eq!((echo.workers_min, echo.workers_max, echo.streams_per_worker), (2, 2, 8));
         assert_eq!(echo.handler, HandlerSpec::Echo);
         assert_eq!(echo.placement, PlacementKind::LeastConnections);
+    }
+
+    #[test]
+    fn an_exec_command_the_sandbox_hides_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir_in("/tmp").unwrap();
+        let script = dir.path().join("cmd");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let pool = |command: &str| {
+            format!("[pools.run]\nhandler = {{ kind = \"exec\", command = [\"{command}\"] }}\nworkers = {{ min = 1, max = 1 }}\nstreams_per_worker = 1\n")
+        };
+        let e = error(&pool(&script.display().to_string()));
+        assert_eq!(e.key, "pools.run.handler.command");
+        assert!(e.reason.contains("is under /tmp") && e.reason.contains("private"), "{e}");
+        let e = error(&pool("/dev/shm/x"));
+        assert!(e.reason.contains("is under /dev"), "{e}");
+        let e = error(&pool("/proc/self/exe"));
+        assert!(e.reason.contains("is under /proc"), "{e}");
+        Config::parse(&pool("/bin/cat"), "x").unwrap();
     }
 
     #[test]
