@@ -52,6 +52,12 @@ pub struct ChildPlan {
     pub cgroup_procs: Vec<libc::c_int>,
     /// `CLONE_NEW*` flags for `unshare`.
     pub namespaces: libc::c_int,
+    /// Start the child as the first process (init) of a new pid namespace
+    /// (`CLONE_NEWPID` at the clone itself, see [`crate::spawn`]): when it
+    /// dies the kernel kills everything in the namespace, and nothing
+    /// inside can signal it unless it handles the signal. Needs a mount
+    /// namespace too, for the namespace's own `/proc`.
+    pub pid_namespace: bool,
     /// A network namespace to join (`setns`) instead of making one: an fd
     /// from [`empty_network_namespace`], kept open by the daemon.
     pub join_network: Option<libc::c_int>,

@@ -150,7 +150,7 @@ impl Sandbox {
         parts.push(self.cgroups.as_ref().map_or("no cgroups".to_owned(), |c| c.describe()));
         if self.privileged {
             parts.push(format!(
-                "namespaces, private /tmp and /dev, a uid each from {}-{} (unless a pool names a user)",
+                "namespaces (pid included), private /tmp and /dev, a uid each from {}-{} (unless a pool names a user)",
                 self.uid_range.0, self.uid_range.1
             ));
         }
@@ -230,8 +230,11 @@ impl Sandbox {
             cgroup_procs: cgroup.as_ref().map(WorkerCgroup::procs_fds).unwrap_or_default(),
             namespaces,
             join_network: network.as_ref().map(|fd| fd.as_raw_fd()),
+            // The streamlet as the init of a pid namespace of its own: what it
+            // starts dies with it, and nothing it starts can stop or kill it.
+            pid_namespace: self.privileged,
             mounts: if self.privileged {
-                MountPlan::new(View { readonly_root: pool.readonly_root, own_proc: false })
+                MountPlan::new(View { readonly_root: pool.readonly_root, own_proc: true })
             } else {
                 MountPlan::none()
             },

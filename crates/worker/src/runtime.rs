@@ -59,6 +59,7 @@ where
             }
         }
     }
+    harden_and_name();
     // SAFETY: fcntl(F_GETFD) only checks that the descriptor is open.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         eprintln!("streamlet-worker: descriptor {fd} is not open: this program is started by streamletd");
@@ -90,8 +91,45 @@ where
     }
 }
 
+/// Closes the process to its own commands and names it.
+///
+/// Not dumpable: a command it runs (`exec`) has its uid but can then neither
+/// open its `/proc/PID/mem` (nor `environ`, `fd`, ...) nor trace it, so one
+/// stream's command cannot read or rewrite the streamlet serving the others.
+/// (Commands exec'd later are dumpable again: what they share is said in
+/// SECURITY.md.) And its name: exec'd through `/proc/self/fd/N`, it would
+/// show in `ps` as `N`; it takes its `argv[0]`'s file name instead.
+fn harden_and_name() {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } < 0 {
+        eprintln!("streamlet-worker: cannot make the process non-dumpable: {}", std::io::Error::last_os_error());
+    }
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    let name = std::path::Path::new(&arg0).file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+    if name.is_empty() {
+        return;
+    }
+    // The kernel keeps 15 bytes and a NUL.
+    let mut comm = [0u8; 16];
+    let len = name.len().min(15);
+    comm[..len].copy_from_slice(&name[..len]);
+    // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated buffer of 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
 /// Serves the daemon on `control` until it goes away.
 pub async fn run(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerError> {
+    // The init of its pid namespace (as the daemon starts it when root):
+    // whatever a command leaves behind is reparented to it, to reap.
+    let reaper = (std::process::id() == 1).then(|| tokio::spawn(orphans::reap()));
+    let result = run_until_done(control, factory).await;
+    if let Some(reaper) = reaper {
+        reaper.abort();
+    }
+    result
+}
+
+async fn run_until_done(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerError> {
     match serve(control, factory).await {
         // The daemon vanished while we were writing to it: the same as the end
         // of file that a read would have seen.
@@ -254,4 +292,96 @@ async fn report_stats(channel: &Channel, streams: &mut HashMap<StreamId, Running
         channel.send(&FromWorker::Stats { streams: chunk.to_vec() }, None).await?;
     }
     Ok(())
+}
+
+/// Reaping as the init of a pid namespace: orphans (what a command started
+/// and left when it exited) become the streamlet's children, and their
+/// zombies would count against the pool's `pids` limit until the streamlet
+/// died. Their exit statuses are nobody's; those of the commands the
+/// streamlet itself started are awaited by their handlers, and must not be
+/// taken from them. So the reaper never waits for "any child": on each
+/// SIGCHLD it lists its children from `/proc` (the namespace's own) and
+/// reaps, by pid, each zombie no handler has [`claim`]ed.
+pub(crate) mod orphans {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    /// Pids of children whose exit a handler waits for.
+    static CLAIMED: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+    /// A child a handler reaps itself, while the guard lives. Claim it right
+    /// after the spawn, before any `.await`: the reaper runs on the same
+    /// thread, so it cannot come in between.
+    #[derive(Debug)]
+    pub(crate) struct Claim(u32);
+
+    pub(crate) fn claim(pid: Option<u32>) -> Option<Claim> {
+        let pid = pid?;
+        CLAIMED.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
+        Some(Claim(pid))
+    }
+
+    impl Drop for Claim {
+        fn drop(&mut self) {
+            CLAIMED.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.0);
+        }
+    }
+
+    pub(super) async fn reap() {
+        let Ok(mut sigchld) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) else {
+            eprintln!("streamlet-worker: cannot watch SIGCHLD; orphans stay zombies");
+            return;
+        };
+        while sigchld.recv().await.is_some() {
+            let entries: Vec<std::fs::DirEntry> =
+                std::fs::read_dir("/proc").map(|d| d.flatten().collect()).unwrap_or_default();
+            reap_unclaimed(&entries);
+        }
+    }
+
+    fn reap_unclaimed(entries: &[std::fs::DirEntry]) {
+        let me = std::process::id();
+        for entry in entries {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            if !orphan_zombie(&stat, me) || CLAIMED.lock().unwrap_or_else(|p| p.into_inner()).contains(&pid) {
+                continue;
+            }
+            let mut status = 0;
+            // SAFETY: waitpid of one child of ours by pid, never blocking.
+            unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        }
+    }
+
+    /// Whether a `/proc/PID/stat` line is a zombie child of `parent`.
+    pub(super) fn orphan_zombie(stat: &str, parent: u32) -> bool {
+        // After the command's name in parentheses: the state, then the ppid.
+        let mut fields = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace()).into_iter().flatten();
+        let state = fields.next();
+        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        state == Some("Z") && ppid == Some(parent)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_zombie_child_is_told_from_the_stat_line() {
+            assert!(orphan_zombie("7 (sleep) Z 1 7 7 0 -1 4194564", 1));
+            assert!(!orphan_zombie("7 (sleep) S 1 7 7 0 -1 4194564", 1), "running");
+            assert!(!orphan_zombie("7 (sleep) Z 5 7 7 0 -1 4194564", 1), "another's child");
+            assert!(orphan_zombie("9 (a) Z (b) Z 1 9", 1), "a name with parentheses and spaces");
+            assert!(!orphan_zombie("garbage", 1));
+        }
+
+        #[test]
+        fn a_claim_lasts_as_long_as_its_guard() {
+            let claim = claim(Some(u32::MAX - 1)).unwrap();
+            assert!(CLAIMED.lock().unwrap().contains(&(u32::MAX - 1)));
+            drop(claim);
+            assert!(!CLAIMED.lock().unwrap().contains(&(u32::MAX - 1)));
+            assert!(super::claim(None).is_none());
+        }
+    }
 }
