@@ -18,6 +18,7 @@ mod quota;
 mod reload;
 mod sandbox;
 mod sandbox_bounds;
+mod sandbox_ids;
 mod sandbox_pidns;
 mod simulate;
 mod streams;

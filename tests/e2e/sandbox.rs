@@ -20,10 +20,13 @@ pub(crate) fn config_with(limits: &str, readonly_root: bool) -> String {
         "[daemon]\nworker_binary = \"{}\"\nshutdown_timeout = \"2s\"\nstats_interval = \"50ms\"\n\n\
          [sandbox]\nrequired = true\n\n\
          [pools.edge]\nhandler = {{ kind = \"echo\" }}\nworkers = {{ min = 2, max = 2 }}\nstreams_per_worker = 4\n\
-         limits = {{ {limits} }}\nreadonly_root = {readonly_root}\n\
+         limits = {{ {limits} }}\nreadonly_root = {readonly_root}\n{user}\
          # The spin test blocks a streamlet's thread for seconds on purpose.\n\
          heartbeat_timeout = \"30s\"\n",
-        hostile_worker().display()
+        hostile_worker().display(),
+        // A writable root needs a user of the pool's own (never a uid that
+        // goes to another streamlet later).
+        user = if readonly_root { "" } else { "user = \"nobody\"\n" },
     )
 }
 

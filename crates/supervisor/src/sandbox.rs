@@ -34,6 +34,8 @@ pub enum SandboxError {
     NoUid(u32, u32),
     #[error("cannot make an empty network namespace: {0}")]
     Network(std::io::Error),
+    #[error("pool {pool:?} could reach the control socket {socket}: {why}")]
+    ReachesSocket { pool: String, socket: PathBuf, why: String },
 }
 
 /// The uids of `[sandbox] uids` not held by a live streamlet.
@@ -97,6 +99,11 @@ pub struct Sandbox {
     /// The seccomp programs, built once: for `network = "none"` and for
     /// `"host"` (which may make sockets of any family).
     seccomp: Option<Programs>,
+    /// The control socket, and the pools that name a user: checked against
+    /// the socket's owner and group once it exists (a socket systemd made
+    /// has the group its unit names, which the config cannot know).
+    socket: PathBuf,
+    fixed_users: Vec<(String, RunAs)>,
     /// Each pool's empty network namespace, made on first use.
     networks: Mutex<HashMap<String, Arc<OwnedFd>>>,
 }
@@ -135,6 +142,13 @@ impl Sandbox {
             uid_range: config.sandbox.uids,
             uids: Mutex::new(UidPool { next_fresh: config.sandbox.uids.0, freed: VecDeque::new() }),
             seccomp,
+            socket: socket.to_owned(),
+            fixed_users: config
+                .pools
+                .values()
+                .filter(|pool| pool.run_as != RunAs::Dynamic)
+                .map(|pool| (pool.name.clone(), pool.run_as))
+                .collect(),
             networks: Mutex::new(HashMap::new()),
         }
     }
@@ -166,6 +180,7 @@ impl Sandbox {
     /// left). Without `required`, a tree that cannot be prepared is dropped
     /// with a warning.
     pub fn prepare(&mut self, required: bool) -> Result<(), SandboxError> {
+        self.check_socket_reach()?;
         let Some(manager) = &self.cgroups else { return Ok(()) };
         if let Err(e) = manager.prepare() {
             if required {
@@ -175,6 +190,22 @@ impl Sandbox {
             tracing::warn!("sandbox incomplete: {line}");
             self.missing.push(line);
             self.cgroups = None;
+        }
+        Ok(())
+    }
+
+    /// Refuses a pool whose user or group could connect to the control
+    /// socket as it is on disk (its owner, or its group with mode 0660).
+    fn check_socket_reach(&self) -> Result<(), SandboxError> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let Ok(meta) = std::fs::metadata(&self.socket) else { return Ok(()) };
+        if !meta.file_type().is_socket() {
+            return Ok(());
+        }
+        for (pool, run_as) in &self.fixed_users {
+            crate::config::check_socket_reach(*run_as, meta.uid(), Some(meta.gid())).map_err(|(_, why)| {
+                SandboxError::ReachesSocket { pool: pool.clone(), socket: self.socket.clone(), why }
+            })?;
         }
         Ok(())
     }

@@ -184,3 +184,65 @@ pub(super) fn run_as(user: Option<&str>, group: Option<&str>) -> Result<RunAs, (
     }
     Ok(RunAs::User { uid, gid })
 }
+
+/// Why a streamlet running as `uid` and `gid` could connect to the control
+/// socket (mode 0660) of `owner` and `group`, if it could: it would then be
+/// a client of the daemon, with the role `[access]` gives whoever connects.
+/// `member` tells whether the user is listed in `group`.
+pub fn socket_reach(uid: u32, gid: u32, member: bool, owner: u32, group: Option<u32>) -> Option<String> {
+    if uid == owner {
+        return Some(format!("uid {uid} owns the control socket"));
+    }
+    let group = group?;
+    if gid == group {
+        return Some(format!("gid {gid} is the control socket's group"));
+    }
+    member.then(|| format!("uid {uid} is a member of the control socket's group (gid {group})"))
+}
+
+/// [`socket_reach`] for a pool's `user` and `group`, looking up whether the
+/// user is a member of `group`; keyed errors as `(key under the pool, reason)`.
+pub fn check_socket_reach(run_as: RunAs, owner: u32, group: Option<u32>) -> Result<(), (&'static str, String)> {
+    let RunAs::User { uid, gid } = run_as else { return Ok(()) };
+    let member = group.is_some_and(|group| {
+        let name = nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name);
+        let entry = nix::unistd::Group::from_gid(group.into()).ok().flatten();
+        let primary = nix::unistd::User::from_uid(uid.into()).ok().flatten().is_some_and(|u| u.gid.as_raw() == group);
+        primary || entry.zip(name).is_some_and(|(entry, name)| entry.mem.contains(&name))
+    });
+    match socket_reach(uid, gid, member, owner, group) {
+        None => Ok(()),
+        Some(why) => Err((
+            if gid == group.unwrap_or(u32::MAX) { "group" } else { "user" },
+            format!(
+                "{why}: its streamlets could connect to the daemon and act as a client (close other tenants' streams); run them as a user and group that cannot reach the socket"
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streamlet_that_could_reach_the_socket_is_named() {
+        assert_eq!(socket_reach(100, 100, false, 0, Some(50)), None);
+        assert_eq!(socket_reach(100, 100, false, 0, None), None);
+        assert!(socket_reach(0, 100, false, 0, None).unwrap().contains("owns"));
+        assert!(socket_reach(100, 50, false, 0, Some(50)).unwrap().contains("gid 50 is the control socket's group"));
+        assert!(socket_reach(100, 100, true, 0, Some(50)).unwrap().contains("member"));
+        assert_eq!(socket_reach(100, 100, true, 0, None), None, "no group: membership of nothing");
+    }
+
+    #[test]
+    fn a_pool_user_is_checked_by_its_ids_and_memberships() {
+        // nobody's primary group is nogroup (65534) on this kind of host.
+        assert!(check_socket_reach(RunAs::User { uid: 65534, gid: 1 }, 0, Some(65534)).is_err());
+        let (key, why) = check_socket_reach(RunAs::User { uid: 65534, gid: 65534 }, 0, Some(65534)).unwrap_err();
+        assert_eq!(key, "group");
+        assert!(why.contains("socket's group"), "{why}");
+        assert!(check_socket_reach(RunAs::User { uid: 65534, gid: 1 }, 0, Some(3)).is_ok());
+        assert!(check_socket_reach(RunAs::Dynamic, 0, Some(65534)).is_ok());
+    }
+}
