@@ -76,3 +76,50 @@ async fn by_default_a_streamlet_leaves_no_file_for_its_uids_next_holder() {
     assert_eq!(code, Some(64), "{err}");
     assert!(err.contains("pools.edge.readonly_root") && err.contains("needs a `user`"), "{err}");
 }
+
+/// The uid of a daemon's first streamlet, from its /proc status.
+async fn streamlet_uid(daemon: &Daemon) -> u32 {
+    let pid = daemon.client().await.workers(None).await.unwrap()[0].pid;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:\t")).unwrap();
+    uid.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Two daemons with default configs used to hand out the same uids (61184
+/// and up), so their streamlets could signal each other: each now leases a
+/// slice of its own, and a range given twice is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_never_hand_out_the_same_uid() {
+    if !privileged() {
+        return;
+    }
+    let config = format!("[daemon]\nshutdown_timeout = \"2s\"\n\n[sandbox]\nrequired = true\n\n{POOL}spare = false\n");
+    let (a, b) = (Daemon::start(&config), Daemon::start(&config));
+    let (ua, ub) = (streamlet_uid(&a).await, streamlet_uid(&b).await);
+    let slice = |uid: u32| (uid - 61184) / 512;
+    assert_ne!(slice(ua), slice(ub), "uids {ua} and {ub} from one slice");
+    let leases: Vec<String> = std::fs::read_dir(streamlet_sandbox::uids::REGISTRY)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for uid in [ua, ub] {
+        let first = 61184 + slice(uid) * 512;
+        assert!(leases.contains(&format!("{first}-{}", first + 511)), "{uid}: {leases:?}");
+    }
+    // A range given explicitly that another live daemon holds: refused.
+    let taken = format!("[sandbox]\nrequired = true\nuids = \"{ua}-{}\"\n\n{POOL}", ua + 9);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("streamletd.toml"), taken).unwrap();
+    let out = std::process::Command::new(STREAMLETD)
+        .arg("--config")
+        .arg(dir.path().join("streamletd.toml"))
+        .arg("--socket")
+        .arg(dir.path().join("c.sock"))
+        .env("STATE_DIRECTORY", dir.path().join("state"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("overlap") && err.contains("[sandbox] uids"), "{err}");
+}

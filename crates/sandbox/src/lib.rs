@@ -17,6 +17,7 @@ pub mod mounts;
 pub mod plan;
 pub mod seccomp;
 mod spawn;
+pub mod uids;
 
 pub use child::Child;
 pub use spawn::{spawn, SpawnError, SpawnSpec, CONTROL_FD};

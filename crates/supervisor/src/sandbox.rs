@@ -19,7 +19,7 @@ use streamlet_sandbox::mounts::{MountPlan, View};
 use streamlet_sandbox::plan::{empty_network_namespace, last_capability, ChildPlan};
 use streamlet_sandbox::seccomp::{self, BpfProgram};
 
-use crate::config::{Config, Network, PoolConfig, RunAs};
+use crate::config::{Config, Network, PoolConfig, RunAs, AUTO_UIDS_SLICE};
 
 /// The default socket path; its daemon's v1 cgroups are plainly `streamlet`.
 const SYSTEM_SOCKET: &str = "/run/streamlet/streamletd.sock";
@@ -34,6 +34,8 @@ pub enum SandboxError {
     NoUid(u32, u32),
     #[error("cannot make an empty network namespace: {0}")]
     Network(std::io::Error),
+    #[error(transparent)]
+    Uids(#[from] streamlet_sandbox::uids::UidError),
     #[error("pool {pool:?} could reach the control socket {socket}: {why}")]
     ReachesSocket { pool: String, socket: PathBuf, why: String },
 }
@@ -94,7 +96,11 @@ pub struct Sandbox {
     privileged: bool,
     last_cap: u32,
     missing: Vec<String>,
+    /// `[sandbox] uids` until [`prepare`](Self::prepare) leases the range
+    /// this daemon hands out; then that range.
     uid_range: (u32, u32),
+    uids_given: bool,
+    uid_lease: Option<streamlet_sandbox::uids::Lease>,
     uids: Mutex<UidPool>,
     /// The seccomp programs, built once: for `network = "none"` and for
     /// `"host"` (which may make sockets of any family).
@@ -140,6 +146,8 @@ impl Sandbox {
             last_cap: last_capability(),
             missing,
             uid_range: config.sandbox.uids,
+            uids_given: config.sandbox.uids_given,
+            uid_lease: None,
             uids: Mutex::new(UidPool { next_fresh: config.sandbox.uids.0, freed: VecDeque::new() }),
             seccomp,
             socket: socket.to_owned(),
@@ -181,6 +189,9 @@ impl Sandbox {
     /// with a warning.
     pub fn prepare(&mut self, required: bool) -> Result<(), SandboxError> {
         self.check_socket_reach()?;
+        if self.privileged {
+            self.lease_uids(Path::new(streamlet_sandbox::uids::REGISTRY))?;
+        }
         let Some(manager) = &self.cgroups else { return Ok(()) };
         if let Err(e) = manager.prepare() {
             if required {
@@ -191,6 +202,26 @@ impl Sandbox {
             self.missing.push(line);
             self.cgroups = None;
         }
+        Ok(())
+    }
+
+    /// Leases this daemon's uids in the host's registry (`registry`): the
+    /// configured range, refused if another live daemon holds any of it, or
+    /// without one a free slice of the default range, the socket's own
+    /// slice first (so a daemon restarted on its socket usually gets its
+    /// old one).
+    fn lease_uids(&mut self, registry: &Path) -> Result<(), SandboxError> {
+        let registry = streamlet_sandbox::uids::Registry::new(registry);
+        let lease = if self.uids_given {
+            registry.take(self.uid_range)?
+        } else {
+            let slices = ((self.uid_range.1 - self.uid_range.0 + 1) / AUTO_UIDS_SLICE).max(1) as u64;
+            registry.take_slice(self.uid_range, AUTO_UIDS_SLICE, (socket_hash(&self.socket) % slices) as usize)?
+        };
+        self.uid_range = lease.range();
+        *self.uids.lock().unwrap_or_else(|p| p.into_inner()) =
+            UidPool { next_fresh: lease.range().0, freed: VecDeque::new() };
+        self.uid_lease = Some(lease);
         Ok(())
     }
 
@@ -411,13 +442,20 @@ fn default_v1_base(socket: &Path) -> String {
     if socket == Path::new(SYSTEM_SOCKET) {
         return "streamlet".to_owned();
     }
-    // FNV-1a: stable across builds, unlike the std hasher.
-    let hash = socket
+    format!("streamlet-{:08x}", socket_hash(socket) as u32)
+}
+
+/// FNV-1a of the socket path (stable across builds, unlike the std hasher);
+/// 0 for the system socket.
+fn socket_hash(socket: &Path) -> u64 {
+    if socket == Path::new(SYSTEM_SOCKET) {
+        return 0;
+    }
+    socket
         .as_os_str()
         .as_encoded_bytes()
         .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
-    format!("streamlet-{:08x}", hash as u32)
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]
@@ -435,6 +473,31 @@ mod tests {
         assert_eq!(pool.allocate(12), Some(10));
         assert_eq!(pool.allocate(12), None);
     }
+
+    #[test]
+    fn daemons_lease_disjoint_uids_and_an_overlap_is_refused() {
+        let registry = tempfile::tempdir().unwrap();
+        let config = Config::embedded();
+        let mut a = Sandbox::probe(&config, Path::new("/run/a.sock"));
+        let mut b = Sandbox::probe(&config, Path::new("/run/b.sock"));
+        a.lease_uids(registry.path()).unwrap();
+        b.lease_uids(registry.path()).unwrap();
+        let (ra, rb) = (a.uid_range, b.uid_range);
+        assert_eq!((ra.1 - ra.0 + 1, rb.1 - rb.0 + 1), (AUTO_UIDS_SLICE, AUTO_UIDS_SLICE));
+        assert!(ra.1 < rb.0 || rb.1 < ra.0, "{ra:?} and {rb:?} overlap");
+        assert_eq!(a.allocate_uid().unwrap(), ra.0, "handed out from the lease");
+        let explicit =
+            Config::parse(&format!("[sandbox]\nuids = \"{}-{}\"\n{POOL}", ra.0 + 10, ra.0 + 20), "x").unwrap();
+        let mut c = Sandbox::probe(&explicit, Path::new("/run/c.sock"));
+        let err = c.lease_uids(registry.path()).unwrap_err().to_string();
+        assert!(err.contains("overlap") && err.contains("another streamletd"), "{err}");
+        drop(a);
+        c.lease_uids(registry.path()).unwrap();
+        assert_eq!(c.uid_range, (ra.0 + 10, ra.0 + 20));
+    }
+
+    const POOL: &str =
+        "[pools.echo]\nhandler = { kind = \"echo\" }\nworkers = { min = 1, max = 1 }\nstreams_per_worker = 1\n";
 
     #[test]
     fn v1_base_names_are_stable_and_distinct_per_socket() {

@@ -27,7 +27,7 @@ pub use access::{Access, Role};
 pub use autoscale::Autoscale;
 pub use monitor::{OnWorkerExit, DEFAULT_HEARTBEAT_TIMEOUT};
 pub use quota::{QuotaConfig, RateRange};
-pub use sandbox::{check_socket_reach, Limits, Network, RunAs, SandboxConfig};
+pub use sandbox::{check_socket_reach, Limits, Network, RunAs, SandboxConfig, AUTO_UIDS_SLICE};
 use units::duration;
 
 /// The configuration used when no `--config` is given.

@@ -44,16 +44,24 @@ pub struct SandboxConfig {
     /// The uids (and gids) streamlets get one each of, when the daemon is
     /// root and the pool names no user.
     pub uids: (u32, u32),
+    /// Whether `uids` was written: a daemon takes exactly that range (and
+    /// refuses to start if another daemon holds any of it); otherwise a
+    /// slice of [`AUTO_UIDS_SLICE`] uids of it that no other daemon holds.
+    pub uids_given: bool,
 }
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        Self { required: false, cgroup_root: None, uids: DEFAULT_UIDS }
+        Self { required: false, cgroup_root: None, uids: DEFAULT_UIDS, uids_given: false }
     }
 }
 
 /// The range systemd leaves for dynamic users.
 pub const DEFAULT_UIDS: (u32, u32) = (61184, 65519);
+
+/// Without `[sandbox] uids`, a daemon takes a slice this large of
+/// [`DEFAULT_UIDS`]: eight daemons on one host get disjoint slices.
+pub const AUTO_UIDS_SLICE: u32 = 512;
 
 /// What one streamlet of a pool may use.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +100,7 @@ pub enum RunAs {
 }
 
 pub(super) fn sandbox(raw: RawSandbox) -> Result<SandboxConfig, (&'static str, String)> {
+    let uids_given = raw.uids.is_some();
     let uids = match raw.uids {
         None => DEFAULT_UIDS,
         Some(text) => uid_range(&text).map_err(|r| ("sandbox.uids", r))?,
@@ -99,7 +108,7 @@ pub(super) fn sandbox(raw: RawSandbox) -> Result<SandboxConfig, (&'static str, S
     if let Some(root) = &raw.cgroup_root {
         cgroup_root(root).map_err(|r| ("sandbox.cgroup_root", r))?;
     }
-    Ok(SandboxConfig { required: raw.required.unwrap_or(false), cgroup_root: raw.cgroup_root, uids })
+    Ok(SandboxConfig { required: raw.required.unwrap_or(false), cgroup_root: raw.cgroup_root, uids, uids_given })
 }
 
 /// An absolute directory (v2's delegated cgroup) without `.` or `..`
