@@ -1,7 +1,8 @@
 //! Spawn-to-ready latency of a streamlet: fully sandboxed (cgroup with
-//! limits, new network/IPC/UTS namespaces, its own uid, no capabilities,
-//! rlimits, seccomp, the channel handshake) beside the same spawn without the
-//! sandbox, and beside `bwrap --unshare-all --die-with-parent --ro-bind / /
+//! limits, its own pid namespace and /proc, new network/IPC/UTS/mount
+//! namespaces with its own /dev and temporary directories, its own uid, no
+//! capabilities, rlimits, seccomp, the channel handshake) beside the same
+//! spawn without the sandbox, without the pid namespace, and beside `bwrap --unshare-all --die-with-parent --ro-bind / /
 //! /bin/true` and a plain `/bin/true` on the same machine.
 //!
 //! `cargo bench --bench spawn` (as root for the sandbox; `-- --spawns N`).
@@ -19,6 +20,8 @@ use streamlet_proto::channel::{encode, seqpacket_pair, Channel};
 use streamlet_proto::fdpass::send_with_fds;
 use streamlet_proto::worker::{FromWorker, HandlerSpec, Init, ToWorker};
 use streamlet_proto::WorkerId;
+use streamlet_sandbox::mounts::{MountPlan, Op, View};
+use streamlet_sandbox::plan::ChildPlan;
 use streamlet_sandbox::{spawn, SpawnSpec};
 use streamlet_supervisor::exe::WorkerExe;
 use streamlet_supervisor::sandbox::{Confinement, Sandbox};
@@ -69,6 +72,9 @@ fn main() {
         };
         let mut confined = runtime.block_on(measure(&exe, spawns, Some((&sandbox, &host_net))));
         report("streamlet, full sandbox but the host's network", &mut confined);
+        // And without the pid namespace (and so its /proc): its share.
+        let mut confined = runtime.block_on(measure_with(&exe, spawns, Some((&sandbox, &pool)), without_pid_namespace));
+        report("streamlet, full sandbox but no pid namespace", &mut confined);
     } else {
         println!("not root: the sandboxed spawn is not measured");
     }
@@ -80,10 +86,26 @@ fn main() {
     sandbox.teardown();
 }
 
+/// The plan as the daemon makes it, less the pid namespace and its /proc.
+fn without_pid_namespace(plan: &mut ChildPlan) {
+    plan.pid_namespace = false;
+    let readonly_root = plan.mounts.steps().iter().any(|step| step.op == Op::ReadOnlyTree);
+    plan.mounts = MountPlan::new(View { readonly_root, own_proc: false });
+}
+
 async fn measure(
     exe: &WorkerExe,
     spawns: usize,
     sandboxed: Option<(&Sandbox, &streamlet_supervisor::config::PoolConfig)>,
+) -> Vec<Duration> {
+    measure_with(exe, spawns, sandboxed, |_| {}).await
+}
+
+async fn measure_with(
+    exe: &WorkerExe,
+    spawns: usize,
+    sandboxed: Option<(&Sandbox, &streamlet_supervisor::config::PoolConfig)>,
+    adjust: fn(&mut ChildPlan),
 ) -> Vec<Duration> {
     let mut times = Vec::with_capacity(spawns);
     for i in 0..spawns + 10 {
@@ -100,7 +122,8 @@ async fn measure(
         send_with_fds(ours.as_fd(), &encode(&init).unwrap(), &[]).unwrap();
         let (plan, cgroup, uid) = match sandboxed {
             Some((sandbox, pool)) => {
-                let (plan, cgroup, uid) = sandbox.plan(pool, id).unwrap();
+                let (mut plan, cgroup, uid) = sandbox.plan(pool, id).unwrap();
+                adjust(&mut plan);
                 (Some(Arc::new(plan)), cgroup, uid)
             }
             None => (None, None, None),
