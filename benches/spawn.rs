@@ -56,7 +56,7 @@ fn main() {
     for line in sandbox.missing() {
         println!("note: sandbox incomplete here: {line}");
     }
-    sandbox.prepare(false).unwrap();
+    sandbox.prepare(&socket, false).unwrap();
     println!("sandbox: {}", sandbox.describe());
     let worker = std::path::Path::new(env!("CARGO_BIN_EXE_streamlet-worker"));
     let exe = WorkerExe::open(worker).unwrap();

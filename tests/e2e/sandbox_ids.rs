@@ -123,3 +123,60 @@ async fn two_daemons_never_hand_out_the_same_uid() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("overlap") && err.contains("[sandbox] uids"), "{err}");
 }
+
+/// Under socket activation the socket's group comes from the unit
+/// (`SocketGroup=`), not the config: the daemon checks its pools against the
+/// socket as it finds it, and refuses to serve if a pool could reach it.
+#[test]
+fn a_pool_that_could_reach_a_socket_systemd_made_is_refused_at_start() {
+    if !privileged() {
+        return;
+    }
+    let activate = std::path::Path::new("/usr/bin/systemd-socket-activate");
+    if !activate.exists() {
+        assert!(
+            std::env::var_os("STREAMLET_REQUIRE_PRIVILEGED").is_none_or(|v| v != "1"),
+            "systemd-socket-activate is missing: install systemd"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("streamletd.toml");
+    // nobody's own group is nogroup, which the socket will have.
+    std::fs::write(&config, format!("[sandbox]\nrequired = true\n\n{POOL}user = \"nobody\"\ngroup = \"daemon\"\n"))
+        .unwrap();
+    let passed = dir.path().join("activated.sock");
+    let mut child = std::process::Command::new(activate)
+        .arg("--listen")
+        .arg(&passed)
+        .arg("-E")
+        .arg(format!("STATE_DIRECTORY={}", dir.path().join("state").display()))
+        .arg(STREAMLETD)
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !passed.exists() {
+        assert!(std::time::Instant::now() < deadline, "systemd-socket-activate did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let c = std::ffi::CString::new(passed.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: chown(2) of the socket this test had made, by a NUL-terminated path.
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), u32::MAX, 65534) }, 0);
+    // The first connection starts the daemon.
+    let _conn = std::os::unix::net::UnixStream::connect(&passed).unwrap();
+    let status = crate::support::wait_timeout(&mut child, std::time::Duration::from_secs(10));
+    if status.is_none() {
+        // SAFETY: kill(2) of our own child, not yet reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = crate::support::wait_timeout(&mut child, std::time::Duration::from_secs(10));
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let status = status.unwrap_or_else(|| panic!("the daemon serves on a socket its pool could reach: {err}"));
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("pool \"edge\" could reach the control socket") && err.contains("member"), "{err}");
+}

@@ -105,9 +105,10 @@ pub struct Sandbox {
     /// The seccomp programs, built once: for `network = "none"` and for
     /// `"host"` (which may make sockets of any family).
     seccomp: Option<Programs>,
-    /// The control socket, and the pools that name a user: checked against
-    /// the socket's owner and group once it exists (a socket systemd made
-    /// has the group its unit names, which the config cannot know).
+    /// The configured control socket (its hash picks the uid slice tried
+    /// first), and the pools that name a user: checked against the socket's
+    /// owner and group once it exists (a socket systemd made has the group
+    /// its unit names, which the config cannot know).
     socket: PathBuf,
     fixed_users: Vec<(String, RunAs)>,
     /// Each pool's empty network namespace, made on first use.
@@ -187,8 +188,8 @@ impl Sandbox {
     /// this the only daemon of its name, free to kill what an earlier run
     /// left). Without `required`, a tree that cannot be prepared is dropped
     /// with a warning.
-    pub fn prepare(&mut self, required: bool) -> Result<(), SandboxError> {
-        self.check_socket_reach()?;
+    pub fn prepare(&mut self, socket: &Path, required: bool) -> Result<(), SandboxError> {
+        self.check_socket_reach(socket)?;
         if self.privileged {
             self.lease_uids(Path::new(streamlet_sandbox::uids::REGISTRY))?;
         }
@@ -226,16 +227,17 @@ impl Sandbox {
     }
 
     /// Refuses a pool whose user or group could connect to the control
-    /// socket as it is on disk (its owner, or its group with mode 0660).
-    fn check_socket_reach(&self) -> Result<(), SandboxError> {
+    /// socket as it is on disk (its owner, or its group with mode 0660):
+    /// `socket` is the one the daemon listens on, bound or passed by systemd.
+    fn check_socket_reach(&self, socket: &Path) -> Result<(), SandboxError> {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let Ok(meta) = std::fs::metadata(&self.socket) else { return Ok(()) };
+        let Ok(meta) = std::fs::metadata(socket) else { return Ok(()) };
         if !meta.file_type().is_socket() {
             return Ok(());
         }
         for (pool, run_as) in &self.fixed_users {
             crate::config::check_socket_reach(*run_as, meta.uid(), Some(meta.gid())).map_err(|(_, why)| {
-                SandboxError::ReachesSocket { pool: pool.clone(), socket: self.socket.clone(), why }
+                SandboxError::ReachesSocket { pool: pool.clone(), socket: socket.to_owned(), why }
             })?;
         }
         Ok(())
