@@ -1,8 +1,11 @@
 //! Spawn-to-ready latency of a streamlet: fully sandboxed (cgroup with
-//! limits, new network/IPC/UTS namespaces, its own uid, no capabilities,
-//! rlimits, seccomp, the channel handshake) beside the same spawn without the
-//! sandbox, and beside `bwrap --unshare-all --die-with-parent --ro-bind / /
-//! /bin/true` and a plain `/bin/true` on the same machine.
+//! limits, its own pid namespace and /proc, new network/IPC/UTS/mount
+//! namespaces with its own /dev and temporary directories, its own uid, no
+//! capabilities, rlimits, seccomp, the channel handshake) beside the same
+//! spawn without the sandbox, the sandbox without the host's network, the
+//! sandbox with and without its pid namespace spawned in pairs, `bwrap
+//! --unshare-all --die-with-parent --ro-bind / / /bin/true` and a plain
+//! `/bin/true` on the same machine.
 //!
 //! `cargo bench --bench spawn` (as root for the sandbox; `-- --spawns N`).
 //!
@@ -19,6 +22,8 @@ use streamlet_proto::channel::{encode, seqpacket_pair, Channel};
 use streamlet_proto::fdpass::send_with_fds;
 use streamlet_proto::worker::{FromWorker, HandlerSpec, Init, ToWorker};
 use streamlet_proto::WorkerId;
+use streamlet_sandbox::mounts::{MountPlan, Op, View};
+use streamlet_sandbox::plan::ChildPlan;
 use streamlet_sandbox::{spawn, SpawnSpec};
 use streamlet_supervisor::exe::WorkerExe;
 use streamlet_supervisor::sandbox::{Confinement, Sandbox};
@@ -51,7 +56,7 @@ fn main() {
     for line in sandbox.missing() {
         println!("note: sandbox incomplete here: {line}");
     }
-    sandbox.prepare(false).unwrap();
+    sandbox.prepare(&socket, false).unwrap();
     println!("sandbox: {}", sandbox.describe());
     let worker = std::path::Path::new(env!("CARGO_BIN_EXE_streamlet-worker"));
     let exe = WorkerExe::open(worker).unwrap();
@@ -69,6 +74,21 @@ fn main() {
         };
         let mut confined = runtime.block_on(measure(&exe, spawns, Some((&sandbox, &host_net))));
         report("streamlet, full sandbox but the host's network", &mut confined);
+        // The pid namespace's share (and its /proc's), paired spawn by spawn.
+        let (mut with, mut without, mut diff) =
+            runtime.block_on(measure_paired(&exe, spawns, (&sandbox, &pool), |_| {}, without_pid_namespace));
+        report("paired: streamlet, full sandbox", &mut with);
+        report("paired: streamlet, full sandbox but no pid namespace", &mut without);
+        diff.sort_by(f64::total_cmp);
+        let at = |p: f64| diff[((diff.len() - 1) as f64 * p).round() as usize];
+        println!(
+            "{:<62} p10 {:>6.3} ms  p50 {:>6.3} ms  p90 {:>6.3} ms  ({} pairs)",
+            "paired: the pid namespace's cost (with - without)",
+            at(0.1),
+            at(0.5),
+            at(0.9),
+            diff.len()
+        );
     } else {
         println!("not root: the sandboxed spawn is not measured");
     }
@@ -80,61 +100,112 @@ fn main() {
     sandbox.teardown();
 }
 
+/// The plan as the daemon makes it, less the pid namespace and its /proc.
+fn without_pid_namespace(plan: &mut ChildPlan) {
+    plan.pid_namespace = false;
+    let readonly_root = plan.mounts.steps().iter().any(|step| step.op == Op::ReadOnlyTree);
+    plan.mounts = MountPlan::new(View { readonly_root, own_proc: false });
+}
+
 async fn measure(
     exe: &WorkerExe,
     spawns: usize,
     sandboxed: Option<(&Sandbox, &streamlet_supervisor::config::PoolConfig)>,
 ) -> Vec<Duration> {
+    measure_with(exe, spawns, sandboxed, |_| {}).await
+}
+
+async fn measure_with(
+    exe: &WorkerExe,
+    spawns: usize,
+    sandboxed: Option<(&Sandbox, &streamlet_supervisor::config::PoolConfig)>,
+    adjust: fn(&mut ChildPlan),
+) -> Vec<Duration> {
     let mut times = Vec::with_capacity(spawns);
     for i in 0..spawns + 10 {
-        let id = WorkerId(i as u64 + 1);
-        let start = Instant::now();
-        let (ours, theirs) = seqpacket_pair().unwrap();
-        let init = ToWorker::Init(Init {
-            worker: id,
-            pool: "bench".into(),
-            handler: HandlerSpec::Echo,
-            stats_interval_ms: 0,
-            heartbeat_interval_ms: 0,
-        });
-        send_with_fds(ours.as_fd(), &encode(&init).unwrap(), &[]).unwrap();
-        let (plan, cgroup, uid) = match sandboxed {
-            Some((sandbox, pool)) => {
-                let (plan, cgroup, uid) = sandbox.plan(pool, id).unwrap();
-                (Some(Arc::new(plan)), cgroup, uid)
-            }
-            None => (None, None, None),
-        };
-        let mut child = spawn(SpawnSpec {
-            program: exe.exec_path(),
-            arg0: Some(exe.path().as_os_str().to_owned()),
-            args: vec![],
-            control: theirs,
-            stderr: None,
-            plan,
-        })
-        .unwrap();
-        let mut cgroup = cgroup;
-        if let Some(c) = cgroup.as_mut() {
-            c.close_procs();
-        }
-        let channel = Channel::new(ours).unwrap();
-        match channel.recv::<FromWorker>().await.unwrap() {
-            Some((FromWorker::Ready { .. }, _)) => {}
-            other => panic!("expected Ready, got {other:?}"),
-        }
-        let elapsed = start.elapsed();
+        let elapsed = spawn_once(exe, WorkerId(i as u64 + 1), sandboxed, adjust).await;
         if i >= 10 {
             times.push(elapsed);
         }
-        drop(channel);
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-        if let Some((sandbox, _)) = sandboxed {
-            sandbox.release(Confinement { cgroup: cgroup.map(Arc::new), uid });
-        }
     }
     times
+}
+
+/// `first` and `second` spawned in turn, one of each per round, so that
+/// whatever else the machine does weighs on both alike: their times, and
+/// the difference within each pair.
+async fn measure_paired(
+    exe: &WorkerExe,
+    spawns: usize,
+    sandboxed: (&Sandbox, &streamlet_supervisor::config::PoolConfig),
+    first: fn(&mut ChildPlan),
+    second: fn(&mut ChildPlan),
+) -> (Vec<Duration>, Vec<Duration>, Vec<f64>) {
+    let (mut a, mut b, mut diff) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..spawns + 10 {
+        let id = 2 * i as u64 + 1;
+        let x = spawn_once(exe, WorkerId(id), Some(sandboxed), first).await;
+        let y = spawn_once(exe, WorkerId(id + 1), Some(sandboxed), second).await;
+        if i >= 10 {
+            a.push(x);
+            b.push(y);
+            diff.push((x.as_secs_f64() - y.as_secs_f64()) * 1e3);
+        }
+    }
+    (a, b, diff)
+}
+
+/// One spawn to `Ready`, timed; the kill and clean-up after it are not.
+async fn spawn_once(
+    exe: &WorkerExe,
+    id: WorkerId,
+    sandboxed: Option<(&Sandbox, &streamlet_supervisor::config::PoolConfig)>,
+    adjust: fn(&mut ChildPlan),
+) -> Duration {
+    let start = Instant::now();
+    let (ours, theirs) = seqpacket_pair().unwrap();
+    let init = ToWorker::Init(Init {
+        worker: id,
+        pool: "bench".into(),
+        handler: HandlerSpec::Echo,
+        stats_interval_ms: 0,
+        heartbeat_interval_ms: 0,
+    });
+    send_with_fds(ours.as_fd(), &encode(&init).unwrap(), &[]).unwrap();
+    let (plan, cgroup, uid) = match sandboxed {
+        Some((sandbox, pool)) => {
+            let (mut plan, cgroup, uid) = sandbox.plan(pool, id).unwrap();
+            adjust(&mut plan);
+            (Some(Arc::new(plan)), cgroup, uid)
+        }
+        None => (None, None, None),
+    };
+    let mut child = spawn(SpawnSpec {
+        program: exe.exec_path(),
+        arg0: Some(exe.path().as_os_str().to_owned()),
+        args: vec![],
+        control: theirs,
+        stderr: None,
+        plan,
+    })
+    .unwrap();
+    let mut cgroup = cgroup;
+    if let Some(c) = cgroup.as_mut() {
+        c.close_procs();
+    }
+    let channel = Channel::new(ours).unwrap();
+    match channel.recv::<FromWorker>().await.unwrap() {
+        Some((FromWorker::Ready { .. }, _)) => {}
+        other => panic!("expected Ready, got {other:?}"),
+    }
+    let elapsed = start.elapsed();
+    drop(channel);
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    if let Some((sandbox, _)) = sandboxed {
+        sandbox.release(Confinement { cgroup: cgroup.map(Arc::new), uid });
+    }
+    elapsed
 }
 
 fn command_loop(spawns: usize, program: &str, args: &[&str]) -> Vec<Duration> {

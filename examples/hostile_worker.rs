@@ -19,6 +19,11 @@
 //! | `segv` | dies of SIGSEGV |
 //! | `garbage` | writes bytes that are no message to its control channel (fd 3) |
 //! | `block` | blocks its thread (and so its heartbeats) for `seconds` (label) |
+//! | `vsock` | makes an `AF_VSOCK` socket and binds `port` (label) on any CID, and holds it |
+//! | `ptmx` | opens `/dev/ptmx` up to `count` (label) times and holds what it got |
+//! | `dev` | lists `/dev` |
+//! | `proc` | its own pid and the number of processes `/proc` shows it |
+//! | `create` | creates `path` (label), mode 0600 |
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -52,6 +57,11 @@ fn errno_name(errno: i32) -> &'static str {
         libc::EINVAL => "EINVAL",
         libc::ENXIO => "ENXIO",
         libc::ENOTTY => "ENOTTY",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::ENOSPC => "ENOSPC",
+        libc::EMFILE => "EMFILE",
+        libc::EIO => "EIO",
         _ => "other",
     }
 }
@@ -139,6 +149,71 @@ fn escape(ctx: &StreamContext) -> String {
     lines.join("\n") + "\n"
 }
 
+/// An `AF_VSOCK` socket bound to `port` on any CID, left open until the
+/// streamlet exits.
+fn vsock(ctx: &StreamContext) -> String {
+    let port: u32 = ctx.labels.get("port").and_then(|p| p.parse().ok()).unwrap_or(0);
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return format!("vsock socket: {}\n", outcome(-1));
+    }
+    // SAFETY: sockaddr_vm is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    addr.svm_cid = libc::VMADDR_CID_ANY;
+    addr.svm_port = port;
+    // SAFETY: bind(2) of our socket to an address that lives across the call.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_vm).cast(),
+            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
+        )
+    };
+    format!("vsock socket: ok\nvsock bind: {}\n", outcome(rc as libc::c_long))
+}
+
+/// Opens `/dev/ptmx` up to `count` times; what it got stays open.
+fn ptmx(ctx: &StreamContext) -> String {
+    let count: usize = ctx.labels.get("count").and_then(|c| c.parse().ok()).unwrap_or(1);
+    let mut opened = 0;
+    while opened < count {
+        // SAFETY: open(2) of a constant path; the descriptor is kept on purpose.
+        if unsafe { libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) } < 0 {
+            return format!("ptmx: opened {opened}: {}\n", outcome(-1));
+        }
+        opened += 1;
+    }
+    format!("ptmx: opened {opened}: ok\n")
+}
+
+fn dev() -> String {
+    let mut names: Vec<String> = std::fs::read_dir("/dev")
+        .map(|dir| dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    format!("dev: {}\n", names.join(" "))
+}
+
+fn proc_view() -> String {
+    let procs = std::fs::read_dir("/proc")
+        .map(|dir| dir.flatten().filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok()).count())
+        .unwrap_or(0);
+    format!("pid: {}\nprocs: {procs}\n", std::process::id())
+}
+
+fn create(ctx: &StreamContext) -> String {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = ctx.labels.get("path").cloned().unwrap_or_default();
+    let result = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path);
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => errno_name(e.raw_os_error().unwrap_or(0)),
+    };
+    format!("create {path}: {outcome}\n")
+}
+
 impl Handler for Hostile {
     fn serve(&self, mut stream: Stream, ctx: StreamContext) -> BoxFuture<HandlerResult> {
         let behave = ctx.labels.get("behave").cloned().unwrap_or_default();
@@ -177,6 +252,11 @@ impl Handler for Hostile {
                 "privilege" => privilege(&stream),
                 "escape" => escape(&ctx),
                 "status" => std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+                "vsock" => vsock(&ctx),
+                "ptmx" => ptmx(&ctx),
+                "dev" => dev(),
+                "proc" => proc_view(),
+                "create" => create(&ctx),
                 "tmp" => {
                     let name = ctx.labels.get("name").cloned().unwrap_or_default();
                     let mut out = String::new();

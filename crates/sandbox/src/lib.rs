@@ -1,6 +1,7 @@
 //! How a streamlet process is made.
 //!
-//! [`spawn`] forks and execs the streamlet binary with its control channel as
+//! [`spawn`] clones (as the init of a pid namespace of its own, when the plan
+//! asks) and execs the streamlet binary with its control channel as
 //! descriptor 3 and nothing else inherited: every other descriptor is closed at
 //! exec, the environment is cleared, the child is in a session of its own (no
 //! controlling terminal; a terminal's Ctrl-C reaches only the daemon, which
@@ -11,8 +12,12 @@
 //! step between fork and exec.
 
 pub mod cgroup;
+mod child;
+pub mod mounts;
 pub mod plan;
 pub mod seccomp;
 mod spawn;
+pub mod uids;
 
+pub use child::Child;
 pub use spawn::{spawn, SpawnError, SpawnSpec, CONTROL_FD};

@@ -11,9 +11,9 @@
 //! 2. namespaces: join the pool's empty network namespace (only the sockets
 //!    handed over later reach anything), new IPC and UTS ones, and a new mount
 //!    namespace when the pool asks for a read-only root;
-//! 3. in the new mount namespace: everything private, the whole tree
-//!    read-only when the pool asks, fresh tmpfs on `/tmp`, `/var/tmp` and
-//!    `/dev/shm`;
+//! 3. in the new mount namespace, the steps of [`crate::mounts`]: everything
+//!    private, the whole tree read-only when the pool asks, fresh tmpfs on
+//!    `/tmp`, `/var/tmp` and `/dev/shm`, a minimal `/dev` of its own;
 //! 4. resource limits (nofile, core, fsize);
 //! 5. drop every capability from the bounding set and the ambient set (this
 //!    needs CAP_SETPCAP, so before the change of user);
@@ -28,17 +28,6 @@ use std::io;
 
 /// `CLONE_NEW*` flags a plan may ask for.
 pub const NAMESPACES: libc::c_int = libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNS;
-
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
 
 #[repr(C)]
 struct CapHeader {
@@ -63,15 +52,19 @@ pub struct ChildPlan {
     pub cgroup_procs: Vec<libc::c_int>,
     /// `CLONE_NEW*` flags for `unshare`.
     pub namespaces: libc::c_int,
+    /// Start the child as the first process (init) of a new pid namespace
+    /// (`CLONE_NEWPID` at the clone itself, see [`crate::spawn`]): when it
+    /// dies the kernel kills everything in the namespace, and nothing
+    /// inside can signal it unless it handles the signal. Needs a mount
+    /// namespace too, for the namespace's own `/proc`.
+    pub pid_namespace: bool,
     /// A network namespace to join (`setns`) instead of making one: an fd
     /// from [`empty_network_namespace`], kept open by the daemon.
     pub join_network: Option<libc::c_int>,
-    /// In the new mount namespace: read-only root, private `/tmp`.
-    pub readonly_root: bool,
-    /// In a new mount namespace: private, empty tmpfs on `/tmp`, `/var/tmp`
-    /// and `/dev/shm`, so nothing a streamlet leaves there outlives it or
-    /// reaches another. (`readonly_root` implies it.)
-    pub private_tmp: bool,
+    /// In the new mount namespace (`CLONE_NEWNS` in `namespaces`): the
+    /// streamlet's view of the file system, see [`crate::mounts`]. Empty
+    /// without a mount namespace.
+    pub mounts: crate::mounts::MountPlan,
     pub rlimits: Vec<(libc::__rlimit_resource_t, libc::rlim_t)>,
     /// Drop every capability up to this number from the bounding set.
     pub drop_bounding_up_to: Option<u32>,
@@ -136,41 +129,7 @@ impl ChildPlan {
             if self.namespaces != 0 {
                 check(libc::unshare(self.namespaces) as libc::c_long)?;
             }
-            if self.readonly_root || self.private_tmp {
-                check(libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) as libc::c_long)?;
-            }
-            if self.readonly_root {
-                let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-                check(libc::syscall(
-                    libc::SYS_mount_setattr,
-                    libc::AT_FDCWD,
-                    c"/".as_ptr(),
-                    AT_RECURSIVE,
-                    &attr as *const MountAttr,
-                    std::mem::size_of::<MountAttr>(),
-                ))?;
-            }
-            if self.readonly_root || self.private_tmp {
-                for dir in [c"/tmp", c"/var/tmp", c"/dev/shm"] {
-                    let rc = libc::mount(
-                        c"tmpfs".as_ptr(),
-                        dir.as_ptr(),
-                        c"tmpfs".as_ptr(),
-                        libc::MS_NOSUID | libc::MS_NODEV,
-                        c"size=16m,mode=1777".as_ptr().cast(),
-                    );
-                    // A host without /var/tmp or /dev/shm has nothing to hide there.
-                    if rc < 0 && *libc::__errno_location() != libc::ENOENT {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-            }
+            self.mounts.apply()?;
             for (resource, value) in &self.rlimits {
                 let limit = libc::rlimit { rlim_cur: *value, rlim_max: *value };
                 check(libc::setrlimit(*resource, &limit) as libc::c_long)?;

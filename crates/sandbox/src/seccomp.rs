@@ -12,12 +12,20 @@
 //! kexec, bpf), plus the socket options through which a streamlet could undo
 //! the pacing the daemon set.
 //!
+//! Some rules apply only to a pool with `network = "none"` ([`Network`]): there
+//! a streamlet may make `AF_UNIX` sockets and no other family, since some
+//! families are not network-namespaced at all (`AF_VSOCK` shares the host's
+//! port space). The daemon builds the two programs once, before any fork, and
+//! gives each streamlet its pool's.
+//!
 //! Usage, in the daemon:
 //!
 //! ```no_run
 //! use std::os::unix::process::CommandExt;
 //!
-//! let program = streamlet_sandbox::seccomp::build()?; // allocates: before the fork
+//! use streamlet_sandbox::seccomp::Network;
+//!
+//! let program = streamlet_sandbox::seccomp::build(Network::None)?; // allocates: before the fork
 //! let mut cmd = std::process::Command::new("/bin/true");
 //! // SAFETY: the closure only calls `install_in_child`, which is
 //! // async-signal-safe.
@@ -104,6 +112,8 @@ pub struct ArgTest {
 pub enum Test {
     /// The argument equals the value.
     Equals(u32),
+    /// The argument is anything but the value.
+    NotEquals(u32),
     /// Every bit of the value is set in the argument.
     HasBits(u32),
 }
@@ -115,6 +125,18 @@ macro_rules! arg_eq {
             index: $index,
             arg: stringify!($arg),
             test: Test::Equals(libc::$value as u32),
+            value_name: stringify!($value),
+        }
+    };
+}
+
+/// `arg_ne!(0, domain, AF_UNIX)`: argument 0, `domain`, is not `libc::AF_UNIX`.
+macro_rules! arg_ne {
+    ($index:literal, $arg:ident, $value:ident) => {
+        ArgTest {
+            index: $index,
+            arg: stringify!($arg),
+            test: Test::NotEquals(libc::$value as u32),
             value_name: stringify!($value),
         }
     };
@@ -140,13 +162,19 @@ pub enum Action {
     /// Fails with `ENOSYS`, as a call this kernel lacks, so that libc falls
     /// back to an older call the filter can check.
     Unsupported,
+    /// Fails with `EAFNOSUPPORT`, as a socket family this kernel lacks.
+    NoFamily,
 }
 
 impl Action {
+    /// Every action, in the order their parts run.
+    pub const ALL: [Action; 3] = [Action::Deny, Action::Unsupported, Action::NoFamily];
+
     pub fn errno(self) -> i32 {
         match self {
             Action::Deny => libc::EPERM,
             Action::Unsupported => libc::ENOSYS,
+            Action::NoFamily => libc::EAFNOSUPPORT,
         }
     }
 
@@ -154,30 +182,66 @@ impl Action {
         match self {
             Action::Deny => "EPERM",
             Action::Unsupported => "ENOSYS",
+            Action::NoFamily => "EAFNOSUPPORT",
+        }
+    }
+}
+
+/// The pool's network setting, which picks the program: the rules of
+/// [`Scope::NetworkNone`] apply only under `network = "none"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Network {
+    /// The pool's empty network namespace.
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// Which pools a rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every streamlet.
+    All,
+    /// Streamlets of a pool with `network = "none"`.
+    NetworkNone,
+}
+
+impl Scope {
+    fn covers(self, network: Network) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::NetworkNone => network == Network::None,
         }
     }
 }
 
 /// One entry of the policy: `call`, when every test in `when` holds (always,
-/// if `when` is empty), fails as `action` says.
+/// if `when` is empty), fails as `action` says, in the pools `scope` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
     pub call: Syscall,
     pub when: &'static [ArgTest],
     pub action: Action,
+    pub scope: Scope,
     pub reason: &'static str,
 }
 
 const fn deny(call: Syscall, reason: &'static str) -> Rule {
-    Rule { call, when: &[], action: Action::Deny, reason }
+    Rule { call, when: &[], action: Action::Deny, scope: Scope::All, reason }
 }
 
 const fn deny_when(call: Syscall, when: &'static [ArgTest], reason: &'static str) -> Rule {
-    Rule { call, when, action: Action::Deny, reason }
+    Rule { call, when, action: Action::Deny, scope: Scope::All, reason }
 }
 
 const fn unsupported(call: Syscall, reason: &'static str) -> Rule {
-    Rule { call, when: &[], action: Action::Unsupported, reason }
+    Rule { call, when: &[], action: Action::Unsupported, scope: Scope::All, reason }
+}
+
+/// Under `network = "none"`: the socket family tested in `when` is refused
+/// as one the kernel lacks.
+const fn no_family(call: Syscall, when: &'static [ArgTest], reason: &'static str) -> Rule {
+    Rule { call, when, action: Action::NoFamily, scope: Scope::NetworkNone, reason }
 }
 
 const NAMESPACE_AT_FORK: &str = "a new namespace at fork, as unshare";
@@ -203,6 +267,22 @@ pub static POLICY: &[Rule] = &[
         &[arg_eq!(1, level, SOL_SOCKET), arg_eq!(2, optname, SO_LINGER)],
         "a lingering close of a handed-over socket would block the daemon when it closes its copy last",
     ),
+    deny_when(
+        sys!(SYS_setsockopt),
+        &[arg_eq!(1, level, SOL_SOCKET), arg_eq!(2, optname, SO_PRIORITY)],
+        "the priority picks the queueing band of the daemon's traffic; the streamlet must not raise its own",
+    ),
+    // Socket families, under network = "none": the empty namespace covers the
+    // namespaced families; AF_VSOCK (and any family the kernel never
+    // namespaced) would reach the host. No other call makes a socket here:
+    // io_uring's socket operation is denied with io_uring, x86_64 has no
+    // socketcall, and accept only clones a socket one already has.
+    no_family(
+        sys!(SYS_socket),
+        &[arg_ne!(0, domain, AF_UNIX)],
+        "no network: only Unix sockets; AF_VSOCK and other families are not namespaced and reach the host",
+    ),
+    no_family(sys!(SYS_socketpair), &[arg_ne!(0, domain, AF_UNIX)], "no network: only Unix sockets, as for socket"),
     // The terminal (a second layer: streamlets have no controlling terminal).
     deny_when(
         sys!(SYS_ioctl),
@@ -290,19 +370,20 @@ const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 const LD_ABS_W: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 
-/// Compiles [`POLICY`] for the running architecture (x86_64 or aarch64).
-/// Allocates: call it in the daemon, before the fork.
-pub fn build() -> Result<BpfProgram, SeccompError> {
+/// Compiles the rules of [`POLICY`] that cover `network` for the running
+/// architecture (x86_64 or aarch64). Allocates: call it in the daemon, before
+/// the fork.
+pub fn build(network: Network) -> Result<BpfProgram, SeccompError> {
     let arch = match std::env::consts::ARCH {
         "x86_64" => TargetArch::x86_64,
         "aarch64" => TargetArch::aarch64,
         other => return Err(SeccompError::UnsupportedArch(other)),
     };
     let mut parts = Vec::new();
-    for action in [Action::Deny, Action::Unsupported] {
+    for action in Action::ALL {
         let mut chains: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
         let mut always = BTreeSet::new();
-        for rule in POLICY.iter().filter(|rule| rule.action == action) {
+        for rule in POLICY.iter().filter(|rule| rule.action == action && rule.scope.covers(network)) {
             let nr = rule.call.number().ok_or(SeccompError::UnsupportedArch(std::env::consts::ARCH))?;
             let chain = chains.entry(nr).or_default();
             if rule.when.is_empty() {
@@ -338,6 +419,7 @@ fn compile_tests(tests: &[ArgTest]) -> Result<SeccompRule, SeccompError> {
         .map(|test| {
             let (op, value) = match test.test {
                 Test::Equals(value) => (SeccompCmpOp::Eq, value),
+                Test::NotEquals(value) => (SeccompCmpOp::Ne, value),
                 Test::HasBits(bits) => (SeccompCmpOp::MaskedEq(u64::from(bits)), bits),
             };
             SeccompCondition::new(test.index, SeccompCmpArgLen::Dword, op, u64::from(value))
@@ -421,6 +503,7 @@ impl fmt::Display for ArgTest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.test {
             Test::Equals(value) => write!(f, "{} == {} ({value})", self.arg, self.value_name),
+            Test::NotEquals(value) => write!(f, "{} != {} ({value})", self.arg, self.value_name),
             Test::HasBits(bits) => write!(f, "{} has {} ({bits:#x})", self.arg, self.value_name),
         }
     }
@@ -429,11 +512,18 @@ impl fmt::Display for ArgTest {
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "| `{}` | ", self.call.name())?;
-        if self.when.is_empty() {
+        let scoped = match self.scope {
+            Scope::All => false,
+            Scope::NetworkNone => {
+                f.write_str("network = \"none\"")?;
+                true
+            }
+        };
+        if self.when.is_empty() && !scoped {
             f.write_str("always")?;
         }
         for (i, test) in self.when.iter().enumerate() {
-            let and = if i == 0 { "" } else { " and " };
+            let and = if i == 0 && !scoped { "" } else { " and " };
             write!(f, "{and}{test}")?;
         }
         write!(f, " | {} | {} |", self.action.errno_name(), self.reason)
@@ -443,7 +533,8 @@ impl fmt::Display for Rule {
 /// The policy for humans, as a Markdown table (SECURITY.md quotes it).
 pub fn describe() -> String {
     let mut text = String::from(
-        "Every call not listed runs. A listed call fails with the error shown and does nothing.\n\n\
+        "Every call not listed runs. A listed call fails with the error shown and does nothing. A rule \
+         whose condition names `network = \"none\"` is in the program of such pools only.\n\n\
          | call | when | error | why |\n| --- | --- | --- | --- |\n",
     );
     for rule in POLICY {
@@ -460,344 +551,4 @@ pub fn describe() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-
-    use super::*;
-
-    const PYTHON: &str = "/usr/bin/python3";
-
-    /// Shared by the scripts: `libc`, and `attempt(rc)`, which prints as
-    /// "ok" or the errno.
-    const PRELUDE: &str = r#"
-import ctypes, os, signal, socket, subprocess, threading
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-L = ctypes.c_long
-def attempt(rc):
-    return "ok" if rc != -1 else str(ctypes.get_errno())
-def sockopt(level, name, value):
-    s = socket.socket()
-    try:
-        s.setsockopt(level, name, value)
-        return "ok"
-    except OSError as e:
-        return str(e.errno)
-    finally:
-        s.close()
-"#;
-
-    /// Whether this process is root; panics where privileged tests must run.
-    fn root() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            return true;
-        }
-        if std::env::var_os("STREAMLET_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1") {
-            panic!("privileged seccomp test cannot run (not root) but STREAMLET_REQUIRE_PRIVILEGED=1");
-        }
-        eprintln!("skipping privileged seccomp test: not root");
-        false
-    }
-
-    /// Runs `program` with `filter` installed between fork and exec and
-    /// returns its standard output. With `private_mounts` the child first
-    /// gets a mount namespace of its own, so that a mount the filter fails
-    /// to stop stays out of the host's.
-    fn run(program: &str, args: &[&str], filter: Option<BpfProgram>, private_mounts: bool) -> String {
-        let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::null()).stderr(Stdio::piped());
-        // SAFETY: the closure makes raw system calls only (unshare, mount,
-        // prctl) and allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                if private_mounts {
-                    if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    let (none, root) = (std::ptr::null(), c"/".as_ptr());
-                    if libc::mount(none, root, none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                match &filter {
-                    Some(program) => install_in_child(program),
-                    None => Ok(()),
-                }
-            });
-        }
-        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{program} failed: {}\n{stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-
-    /// Runs a Python script that prints `key=value` lines.
-    fn python(script: &str, filter: Option<BpfProgram>, private_mounts: bool) -> HashMap<String, String> {
-        let script = format!("{PRELUDE}\n{script}");
-        let out = run(PYTHON, &["-c", &script], filter, private_mounts);
-        out.lines().filter_map(|line| line.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
-    }
-
-    fn filter() -> Option<BpfProgram> {
-        Some(build().unwrap())
-    }
-
-    fn errno(code: i32) -> String {
-        code.to_string()
-    }
-
-    fn rules_for(name: &str) -> impl Iterator<Item = &'static Rule> + '_ {
-        POLICY.iter().filter(move |rule| rule.call.name() == name)
-    }
-
-    #[test]
-    fn the_policy_denies_every_call_the_sandbox_issue_names() {
-        let always = [
-            "ptrace",
-            "mount",
-            "umount2",
-            "unshare",
-            "setns",
-            "kexec_load",
-            "kexec_file_load",
-            "bpf",
-            "perf_event_open",
-            "keyctl",
-            "add_key",
-            "request_key",
-            "pivot_root",
-            "chroot",
-            "swapon",
-            "swapoff",
-            "reboot",
-            "init_module",
-            "finit_module",
-            "delete_module",
-            "open_by_handle_at",
-            "name_to_handle_at",
-            "userfaultfd",
-            "process_vm_readv",
-            "process_vm_writev",
-            "io_uring_setup",
-            "io_uring_enter",
-            "io_uring_register",
-        ];
-        for name in always {
-            assert!(
-                rules_for(name).any(|rule| rule.when.is_empty() && rule.action == Action::Deny),
-                "{name} is not always denied"
-            );
-        }
-        for option in ["SO_MAX_PACING_RATE", "SO_MARK", "SO_LINGER"] {
-            assert!(
-                rules_for("setsockopt").any(|rule| rule.when.iter().any(|test| test.value_name == option)
-                    && rule.when.iter().any(|test| test.value_name == "SOL_SOCKET")),
-                "setsockopt {option} is not denied"
-            );
-        }
-        for flag in [
-            "CLONE_NEWNS",
-            "CLONE_NEWCGROUP",
-            "CLONE_NEWUTS",
-            "CLONE_NEWIPC",
-            "CLONE_NEWUSER",
-            "CLONE_NEWPID",
-            "CLONE_NEWNET",
-        ] {
-            assert!(rules_for("clone").any(|rule| rule.when.iter().any(|t| t.value_name == flag)), "clone {flag}");
-        }
-        assert!(rules_for("clone3").all(|rule| rule.action == Action::Unsupported && rule.when.is_empty()));
-        for kept in ["execve", "execveat", "kill", "tgkill", "rt_sigaction"] {
-            assert_eq!(rules_for(kept).count(), 0, "{kept} must stay allowed");
-        }
-    }
-
-    #[test]
-    fn every_rule_has_a_reason_and_each_call_one_action() {
-        for rule in POLICY {
-            assert!(!rule.reason.is_empty() && !rule.reason.contains('|'), "{rule}");
-            assert!(rules_for(rule.call.name()).all(|other| other.action == rule.action), "{rule}");
-            if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
-                assert!(rule.call.number().is_some(), "{rule}");
-            }
-        }
-    }
-
-    #[test]
-    fn the_description_lists_every_rule() {
-        let text = describe();
-        for rule in POLICY {
-            assert!(text.contains(&format!("| `{}` |", rule.call.name())), "{}", rule.call.name());
-            assert!(text.contains(rule.reason), "{}", rule.reason);
-        }
-        assert!(text.contains("level == SOL_SOCKET (1) and optname == SO_MAX_PACING_RATE (47) | EPERM"), "{text}");
-        assert!(text.contains("flags has CLONE_NEWNET (0x40000000) | EPERM"), "{text}");
-    }
-
-    #[test]
-    fn the_program_fits_the_kernel_and_chains_its_parts() {
-        let program = build().unwrap();
-        assert!(program.len() <= MAX_INSTRUCTIONS, "{}", program.len());
-        // Only the last part may allow; the others jump on.
-        let allows = program.iter().filter(|insn| insn.code == RET_K && insn.k == libc::SECCOMP_RET_ALLOW).count();
-        assert_eq!(allows, 1);
-        assert_eq!(program.last().map(|insn| (insn.code, insn.k)), Some((RET_K, libc::SECCOMP_RET_ALLOW)));
-        for (at, insn) in program.iter().enumerate() {
-            if insn.code == JA {
-                assert!(at + 1 + (insn.k as usize) < program.len(), "jump out of the program at {at}");
-            }
-        }
-    }
-
-    #[test]
-    fn install_refuses_an_empty_program() {
-        let err = install_in_child(&Vec::new()).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
-    }
-
-    /// Each unconditional rule, called with all-ones arguments (invalid
-    /// flags, descriptors and pointers, harmless should the filter let the
-    /// call through), fails with the rule's errno.
-    #[test]
-    fn every_listed_call_fails_with_its_errno() {
-        let calls: Vec<String> = POLICY
-            .iter()
-            .filter(|rule| rule.when.is_empty())
-            .map(|rule| format!("({:?}, {})", rule.call.name(), rule.call.number().unwrap()))
-            .collect();
-        let script = format!(
-            "for name, nr in [{}]:\n    print(name + '=' + attempt(libc.syscall(L(nr), *[L(-1)] * 6)))",
-            calls.join(", ")
-        );
-        let seen = python(&script, filter(), root());
-        for rule in POLICY.iter().filter(|rule| rule.when.is_empty()) {
-            assert_eq!(seen.get(rule.call.name()), Some(&errno(rule.action.errno())), "{rule}");
-        }
-    }
-
-    #[test]
-    fn pacing_and_mark_are_denied_other_socket_options_are_not() {
-        let script = format!(
-            r#"
-print("pacing=" + sockopt(socket.SOL_SOCKET, 47, 1000))
-print("mark=" + sockopt(socket.SOL_SOCKET, 36, 1))
-print("sndbuf=" + sockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536))
-print("nodelay=" + sockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
-s = socket.socket()
-v = ctypes.c_int(1000)
-# The kernel reads level as an int: 0x1_0000_0001 is SOL_SOCKET to it.
-print("wide_level=" + attempt(libc.syscall(L({setsockopt}), L(s.fileno()), L(0x100000001), L(47), ctypes.byref(v), L(4))))
-"#,
-            setsockopt = libc::SYS_setsockopt
-        );
-        let seen = python(&script, filter(), false);
-        assert_eq!(seen["pacing"], errno(libc::EPERM), "{seen:?}");
-        assert_eq!(seen["mark"], errno(libc::EPERM), "{seen:?}");
-        assert_eq!(seen["wide_level"], errno(libc::EPERM), "{seen:?}");
-        assert_eq!(seen["sndbuf"], "ok", "{seen:?}");
-        assert_eq!(seen["nodelay"], "ok", "{seen:?}");
-    }
-
-    /// The control: without the filter the same calls succeed here, so the
-    /// other tests prove the filter and not the environment.
-    #[test]
-    fn without_the_filter_the_same_calls_succeed() {
-        let seen = python(r#"print("pacing=" + sockopt(socket.SOL_SOCKET, 47, 1000))"#, None, false);
-        assert_eq!(seen["pacing"], "ok", "{seen:?}");
-        if !root() {
-            return;
-        }
-        let script = r#"
-print("mark=" + sockopt(socket.SOL_SOCKET, 36, 1))
-print("unshare=" + attempt(libc.unshare(0x40000000)))
-print("mount=" + attempt(libc.mount(b"none", b"/tmp", b"tmpfs", ctypes.c_ulong(0), None)))
-"#;
-        let seen = python(script, None, true);
-        assert_eq!(seen["mark"], "ok", "{seen:?}");
-        assert_eq!(seen["unshare"], "ok", "{seen:?}");
-        assert_eq!(seen["mount"], "ok", "{seen:?}");
-    }
-
-    #[test]
-    fn namespaces_mounts_and_ptrace_are_denied_even_to_root() {
-        let root = root();
-        let flags: Vec<String> = rules_for("clone")
-            .flat_map(|rule| rule.when)
-            .map(|test| match test.test {
-                Test::HasBits(bits) => format!("({:?}, {bits})", test.value_name),
-                Test::Equals(_) => unreachable!("clone is tested by flag"),
-            })
-            .collect();
-        let script = format!(
-            r#"
-print("unshare=" + attempt(libc.unshare(0x40000000)))
-print("mount=" + attempt(libc.mount(b"none", b"/tmp", b"tmpfs", ctypes.c_ulong(0), None)))
-for name, flag in [{flags}]:
-    rc = libc.syscall(L({clone}), L(flag | signal.SIGCHLD), L(0), L(0), L(0), L(0))
-    if rc == 0:
-        os._exit(0)
-    if rc > 0:
-        os.waitpid(rc, 0)
-    print(name + "=" + attempt(rc))
-# Last: should PTRACE_TRACEME get through, any later signal would stop this
-# process for a tracer that never comes.
-print("ptrace=" + attempt(libc.ptrace(L(0), L(0), None, None)), flush=True)
-os._exit(0)
-"#,
-            flags = flags.join(", "),
-            clone = libc::SYS_clone,
-        );
-        let seen = python(&script, filter(), root);
-        for key in ["unshare", "mount", "ptrace", "CLONE_NEWNS", "CLONE_NEWNET", "CLONE_NEWUSER", "CLONE_NEWPID"] {
-            assert_eq!(seen.get(key), Some(&errno(libc::EPERM)), "{key}: {seen:?}");
-        }
-        assert_eq!(seen.len(), 3 + flags.len(), "{seen:?}");
-    }
-
-    #[test]
-    fn fork_exec_threads_and_signals_still_work() {
-        let script = format!(
-            r#"
-pid = os.fork()
-if pid == 0:
-    os.execv("/bin/true", ["/bin/true"])
-print("fork_exec=" + str(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])))
-print("subprocess=" + str(subprocess.run(["/bin/true"]).returncode))
-t = threading.Thread(target=lambda: None)
-t.start()
-t.join()
-print("thread=ok")
-got = []
-signal.signal(signal.SIGUSR1, lambda *_: got.append(1))
-os.kill(os.getpid(), signal.SIGUSR1)
-print("signal=" + ("ok" if got else "lost"))
-print("clone3=" + attempt(libc.syscall(L({clone3}), None, L(0))))
-"#,
-            clone3 = libc::SYS_clone3
-        );
-        let seen = python(&script, filter(), false);
-        assert_eq!(seen["fork_exec"], "0", "{seen:?}");
-        assert_eq!(seen["subprocess"], "0", "{seen:?}");
-        assert_eq!(seen["thread"], "ok", "{seen:?}");
-        assert_eq!(seen["signal"], "ok", "{seen:?}");
-        assert_eq!(seen["clone3"], errno(libc::ENOSYS), "{seen:?}");
-    }
-
-    #[test]
-    fn the_child_runs_under_one_filter_with_no_new_privs() {
-        let status = run("/bin/cat", &["/proc/self/status"], filter(), false);
-        assert!(status.contains("Seccomp:\t2\n"), "{status}");
-        assert!(status.contains("NoNewPrivs:\t1\n"), "{status}");
-        if status.contains("Seccomp_filters:") {
-            assert!(status.contains("Seccomp_filters:\t1\n"), "{status}");
-        }
-    }
-}
+mod tests;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use streamlet_sandbox::cgroup::v1::V1;
 use streamlet_sandbox::cgroup::{CgroupManager, CpuLimit, Limits};
+use streamlet_sandbox::mounts::{MountPlan, View};
 use streamlet_sandbox::plan::{last_capability, ChildPlan, NAMESPACES};
 use streamlet_sandbox::{spawn, SpawnSpec};
 
@@ -42,9 +43,9 @@ async fn a_sandboxed_child_is_confined_limited_and_accounted() {
     let plan = Arc::new(ChildPlan {
         cgroup_procs: cgroup.procs_fds(),
         namespaces: NAMESPACES,
+        pid_namespace: true,
         join_network: None,
-        readonly_root: true,
-        private_tmp: true,
+        mounts: MountPlan::new(View { readonly_root: true, own_proc: true }),
         rlimits: vec![(libc::RLIMIT_NOFILE, 64), (libc::RLIMIT_CORE, 0)],
         drop_bounding_up_to: Some(last_capability()),
         run_as: Some((65534, 65534)),
@@ -57,6 +58,7 @@ echo cgroups:; cat /proc/self/cgroup
 echo netdev:; cat /proc/net/dev; echo end-netdev
 touch /etc/streamlet-should-not-exist && echo etc-writable
 echo tmp > /tmp/x && echo tmp-writable
+echo pid=$$ procs=$(ls -d /proc/[0-9]* | wc -l)
 ulimit -n
 ";
     let mut child = spawn(SpawnSpec {
@@ -93,6 +95,9 @@ ulimit -n
     assert!(!std::path::Path::new("/etc/streamlet-should-not-exist").exists());
     assert!(out.contains("tmp-writable"), "a private /tmp: {out}");
     assert_eq!(out.lines().last(), Some("64"), "RLIMIT_NOFILE");
+    // The init of a pid namespace of its own, whose /proc shows only it and
+    // the three it runs for the count (a subshell, ls, wc).
+    assert!(out.lines().any(|l| l == "pid=1 procs=4"), "{out}");
 
     let accounting = v1.accounting(&cgroup).unwrap();
     assert!(accounting.cpu_usage_us > 0, "{accounting:?}");

@@ -254,7 +254,7 @@ pub async fn run(
         None => ControlSocket::bind_with_group(&socket_path, config.access.socket_group)?,
     };
     let listener = socket.take_listener()?;
-    sandbox.prepare(config.sandbox.required)?;
+    sandbox.prepare(socket.path(), config.sandbox.required)?;
     tracing::info!(sandbox = %sandbox.describe(), "sandbox ready");
     let (stopping, _) = watch::channel(false);
     let state_dir = config.daemon.state_dir.clone().unwrap_or_else(crate::state::default_state_dir);

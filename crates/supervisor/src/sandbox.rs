@@ -15,6 +15,7 @@ use streamlet_proto::{ResourceUsage, WorkerId};
 use streamlet_sandbox::cgroup::v1::V1;
 use streamlet_sandbox::cgroup::v2::V2;
 use streamlet_sandbox::cgroup::{CgroupError, CgroupManager, CpuLimit, Limits, WorkerCgroup};
+use streamlet_sandbox::mounts::{MountPlan, View};
 use streamlet_sandbox::plan::{empty_network_namespace, last_capability, ChildPlan};
 use streamlet_sandbox::seccomp::{self, BpfProgram};
 
@@ -33,26 +34,37 @@ pub enum SandboxError {
     NoUid(u32, u32),
     #[error("cannot make an empty network namespace: {0}")]
     Network(std::io::Error),
+    #[error(transparent)]
+    Uids(#[from] streamlet_sandbox::uids::UidError),
+    #[error("pool {pool:?} could reach the control socket {socket}: {why}")]
+    ReachesSocket { pool: String, socket: PathBuf, why: String },
 }
 
-/// The uids of `[sandbox] uids` not held by a live streamlet.
+/// The two seccomp programs a pool may get.
 #[derive(Debug)]
-struct UidPool {
-    /// The lowest uid never handed out.
-    next_fresh: u32,
-    /// Freed uids, the longest-freed first.
-    freed: VecDeque<u32>,
+struct Programs {
+    no_network: Arc<BpfProgram>,
+    host_network: Arc<BpfProgram>,
 }
 
-impl UidPool {
-    fn allocate(&mut self, last: u32) -> Option<u32> {
-        if self.next_fresh <= last {
-            self.next_fresh += 1;
-            return Some(self.next_fresh - 1);
+impl Programs {
+    fn build() -> Result<Self, seccomp::SeccompError> {
+        Ok(Self {
+            no_network: Arc::new(seccomp::build(seccomp::Network::None)?),
+            host_network: Arc::new(seccomp::build(seccomp::Network::Host)?),
+        })
+    }
+
+    fn for_network(&self, network: Network) -> Arc<BpfProgram> {
+        match network {
+            Network::None => self.no_network.clone(),
+            Network::Host => self.host_network.clone(),
         }
-        self.freed.pop_front()
     }
 }
+
+mod uids;
+use uids::UidPool;
 
 /// What a streamlet was confined with, to undo when it ends.
 #[derive(Debug, Default)]
@@ -68,9 +80,21 @@ pub struct Sandbox {
     privileged: bool,
     last_cap: u32,
     missing: Vec<String>,
+    /// `[sandbox] uids` until [`prepare`](Self::prepare) leases the range
+    /// this daemon hands out; then that range.
     uid_range: (u32, u32),
+    uids_given: bool,
+    uid_lease: Option<streamlet_sandbox::uids::Lease>,
     uids: Mutex<UidPool>,
-    seccomp: Option<Arc<BpfProgram>>,
+    /// The seccomp programs, built once: for `network = "none"` and for
+    /// `"host"` (which may make sockets of any family).
+    seccomp: Option<Programs>,
+    /// The configured control socket (its hash picks the uid slice tried
+    /// first), and the pools that name a user: checked against the socket's
+    /// owner and group once it exists (a socket systemd made has the group
+    /// its unit names, which the config cannot know).
+    socket: PathBuf,
+    fixed_users: Vec<(String, RunAs)>,
     /// Each pool's empty network namespace, made on first use.
     networks: Mutex<HashMap<String, Arc<OwnedFd>>>,
 }
@@ -87,8 +111,8 @@ impl Sandbox {
                     .to_owned(),
             );
         }
-        let seccomp = match seccomp::build() {
-            Ok(program) => Some(Arc::new(program)),
+        let seccomp = match Programs::build() {
+            Ok(programs) => Some(programs),
             Err(e) => {
                 missing.push(format!("no seccomp filter: {e}"));
                 None
@@ -107,8 +131,17 @@ impl Sandbox {
             last_cap: last_capability(),
             missing,
             uid_range: config.sandbox.uids,
+            uids_given: config.sandbox.uids_given,
+            uid_lease: None,
             uids: Mutex::new(UidPool { next_fresh: config.sandbox.uids.0, freed: VecDeque::new() }),
             seccomp,
+            socket: socket.to_owned(),
+            fixed_users: config
+                .pools
+                .values()
+                .filter(|pool| pool.run_as != RunAs::Dynamic)
+                .map(|pool| (pool.name.clone(), pool.run_as))
+                .collect(),
             networks: Mutex::new(HashMap::new()),
         }
     }
@@ -124,7 +157,7 @@ impl Sandbox {
         parts.push(self.cgroups.as_ref().map_or("no cgroups".to_owned(), |c| c.describe()));
         if self.privileged {
             parts.push(format!(
-                "namespaces, private /tmp, a uid each from {}-{} (unless a pool names a user)",
+                "namespaces (pid included), private /tmp and /dev, a uid each from {}-{} (unless a pool names a user)",
                 self.uid_range.0, self.uid_range.1
             ));
         }
@@ -139,7 +172,11 @@ impl Sandbox {
     /// this the only daemon of its name, free to kill what an earlier run
     /// left). Without `required`, a tree that cannot be prepared is dropped
     /// with a warning.
-    pub fn prepare(&mut self, required: bool) -> Result<(), SandboxError> {
+    pub fn prepare(&mut self, socket: &Path, required: bool) -> Result<(), SandboxError> {
+        self.check_socket_reach(socket)?;
+        if self.privileged {
+            self.lease_uids(Path::new(streamlet_sandbox::uids::REGISTRY))?;
+        }
         let Some(manager) = &self.cgroups else { return Ok(()) };
         if let Err(e) = manager.prepare() {
             if required {
@@ -149,6 +186,23 @@ impl Sandbox {
             tracing::warn!("sandbox incomplete: {line}");
             self.missing.push(line);
             self.cgroups = None;
+        }
+        Ok(())
+    }
+
+    /// Refuses a pool whose user or group could connect to the control
+    /// socket as it is on disk (its owner, or its group with mode 0660):
+    /// `socket` is the one the daemon listens on, bound or passed by systemd.
+    fn check_socket_reach(&self, socket: &Path) -> Result<(), SandboxError> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let Ok(meta) = std::fs::metadata(socket) else { return Ok(()) };
+        if !meta.file_type().is_socket() {
+            return Ok(());
+        }
+        for (pool, run_as) in &self.fixed_users {
+            crate::config::check_socket_reach(*run_as, meta.uid(), Some(meta.gid())).map_err(|(_, why)| {
+                SandboxError::ReachesSocket { pool: pool.clone(), socket: socket.to_owned(), why }
+            })?;
         }
         Ok(())
     }
@@ -204,8 +258,14 @@ impl Sandbox {
             cgroup_procs: cgroup.as_ref().map(WorkerCgroup::procs_fds).unwrap_or_default(),
             namespaces,
             join_network: network.as_ref().map(|fd| fd.as_raw_fd()),
-            readonly_root: self.privileged && pool.readonly_root,
-            private_tmp: self.privileged,
+            // The streamlet as the init of a pid namespace of its own: what it
+            // starts dies with it, and nothing it starts can stop or kill it.
+            pid_namespace: self.privileged,
+            mounts: if self.privileged {
+                MountPlan::new(View { readonly_root: pool.readonly_root, own_proc: true })
+            } else {
+                MountPlan::none()
+            },
             rlimits: vec![
                 clamp(libc::RLIMIT_NOFILE, limits.nofile),
                 clamp(libc::RLIMIT_CORE, limits.core),
@@ -213,7 +273,7 @@ impl Sandbox {
             ],
             drop_bounding_up_to: self.privileged.then_some(self.last_cap),
             run_as,
-            seccomp: self.seccomp.clone(),
+            seccomp: self.seccomp.as_ref().map(|programs| programs.for_network(pool.network)),
         };
         Ok((plan, cgroup, uid))
     }
@@ -230,18 +290,6 @@ impl Sandbox {
         let fd = Arc::new(empty_network_namespace().map_err(SandboxError::Network)?);
         networks.insert(pool.to_owned(), fd.clone());
         Ok(fd)
-    }
-
-    /// A uid no live streamlet has: one never used yet while there are
-    /// any, then the one freed longest ago, so a uid's next holder comes as
-    /// late as possible after its last.
-    fn allocate_uid(&self) -> Result<u32, SandboxError> {
-        let (first, last) = self.uid_range;
-        self.uids.lock().unwrap_or_else(|p| p.into_inner()).allocate(last).ok_or(SandboxError::NoUid(first, last))
-    }
-
-    fn free_uid(&self, uid: u32) {
-        self.uids.lock().unwrap_or_else(|p| p.into_inner()).freed.push_back(uid);
     }
 
     /// At exit, after every streamlet is reaped: removes the streamlets' part
@@ -348,30 +396,25 @@ fn default_v1_base(socket: &Path) -> String {
     if socket == Path::new(SYSTEM_SOCKET) {
         return "streamlet".to_owned();
     }
-    // FNV-1a: stable across builds, unlike the std hasher.
-    let hash = socket
+    format!("streamlet-{:08x}", socket_hash(socket) as u32)
+}
+
+/// FNV-1a of the socket path (stable across builds, unlike the std hasher);
+/// 0 for the system socket.
+fn socket_hash(socket: &Path) -> u64 {
+    if socket == Path::new(SYSTEM_SOCKET) {
+        return 0;
+    }
+    socket
         .as_os_str()
         .as_encoded_bytes()
         .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
-    format!("streamlet-{:08x}", hash as u32)
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uids_are_fresh_first_then_least_recently_freed() {
-        let mut pool = UidPool { next_fresh: 10, freed: VecDeque::new() };
-        assert_eq!((pool.allocate(12), pool.allocate(12), pool.allocate(12)), (Some(10), Some(11), Some(12)));
-        assert_eq!(pool.allocate(12), None, "all held");
-        pool.freed.push_back(11);
-        pool.freed.push_back(10);
-        assert_eq!(pool.allocate(12), Some(11), "the one freed longest ago");
-        assert_eq!(pool.allocate(12), Some(10));
-        assert_eq!(pool.allocate(12), None);
-    }
 
     #[test]
     fn v1_base_names_are_stable_and_distinct_per_socket() {

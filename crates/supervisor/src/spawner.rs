@@ -2,7 +2,7 @@
 //!
 //! Each streamlet has three tasks: its reader (messages from it), its flusher
 //! (messages to it that did not fit at once) and its monitor, which owns the
-//! child process, reaps it through tokio (pidfd; nothing here calls
+//! child process, reaps it through its pidfd (nothing here calls
 //! `waitpid(-1)`), kills it on request, and reports the death to the core.
 
 use std::os::fd::AsFd;
@@ -15,8 +15,8 @@ use streamlet_proto::channel::{encode, seqpacket_pair, Channel, RecvBuf};
 use streamlet_proto::fdpass::send_with_fds;
 use streamlet_proto::worker::{FromWorker, Init, ToWorker};
 use streamlet_proto::{ExitCause, WorkerId};
+use streamlet_sandbox::Child;
 use streamlet_sandbox::SpawnSpec;
-use tokio::process::Child;
 use tokio::sync::mpsc;
 
 use crate::core::{KillRequest, NewWorker};
@@ -162,7 +162,7 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
             return Err(e.into());
         }
     };
-    let pid = child.id().unwrap_or(0);
+    let pid = child.id();
     tokio::spawn(crate::stderr::forward(id, pool.to_owned(), stderr_read));
     let channel = match Channel::new(ours) {
         Ok(channel) => channel,

@@ -82,12 +82,14 @@ impl Handler for Exec {
                 let output = socket.try_clone()?;
                 let mut child =
                     command.stdin(Stdio::from(socket)).stdout(Stdio::from(output)).spawn().map_err(cannot)?;
+                let _claim = crate::runtime::orphans::claim(child.id());
                 let _group = Group(child.id());
                 let status = child.wait().await?;
                 drop(stream);
                 status
             } else {
                 let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().map_err(cannot)?;
+                let _claim = crate::runtime::orphans::claim(child.id());
                 let group = Group(child.id());
                 let (mut stdin, mut stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
                 let (mut from_client, mut to_client) = tokio::io::split(stream);

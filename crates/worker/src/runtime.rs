@@ -59,6 +59,7 @@ where
             }
         }
     }
+    harden_and_name();
     // SAFETY: fcntl(F_GETFD) only checks that the descriptor is open.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         eprintln!("streamlet-worker: descriptor {fd} is not open: this program is started by streamletd");
@@ -90,8 +91,45 @@ where
     }
 }
 
+/// Closes the process to its own commands and names it.
+///
+/// Not dumpable: a command it runs (`exec`) has its uid but can then neither
+/// open its `/proc/PID/mem` (nor `environ`, `fd`, ...) nor trace it, so one
+/// stream's command cannot read or rewrite the streamlet serving the others.
+/// (Commands exec'd later are dumpable again: what they share is said in
+/// SECURITY.md.) And its name: exec'd through `/proc/self/fd/N`, it would
+/// show in `ps` as `N`; it takes its `argv[0]`'s file name instead.
+fn harden_and_name() {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } < 0 {
+        eprintln!("streamlet-worker: cannot make the process non-dumpable: {}", std::io::Error::last_os_error());
+    }
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    let name = std::path::Path::new(&arg0).file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+    if name.is_empty() {
+        return;
+    }
+    // The kernel keeps 15 bytes and a NUL.
+    let mut comm = [0u8; 16];
+    let len = name.len().min(15);
+    comm[..len].copy_from_slice(&name[..len]);
+    // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated buffer of 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
 /// Serves the daemon on `control` until it goes away.
 pub async fn run(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerError> {
+    // The init of its pid namespace (as the daemon starts it when root):
+    // whatever a command leaves behind is reparented to it, to reap.
+    let reaper = (std::process::id() == 1).then(|| tokio::spawn(orphans::reap()));
+    let result = run_until_done(control, factory).await;
+    if let Some(reaper) = reaper {
+        reaper.abort();
+    }
+    result
+}
+
+async fn run_until_done(control: OwnedFd, factory: &HandlerFactory) -> Result<(), WorkerError> {
     match serve(control, factory).await {
         // The daemon vanished while we were writing to it: the same as the end
         // of file that a read would have seen.
@@ -255,3 +293,5 @@ async fn report_stats(channel: &Channel, streams: &mut HashMap<StreamId, Running
     }
     Ok(())
 }
+
+pub(crate) mod orphans;

@@ -27,7 +27,7 @@ pub use access::{Access, Role};
 pub use autoscale::Autoscale;
 pub use monitor::{OnWorkerExit, DEFAULT_HEARTBEAT_TIMEOUT};
 pub use quota::{QuotaConfig, RateRange};
-pub use sandbox::{Limits, Network, RunAs, SandboxConfig};
+pub use sandbox::{check_socket_reach, Limits, Network, RunAs, SandboxConfig, AUTO_UIDS_SLICE};
 use units::duration;
 
 /// The configuration used when no `--config` is given.
@@ -85,7 +85,8 @@ pub struct PoolConfig {
     pub limits: Limits,
     pub network: Network,
     pub run_as: RunAs,
-    /// A mount namespace with a read-only root and a private `/tmp`.
+    /// The whole tree read-only in the streamlet's mount namespace (the
+    /// default; `false` needs a `user`).
     pub readonly_root: bool,
     /// The pool's share of the host's egress, bytes per second.
     pub egress: Option<u64>,
@@ -262,7 +263,7 @@ struct RawPool {
     network: Network,
     user: Option<String>,
     group: Option<String>,
-    #[serde(default)]
+    #[serde(default = "yes")]
     readonly_root: bool,
     egress: Option<String>,
     #[serde(default)]
@@ -293,7 +294,8 @@ struct RawPool {
 }
 
 /// An `exec` command: a program given by absolute path (streamlets have no
-/// `PATH` to search), that exists and is executable.
+/// `PATH` to search), outside what the sandbox hides, that exists and is
+/// executable.
 fn check_command(command: &[String]) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let Some(program) = command.first() else {
@@ -301,6 +303,16 @@ fn check_command(command: &[String]) -> Result<(), String> {
     };
     if !program.starts_with('/') {
         return Err(format!("{program:?} is not an absolute path (streamlets search no PATH)"));
+    }
+    // As written and as resolved: a symlink elsewhere into /tmp is hidden too.
+    let path = Path::new(program);
+    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    for candidate in [path, resolved.as_path()] {
+        if let Some((mount, why)) = streamlet_sandbox::mounts::hidden(candidate) {
+            return Err(format!(
+                "{program} is under {mount}, which streamlets do not see as the host's ({why}): put the command elsewhere, like /usr/local/libexec"
+            ));
+        }
     }
     match std::fs::metadata(program) {
         Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
@@ -483,6 +495,12 @@ impl Config {
             let limits = sandbox::limits(pool.limits).map_err(|(k, reason)| err(&key(k), reason))?;
             let run_as =
                 sandbox::run_as(pool.user.as_deref(), pool.group.as_deref()).map_err(|(k, r)| err(&key(k), r))?;
+            if !pool.readonly_root && run_as == RunAs::Dynamic {
+                return Err(err(
+                    &key("readonly_root"),
+                    "false needs a `user` for the pool: a uid of [sandbox] uids goes to another streamlet later, and the files this one could write on the host (a 0600 file, a set-uid binary in /run/lock) would still be that uid's".into(),
+                ));
+            }
             let egress =
                 pool.egress.map(|e| quota::rate("egress", &e)).transpose().map_err(|(k, r)| err(&key(k), r))?;
             let default_rate = quota::rate_range(pool.default_rate).map_err(|(k, r)| err(&key(k), r))?;
@@ -540,8 +558,36 @@ impl Config {
             };
             pools.insert(name, Arc::new(config));
         }
+        check_pools_against_socket(&pools, &sandbox, &access).map_err(|(key, reason)| err(&key, reason))?;
         Ok(Self { source: source.to_owned(), daemon, sandbox, quota, access, metrics, pools })
     }
+}
+
+/// No streamlet may reach the control socket: a pool's user or group must
+/// not be the socket's owner (the daemon's user) or its group, and no uid
+/// handed out from `[sandbox] uids` (each also the streamlet's gid) may be
+/// the socket's group.
+fn check_pools_against_socket(
+    pools: &BTreeMap<String, Arc<PoolConfig>>,
+    sandbox: &SandboxConfig,
+    access: &Access,
+) -> Result<(), (String, String)> {
+    if let Some(group) = access.socket_group {
+        let (first, last) = sandbox.uids;
+        if (first..=last).contains(&group) {
+            return Err((
+                "access.socket_group".into(),
+                format!("gid {group} is in [sandbox] uids ({first}-{last}): a streamlet given that id could reach the control socket"),
+            ));
+        }
+    }
+    // SAFETY: geteuid has no preconditions.
+    let owner = unsafe { libc::geteuid() };
+    for (name, pool) in pools {
+        sandbox::check_socket_reach(pool.run_as, owner, access.socket_group)
+            .map_err(|(key, reason)| (format!("pools.{name}.{key}"), reason))?;
+    }
+    Ok(())
 }
 
 fn valid_pool_name(name: &str) -> bool {
@@ -568,6 +614,51 @@ mod tests {
         assert_eq!((echo.workers_min, echo.workers_max, echo.streams_per_worker), (2, 2, 8));
         assert_eq!(echo.handler, HandlerSpec::Echo);
         assert_eq!(echo.placement, PlacementKind::LeastConnections);
+    }
+
+    #[test]
+    fn an_exec_command_the_sandbox_hides_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir_in("/tmp").unwrap();
+        let script = dir.path().join("cmd");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let pool = |command: &str| {
+            format!("[pools.run]\nhandler = {{ kind = \"exec\", command = [\"{command}\"] }}\nworkers = {{ min = 1, max = 1 }}\nstreams_per_worker = 1\n")
+        };
+        let e = error(&pool(&script.display().to_string()));
+        assert_eq!(e.key, "pools.run.handler.command");
+        assert!(e.reason.contains("is under /tmp") && e.reason.contains("private"), "{e}");
+        let e = error(&pool("/dev/shm/x"));
+        assert!(e.reason.contains("is under /dev"), "{e}");
+        let e = error(&pool("/proc/self/exe"));
+        assert!(e.reason.contains("is under /proc"), "{e}");
+        Config::parse(&pool("/bin/cat"), "x").unwrap();
+    }
+
+    #[test]
+    fn the_root_is_read_only_unless_a_pool_with_a_user_says_otherwise() {
+        let config = Config::parse(POOL, "x").unwrap();
+        assert!(config.pools["echo"].readonly_root, "the default");
+        let e = error(&format!("{POOL}readonly_root = false\n"));
+        assert_eq!(e.key, "pools.echo.readonly_root");
+        assert!(e.reason.contains("needs a `user`") && e.reason.contains("set-uid"), "{e}");
+        let config = Config::parse(&format!("{POOL}readonly_root = false\nuser = \"nobody\"\n"), "x").unwrap();
+        assert!(!config.pools["echo"].readonly_root);
+    }
+
+    #[test]
+    fn a_pool_that_could_reach_the_control_socket_is_refused() {
+        let e =
+            error(&format!("[access]\nsocket_group = \"nogroup\"\n\n{POOL}user = \"nobody\"\ngroup = \"nogroup\"\n"));
+        assert_eq!(e.key, "pools.echo.group");
+        assert!(e.reason.contains("control socket's group"), "{e}");
+        // nobody's own group is nogroup: a member, whatever the pool's group.
+        let e =
+            error(&format!("[access]\nsocket_group = \"nogroup\"\n\n{POOL}user = \"nobody\"\ngroup = \"daemon\"\n"));
+        assert_eq!(e.key, "pools.echo.user");
+        let e = error(&format!("[sandbox]\nuids = \"60000-61000\"\n\n[access]\nsocket_group = 60500\n\n{POOL}"));
+        assert_eq!(e.key, "access.socket_group");
+        Config::parse(&format!("[access]\nsocket_group = \"daemon\"\n\n{POOL}user = \"nobody\"\n"), "x").unwrap();
     }
 
     #[test]

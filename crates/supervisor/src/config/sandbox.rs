@@ -44,16 +44,24 @@ pub struct SandboxConfig {
     /// The uids (and gids) streamlets get one each of, when the daemon is
     /// root and the pool names no user.
     pub uids: (u32, u32),
+    /// Whether `uids` was written: a daemon takes exactly that range (and
+    /// refuses to start if another daemon holds any of it); otherwise a
+    /// slice of [`AUTO_UIDS_SLICE`] uids of it that no other daemon holds.
+    pub uids_given: bool,
 }
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        Self { required: false, cgroup_root: None, uids: DEFAULT_UIDS }
+        Self { required: false, cgroup_root: None, uids: DEFAULT_UIDS, uids_given: false }
     }
 }
 
 /// The range systemd leaves for dynamic users.
 pub const DEFAULT_UIDS: (u32, u32) = (61184, 65519);
+
+/// Without `[sandbox] uids`, a daemon takes a slice this large of
+/// [`DEFAULT_UIDS`]: eight daemons on one host get disjoint slices.
+pub const AUTO_UIDS_SLICE: u32 = 512;
 
 /// What one streamlet of a pool may use.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +100,7 @@ pub enum RunAs {
 }
 
 pub(super) fn sandbox(raw: RawSandbox) -> Result<SandboxConfig, (&'static str, String)> {
+    let uids_given = raw.uids.is_some();
     let uids = match raw.uids {
         None => DEFAULT_UIDS,
         Some(text) => uid_range(&text).map_err(|r| ("sandbox.uids", r))?,
@@ -99,7 +108,7 @@ pub(super) fn sandbox(raw: RawSandbox) -> Result<SandboxConfig, (&'static str, S
     if let Some(root) = &raw.cgroup_root {
         cgroup_root(root).map_err(|r| ("sandbox.cgroup_root", r))?;
     }
-    Ok(SandboxConfig { required: raw.required.unwrap_or(false), cgroup_root: raw.cgroup_root, uids })
+    Ok(SandboxConfig { required: raw.required.unwrap_or(false), cgroup_root: raw.cgroup_root, uids, uids_given })
 }
 
 /// An absolute directory (v2's delegated cgroup) without `.` or `..`
@@ -183,4 +192,66 @@ pub(super) fn run_as(user: Option<&str>, group: Option<&str>) -> Result<RunAs, (
         return Err(("user", "a streamlet never runs as root or with group root".into()));
     }
     Ok(RunAs::User { uid, gid })
+}
+
+/// Why a streamlet running as `uid` and `gid` could connect to the control
+/// socket (mode 0660) of `owner` and `group`, if it could: it would then be
+/// a client of the daemon, with the role `[access]` gives whoever connects.
+/// `member` tells whether the user is listed in `group`.
+pub fn socket_reach(uid: u32, gid: u32, member: bool, owner: u32, group: Option<u32>) -> Option<String> {
+    if uid == owner {
+        return Some(format!("uid {uid} owns the control socket"));
+    }
+    let group = group?;
+    if gid == group {
+        return Some(format!("gid {gid} is the control socket's group"));
+    }
+    member.then(|| format!("uid {uid} is a member of the control socket's group (gid {group})"))
+}
+
+/// [`socket_reach`] for a pool's `user` and `group`, looking up whether the
+/// user is a member of `group`; keyed errors as `(key under the pool, reason)`.
+pub fn check_socket_reach(run_as: RunAs, owner: u32, group: Option<u32>) -> Result<(), (&'static str, String)> {
+    let RunAs::User { uid, gid } = run_as else { return Ok(()) };
+    let member = group.is_some_and(|group| {
+        let name = nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name);
+        let entry = nix::unistd::Group::from_gid(group.into()).ok().flatten();
+        let primary = nix::unistd::User::from_uid(uid.into()).ok().flatten().is_some_and(|u| u.gid.as_raw() == group);
+        primary || entry.zip(name).is_some_and(|(entry, name)| entry.mem.contains(&name))
+    });
+    match socket_reach(uid, gid, member, owner, group) {
+        None => Ok(()),
+        Some(why) => Err((
+            if gid == group.unwrap_or(u32::MAX) { "group" } else { "user" },
+            format!(
+                "{why}: its streamlets could connect to the daemon and act as a client (close other tenants' streams); run them as a user and group that cannot reach the socket"
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streamlet_that_could_reach_the_socket_is_named() {
+        assert_eq!(socket_reach(100, 100, false, 0, Some(50)), None);
+        assert_eq!(socket_reach(100, 100, false, 0, None), None);
+        assert!(socket_reach(0, 100, false, 0, None).unwrap().contains("owns"));
+        assert!(socket_reach(100, 50, false, 0, Some(50)).unwrap().contains("gid 50 is the control socket's group"));
+        assert!(socket_reach(100, 100, true, 0, Some(50)).unwrap().contains("member"));
+        assert_eq!(socket_reach(100, 100, true, 0, None), None, "no group: membership of nothing");
+    }
+
+    #[test]
+    fn a_pool_user_is_checked_by_its_ids_and_memberships() {
+        // nobody's primary group is nogroup (65534) on this kind of host.
+        assert!(check_socket_reach(RunAs::User { uid: 65534, gid: 1 }, 0, Some(65534)).is_err());
+        let (key, why) = check_socket_reach(RunAs::User { uid: 65534, gid: 65534 }, 0, Some(65534)).unwrap_err();
+        assert_eq!(key, "group");
+        assert!(why.contains("socket's group"), "{why}");
+        assert!(check_socket_reach(RunAs::User { uid: 65534, gid: 1 }, 0, Some(3)).is_ok());
+        assert!(check_socket_reach(RunAs::Dynamic, 0, Some(65534)).is_ok());
+    }
 }
