@@ -121,8 +121,7 @@ impl Channel {
         if fds.len() > 1 {
             return Err(ChannelError::TooManyFds(fds.len()));
         }
-        let message = postcard::from_bytes(&buf[..n]).map_err(ChannelError::Decode)?;
-        Ok(Some((message, fds.pop())))
+        Ok(Some((decode(&buf[..n])?, fds.pop())))
     }
 
     pub fn as_fd(&self) -> BorrowedFd<'_> {
@@ -144,6 +143,11 @@ impl Default for RecvBuf {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// One channel message from the bytes of its datagram, as both ends read it.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ChannelError> {
+    postcard::from_bytes(bytes).map_err(ChannelError::Decode)
 }
 
 /// The postcard bytes of one channel message.
