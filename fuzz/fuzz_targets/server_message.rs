@@ -2,7 +2,7 @@
 //! `streamlet-client`) reads it from whatever answers at the socket's path,
 //! the daemon or an impostor: a JSON `HelloReply` of at most 4 KiB, then
 //! `ServerMessage`s in the encoding the welcome names, as large as the
-//! welcome's `max_reply`.
+//! welcome's `max_reply` up to the client's own limit.
 //!
 //! Checks: the frames account for every byte; every decoded message
 //! encodes again to the same value; no decode holds heap its input did not
@@ -12,7 +12,7 @@
 use libfuzzer_sys::fuzz_target;
 use streamlet_fuzz::frames::next_frame;
 use streamlet_fuzz::{heap, round_trips};
-use streamlet_proto::frame::{FrameBuf, MAX_HANDSHAKE_LEN};
+use streamlet_proto::frame::{FrameBuf, MAX_HANDSHAKE_LEN, MAX_REPLY_LEN};
 use streamlet_proto::handshake::HelloReply;
 use streamlet_proto::{Encoding, ServerMessage, PROTOCOL_VERSION};
 
@@ -38,7 +38,8 @@ fuzz_target!(|stream: &[u8]| {
         }
         Err(_) => return,
     };
-    while let Some(payload) = next_frame(&mut frames, stream, welcome.max_reply) {
+    let max = welcome.max_reply.min(MAX_REPLY_LEN);
+    while let Some(payload) = next_frame(&mut frames, stream, max) {
         let (message, peak) = heap::peak_during(|| welcome.encoding.decode::<ServerMessage>(&payload));
         heap::assert_paid_for("a server message", payload.len(), peak, PER_BYTE, FIXED);
         match message {
