@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use streamlet_proto::conn::{FrameReader, FrameWriter};
-use streamlet_proto::frame::MAX_HANDSHAKE_LEN;
+use streamlet_proto::frame::{MAX_HANDSHAKE_LEN, MAX_REPLY_LEN};
 use streamlet_proto::handshake::{Hello, HelloReply, Welcome, HANDSHAKE_TIMEOUT};
 use streamlet_proto::{Encoding, PROTOCOL_VERSION};
 use tokio::net::UnixStream;
@@ -49,6 +49,8 @@ async fn connect_untimed(path: &Path, encoding: Encoding, name: &str) -> Result<
             received: format!("version {} in {}", welcome.version, welcome.encoding.as_str()),
         });
     }
-    reader.set_max_frame(welcome.max_reply);
+    // Whatever answers at the path may announce any size: this client's own
+    // limit bounds what it buffers.
+    reader.set_max_frame(welcome.max_reply.min(MAX_REPLY_LEN));
     Ok(Handshaken { reader, writer, welcome })
 }

@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
+use streamlet_client::proto::conn::ReadError;
+use streamlet_client::proto::frame::{FrameError, MAX_REPLY_LEN};
 use streamlet_client::proto::{
     Closed, Encoding, EndReason, ErrorBody, ErrorCode, Event, OpenRequest, Opened, PoolStatus, ReplyBody, RequestBody,
     StatusReport, StatusRequest, StreamEnded, StreamId, WorkerId, WorkerList,
@@ -230,6 +232,30 @@ async fn a_refused_handshake_carries_the_daemons_error() {
     let err = result.unwrap_err();
     assert!(matches!(err, ClientError::Handshake(_)), "{err:?}");
     assert_eq!(err.code(), Some(ErrorCode::UnsupportedVersion));
+}
+
+/// Whatever answers at the socket's path may announce any frame size in its
+/// welcome: the client still refuses a frame over its own limit on the
+/// prefix, instead of waiting for (and buffering) what it announces.
+#[tokio::test]
+async fn a_frame_over_the_clients_limit_is_refused_whatever_the_welcome_announced() {
+    let daemon = FakeDaemon::start();
+    let server = async {
+        let mut conn = daemon.accept_announcing(|_| Ok(()), u32::MAX).await.unwrap();
+        conn.request().await.unwrap();
+        conn.send_raw(&(MAX_REPLY_LEN + 1).to_be_bytes()).await;
+        conn
+    };
+    let client = async {
+        let mut client = Client::connect(&daemon.path).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), client.status()).await
+    };
+    let (_conn, result) = tokio::join!(server, client);
+    let err = result.expect("refused on the prefix, not waited for").unwrap_err();
+    assert!(
+        matches!(err, ClientError::Read(ReadError::Frame(FrameError::TooLarge { max: MAX_REPLY_LEN, .. }))),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -133,9 +133,9 @@ impl Channel {
             let count = fds.len();
             return refuse(fds, ChannelError::TooManyFds(count));
         }
-        match postcard::from_bytes(&buf[..n]) {
+        match decode(&buf[..n]) {
             Ok(message) => Ok(Some((message, fds.pop()))),
-            Err(e) => refuse(fds, ChannelError::Decode(e)),
+            Err(e) => refuse(fds, e),
         }
     }
 
@@ -165,6 +165,11 @@ impl Default for RecvBuf {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// One channel message from the bytes of its datagram, as both ends read it.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ChannelError> {
+    postcard::from_bytes(bytes).map_err(ChannelError::Decode)
 }
 
 /// The postcard bytes of one channel message.

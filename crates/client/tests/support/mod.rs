@@ -51,6 +51,16 @@ impl FakeDaemon {
     /// Accepts a connection and answers its hello with `answer`'s error, if
     /// any, and then closes it; else welcomes it.
     pub async fn accept_with(&self, answer: impl FnOnce(&Hello) -> Result<(), ErrorBody>) -> Option<Accepted> {
+        self.accept_announcing(answer, MAX_REPLY_LEN).await
+    }
+
+    /// [`accept_with`](Self::accept_with), with a welcome that announces
+    /// frames of up to `max_reply` bytes (as an impostor may).
+    pub async fn accept_announcing(
+        &self,
+        answer: impl FnOnce(&Hello) -> Result<(), ErrorBody>,
+        max_reply: u32,
+    ) -> Option<Accepted> {
         let (stream, _) = self.listener.accept().await.unwrap();
         let (read, write) = stream.into_split();
         let mut reader = FrameReader::new(read, MAX_HANDSHAKE_LEN);
@@ -67,7 +77,7 @@ impl FakeDaemon {
             encoding,
             server: "streamletd test".into(),
             max_request: MAX_REQUEST_LEN,
-            max_reply: MAX_REPLY_LEN,
+            max_reply,
         };
         writer.write_frame(&Encoding::Json.encode_frame(&HelloReply::Welcome(welcome)).unwrap()).await.unwrap();
         reader.set_max_frame(MAX_REQUEST_LEN);
@@ -104,6 +114,11 @@ impl Accepted {
 
     pub async fn event(&mut self, event: Event) {
         self.send(&ServerMessage::Event(event)).await;
+    }
+
+    /// Bytes as they are, frame or not.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_frame(bytes).await.unwrap();
     }
 
     pub async fn send(&mut self, message: &ServerMessage) {
