@@ -658,3 +658,68 @@ async fn a_descriptor_handed_back_by_a_streamlet_stalls_no_one() {
     let slowest = probe.finish();
     assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
 }
+
+/// A streamlet that writes to its stderr as fast as it can.
+const CHATTERBOX: &str = r#"#!/usr/bin/python3
+import os, socket, threading, time
+s = socket.socket(fileno=3)
+s.recv(65536)
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+s.send(b"\x00" + varint(os.getpid()))
+def heartbeats():
+    while True:
+        s.send(b'\x03')
+        time.sleep(0.2)
+threading.Thread(target=heartbeats, daemon=True).start()
+line = b"x" * 99 + b"\n"
+while True:
+    os.write(2, line * 40)
+"#;
+
+/// The daemon's CPU time so far (user and system), from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// A streamlet that floods its stderr costs the daemon a few lines a second
+/// and almost none of its thread: past its lines, the daemon stops reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamlet_flooding_its_stderr_costs_the_daemon_little() {
+    let _one = crate::one_at_a_time().await;
+    let scripts = tempfile::Builder::new().prefix("streamlet-attack-").tempdir_in("/run").unwrap();
+    std::fs::set_permissions(scripts.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let worker = scripts.path().join("chatterbox");
+    std::fs::write(&worker, CHATTERBOX).unwrap();
+    std::fs::set_permissions(&worker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = format!(
+        "[daemon]\nworker_binary = \"{}\"\nshutdown_timeout = \"1s\"\n\n[pools.chatty]\nhandler = {{ kind = \"echo\" }}\n\
+         workers = {{ min = 1, max = 1 }}\nstreams_per_worker = 4\nspare = false\n",
+        worker.display()
+    );
+    let (daemon, log) = crate::support::start_logged(&config, "warn");
+    let probe = Probe::start(&daemon.socket);
+    let before = cpu_time(daemon.pid());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_time(daemon.pid()) - before;
+    let slowest = probe.finish();
+    assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
+    assert!(used < Duration::from_millis(600), "the daemon spent {used:?} of 3 s");
+    let lines = std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("streamlet: xxx")).count();
+    assert!(lines <= 4 * 20, "{lines} lines logged in about 3 s");
+    assert_eq!(daemon.client().await.workers(None).await.unwrap()[0].restarts, 0, "not punished for it");
+}

@@ -2,7 +2,9 @@
 //! the daemon's own stderr (a terminal, a log file, the journal). Each line
 //! goes to the daemon's log with the streamlet's id, cut at
 //! [`MAX_LINE`] bytes and at most [`LINES_PER_SECOND`] lines a second, so a
-//! chatty or hostile streamlet cannot flood the log.
+//! chatty or hostile streamlet cannot flood the log; past them the daemon
+//! stops reading until the second is over, so neither can it keep the
+//! daemon's thread busy reading what it drops.
 //!
 //! A line is any bytes: it is logged escaped ([`escape_bytes`]), a control
 //! character as `\x1b`, `\r`, `\u{9b}`, a byte that is not UTF-8 as `\x9b`,
@@ -81,6 +83,12 @@ pub async fn forward(worker: WorkerId, pool: String, read: OwnedFd) {
                 dropped += 1;
             }
             line.clear();
+        }
+        // Past its lines for this second, the rest of the second costs the
+        // daemon nothing: it stops reading, and a streamlet that goes on
+        // writing blocks on its own full pipe.
+        if dropped > 0 {
+            tokio::time::sleep_until((window + Duration::from_secs(1)).into()).await;
         }
     }
 }
