@@ -142,9 +142,14 @@ impl ChildPlan {
             check(libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0)
                 as libc::c_long)?;
             if let Some((uid, gid)) = self.run_as {
-                check(libc::setgroups(0, std::ptr::null()) as libc::c_long)?;
-                check(libc::setresgid(gid, gid, gid) as libc::c_long)?;
-                check(libc::setresuid(uid, uid, uid) as libc::c_long)?;
+                // The raw system calls, not glibc's wrappers: those make
+                // every thread of the process change its ids (`__nptl_setxid`)
+                // and wait for each; this child of a raw clone3 has one
+                // thread but inherits glibc's list of the daemon's, and waits
+                // forever for one that was being created at the clone.
+                check(libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()))?;
+                check(libc::syscall(libc::SYS_setresgid, gid, gid, gid))?;
+                check(libc::syscall(libc::SYS_setresuid, uid, uid, uid))?;
             }
             let header = CapHeader { version: CAP_VERSION_3, pid: 0 };
             let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];

@@ -165,7 +165,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<Child, SpawnError> {
     drop(prepared);
     drop(spec.control);
     let child = Child::new(pid as u32, pidfd);
-    let failed = exec_error(&report_read);
+    let failed = exec_error(&report_read, EXEC_TIMEOUT);
     let mut child = child.map_err(prepare)?;
     if let Some(errno) = failed {
         // It reported and exits at once.
@@ -188,12 +188,33 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// How long a child may take from the clone to its exec before it is
+/// killed and the spawn fails: a child stuck on the way (a lock it inherited,
+/// a cgroup the kernel is slow to move it into) must not keep the one thread
+/// every spawn goes through.
+pub const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The errno the child reported, or `None` at end of file (it exec'd, or
-/// died without a word, which its exit status will tell).
-fn exec_error(report: &OwnedFd) -> Option<i32> {
+/// died without a word, which its exit status will tell). `ETIMEDOUT` when
+/// it did neither within `limit`.
+fn exec_error(report: &OwnedFd, limit: std::time::Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + limit;
     let mut buf = [0u8; 4];
     let mut got = 0;
     while got < buf.len() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut poll = libc::pollfd { fd: report.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll on one live descriptor of ours.
+        let ready = unsafe { libc::poll(&mut poll, 1, left.as_millis().min(i32::MAX as u128) as libc::c_int) };
+        if ready == 0 {
+            return Some(libc::ETIMEDOUT);
+        }
+        if ready < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
         // SAFETY: a read into the rest of a local buffer.
         let n = unsafe { libc::read(report.as_raw_fd(), buf[got..].as_mut_ptr().cast(), buf.len() - got) };
         match n {

@@ -118,3 +118,40 @@ impl Drop for Cleanup {
         }
     }
 }
+
+/// Spawns that change the child's user while other threads of the parent
+/// come and go: the change of user in the child of the clone must not wait
+/// for the parent's threads (glibc's wrappers would, forever, for a thread
+/// that was being created at the clone).
+#[tokio::test]
+async fn a_change_of_user_in_the_child_never_waits_for_the_parents_threads() {
+    if !privileged() {
+        return;
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::spawn(|| {}).join().unwrap();
+            }
+        })
+    };
+    let plan = Arc::new(ChildPlan { run_as: Some((65534, 65534)), ..ChildPlan::default() });
+    let started = std::time::Instant::now();
+    for round in 0..300 {
+        let (_ours, theirs) = UnixStream::pair().unwrap();
+        let spawned = spawn(SpawnSpec {
+            program: "/bin/true".into(),
+            arg0: None,
+            args: vec![],
+            control: theirs.into(),
+            stderr: None,
+            plan: Some(plan.clone()),
+        });
+        let mut child = spawned.unwrap_or_else(|e| panic!("spawn {round} after {:?}: {e}", started.elapsed()));
+        assert!(child.wait().await.unwrap().success(), "spawn {round}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().unwrap();
+}
