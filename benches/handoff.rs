@@ -31,6 +31,7 @@ const CONFIG: &str = r#"
 handler = { kind = "echo" }
 workers = { min = 2, max = 2 }
 streams_per_worker = 1024
+limits = { nofile = 2048 }
 "#;
 
 struct Options {

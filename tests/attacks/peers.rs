@@ -79,12 +79,11 @@ async fn lingering_descriptors_never_stall_the_daemon() {
     raw.frame(br#"{"id":3,"body":{"status":{}}}"#);
     assert!(raw.read().is_some());
 
-    // Before the handshake.
-    let mut early = Raw::connect(&daemon.socket);
-    held.push(hand_over(&early.sock, &json_frame(br#"{"version":1,"encoding":"json"}"#), lingering(10)));
-    assert!(early.read().unwrap().get("welcome").is_some());
-    early.frame(br#"{"id":1,"body":{"status":{}}}"#);
-    assert!(early.read().is_some());
+    // Before the handshake: the socket itself refuses any (SO_PASSRIGHTS).
+    let early = Raw::connect(&daemon.socket);
+    let (pipe, _) = std::io::pipe().unwrap();
+    let refused = send_with_fds(early.sock.as_fd(), &[0], &[pipe.as_fd()]).unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(libc::EPERM), "{refused}");
 
     // Still queued when the daemon closes the connection for garbage
     // (closing a socket closes what is queued in it).
@@ -112,7 +111,8 @@ fn unix_listener_backlog_0(path: &std::path::Path) -> std::os::fd::OwnedFd {
     // SAFETY: socket, bind and listen on a descriptor we own, with a filled
     // sockaddr_un of its size.
     unsafe {
-        let fd = std::os::fd::OwnedFd::from_raw_fd(libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0));
+        let fd =
+            std::os::fd::OwnedFd::from_raw_fd(libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0));
         let mut sun: libc::sockaddr_un = std::mem::zeroed();
         sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
         for (dst, src) in sun.sun_path.iter_mut().zip(path.as_os_str().as_encoded_bytes()) {
@@ -279,7 +279,10 @@ async fn clients_that_never_read_do_not_grow_the_daemon() {
     let grown = crate::support::rss(daemon.pid()).saturating_sub(before);
     assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
     assert!(grown < 64 << 20, "the daemon grew by {} MiB", grown >> 20);
-    eprintln!("100 gateways that never read: the slowest other answer took {slowest:?}; the daemon grew by {} MiB", grown >> 20);
+    eprintln!(
+        "100 gateways that never read: the slowest other answer took {slowest:?}; the daemon grew by {} MiB",
+        grown >> 20
+    );
     drop(hogs);
 
     let before = crate::support::rss(daemon.pid());
@@ -436,7 +439,11 @@ async fn a_flood_of_refusals_and_lies_is_counted_not_logged() {
     assert!(lines("which it does not serve") <= 5, "{}", text());
     let summary = text().lines().find(|l| l.contains("more unauthorized warnings")).unwrap().to_owned();
     assert!(summary.contains(&format!("uid {nobody}")), "{summary}");
-    assert!(std::fs::metadata(&log).unwrap().len() < 64 << 10, "the log grew to {} bytes", std::fs::metadata(&log).unwrap().len());
+    assert!(
+        std::fs::metadata(&log).unwrap().len() < 64 << 10,
+        "the log grew to {} bytes",
+        std::fs::metadata(&log).unwrap().len()
+    );
     let workers = daemon.client().await.workers(None).await.unwrap();
     assert_eq!(workers[0].restarts, 0, "lies about streams it does not serve are ignored, not punished");
 }
@@ -455,8 +462,9 @@ fn scrape(socket: &std::path::Path) -> (String, Duration) {
 }
 
 /// Idle connections to the metrics listener, more than it serves at once,
-/// and requests that bring descriptors along: every scrape gets through, at
-/// once, and the control socket's clients do not notice.
+/// and requests that try to bring descriptors along (the socket refuses
+/// them): every scrape gets through, at once, and the control socket's
+/// clients do not notice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_listener_serves_a_scraper_whatever_else_connects() {
     let _one = crate::one_at_a_time().await;
@@ -471,15 +479,18 @@ async fn the_metrics_listener_serves_a_scraper_whatever_else_connects() {
     }
     let probe = Probe::start(&daemon.socket);
     let mut idle = Vec::new();
-    let mut held = Vec::new();
     for round in 0..5 {
         // Sixty-four connections that never send a request.
         for _ in 0..64 {
             idle.push(std::os::unix::net::UnixStream::connect(&metrics).unwrap());
         }
-        // A request with a lingering descriptor attached to its first byte.
+        // A request with a lingering descriptor attached: the socket refuses
+        // the descriptor (it takes none), the request is sent without.
         let conn = std::os::unix::net::UnixStream::connect(&metrics).unwrap();
-        held.push(hand_over(&conn, b"GET /metrics HTTP/1.1\r\n\r\n", lingering(10)));
+        let (pipe, _) = std::io::pipe().unwrap();
+        let refused = send_with_fds(conn.as_fd(), b"G", &[pipe.as_fd()]).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::EPERM), "{refused}");
+        (&conn).write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
         idle.push(conn);
         let (status, took) = scrape(&metrics);
         assert_eq!(status, "HTTP/1.1 200 OK", "round {round}");
@@ -487,7 +498,7 @@ async fn the_metrics_listener_serves_a_scraper_whatever_else_connects() {
     }
     let slowest = probe.finish();
     assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
-    drop((idle, held));
+    drop(idle);
 }
 
 /// A daemon whose descriptor limit is low (300, hard and soft): opens past
@@ -685,6 +696,32 @@ while True:
     os.write(2, line * 40)
 "#;
 
+/// The same, without a single newline.
+const RAMBLER: &str = r#"#!/usr/bin/python3
+import os, socket, threading, time
+s = socket.socket(fileno=3)
+s.recv(65536)
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+s.send(b"\x00" + varint(os.getpid()))
+def heartbeats():
+    while True:
+        s.send(b'\x03')
+        time.sleep(0.2)
+threading.Thread(target=heartbeats, daemon=True).start()
+chunk = b"x" * 65536
+while True:
+    os.write(2, chunk)
+"#;
+
 /// The daemon's CPU time so far (user and system), from /proc.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -696,15 +733,22 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
-/// A streamlet that floods its stderr costs the daemon a few lines a second
-/// and almost none of its thread: past its lines, the daemon stops reading.
+/// A streamlet that floods its stderr, in lines or in one endless line,
+/// costs the daemon a few lines a second and almost none of its thread:
+/// past its lines or its bytes, the daemon stops reading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamlet_flooding_its_stderr_costs_the_daemon_little() {
     let _one = crate::one_at_a_time().await;
+    for script in [CHATTERBOX, RAMBLER] {
+        stderr_flood(script).await;
+    }
+}
+
+async fn stderr_flood(script: &str) {
     let scripts = tempfile::Builder::new().prefix("streamlet-attack-").tempdir_in("/run").unwrap();
     std::fs::set_permissions(scripts.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let worker = scripts.path().join("chatterbox");
-    std::fs::write(&worker, CHATTERBOX).unwrap();
+    std::fs::write(&worker, script).unwrap();
     std::fs::set_permissions(&worker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let config = format!(
         "[daemon]\nworker_binary = \"{}\"\nshutdown_timeout = \"1s\"\n\n[pools.chatty]\nhandler = {{ kind = \"echo\" }}\n\
@@ -722,4 +766,306 @@ async fn a_streamlet_flooding_its_stderr_costs_the_daemon_little() {
     let lines = std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("streamlet: xxx")).count();
     assert!(lines <= 4 * 20, "{lines} lines logged in about 3 s");
     assert_eq!(daemon.client().await.workers(None).await.unwrap()[0].restarts, 0, "not punished for it");
+}
+
+/// Peers that may not open streams cannot hand the daemon a descriptor at
+/// all: their connections refuse them (SO_PASSRIGHTS), before the handshake
+/// too; a gateway's connection takes them once it has said hello.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_gateways_can_hand_over_descriptors() {
+    let _one = crate::one_at_a_time().await;
+    if !crate::support::privileged() {
+        return;
+    }
+    let nobody = crate::support::NOBODY;
+    let config = format!(
+        "{TWO_BY_64}\n[access]\nsocket_group = {nobody}\ndefault = \"none\"\nviewer = {{ uids = [{STRANGER}] }}\n"
+    );
+    let daemon = Daemon::start(&config);
+    std::fs::set_permissions(daemon.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (_keep, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let try_send = |raw: &Raw| send_with_fds(raw.sock.as_fd(), &[0], &[theirs.as_fd()]).map_err(|e| e.raw_os_error());
+    // Role none, after its hello; a viewer likewise.
+    for uid in [nobody, STRANGER] {
+        let raw = Raw::json_as(&daemon.socket, uid, nobody);
+        assert_eq!(try_send(&raw), Err(Some(libc::EPERM)), "uid {uid}");
+    }
+    // Root, a gateway (an admin), before and after its hello.
+    let mut root = Raw::connect(&daemon.socket);
+    assert_eq!(try_send(&root), Err(Some(libc::EPERM)), "before the hello");
+    root.frame(br#"{"version":1,"encoding":"json"}"#);
+    assert!(root.read().unwrap().get("welcome").is_some());
+    root.frame(br#"{"id":1,"body":{"status":{}}}"#);
+    assert!(root.read().is_some());
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    root.frame_with_fd(br#"{"id":2,"body":{"open":{"pool":"echo"}}}"#, theirs.as_fd());
+    assert!(root.read().unwrap().pointer("/reply/body/opened").is_some(), "a gateway's open takes its descriptor");
+    drop(mine);
+}
+
+/// A gateway that leaves its replies unread (the daemon's writer waits on
+/// it), sends garbage (the daemon gives up on the connection, and on its
+/// writer after a second) and then a socket with a lingering connection
+/// queued inside: the socket's last close, whoever makes it, happens on a
+/// closer thread, which empties it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_given_up_on_stalls_no_one_with_what_it_left_queued() {
+    let _one = crate::one_at_a_time().await;
+    let daemon = Daemon::start(TWO_BY_64);
+    let probe = Probe::start(&daemon.socket);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let l = lingering(10);
+        let (x, y) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(send_with_fds(x.as_fd(), b"z", &[l.client.as_fd()]).unwrap(), 1);
+        let Lingering { client, _server } = l;
+        drop((client, x));
+        held.push(_server);
+        let raw = Raw::json(&daemon.socket);
+        let pipeline: Vec<u8> = (1..=2_000)
+            .flat_map(|i| json_frame(format!(r#"{{"id":{i},"body":{{"status":{{}}}}}}"#).as_bytes()))
+            .collect();
+        (&raw.sock).write_all(&pipeline).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        (&raw.sock).write_all(&[0, 0, 0, 3, 0xff, 0xfe, 0xfd]).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        send_with_fds(raw.sock.as_fd(), b"q", &[y.as_fd()]).unwrap();
+        drop(y);
+        // Others keep the daemon busy while it gives up on the writer (after
+        // a second), so the task it aborts is dropped late.
+        let busy: Vec<std::thread::JoinHandle<()>> = (0..40)
+            .map(|_| {
+                let socket = daemon.socket.clone();
+                let pipeline = pipeline.clone();
+                std::thread::spawn(move || {
+                    let mut busy = Raw::json(&socket);
+                    let reader = busy.sock.try_clone().unwrap();
+                    let reading = std::thread::spawn(move || {
+                        let mut reader = Raw { sock: reader };
+                        while reader.read().is_some() {}
+                    });
+                    for _ in 0..3 {
+                        if busy.sock.write_all(&pipeline).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = busy.sock.shutdown(std::net::Shutdown::Write);
+                    let _ = reading.join();
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        drop(raw);
+        for b in busy {
+            tokio::task::spawn_blocking(move || b.join().unwrap()).await.unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let slowest = probe.finish();
+    assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
+}
+
+/// A hundred gateways that each leave most of 1 MiB of replies unread and
+/// then stop sending: the daemon gives up on each, and what they left is
+/// given back to the total, every byte; an admin that pipelines next is
+/// served in full (leaked, the total would be spent, and the admin closed
+/// for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_given_up_on_give_back_what_they_held() {
+    let _one = crate::one_at_a_time().await;
+    if !crate::support::privileged() {
+        return;
+    }
+    let daemon = crate::support::daemon_for_nobody(TWO_BY_64, "gateway");
+    let nobody = crate::support::NOBODY;
+    // Under 1 MiB of replies each (about 900 KB: the daemon reads on, to
+    // their end of file), most of it left queued when it gives up on their
+    // writers; 100 in all: leaked, what they left would be past the total.
+    let pipeline: Vec<u8> = (1..=7_000)
+        .flat_map(|i| {
+            json_frame(
+                format!(
+                    r#"{{"id":{i},"body":{{"lease":{{"pool":"nope","rate":{{"min":1,"max":2}},"ttl_ms":1000}}}}}}"#
+                )
+                .as_bytes(),
+            )
+        })
+        .collect();
+    let pipeline = std::sync::Arc::new(pipeline);
+    for round in 0..4 {
+        let hogs: Vec<std::thread::JoinHandle<bool>> = (0..25)
+            .map(|_| {
+                let (socket, pipeline) = (daemon.socket.clone(), pipeline.clone());
+                std::thread::spawn(move || {
+                    let mut raw = Raw::json_as(&socket, nobody, nobody);
+                    raw.sock.write_all(&pipeline).unwrap();
+                    raw.sock.shutdown(std::net::Shutdown::Write).unwrap();
+                    // The daemon reads to the end, gives its writer (which
+                    // waits on this client) a second, then gives up and
+                    // closes: wait for that, without reading a byte.
+                    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                    while !peer_closed(&raw.sock) {
+                        if std::time::Instant::now() > deadline {
+                            return false;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    true
+                })
+            })
+            .collect();
+        for hog in hogs {
+            let given_up = tokio::task::spawn_blocking(move || hog.join().unwrap()).await.unwrap();
+            assert!(given_up, "round {round}: the daemon did not give up on a client");
+        }
+    }
+    // An admin pipelining 3,000 requests is served every one, not closed
+    // for a total that leaked.
+    let mut root = Raw::json(&daemon.socket);
+    let reader = root.sock.try_clone().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut reader = Raw { sock: reader };
+        (0..3_000).filter(|_| reader.read().is_some()).count()
+    });
+    let pipeline: Vec<u8> =
+        (1..=3_000).flat_map(|i| json_frame(format!(r#"{{"id":{i},"body":{{"status":{{}}}}}}"#).as_bytes())).collect();
+    root.sock.write_all(&pipeline).unwrap();
+    assert_eq!(tokio::task::spawn_blocking(move || reading.join().unwrap()).await.unwrap(), 3_000);
+}
+
+/// The daemon's open descriptors, from /proc.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// The daemon's closer threads.
+fn closers(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            let comm = t.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "streamlet-close")
+        })
+        .count()
+}
+
+/// A hundred sockets, each with a connection queued inside that lingers
+/// (30 s), handed over as stray descriptors: each is emptied before it
+/// is closed, so no closer is held up, and every descriptor is gone soon
+/// after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_with_lingering_connections_inside_hold_up_no_closer() {
+    let _one = crate::one_at_a_time().await;
+    let daemon = Daemon::start(TWO_BY_64);
+    let pid = daemon.pid();
+    let probe = Probe::start(&daemon.socket);
+    let mut raw = Raw::json(&daemon.socket);
+    let before = open_fds(pid);
+    let mut held = Vec::new();
+    for id in 1..=100 {
+        let l = lingering(30);
+        let (x, y) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(send_with_fds(x.as_fd(), b"z", &[l.client.as_fd()]).unwrap(), 1);
+        let Lingering { client, _server } = l;
+        drop((client, x));
+        held.push(_server);
+        let status = json_frame(format!(r#"{{"id":{id},"body":{{"status":{{}}}}}}"#).as_bytes());
+        hand_over_socket(&raw.sock, &status, y);
+        assert!(raw.read().is_some());
+    }
+    raw.frame(br#"{"id":1000,"body":{"status":{}}}"#);
+    assert!(raw.read().is_some());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open_fds(pid) > before + 8 {
+        assert!(std::time::Instant::now() < deadline, "{} descriptors open, {before} before", open_fds(pid));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(closers(pid) <= 2, "{} closer threads: some were held up", closers(pid));
+    let slowest = probe.finish();
+    assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
+}
+
+/// [`hand_over`] of a Unix socket: the test's copy is closed before the
+/// rest of the frame goes.
+fn hand_over_socket(sock: &std::os::unix::net::UnixStream, frame: &[u8], fd: std::os::unix::net::UnixStream) {
+    assert_eq!(send_with_fds(sock.as_fd(), &frame[..1], &[fd.as_fd()]).unwrap(), 1);
+    drop(fd);
+    (&*sock).write_all(&frame[1..]).unwrap();
+}
+
+/// A streamlet that reports counters for a stream it does not have, in
+/// messages as full as the protocol allows (1024 counters), as fast as it
+/// can; with `TOO_MANY`, one message of 2000 counters first.
+const STATS_FLOOD: &str = r#"#!/usr/bin/python3
+import os, socket, threading, time
+s = socket.socket(fileno=3)
+s.recv(65536)
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+s.send(b"\x00" + varint(os.getpid()))
+def heartbeats():
+    while True:
+        s.send(b'\x03')
+        time.sleep(0.2)
+threading.Thread(target=heartbeats, daemon=True).start()
+one = varint(999999) + varint(1) + varint(1) + varint(0) + varint(0)
+full = b'\x02' + varint(1024) + one * 1024
+while True:
+    s.send(full)
+"#;
+
+/// Streamlets that flood the daemon with counters cost it a `recv` a
+/// message past what their streams could report; one that sends more
+/// counters in a message than the protocol allows is killed for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamlets_flooding_counters_cost_the_daemon_little() {
+    let _one = crate::one_at_a_time().await;
+    let scripts = tempfile::Builder::new().prefix("streamlet-attack-").tempdir_in("/run").unwrap();
+    std::fs::set_permissions(scripts.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let worker = scripts.path().join("stats-flood");
+    std::fs::write(&worker, STATS_FLOOD).unwrap();
+    std::fs::set_permissions(&worker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = format!(
+        "[daemon]\nworker_binary = \"{}\"\nshutdown_timeout = \"1s\"\n\n[pools.flood]\nhandler = {{ kind = \"echo\" }}\n\
+         workers = {{ min = 4, max = 4 }}\nstreams_per_worker = 4\nspare = false\n",
+        worker.display()
+    );
+    let daemon = Daemon::start(&config);
+    let probe = Probe::start(&daemon.socket);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let slowest = probe.finish();
+    assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
+    let workers = daemon.client().await.workers(None).await.unwrap();
+    assert_eq!(workers.len(), 4);
+    assert!(workers.iter().all(|w| w.restarts == 0), "within the protocol's bounds: not killed {workers:?}");
+
+    // More counters in one message than the protocol allows: killed.
+    let too_many = STATS_FLOOD
+        .replace("while True:\n    s.send(full)", "s.send(b'\\x02' + varint(2000) + one * 2000)\ntime.sleep(60)");
+    std::fs::write(&worker, too_many).unwrap();
+    let victim = workers[0].pid;
+    crate::support::signal(victim, libc::SIGKILL);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut client = daemon.client().await;
+    loop {
+        let workers = client.workers(None).await.unwrap();
+        let killed = workers.iter().find_map(|w| match &w.last_exit {
+            Some(streamlet_proto::ExitCause::ProtocolError { message }) => Some(message.clone()),
+            _ => None,
+        });
+        if let Some(message) = killed {
+            assert!(message.contains("2000 stream counters"), "{message}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not killed for 2000 counters: {workers:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -257,6 +257,9 @@ async fn a_streamlets_tall_tales_are_bounded() {
     assert!(message.len() <= streamlet_proto::MAX_REASON_LEN, "{}", message.len());
     assert_eq!((ended.bytes_in, ended.bytes_out), (u64::MAX, u64::MAX));
     let log = client.events(None, false).await.expect("the event log fits in a reply");
-    assert!(log.events.iter().any(|e| matches!(&e.event, streamlet_proto::Event::StreamEnded(x) if x.stream == opened.stream)));
+    assert!(log
+        .events
+        .iter()
+        .any(|e| matches!(&e.event, streamlet_proto::Event::StreamEnded(x) if x.stream == opened.stream)));
     assert_eq!(daemon.client().await.workers(None).await.unwrap()[0].restarts, 0, "the streamlet is not blamed");
 }

@@ -126,3 +126,41 @@ async fn with_tenant_isolation_no_streamlet_serves_two_tenants_at_once() {
         assert_eq!(stream.tenant, expected, "{stream:?}");
     }
 }
+
+/// A reload that turns `tenant_isolation` on: a streamlet that serves
+/// several tenants already takes no new stream until it is empty, and one
+/// that serves one tenant takes only that tenant's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_isolation_turned_on_by_a_reload_holds_for_the_streams_already_open() {
+    let config = TWO_BY_64.replace("streams_per_worker = 64", "streams_per_worker = 4");
+    let daemon = Daemon::start(&config);
+    let mut client = daemon.client().await;
+    let open = |tenant: &str| OpenRequest { tenant: Some(tenant.into()), ..OpenRequest::new("echo") };
+    let mut held = Vec::new();
+    let mut opened = Vec::new();
+    for tenant in ["acme", "bolt", "crux"] {
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        opened.push(client.open(open(tenant), theirs.as_fd()).await.unwrap());
+        held.push(mine);
+    }
+    // least-connections: acme and crux share a streamlet, bolt has the other.
+    assert_eq!(opened[0].worker, opened[2].worker);
+    assert_ne!(opened[0].worker, opened[1].worker);
+    std::fs::write(daemon.dir.path().join("streamletd.toml"), format!("{config}tenant_isolation = true\n")).unwrap();
+    let summary = client.reload().await.unwrap();
+    assert!(summary.notes.iter().any(|n| n.contains("1 streamlets serve several tenants")), "{:?}", summary.notes);
+    // acme may go neither to its shared streamlet nor to bolt's.
+    let (_mine, theirs) = UnixStream::pair().unwrap();
+    let refused = client.open(open("acme"), theirs.as_fd()).await.unwrap_err().to_string();
+    assert!(refused.contains("no_capacity"), "{refused}");
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    assert_eq!(client.open(open("bolt"), theirs.as_fd()).await.unwrap().worker, opened[1].worker);
+    held.push(mine);
+    // The shared streamlet empties: it is anyone's again.
+    client.close(opened[0].stream).await.unwrap();
+    client.close(opened[2].stream).await.unwrap();
+    daemon.wait_until(|s| s.pools[0].streams == 2);
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    assert_eq!(client.open(open("acme"), theirs.as_fd()).await.unwrap().worker, opened[0].worker);
+    held.push(mine);
+}

@@ -222,6 +222,11 @@ impl FrameReader {
         self.buf.pending() > 0
     }
 
+    /// The socket this reads from.
+    pub fn socket(&self) -> BorrowedFd<'_> {
+        self.half.as_ref().as_fd()
+    }
+
     /// Bytes received and not yet returned as frames: the next frame may be
     /// served from them without touching the socket (a pipelining peer).
     pub fn buffered(&self) -> usize {

@@ -92,6 +92,16 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) 
 /// Receives into `buf`, appending any descriptors that came with the bytes to
 /// `fds`. On an error too, the descriptors that arrived are in `fds`.
 pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<Received> {
+    recv_with_fds_flags(sock, buf, fds, 0)
+}
+
+/// [`recv_with_fds`] with more `recvmsg` flags (`MSG_DONTWAIT`).
+pub fn recv_with_fds_flags(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    flags: libc::c_int,
+) -> io::Result<Received> {
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     let mut control = CmsgBuf([0; CMSG_BUF_LEN]);
     debug_assert!(cmsg_space(SCM_MAX_FD) <= CMSG_BUF_LEN);
@@ -103,7 +113,7 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd
     msg.msg_controllen = CMSG_BUF_LEN as _;
     // SAFETY: msg points at a live buffer and a live control area of the
     // lengths given.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC | flags) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -161,6 +171,36 @@ pub fn is_connected_stream_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
     }
     let e = io::Error::last_os_error();
     if e.raw_os_error() == Some(libc::ENOTCONN) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// `SO_PASSRIGHTS` (Linux 6.16): whether a Unix socket takes descriptors.
+const SO_PASSRIGHTS: libc::c_int = 83;
+
+/// Lets a Unix socket take descriptors (`SCM_RIGHTS`), or not: refused, a
+/// sender's `sendmsg` with descriptors fails (`EPERM`) and none ever reaches
+/// this side. Set on a listening socket, the connections it accepts start
+/// so. `Ok(false)` on a kernel without the option (before 6.16).
+pub fn set_pass_rights(sock: BorrowedFd<'_>, allow: bool) -> io::Result<bool> {
+    let value: libc::c_int = allow.into();
+    // SAFETY: setsockopt from a c_int of the size given, on a live descriptor.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PASSRIGHTS,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOPROTOOPT) {
         Ok(false)
     } else {
         Err(e)
@@ -302,6 +342,22 @@ mod tests {
             assert!(libc::WIFEXITED(status), "{status:#x}");
             assert_eq!(libc::WEXITSTATUS(status), 0, "1: fds_lost was not reported; 2: an error");
         }
+    }
+
+    /// A socket that takes no descriptors makes a sender's `sendmsg` with
+    /// one fail; bytes still pass.
+    #[test]
+    fn a_socket_can_refuse_descriptors() {
+        let (a, b) = UnixStream::pair().unwrap();
+        if !set_pass_rights(b.as_fd(), false).unwrap() {
+            panic!("this kernel has no SO_PASSRIGHTS (Linux 6.16 or later has it)");
+        }
+        let (r, _w) = std::io::pipe().unwrap();
+        let refused = send_with_fds(a.as_fd(), b"x", &[r.as_fd()]).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::EPERM));
+        assert_eq!(send_with_fds(a.as_fd(), b"x", &[]).unwrap(), 1);
+        assert!(set_pass_rights(b.as_fd(), true).unwrap());
+        assert_eq!(send_with_fds(a.as_fd(), b"y", &[r.as_fd()]).unwrap(), 1);
     }
 
     #[test]

@@ -13,11 +13,14 @@
 //! never closes it on the dropping thread: lingering is turned off (a
 //! `setsockopt`, which never blocks; the peer may turn it on again through its
 //! own copy, so this is only the first line) and the descriptor goes to the
-//! closer, a few threads that do nothing else. A close that blocks holds up
-//! one of them: another is started while every one is stuck in a close
+//! closer, a few threads that do nothing else. There a Unix socket is first
+//! emptied of what is queued in it ([`defuse`]), each descriptor found made
+//! cheap in turn, so a lingering socket hidden inside one costs nothing
+//! either. A close that still blocks (a file on a stalled FUSE mount) holds
+//! up one closer: another is started while every one is stuck in a close
 //! begun over [`STUCK_AFTER`] ago, up to [`MAX_CLOSERS`]. What is held and
-//! not yet closed is counted ([`held`]), so the daemon can keep its
-//! descriptor budget.
+//! not yet closed is counted ([`held`], [`closing`]), so the daemon can keep
+//! its descriptor budget and stop reading peers while closes back up.
 //!
 //! ```
 //! use streamlet_proto::foreign::{self, ForeignFd};
@@ -36,7 +39,7 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Closer threads at most; beyond, closes queue behind the stuck ones.
-pub const MAX_CLOSERS: usize = 16;
+pub const MAX_CLOSERS: usize = 64;
 
 /// A close running this long counts as stuck: the next descriptor queued
 /// starts another closer (while there are fewer than [`MAX_CLOSERS`]).
@@ -127,6 +130,62 @@ pub fn wait_idle(limit: Duration) -> bool {
     true
 }
 
+/// Makes the close of `fd` cheap, as far as the daemon can: lingering off;
+/// and a Unix socket is shut down both ways and emptied of what is queued in
+/// it before it is closed (closing it would close each descriptor queued in
+/// it, a lingering TCP socket among them, on the closing thread), each
+/// descriptor found there made cheap in turn (a socket queued inside a
+/// socket: the kernel nests them at most four deep), the whole at most
+/// [`MAX_DRAIN_READS`] reads per socket.
+pub fn defuse(fd: BorrowedFd<'_>) {
+    defuse_nested(fd, MAX_NESTING);
+}
+
+/// Reads of a Unix socket's queue [`defuse`] makes, at most.
+pub const MAX_DRAIN_READS: usize = 1024;
+
+/// How deep [`defuse`] looks into sockets queued inside sockets.
+const MAX_NESTING: u32 = 5;
+
+fn defuse_nested(fd: BorrowedFd<'_>, depth: u32) {
+    no_linger(fd);
+    if depth == 0 || !is_unix_socket(fd) {
+        return;
+    }
+    // SAFETY: shutdown on a live descriptor; its peer can queue no more.
+    unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+    let mut buf = [0u8; 512];
+    let mut found = Vec::new();
+    for _ in 0..MAX_DRAIN_READS {
+        match crate::fdpass::recv_with_fds_flags(fd, &mut buf, &mut found, libc::MSG_DONTWAIT) {
+            // (End of file with nothing attached: the queue is empty.)
+            Ok(got) if got.bytes == 0 && found.is_empty() => break,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        for inner in found.drain(..) {
+            defuse_nested(inner.as_fd(), depth - 1);
+        }
+    }
+}
+
+fn is_unix_socket(fd: BorrowedFd<'_>) -> bool {
+    let mut domain: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into a c_int of the size given; on anything but a
+    // socket it fails with ENOTSOCK and touches nothing.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut domain as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && domain == libc::AF_UNIX
+}
+
 /// Turns `SO_LINGER` off: the close returns at once and the kernel sends
 /// what is left in the background. Not a socket, or not one with the
 /// option: nothing to do.
@@ -199,9 +258,7 @@ impl Closer {
         }
         if state.threads < MAX_CLOSERS && self.all_stuck(state.threads) {
             let index = state.threads;
-            let spawned = std::thread::Builder::new()
-                .name("streamlet-close".into())
-                .spawn(move || self.run(index));
+            let spawned = std::thread::Builder::new().name("streamlet-close".into()).spawn(move || self.run(index));
             // Without a new thread the queue waits for a running one.
             if spawned.is_ok() {
                 state.threads += 1;
@@ -227,6 +284,7 @@ impl Closer {
                 self.active.fetch_add(1, Ordering::AcqRel);
                 self.started[index].store(self.now_us(), Ordering::Release);
                 drop(state);
+                defuse(fd.as_fd());
                 drop(fd);
                 self.started[index].store(0, Ordering::Release);
                 self.active.fetch_sub(1, Ordering::AcqRel);
@@ -299,18 +357,62 @@ mod tests {
     }
 
     /// Closing a Unix socket closes what is queued in it: here a lingering
-    /// TCP socket that no `setsockopt` of ours reached. That close blocks a
-    /// closer thread, not the caller, and not the closes queued after it.
+    /// TCP socket that no `setsockopt` of ours reached, queued in a socket
+    /// queued in another. Emptied first, neither costs the closer anything.
+    #[test]
+    fn a_lingering_socket_queued_inside_sockets_is_found_and_defused() {
+        let (client, _server) = lingering_tcp(30);
+        let (a, b) = UnixStream::pair().unwrap();
+        assert_eq!(crate::fdpass::send_with_fds(a.as_fd(), b"x", &[client.as_fd()]).unwrap(), 1);
+        drop(client);
+        let (c, d) = UnixStream::pair().unwrap();
+        assert_eq!(crate::fdpass::send_with_fds(c.as_fd(), b"y", &[b.as_fd()]).unwrap(), 1);
+        drop(b);
+        let started = Instant::now();
+        drop(ForeignFd::new(d.into()));
+        assert!(started.elapsed() < Duration::from_millis(50), "the caller waited {:?}", started.elapsed());
+        assert!(wait_idle(Duration::from_secs(5)), "the closer closed it all at once");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop((a, c));
+    }
+
+    /// A Unix socket with more queued than the closer reads
+    /// (`MAX_DRAIN_READS`, then the close closes the rest), the last a
+    /// lingering TCP socket: its close blocks a closer thread, not the caller,
+    /// and not the closes queued after it. (The queue's length needs
+    /// `SO_SNDBUFFORCE`: root.)
     #[test]
     fn a_close_that_blocks_holds_up_one_closer_only() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(std::env::var_os("STREAMLET_REQUIRE_PRIVILEGED").is_none(), "needs root");
+            eprintln!("skipping: needs root (SO_SNDBUFFORCE)");
+            return;
+        }
         let (client, _server) = lingering_tcp(2);
-        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let big: libc::c_int = 64 << 20;
+        // SAFETY: setsockopt from a c_int of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                a.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUFFORCE,
+                (&big as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        for _ in 0..MAX_DRAIN_READS + 16 {
+            a.send(b"x").unwrap();
+        }
         assert_eq!(crate::fdpass::send_with_fds(a.as_fd(), b"x", &[client.as_fd()]).unwrap(), 1);
         drop(client);
         let started = Instant::now();
         drop(ForeignFd::new(b.into()));
         assert!(started.elapsed() < Duration::from_millis(50), "the caller waited {:?}", started.elapsed());
         std::thread::sleep(STUCK_AFTER + Duration::from_millis(50));
+        assert!(closing() >= 1, "a closer is stuck in that close");
         let (mut mine, theirs) = UnixStream::pair().unwrap();
         let queued = Instant::now();
         drop(ForeignFd::new(theirs.into()));

@@ -412,7 +412,7 @@ pub struct StreamsRequest {
 
 /// The most streams one `streams` reply lists: a reply stays far below the
 /// frame limit, and the daemon's thread lists a page at a time.
-pub const MAX_STREAMS_PAGE: u32 = 10_000;
+pub const MAX_STREAMS_PAGE: u32 = 2_000;
 
 /// Everything the daemon sends after the handshake.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -1043,7 +1043,8 @@ mod bounded_tests {
             }),
         };
         let events = (0..2 * EVENT_LOG_LEN as u64).map(ended).collect();
-        let reply = ServerMessage::Reply(Reply { id: 1, body: ReplyBody::Events(EventLog { events, following: false }) });
+        let reply =
+            ServerMessage::Reply(Reply { id: 1, body: ReplyBody::Events(EventLog { events, following: false }) });
         for encoding in [crate::Encoding::Json, crate::Encoding::Postcard] {
             let frame = encoding.encode_frame(&reply).unwrap();
             assert!(frame.len() < crate::frame::MAX_REPLY_LEN as usize / 4, "{}", frame.len());

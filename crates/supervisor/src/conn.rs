@@ -18,8 +18,13 @@ use streamlet_proto::{Encoding, ErrorBody, ErrorCode, Reply, ReplyBody, Request,
 use tokio::net::UnixStream;
 
 use crate::daemon::Daemon;
-use crate::events::{EventSink, Outgoing, REPLY_BUDGET};
+use crate::events::{EventSink, REPLY_BUDGET};
 use crate::requests;
+use crate::writer::{SocketCopy, Writer};
+
+/// Descriptors waiting for (or stuck in) a close past which connections of
+/// peers that are not admins are not read.
+pub const CLOSE_BACKLOG: usize = 1024;
 
 /// How long the rest of a begun frame may take.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,6 +75,14 @@ fn peer_groups(stream: &UnixStream) -> std::io::Result<Vec<u32>> {
     }
 }
 
+/// The read half and a copy of the socket, dropped in that order (fields
+/// drop in the order they are declared): the socket's last close is the
+/// copy's, on a closer thread.
+struct ReadEnd {
+    reader: FrameReader,
+    _copy: SocketCopy,
+}
+
 /// Serves one connection of the peer `who` (its credentials as the accept
 /// read them).
 pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer) {
@@ -77,20 +90,32 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
     // The last close of the socket closes whatever the peer left queued in
     // it (descriptors included, with their own ways to block): this copy
     // makes sure that close happens on a closer thread, never here.
-    let _last_copy = match stream.as_fd().try_clone_to_owned() {
-        Ok(fd) => ForeignFd::new(fd),
+    let last_copy: SocketCopy = match stream.as_fd().try_clone_to_owned() {
+        Ok(fd) => Arc::new(ForeignFd::new(fd)),
         Err(e) => {
-            crate::logcap::limiter().warn_peer("dup_failed", who.uid, format_args!("cannot take a client connection (dup); closing it: {e}"));
+            crate::logcap::limiter().warn_peer(
+                "dup_failed",
+                who.uid,
+                format_args!("cannot take a client connection (dup); closing it: {e}"),
+            );
+            if let Ok(stream) = stream.into_std() {
+                streamlet_proto::foreign::dispose(stream.into());
+            }
             return;
         }
     };
     let (read, write) = stream.into_split();
-    let mut reader = FrameReader::new(read, MAX_HANDSHAKE_LEN);
+    // The read half, then the copy (dropped in that order, whenever).
+    let mut read_end = ReadEnd { reader: FrameReader::new(read, MAX_HANDSHAKE_LEN), _copy: last_copy.clone() };
+    let reader = &mut read_end.reader;
     // No descriptor is of use before the handshake.
     reader.set_accept_fds(false);
     let mut writer = FrameWriter::new(write);
 
-    let encoding = match handshake(&mut reader).await {
+    // Whether the socket takes descriptors (the listener's refusal is
+    // inherited: not yet).
+    let mut passing = false;
+    let encoding = match handshake(reader).await {
         Ok((encoding, client)) => {
             let welcome = HelloReply::Welcome(Welcome {
                 version: PROTOCOL_VERSION,
@@ -99,6 +124,14 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
                 max_request: MAX_REQUEST_LEN,
                 max_reply: MAX_REPLY_LEN,
             });
+            // A gateway may send an `open` with its descriptor the moment it
+            // reads the welcome: the socket takes descriptors before then.
+            if who.role(&daemon) >= requests::Role::Gateway {
+                if let Err(e) = streamlet_proto::fdpass::set_pass_rights(reader.socket(), true) {
+                    tracing::debug!(error = %e, "SO_PASSRIGHTS");
+                }
+                passing = true;
+            }
             if write_json(&mut writer, &welcome).await.is_err() {
                 return;
             }
@@ -106,7 +139,11 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
             encoding
         }
         Err(error) => {
-            crate::logcap::limiter().info_peer("handshake_refused", who.uid, format_args!("handshake refused (pid {:?}): {error}", who.pid));
+            crate::logcap::limiter().info_peer(
+                "handshake_refused",
+                who.uid,
+                format_args!("handshake refused (pid {:?}): {error}", who.pid),
+            );
             let _ = write_json(&mut writer, &HelloReply::Error(error)).await;
             return;
         }
@@ -114,37 +151,8 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
     reader.set_max_frame(MAX_REQUEST_LEN);
     reader.set_frame_timeout(Some(FRAME_TIMEOUT));
 
-    let (sink, mut rx) = EventSink::in_backlog(encoding, daemon.backlog.clone());
-    let writer_sink = sink.clone();
-    let mut writer_task = tokio::spawn(async move {
-        loop {
-            let item = tokio::select! {
-                item = rx.recv() => item,
-                () = writer_sink.aborted() => break,
-            };
-            let (frame, event) = match item {
-                Some(Outgoing::Frame(frame)) => (frame, false),
-                Some(Outgoing::Event(frame)) => (frame, true),
-                Some(Outgoing::Close) | None => break,
-            };
-            // An abort (the client left too much unread) stops a write that
-            // the client never lets finish.
-            let wrote = tokio::select! {
-                wrote = writer.write_frame(&frame) => wrote.is_ok(),
-                () = writer_sink.aborted() => false,
-            };
-            if event {
-                writer_sink.written_event(frame.len());
-            } else {
-                writer_sink.written(frame.len());
-            }
-            if !wrote {
-                break;
-            }
-        }
-        writer_sink.writer_gone(rx);
-        let _ = writer.shutdown().await;
-    });
+    let (sink, rx) = EventSink::in_backlog(encoding, daemon.backlog.clone());
+    let mut writer_task = tokio::spawn(Writer::new(writer, last_copy.clone(), rx, sink.clone()).run());
     let mut stopping = daemon.stopping.subscribe();
     let idle_timeout = daemon.config.daemon.idle_timeout;
     let mut heard = tokio::time::Instant::now();
@@ -158,8 +166,27 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
             tokio::task::yield_now().await;
         }
         // Descriptors only from a peer that may open streams (the role is
-        // looked up each time: a reload may change it).
-        reader.set_accept_fds(who.role(&daemon) >= requests::Role::Gateway);
+        // looked up each time: a reload may change it); the socket refuses
+        // them from any other, so they never reach the daemon at all.
+        let role = who.role(&daemon);
+        // While closes back up (closes that block: a file on a stalled FUSE
+        // mount), peers that are not admins are read no further: each
+        // descriptor they could send would wait in the queue too.
+        if role < requests::Role::Admin && streamlet_proto::foreign::closing() > CLOSE_BACKLOG {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                _ = crate::daemon::stopped(&mut stopping) => break,
+            }
+        }
+        let may_open = role >= requests::Role::Gateway;
+        if may_open != passing {
+            passing = may_open;
+            let socket = reader.socket();
+            if let Err(e) = streamlet_proto::fdpass::set_pass_rights(socket, may_open) {
+                tracing::debug!(error = %e, "SO_PASSRIGHTS");
+            }
+        }
+        reader.set_accept_fds(may_open);
         let frame = tokio::select! {
             frame = reader.read_frame() => frame,
             () = tokio::time::sleep_until(heard + idle_timeout), if !reader.in_frame() => {
@@ -207,7 +234,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
         }
         let began = std::time::Instant::now();
         let reply = match decoded {
-            Ok(request) => match requests::dispatch(&daemon, &who, request.id, request.body, &mut reader, &sink) {
+            Ok(request) => match requests::dispatch(&daemon, &who, request.id, request.body, reader, &sink) {
                 requests::Dispatched::Reply(body) => Reply { id: request.id, body },
                 requests::Dispatched::Later(done) => {
                     if listing {

@@ -202,8 +202,7 @@ pub fn worker_binary(config: &Config) -> PathBuf {
 /// pools' capacity is more than that.
 fn say_what_descriptors_allow(fds: &crate::fds::FdBudget, config: &Config) {
     let streamlets: usize = config.pools.values().map(|p| p.workers_max as usize + usize::from(p.spare)).sum();
-    let capacity: usize =
-        config.pools.values().map(|p| p.workers_max as usize * p.streams_per_worker as usize).sum();
+    let capacity: usize = config.pools.values().map(|p| p.workers_max as usize * p.streams_per_worker as usize).sum();
     let fit = fds.streams_that_fit(streamlets, 32);
     if capacity > fit {
         tracing::warn!(

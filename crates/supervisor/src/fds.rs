@@ -89,9 +89,8 @@ impl FdBudget {
     /// About how many streams fit beside `streamlets` streamlets and
     /// `connections` control connections.
     pub fn streams_that_fit(&self, streamlets: usize, connections: usize) -> usize {
-        self.limit.saturating_sub(
-            self.base + self.reserve() + streamlets * PER_STREAMLET + connections * PER_CONNECTION,
-        )
+        self.limit
+            .saturating_sub(self.base + self.reserve() + streamlets * PER_STREAMLET + connections * PER_CONNECTION)
     }
 
     pub fn connection_opened(&self) {

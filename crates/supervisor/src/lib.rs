@@ -20,9 +20,9 @@ mod conn;
 pub mod core;
 mod daemon;
 mod events;
+pub mod exe;
 mod fairness;
 pub mod fds;
-pub mod exe;
 pub mod link;
 pub mod listener;
 mod logcap;
@@ -37,6 +37,7 @@ pub mod state;
 mod stderr;
 pub mod systemd;
 pub mod upstream;
+mod writer;
 
 pub use config::{Config, ConfigError};
 pub use daemon::{run, worker_binary, Daemon, DaemonError};

@@ -152,6 +152,7 @@ pub async fn serve(daemon: Arc<Daemon>, listen: MetricsListen) -> std::io::Resul
             // Made as the control socket is: a live socket there is an
             // error, a stale one replaced, anything else left alone.
             let mut socket = crate::listener::ControlSocket::bind(path).map_err(std::io::Error::other)?;
+            // (It takes no descriptors: nobody has any to give it.)
             let listener = socket.take_listener()?;
             path_owner = Some(socket);
             Listener::Unix(listener)

@@ -99,7 +99,10 @@ pub async fn serve(daemon: Arc<Daemon>, listener: UnixListener) {
                         continue;
                     };
                     let role = who.role(&daemon);
-                    if let Some(why) = holders.refusal(who.uid, role) {
+                    // Near the descriptor limit, the reserve is the admins'.
+                    let near_limit = || daemon.fds.refuse_stream(daemon.core().live_workers());
+                    let refusal = holders.refusal(who.uid, role).or_else(|| (role < Role::Admin).then(near_limit).flatten());
+                    if let Some(why) = refusal {
                         crate::logcap::limiter().warn_peer(
                             "connection_refused",
                             who.uid,

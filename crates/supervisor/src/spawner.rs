@@ -199,7 +199,8 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
             }
         }
     }
-    tokio::spawn(read(daemon.clone(), id, link.clone()));
+    let budget = StatsBudget::new(daemon.config.daemon.stats_interval, config.streams_per_worker);
+    tokio::spawn(read(daemon.clone(), id, link.clone(), budget));
     let flusher = link.clone();
     tokio::spawn(async move {
         if let Err(e) = flusher.flush_until_closed().await {
@@ -210,11 +211,44 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
     Ok(id)
 }
 
+/// How many stream counters a streamlet may report per `stats_interval`:
+/// twice what it has streams for (its runtime reports each busy stream once
+/// an interval, in messages of at most `MAX_STATS_PER_MESSAGE`). What it
+/// sends beyond is read and ignored, so however fast it talks it costs the
+/// daemon a `recv` a message, not a walk of the stream table.
+#[derive(Debug)]
+struct StatsBudget {
+    interval: Duration,
+    per_interval: usize,
+    since: tokio::time::Instant,
+    spent: usize,
+}
+
+impl StatsBudget {
+    fn new(interval: Duration, streams_per_worker: u32) -> Self {
+        let per_interval = 2 * (streams_per_worker as usize).max(streamlet_proto::worker::MAX_STATS_PER_MESSAGE);
+        Self { interval, per_interval, since: tokio::time::Instant::now(), spent: 0 }
+    }
+
+    /// Whether `counters` more may be taken now.
+    fn take(&mut self, counters: usize) -> bool {
+        if self.since.elapsed() >= self.interval {
+            (self.since, self.spent) = (tokio::time::Instant::now(), 0);
+        }
+        self.spent = self.spent.saturating_add(counters);
+        self.spent <= self.per_interval
+    }
+}
+
 /// Reads a streamlet's messages until its channel ends. Garbage gets it
 /// killed as `protocol_error`.
-async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
+async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>, mut stats: StatsBudget) {
     let mut buf = RecvBuf::new();
     let violation = loop {
+        // One message a turn: a streamlet that talks as fast as it can waits
+        // its turn with every other task (its messages already queued would
+        // otherwise be read in a run, without giving the thread up).
+        tokio::task::yield_now().await;
         let message = link.channel().recv_with::<FromWorker>(&mut buf).await;
         if matches!(message, Ok(Some(_))) {
             link.heard();
@@ -249,7 +283,21 @@ async fn read(daemon: Arc<Daemon>, id: WorkerId, link: Arc<WorkerLink>) {
                     );
                 }
             }
-            Ok(Some((FromWorker::Stats { streams }, None))) => daemon.core().stream_stats(id, &streams),
+            Ok(Some((FromWorker::Stats { streams }, None))) => {
+                let most = streamlet_proto::worker::MAX_STATS_PER_MESSAGE;
+                if streams.len() > most {
+                    break format!("sent {} stream counters in one message, at most {most} are allowed", streams.len());
+                }
+                if stats.take(streams.len()) {
+                    daemon.core().stream_stats(id, &streams);
+                } else {
+                    crate::logcap::limiter().warn_worker(
+                        "stats_flood",
+                        id.0,
+                        format_args!("streamlet {id} reports more stream counters than it has streams; ignoring the rest of this interval's"),
+                    );
+                }
+            }
             Ok(None) => {
                 link.mark_drained();
                 // The streamlet closed its channel: it is exiting, or broken.

@@ -2,9 +2,10 @@
 //! the daemon's own stderr (a terminal, a log file, the journal). Each line
 //! goes to the daemon's log with the streamlet's id, cut at
 //! [`MAX_LINE`] bytes and at most [`LINES_PER_SECOND`] lines a second, so a
-//! chatty or hostile streamlet cannot flood the log; past them the daemon
-//! stops reading until the second is over, so neither can it keep the
-//! daemon's thread busy reading what it drops.
+//! chatty or hostile streamlet cannot flood the log; past them (or past
+//! [`BYTES_PER_SECOND`], newlines or not) the daemon stops reading until the
+//! second is over, so neither can it keep the daemon's thread busy reading
+//! what it drops.
 //!
 //! A line is any bytes: it is logged escaped ([`escape_bytes`]), a control
 //! character as `\x1b`, `\r`, `\u{9b}`, a byte that is not UTF-8 as `\x9b`,
@@ -23,6 +24,9 @@ use tokio::io::Interest;
 
 pub const MAX_LINE: usize = 512;
 pub const LINES_PER_SECOND: u32 = 20;
+/// Bytes read from a streamlet's stderr per second, at most (lines or not:
+/// a streamlet that never writes a newline is held to this too).
+pub const BYTES_PER_SECOND: usize = 64 * 1024;
 
 /// A pipe: (read end for the daemon, write end for the streamlet).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -46,6 +50,7 @@ pub async fn forward(worker: WorkerId, pool: String, read: OwnedFd) {
     let mut line: Vec<u8> = Vec::new();
     let mut window = Instant::now();
     let (mut lines, mut dropped) = (0u32, 0u64);
+    let mut read_in_window = 0usize;
     loop {
         let n = fd
             .async_io(Interest::READABLE, |inner| {
@@ -62,19 +67,20 @@ pub async fn forward(worker: WorkerId, pool: String, read: OwnedFd) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if window.elapsed() >= Duration::from_secs(1) {
+            if dropped > 0 {
+                tracing::warn!(%worker, pool, dropped, "streamlet wrote too much to stderr; lines dropped");
+            }
+            window = Instant::now();
+            (lines, dropped, read_in_window) = (0, 0, 0);
+        }
+        read_in_window += n;
         for &byte in &buf[..n] {
             if byte != b'\n' {
                 if line.len() < MAX_LINE {
                     line.push(byte);
                 }
                 continue;
-            }
-            if window.elapsed() >= Duration::from_secs(1) {
-                if dropped > 0 {
-                    tracing::warn!(%worker, pool, dropped, "streamlet wrote too much to stderr; lines dropped");
-                }
-                window = Instant::now();
-                (lines, dropped) = (0, 0);
             }
             if lines < LINES_PER_SECOND {
                 lines += 1;
@@ -84,10 +90,10 @@ pub async fn forward(worker: WorkerId, pool: String, read: OwnedFd) {
             }
             line.clear();
         }
-        // Past its lines for this second, the rest of the second costs the
-        // daemon nothing: it stops reading, and a streamlet that goes on
-        // writing blocks on its own full pipe.
-        if dropped > 0 {
+        // Past its lines or its bytes for this second, the rest of the
+        // second costs the daemon nothing: it stops reading, and a streamlet
+        // that goes on writing blocks on its own full pipe.
+        if dropped > 0 || read_in_window >= BYTES_PER_SECOND {
             tokio::time::sleep_until((window + Duration::from_secs(1)).into()).await;
         }
     }

@@ -72,9 +72,8 @@ fn connect_unix(path: &std::path::Path) -> io::Result<Option<OwnedFd>> {
     let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
     // SAFETY: sun is a filled sockaddr_un passed with its size; the socket is
     // non-blocking, so connect never waits.
-    let rc = unsafe {
-        libc::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), (&sun as *const libc::sockaddr_un).cast(), len)
-    };
+    let rc =
+        unsafe { libc::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), (&sun as *const libc::sockaddr_un).cast(), len) };
     if rc == 0 {
         return Ok(Some(fd));
     }

@@ -78,10 +78,16 @@ impl Allocator {
     /// freed, in expiry order; the others' share of what they held reaches
     /// them at the next [`Allocator::sweep`].
     pub fn expire(&mut self, now: Millis) -> Vec<LeaseId> {
+        self.expire_up_to(now, usize::MAX)
+    }
+
+    /// [`expire`](Self::expire), freeing at most `most` leases (the
+    /// earliest due): the rest wait for the next call.
+    pub fn expire_up_to(&mut self, now: Millis, most: usize) -> Vec<LeaseId> {
         self.tombstones.retain(|_, expires_at| *expires_at > now);
         let mut leases = Vec::new();
         while let Some(&(at, id)) = self.expiry.first() {
-            if at > now {
+            if at > now || leases.len() >= most {
                 break;
             }
             self.remove(Holder::Lease(id));

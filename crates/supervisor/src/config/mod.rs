@@ -50,6 +50,10 @@ pub struct Config {
     pub pools: BTreeMap<String, Arc<PoolConfig>>,
 }
 
+/// Descriptors a streamlet holds besides its streams' (its channel, its
+/// standard streams, its runtime's).
+pub const STREAMLET_OWN_FDS: u64 = 32;
+
 /// How long a control connection that holds nothing may stay silent.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -493,6 +497,25 @@ impl Config {
                 }
             };
             let limits = sandbox::limits(pool.limits).map_err(|(k, reason)| err(&key(k), reason))?;
+            // A streamlet holds a descriptor per stream, and more for some
+            // handlers (a command's pipes, a relay's upstream): a pool that
+            // fills its streamlets past their own limit would lose every
+            // stream of a streamlet at once when it runs out.
+            let per_stream: u64 = match &handler {
+                HandlerSpec::Exec { .. } => 4,
+                HandlerSpec::Relay { .. } => 2,
+                HandlerSpec::Echo | HandlerSpec::FramedEcho { .. } => 1,
+            };
+            let needed = STREAMLET_OWN_FDS + u64::from(pool.streams_per_worker) * per_stream;
+            if needed > limits.nofile {
+                return Err(err(
+                    &key("streams_per_worker"),
+                    format!(
+                        "{} streams of this handler need about {needed} descriptors in a streamlet, over its limits.nofile of {}: raise limits.nofile or lower streams_per_worker",
+                        pool.streams_per_worker, limits.nofile
+                    ),
+                ));
+            }
             let run_as =
                 sandbox::run_as(pool.user.as_deref(), pool.group.as_deref()).map_err(|(k, r)| err(&key(k), r))?;
             if !pool.readonly_root && run_as == RunAs::Dynamic {
@@ -614,6 +637,19 @@ mod tests {
         assert_eq!((echo.workers_min, echo.workers_max, echo.streams_per_worker), (2, 2, 8));
         assert_eq!(echo.handler, HandlerSpec::Echo);
         assert_eq!(echo.placement, PlacementKind::LeastConnections);
+    }
+
+    /// A pool whose streamlets would run out of descriptors before they are
+    /// full is refused, with what to change.
+    #[test]
+    fn streams_per_worker_must_fit_the_streamlets_descriptors() {
+        let many = POOL.replace("streams_per_worker = 4", "streams_per_worker = 5000");
+        let e = error(&many);
+        assert_eq!(e.key, "pools.echo.streams_per_worker");
+        assert!(e.reason.contains("limits.nofile of 1024") && e.reason.contains("raise limits.nofile"), "{e}");
+        Config::parse(&format!("{many}limits = {{ nofile = 8192 }}\n"), "x").unwrap();
+        let exec = "[pools.run]\nhandler = { kind = \"exec\", command = [\"/bin/cat\"] }\nworkers = { min = 1, max = 1 }\nstreams_per_worker = 300\n";
+        assert!(error(exec).reason.contains("1232 descriptors"), "a command's pipes count: {}", error(exec));
     }
 
     #[test]

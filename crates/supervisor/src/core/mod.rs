@@ -259,9 +259,18 @@ struct WorkerEntry {
     idle_since: Option<Instant>,
     /// The autoscaler retired it: its exit is planned and nothing replaces it.
     retiring: bool,
-    /// In a pool with `tenant_isolation`: the tenant its streams are of,
-    /// while it has any.
-    tenant: Option<String>,
+    /// In a pool with `tenant_isolation`: whom its streams are of, while it
+    /// has any.
+    tenant: Option<Serving>,
+}
+
+/// Whom a streamlet of a pool with `tenant_isolation` serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Serving {
+    One(String),
+    /// Several tenants (streams it had when a reload turned isolation on):
+    /// it takes no new stream until it is empty.
+    Several,
 }
 
 #[derive(Debug)]
@@ -491,7 +500,13 @@ impl Core {
     /// request asks to wait, it waits (with its connection) until
     /// [`retry_waiting`](Self::retry_waiting) can place it or its time is up;
     /// the reply then goes straight into the connection's queue.
-    pub fn open(&mut self, request: OpenRequest, fd: ForeignFd, owner: Option<EventSink>, reply_id: u64) -> OpenOutcome {
+    pub fn open(
+        &mut self,
+        request: OpenRequest,
+        fd: ForeignFd,
+        owner: Option<EventSink>,
+        reply_id: u64,
+    ) -> OpenOutcome {
         let wait = request.wait_ms.filter(|w| *w > 0).map(Duration::from_millis);
         let keep = request.clone();
         let mut retry = None;
@@ -560,16 +575,9 @@ impl Core {
             match result {
                 Ok(opened) => answer(&owner, id, done, ReplyBody::Opened(opened)),
                 Err(error) => match retry {
-                    Some(Retry { fd, upstream }) => self.waiting.push_back(Waiter {
-                        request,
-                        fd,
-                        owner,
-                        id,
-                        deadline,
-                        last: error,
-                        upstream,
-                        done,
-                    }),
+                    Some(Retry { fd, upstream }) => {
+                        self.waiting.push_back(Waiter { request, fd, owner, id, deadline, last: error, upstream, done })
+                    }
                     None => answer(&owner, id, done, ReplyBody::Error(error)),
                 },
             }
@@ -756,8 +764,8 @@ impl Core {
                 Ok(()) => {
                     entry.streams.insert(stream);
                     entry.idle_since = None;
-                    if pool.config.tenant_isolation {
-                        entry.tenant = Some(tenant.clone());
+                    if pool.config.tenant_isolation && entry.tenant.is_none() {
+                        entry.tenant = Some(Serving::One(tenant.clone()));
                     }
                     break Ok(id);
                 }
@@ -955,10 +963,13 @@ impl Core {
     /// Frees every lease whose TTL has passed: a gateway that crashed leaks
     /// nothing. Called by the daemon's expiry task.
     pub fn expire_leases(&mut self) -> usize {
-        let expired = self.quota.expire(self.now_ms());
+        // (At most this many a tick: 65,536 leases due at once would
+        // otherwise hold the thread for a whole tick.)
+        let expired = self.quota.expire_up_to(self.now_ms(), LEASES_EXPIRED_PER_TICK);
         for lease in &expired {
             if let Some(tenant) = self.leases.remove(lease) {
-                crate::logcap::limiter().info("lease_expired", format_args!("lease {} of tenant {tenant:?} expired", lease.0));
+                crate::logcap::limiter()
+                    .info("lease_expired", format_args!("lease {} of tenant {tenant:?} expired", lease.0));
                 self.untenant(&tenant);
             }
         }
@@ -1566,25 +1577,27 @@ fn place_for(
     if !pool.config.tenant_isolation {
         return Some(key);
     }
-    let serves = |id: u64| workers.get(&WorkerId(id)).map(|w| w.tenant.clone());
-    let picked = serves(key).flatten();
-    if picked.as_deref() == Some(tenant) {
+    let own = Some(Serving::One(tenant.to_owned()));
+    // (Empty is judged by its streams, not by what it was last known to serve.)
+    let serving = |w: &WorkerEntry| if w.streams.is_empty() { None } else { w.tenant.clone() };
+    let picked = workers.get(&WorkerId(key)).map(serving);
+    if picked.as_ref() == Some(&own) {
         return Some(key);
     }
     let placement = &pool.placement;
-    let with_room = |wanted_tenant: Option<&str>| {
+    let with_room = |wanted: &Option<Serving>| {
         workers
             .iter()
             .filter(|(_, w)| w.pool == pool.config.name && w.state == WorkerState::Ready)
-            .filter(|(_, w)| w.tenant.as_deref() == wanted_tenant)
+            .filter(|(_, w)| serving(w) == *wanted)
             .filter_map(|(id, _)| placement.load(id.0).filter(|(n, cap)| n < cap).map(|(n, _)| (n, id.0)))
             .min()
             .map(|(_, id)| id)
     };
-    let choice = match with_room(Some(tenant)) {
+    let choice = match with_room(&own) {
         Some(own) => Some(own),
-        None if picked.is_none() => return Some(key),
-        None => with_room(None),
+        None if picked == Some(None) => return Some(key),
+        None => with_room(&None),
     };
     pool.placement.release(key);
     let choice = choice?;
@@ -1633,6 +1646,9 @@ fn limit(rate: u64) -> Option<u64> {
 /// The largest minimum a stream or lease may ask (about 1 TB/s): sums of
 /// minimums stay far from overflowing.
 pub const MAX_MIN_RATE: u64 = 1 << 40;
+
+/// Leases freed at their expiry per tick, at most; the rest the next tick.
+pub const LEASES_EXPIRED_PER_TICK: usize = 4096;
 
 /// Leases held at once, at most: each costs memory and a place in the
 /// allocator, and a gateway could otherwise ask for them without end.

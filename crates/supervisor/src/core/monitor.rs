@@ -253,8 +253,8 @@ impl Core {
             }
             worker.streams.insert(stream);
             worker.idle_since = None;
-            if pool.config.tenant_isolation {
-                worker.tenant = Some(entry.tenant.clone());
+            if pool.config.tenant_isolation && worker.tenant.is_none() {
+                worker.tenant = Some(super::Serving::One(entry.tenant.clone()));
             }
             let entry = self.streams.get_mut(&stream).expect("checked above");
             entry.worker = to;
@@ -445,8 +445,10 @@ impl Core {
             }
             if sink.events_queued() > SUBSCRIBER_BUDGET {
                 let unread = sink.events_queued() as u64;
-                crate::logcap::limiter()
-                    .warn("subscriber_dropped", format_args!("an event subscriber left {unread} bytes unread; dropping it"));
+                crate::logcap::limiter().warn(
+                    "subscriber_dropped",
+                    format_args!("an event subscriber left {unread} bytes unread; dropping it"),
+                );
                 // Its last frame says why (past the budget: one small frame).
                 sink.send(Event::SubscriberDropped(streamlet_proto::SubscriberDropped { unread }));
                 sink.close();

@@ -5,6 +5,7 @@
 //! cgroups). What only new streamlets can take (the handler, the sandbox of
 //! a pool) is noted, not forced.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use streamlet_balance::quota::{Priority, Rate, StreamKey};
@@ -187,6 +188,29 @@ impl Core {
                 "pool {name}: its handler or sandbox changed; streamlets started from now on have it \
                  (`streamletctl restart {name}` replaces the running ones one at a time)"
             ));
+        }
+        // Tenant isolation turned on: each streamlet's tenant is learnt from
+        // the streams it serves now; one that serves several is nobody's
+        // until it is empty.
+        if pool.tenant_isolation && !old.tenant_isolation {
+            let mut tenants: HashMap<WorkerId, BTreeSet<&str>> = HashMap::new();
+            for stream in self.streams.values().filter(|s| s.pool == name) {
+                tenants.entry(stream.worker).or_default().insert(stream.tenant.as_str());
+            }
+            for (id, worker) in self.workers.iter_mut().filter(|(_, w)| w.pool == name) {
+                let serves = tenants.get(id).map(|t| t.iter().copied().collect::<Vec<_>>()).unwrap_or_default();
+                worker.tenant = match serves.as_slice() {
+                    [] => None,
+                    [one] => Some(super::Serving::One((*one).to_owned())),
+                    _ => Some(super::Serving::Several),
+                };
+            }
+            let mixed = tenants.values().filter(|t| t.len() > 1).count();
+            if mixed > 0 {
+                notes.push(format!(
+                    "pool {name}: {mixed} streamlets serve several tenants; no new stream goes to them until they are empty"
+                ));
+            }
         }
         // Placement: rebuilt with the streams where they are, when the
         // policy, the capacity or the labels it reads changed.
