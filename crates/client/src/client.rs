@@ -292,7 +292,13 @@ impl Client {
             return Err(ClientError::RequestTooLarge { len, max: self.welcome.max_request });
         }
         let written = match fd {
-            Some(fd) => self.writer.write_frame_with_fd(&frame, fd).await,
+            Some(fd) => match self.writer.write_frame_with_fd(&frame, fd).await {
+                // The daemon's socket takes no descriptor from this peer (its
+                // role cannot open streams): nothing was sent. The request
+                // goes without it, and the daemon says why it is refused.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => self.writer.write_frame(&frame).await,
+                other => other,
+            },
             None => self.writer.write_frame(&frame).await,
         };
         written.map_err(write_error)?;

@@ -13,10 +13,10 @@
 //! never closes it on the dropping thread: lingering is turned off (a
 //! `setsockopt`, which never blocks; the peer may turn it on again through its
 //! own copy, so this is only the first line) and the descriptor goes to the
-//! closer, a few threads that do nothing else. There a Unix socket is first
-//! emptied of what is queued in it ([`defuse`]), each descriptor found made
-//! cheap in turn, so a lingering socket hidden inside one costs nothing
-//! either. A close that still blocks (a file on a stalled FUSE mount) holds
+//! closer, a few threads that do nothing else. There every descriptor queued in
+//! a Unix socket is looked up first ([`defuse`], with `MSG_PEEK`: the queue
+//! is not taken) and made cheap in turn, so a lingering socket hidden inside
+//! one costs nothing either. A close that still blocks (a file on a stalled FUSE mount) holds
 //! up one closer: another is started while every one is stuck in a close
 //! begun over [`STUCK_AFTER`] ago, up to [`MAX_CLOSERS`]. What is held and
 //! not yet closed is counted ([`held`], [`closing`]), so the daemon can keep
@@ -131,42 +131,63 @@ pub fn wait_idle(limit: Duration) -> bool {
 }
 
 /// Makes the close of `fd` cheap, as far as the daemon can: lingering off;
-/// and a Unix socket is shut down both ways and emptied of what is queued in
-/// it before it is closed (closing it would close each descriptor queued in
-/// it, a lingering TCP socket among them, on the closing thread), each
-/// descriptor found there made cheap in turn (a socket queued inside a
-/// socket: the kernel nests them at most four deep), the whole at most
-/// [`MAX_DRAIN_READS`] reads per socket.
+/// and if it is a Unix socket, every descriptor queued in it (closing the
+/// socket would close those, a lingering TCP socket among them, on the
+/// closing thread) is found and made cheap in turn, a socket queued inside a
+/// socket too (the kernel nests them at most four deep). The queue is only
+/// looked at (`MSG_PEEK`, from an offset that moves on), never read: the
+/// socket may be a client's connection that its gateway still uses, whose
+/// bytes are not the daemon's to take. At most [`MAX_DRAIN_READS`] looks per
+/// socket.
 pub fn defuse(fd: BorrowedFd<'_>) {
     defuse_nested(fd, MAX_NESTING);
 }
 
-/// Reads of a Unix socket's queue [`defuse`] makes, at most.
+/// Looks into a Unix socket's queue [`defuse`] makes, at most.
 pub const MAX_DRAIN_READS: usize = 1024;
 
 /// How deep [`defuse`] looks into sockets queued inside sockets.
 const MAX_NESTING: u32 = 5;
 
+/// `SO_PEEK_OFF`: each `MSG_PEEK` starts where the last one ended.
+const SO_PEEK_OFF: libc::c_int = 42;
+
+fn set_peek_off(fd: BorrowedFd<'_>, offset: libc::c_int) -> bool {
+    // SAFETY: setsockopt from a c_int of the size given, on a live socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEEK_OFF,
+            (&offset as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
 fn defuse_nested(fd: BorrowedFd<'_>, depth: u32) {
     no_linger(fd);
-    if depth == 0 || !is_unix_socket(fd) {
+    if depth == 0 || !is_unix_socket(fd) || !set_peek_off(fd, 0) {
         return;
     }
-    // SAFETY: shutdown on a live descriptor; its peer can queue no more.
-    unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
     let mut buf = [0u8; 512];
     let mut found = Vec::new();
     for _ in 0..MAX_DRAIN_READS {
-        match crate::fdpass::recv_with_fds_flags(fd, &mut buf, &mut found, libc::MSG_DONTWAIT) {
-            // (End of file with nothing attached: the queue is empty.)
+        let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+        match crate::fdpass::recv_with_fds_flags(fd, &mut buf, &mut found, flags) {
+            // (Nothing more, or the end.)
             Ok(got) if got.bytes == 0 && found.is_empty() => break,
             Ok(_) => {}
             Err(_) => break,
         }
+        // Copies of what is queued: each made cheap, then let go (the
+        // queue still holds it).
         for inner in found.drain(..) {
             defuse_nested(inner.as_fd(), depth - 1);
         }
     }
+    set_peek_off(fd, -1);
 }
 
 fn is_unix_socket(fd: BorrowedFd<'_>) -> bool {
@@ -421,6 +442,29 @@ mod tests {
         assert!(queued.elapsed() < Duration::from_secs(1));
         drop(a);
         assert!(wait_idle(Duration::from_secs(10)));
+    }
+
+    /// A client's connection the daemon lets go may still be its gateway's:
+    /// looking into its queue takes nothing from it, and leaves it open.
+    #[test]
+    fn defusing_takes_nothing_from_the_queue() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (r, _w) = std::io::pipe().unwrap();
+        assert_eq!(crate::fdpass::send_with_fds(a.as_fd(), b"hello", &[r.as_fd()]).unwrap(), 5);
+        (&a).write_all(b" world").unwrap();
+        defuse(b.as_fd());
+        let mut buf = [0u8; 64];
+        let mut fds = Vec::new();
+        let got = crate::fdpass::recv_with_fds(b.as_fd(), &mut buf, &mut fds).unwrap();
+        assert_eq!(&buf[..got.bytes], b"hello");
+        assert_eq!(fds.len(), 1, "the descriptor is still there");
+        let mut rest = [0u8; 6];
+        (&b).read_exact(&mut rest).unwrap();
+        assert_eq!(&rest, b" world");
+        (&b).write_all(b"!").unwrap();
+        let mut back = [0u8; 1];
+        (&a).read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"!", "still open both ways");
     }
 
     #[test]

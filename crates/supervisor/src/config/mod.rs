@@ -51,8 +51,8 @@ pub struct Config {
 }
 
 /// Descriptors a streamlet holds besides its streams' (its channel, its
-/// standard streams, its runtime's).
-pub const STREAMLET_OWN_FDS: u64 = 32;
+/// standard streams, its runtime's: about eight), with room to spare.
+pub const STREAMLET_OWN_FDS: u64 = 16;
 
 /// How long a control connection that holds nothing may stay silent.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -649,7 +649,7 @@ mod tests {
         assert!(e.reason.contains("limits.nofile of 1024") && e.reason.contains("raise limits.nofile"), "{e}");
         Config::parse(&format!("{many}limits = {{ nofile = 8192 }}\n"), "x").unwrap();
         let exec = "[pools.run]\nhandler = { kind = \"exec\", command = [\"/bin/cat\"] }\nworkers = { min = 1, max = 1 }\nstreams_per_worker = 300\n";
-        assert!(error(exec).reason.contains("1232 descriptors"), "a command's pipes count: {}", error(exec));
+        assert!(error(exec).reason.contains("1216 descriptors"), "a command's pipes count: {}", error(exec));
     }
 
     #[test]
