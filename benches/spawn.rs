@@ -75,23 +75,27 @@ fn main() {
         let mut confined = runtime.block_on(measure(&exe, spawns, Some((&sandbox, &host_net))));
         report("streamlet, full sandbox but the host's network", &mut confined);
         // The pid namespace's share (and its /proc's), paired spawn by spawn.
-        let (mut with, mut without, mut diff) =
-            runtime.block_on(measure_paired(&exe, spawns, (&sandbox, &pool), |_| {}, without_pid_namespace));
+        let (mut with, mut without, mut diff) = runtime.block_on(measure_paired(
+            spawns,
+            Some((&sandbox, &pool)),
+            (&exe, |_| {}),
+            (&exe, without_pid_namespace),
+        ));
         report("paired: streamlet, full sandbox", &mut with);
         report("paired: streamlet, full sandbox but no pid namespace", &mut without);
-        diff.sort_by(f64::total_cmp);
-        let at = |p: f64| diff[((diff.len() - 1) as f64 * p).round() as usize];
-        println!(
-            "{:<62} p10 {:>6.3} ms  p50 {:>6.3} ms  p90 {:>6.3} ms  ({} pairs)",
-            "paired: the pid namespace's cost (with - without)",
-            at(0.1),
-            at(0.5),
-            at(0.9),
-            diff.len()
-        );
+        report_difference("paired: the pid namespace's cost (with - without)", &mut diff);
     } else {
         println!("not root: the sandboxed spawn is not measured");
     }
+    // The built-in worker (streamletd's own executable, the default) against
+    // the separate streamlet-worker binary, paired, without a sandbox: what
+    // exec'ing and starting the larger binary costs.
+    let daemon = WorkerExe::builtin_of(std::path::Path::new(env!("CARGO_BIN_EXE_streamletd"))).unwrap();
+    let (mut builtin, mut separate, mut diff) =
+        runtime.block_on(measure_paired(spawns, None, (&daemon, |_| {}), (&exe, |_| {})));
+    report("paired: streamlet, no sandbox, built into streamletd", &mut builtin);
+    report("paired: streamlet, no sandbox, streamlet-worker", &mut separate);
+    report_difference("paired: the built-in worker's cost (streamletd - worker)", &mut diff);
     let mut bwrap =
         command_loop(spawns, "bwrap", &["--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "/bin/true"]);
     report("bwrap --unshare-all --die-with-parent --ro-bind / / /bin/true", &mut bwrap);
@@ -131,21 +135,23 @@ async fn measure_with(
     times
 }
 
+/// A binary and a change to the plan, for [`measure_paired`].
+type Variant<'a> = (&'a WorkerExe, fn(&mut ChildPlan));
+
 /// `first` and `second` spawned in turn, one of each per round, so that
 /// whatever else the machine does weighs on both alike: their times, and
 /// the difference within each pair.
 async fn measure_paired(
-    exe: &WorkerExe,
     spawns: usize,
-    sandboxed: (&Sandbox, &streamlet_supervisor::config::PoolConfig),
-    first: fn(&mut ChildPlan),
-    second: fn(&mut ChildPlan),
+    sandboxed: Option<(&Sandbox, &streamlet_supervisor::config::PoolConfig)>,
+    first: Variant<'_>,
+    second: Variant<'_>,
 ) -> (Vec<Duration>, Vec<Duration>, Vec<f64>) {
     let (mut a, mut b, mut diff) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..spawns + 10 {
         let id = 2 * i as u64 + 1;
-        let x = spawn_once(exe, WorkerId(id), Some(sandboxed), first).await;
-        let y = spawn_once(exe, WorkerId(id + 1), Some(sandboxed), second).await;
+        let x = spawn_once(first.0, WorkerId(id), sandboxed, first.1).await;
+        let y = spawn_once(second.0, WorkerId(id + 1), sandboxed, second.1).await;
         if i >= 10 {
             a.push(x);
             b.push(y);
@@ -182,7 +188,7 @@ async fn spawn_once(
     };
     let mut child = spawn(SpawnSpec {
         program: exe.exec_path(),
-        arg0: Some(exe.path().as_os_str().to_owned()),
+        arg0: Some(exe.arg0().to_owned()),
         args: vec![],
         control: theirs,
         stderr: None,
@@ -229,6 +235,19 @@ fn command_loop(spawns: usize, program: &str, args: &[&str]) -> Vec<Duration> {
         }
     }
     times
+}
+
+/// The spread of the differences within pairs, in milliseconds.
+fn report_difference(what: &str, diff: &mut [f64]) {
+    diff.sort_by(f64::total_cmp);
+    let at = |p: f64| diff[((diff.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "{what:<62} p10 {:>6.3} ms  p50 {:>6.3} ms  p90 {:>6.3} ms  ({} pairs)",
+        at(0.1),
+        at(0.5),
+        at(0.9),
+        diff.len()
+    );
 }
 
 fn report(what: &str, times: &mut [Duration]) {

@@ -46,6 +46,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Started as the built-in worker (see `streamlet_supervisor::exe`): be
+    // one, before anything of the daemon's runs.
+    if is_builtin_worker() {
+        return streamlet_worker::run_main(streamlet_worker::builtin_handler);
+    }
     let cli = Cli::parse();
     // The demo narrates on stdout; its in-process gateway logs only trouble.
     logging::init(if matches!(cli.command, Some(Command::Demo)) { "warn" } else { "info" }, cli.log_format);
@@ -118,6 +123,13 @@ fn daemon(config: Option<PathBuf>, socket: Option<PathBuf>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether this process was started as a streamlet: `argv[0]` names the
+/// built-in worker.
+fn is_builtin_worker() -> bool {
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    std::path::Path::new(&arg0).file_name() == Some(std::ffi::OsStr::new(streamlet_supervisor::exe::BUILTIN_ARG0))
 }
 
 /// Opens `/dev/null` on any of descriptors 0, 1 and 2 that is closed, so no

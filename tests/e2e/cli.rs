@@ -130,9 +130,15 @@ fn the_gateway_hands_tcp_clients_to_streamlets() {
     let _ = gateway.wait();
 }
 
+/// The README's first command builds `streamletd` alone: the demo runs from
+/// a directory with nothing else in it (its streamlets are the daemon's own
+/// executable, the built-in worker).
 #[test]
 fn the_demo_tours_and_leaves_nothing_behind() {
-    let out = Command::new(STREAMLETD).arg("demo").env("STREAMLET_LOG", "error").output().unwrap();
+    let alone = tempfile::tempdir().unwrap();
+    let streamletd = alone.path().join("streamletd");
+    std::fs::copy(STREAMLETD, &streamletd).unwrap();
+    let out = Command::new(&streamletd).arg("demo").env("STREAMLET_LOG", "error").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("worker_died"), "shows the streams of the killed streamlet ending: {text}");

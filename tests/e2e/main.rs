@@ -17,6 +17,7 @@ mod monitor;
 mod pacing;
 mod placement;
 mod quota;
+mod readme;
 mod reload;
 mod sandbox;
 mod sandbox_bounds;

@@ -47,7 +47,7 @@ pub struct Daemon {
 pub enum DaemonError {
     #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("streamlet binary {path} is not there: {source} (set daemon.worker_binary)")]
+    #[error("cannot open the streamlet binary {path}: {source} (check daemon.worker_binary; without it, the daemon runs its own executable as the built-in worker)")]
     WorkerBinary { path: PathBuf, source: std::io::Error },
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
@@ -187,17 +187,6 @@ pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
     let _ = stopping.wait_for(|s| *s).await;
 }
 
-/// The streamlet binary the daemon will start: the configured one, else
-/// `streamlet-worker` beside the running executable.
-pub fn worker_binary(config: &Config) -> PathBuf {
-    config.daemon.worker_binary.clone().unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(|dir| dir.join("streamlet-worker")))
-            .unwrap_or_else(|| PathBuf::from("/usr/libexec/streamlet/streamlet-worker"))
-    })
-}
-
 /// Says, at start, what the descriptor limit allows, and warns when the
 /// pools' capacity is more than that.
 fn say_what_descriptors_allow(fds: &crate::fds::FdBudget, config: &Config) {
@@ -224,9 +213,15 @@ pub async fn run(
     socket_path: PathBuf,
     ready: impl FnOnce(&std::path::Path),
 ) -> Result<(), DaemonError> {
-    let worker_binary = worker_binary(&config);
-    let worker_exe = WorkerExe::open(&worker_binary)
-        .map_err(|source| DaemonError::WorkerBinary { path: worker_binary.clone(), source })?;
+    let worker_exe = match &config.daemon.worker_binary {
+        Some(path) => WorkerExe::open(path),
+        None => WorkerExe::builtin(),
+    }
+    .map_err(|source| DaemonError::WorkerBinary {
+        path: config.daemon.worker_binary.clone().unwrap_or_else(|| "/proc/self/exe".into()),
+        source,
+    })?;
+    let worker_binary = worker_exe.path().to_owned();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
 

@@ -40,4 +40,4 @@ pub mod upstream;
 mod writer;
 
 pub use config::{Config, ConfigError};
-pub use daemon::{run, worker_binary, Daemon, DaemonError};
+pub use daemon::{run, Daemon, DaemonError};

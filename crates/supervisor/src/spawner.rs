@@ -143,7 +143,7 @@ pub fn start(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Result<WorkerId, 
     let (stderr_read, stderr_write) = crate::stderr::pipe()?;
     let spawned = streamlet_sandbox::spawn(SpawnSpec {
         program: daemon.worker_exe.exec_path(),
-        arg0: Some(daemon.worker_exe.path().as_os_str().to_owned()),
+        arg0: Some(daemon.worker_exe.arg0().to_owned()),
         args: vec![],
         control: theirs,
         stderr: Some(stderr_write),
