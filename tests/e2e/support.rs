@@ -74,14 +74,24 @@ impl Daemon {
         let program = cmd.get_program().to_owned();
         let args = cmd.get_args().map(|a| a.to_owned()).collect();
         let envs = cmd.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
-        let (child, banner) = Self::launch(cmd);
+        let (child, banner) = Self::launch(cmd, &dir.path().join(LOG));
         Daemon { child: Some(child), program, args, envs, socket, dir, banner }
     }
 
-    fn launch(mut cmd: Command) -> (Child, String) {
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .env("STREAMLET_LOG", std::env::var("E2E_LOG").unwrap_or("warn".into()));
+    /// Starts `cmd` with its log going to `log` (appended to: a restart's log
+    /// follows the last run's), or to the test's stderr with `E2E_LOG` set.
+    fn launch(mut cmd: Command, log: &Path) -> (Child, String) {
+        let stderr = match std::env::var("E2E_LOG") {
+            Ok(level) => {
+                cmd.env("STREAMLET_LOG", level);
+                Stdio::inherit()
+            }
+            Err(_) => {
+                cmd.env("STREAMLET_LOG", "warn");
+                std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap().into()
+            }
+        };
+        cmd.stdout(Stdio::piped()).stderr(stderr);
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -111,7 +121,7 @@ impl Daemon {
                 None => cmd.env_remove(k),
             };
         }
-        let (child, banner) = Self::launch(cmd);
+        let (child, banner) = Self::launch(cmd, &self.dir.path().join(LOG));
         self.child = Some(child);
         self.banner = banner;
         self.wait_until(|s| s.pools.iter().all(|p| p.ready == p.slots && p.slots > 0));
@@ -164,7 +174,8 @@ impl Daemon {
 
 impl Drop for Daemon {
     /// SIGTERM first, so the daemon removes its cgroups (and whatever its
-    /// streamlets forked); SIGKILL if it does not go in time.
+    /// streamlets forked); SIGKILL if it does not go in time. If the test
+    /// failed, the daemon's log follows its failure.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SAFETY: kill(2) on our own child, not yet reaped.
@@ -174,6 +185,23 @@ impl Drop for Daemon {
                 let _ = child.wait();
             }
         }
+        if std::thread::panicking() {
+            let log = self.log();
+            if !log.is_empty() {
+                eprintln!("--- the log of streamletd on {} ---\n{log}--- end of its log ---", self.socket.display());
+            }
+        }
+    }
+}
+
+/// The daemon's log file, in its directory.
+const LOG: &str = "streamletd.log";
+
+impl Daemon {
+    /// What the daemon (and any run before a [`restart`](Self::restart))
+    /// has logged, at `warn` and above unless `E2E_LOG` says otherwise.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(LOG)).unwrap_or_default()
     }
 }
 

@@ -160,8 +160,12 @@ fn the_daemon_serves_the_control_socket_systemd_passes() {
         .arg("--socket")
         .arg(dir.path().join("configured.sock"))
         .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // What the activator and the daemon say, shown only if the test fails.
+    let stderr = child.stderr.take().unwrap();
+    let said = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
     let deadline = Instant::now() + Duration::from_secs(10);
     while !passed.exists() {
         assert!(Instant::now() < deadline, "systemd-socket-activate did not listen");
@@ -180,7 +184,9 @@ fn the_daemon_serves_the_control_socket_systemd_passes() {
 
     signal(child.id(), libc::SIGTERM);
     let exit = wait_timeout(&mut child, Duration::from_secs(10)).expect("the daemon exits on SIGTERM");
-    assert!(exit.success(), "{exit:?}");
+    let said = said.join().unwrap();
+    assert!(exit.success(), "{exit:?}\n{said}");
+    assert!(said.contains("Execing"), "systemd-socket-activate started the daemon on the first connection: {said}");
     assert!(passed.exists(), "the socket is systemd's: the daemon leaves it in place");
 }
 
