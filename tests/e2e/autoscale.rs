@@ -354,3 +354,63 @@ async fn streamletctl_scale_sets_a_pools_bounds_until_the_next_reload() {
     let status = client.status().await.unwrap();
     assert_eq!((status.pools[0].min, status.pools[0].max), (1, 4));
 }
+
+/// Root daemons on different sockets with no state directory configured
+/// (and none from systemd) each keep their history in a directory of their
+/// own under /var/lib/streamlet, named as their cgroup subtree is, and a
+/// restart on the same socket finds it.
+#[test]
+fn each_daemon_keeps_a_history_of_its_own() {
+    if !crate::support::privileged() {
+        return;
+    }
+    // FNV-1a of the socket path, as the daemon names its cgroup subtree.
+    let instance = |socket: &std::path::Path| {
+        let hash = socket
+            .as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+        std::path::Path::new("/var/lib/streamlet").join(format!("streamlet-{:08x}", hash as u32))
+    };
+    /// Removes a daemon's state directory, whatever the test's fate.
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let shared = std::path::Path::new("/var/lib/streamlet/history.bin");
+    let shared_before = std::fs::metadata(shared).and_then(|m| m.modified()).ok();
+    let start = || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("streamletd.toml");
+        std::fs::write(&path, ELASTIC).unwrap();
+        let socket = dir.path().join("streamletd.sock");
+        let mut cmd = std::process::Command::new(crate::support::STREAMLETD);
+        cmd.arg("--config").arg(&path).arg("--socket").arg(&socket).env_remove("STATE_DIRECTORY");
+        let state = Remove(instance(&socket));
+        (Daemon::spawn(cmd, dir, socket), state)
+    };
+    let (mut a, a_state) = start();
+    let (mut b, b_state) = start();
+    assert_ne!(a_state.0, b_state.0);
+    assert!(a.terminate().success() && b.terminate().success());
+    for state in [&a_state.0, &b_state.0] {
+        let kept = history::decode(&std::fs::read(state.join("history.bin")).unwrap()).unwrap();
+        assert!(kept.pools.contains_key("echo"), "{}", state.display());
+    }
+    // Each finds its own again: a's, damaged, is reported and replaced; b's is not touched.
+    std::fs::write(a_state.0.join("history.bin"), b"damaged").unwrap();
+    let b_kept = std::fs::read(b_state.0.join("history.bin")).unwrap();
+    a.restart();
+    assert!(a_state.0.join("history.bin.corrupt").exists());
+    assert!(a.terminate().success());
+    assert_eq!(std::fs::read(b_state.0.join("history.bin")).unwrap(), b_kept);
+    assert!(!b_state.0.join("history.bin.corrupt").exists());
+    assert_eq!(
+        std::fs::metadata(shared).and_then(|m| m.modified()).ok(),
+        shared_before,
+        "the system daemon's history is not touched"
+    );
+}

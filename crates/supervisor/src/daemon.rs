@@ -251,7 +251,7 @@ pub async fn run(
     sandbox.prepare(socket.path(), config.sandbox.required)?;
     tracing::info!(sandbox = %sandbox.describe(), "sandbox ready");
     let (stopping, _) = watch::channel(false);
-    let state_dir = config.daemon.state_dir.clone().unwrap_or_else(crate::state::default_state_dir);
+    let state_dir = config.daemon.state_dir.clone().unwrap_or_else(|| crate::state::default_state_dir(socket.path()));
     let state = crate::state::StateDir::open(&state_dir);
     let notifier = crate::systemd::Notifier::from_env();
     let mut core = Core::new(&config);

@@ -389,10 +389,16 @@ fn writable(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// `streamlet` for the system daemon; `streamlet-<hash of the socket path>`
-/// for any other, so daemons on different sockets never clean up each other's
-/// streamlets, and a restart on the same socket finds its predecessor's.
 fn default_v1_base(socket: &Path) -> String {
+    instance_name(socket)
+}
+
+/// The name of the daemon on `socket`, for what each daemon must have of its
+/// own (its cgroup subtree, its state directory): `streamlet` for the system
+/// daemon, `streamlet-<hash of the socket path>` for any other, so daemons on
+/// different sockets never clean up or overwrite each other's, and a restart
+/// on the same socket finds its predecessor's.
+pub(crate) fn instance_name(socket: &Path) -> String {
     if socket == Path::new(SYSTEM_SOCKET) {
         return "streamlet".to_owned();
     }

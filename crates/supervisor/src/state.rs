@@ -28,23 +28,32 @@ pub struct StateDir {
     failing: Arc<AtomicBool>,
 }
 
-/// Where state goes when the config names no `daemon.state_dir`: systemd's
-/// `$STATE_DIRECTORY` (`StateDirectory=streamlet`), else `/var/lib/streamlet`
-/// for root, else `$XDG_STATE_HOME/streamlet` or `~/.local/state/streamlet`.
-pub fn default_state_dir() -> PathBuf {
+/// Where the state of the daemon on `socket` goes when the config names no
+/// `daemon.state_dir`: systemd's `$STATE_DIRECTORY` (`StateDirectory=`, one
+/// per unit), else a directory of this daemon's own under `/var/lib/streamlet`
+/// for root or `$XDG_STATE_HOME/streamlet` (`~/.local/state/streamlet`)
+/// otherwise: that directory itself for the system socket, its subdirectory
+/// named for the socket for any other, as the cgroup subtree is. Two daemons
+/// never share a history, and a restart on the same socket finds its own.
+pub fn default_state_dir(socket: &Path) -> PathBuf {
     if let Some(dirs) = std::env::var_os("STATE_DIRECTORY") {
         // systemd passes a colon-separated list when several are configured.
         if let Some(first) = dirs.to_string_lossy().split(':').find(|d| !d.is_empty()) {
             return PathBuf::from(first);
         }
     }
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/var/lib/streamlet");
-    }
-    match (std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME")) {
-        (Some(state), _) if !state.is_empty() => PathBuf::from(state).join("streamlet"),
-        (_, Some(home)) => PathBuf::from(home).join(".local/state/streamlet"),
-        _ => PathBuf::from("/var/lib/streamlet"),
+    let base = if nix::unistd::geteuid().is_root() {
+        PathBuf::from("/var/lib/streamlet")
+    } else {
+        match (std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME")) {
+            (Some(state), _) if !state.is_empty() => PathBuf::from(state).join("streamlet"),
+            (_, Some(home)) => PathBuf::from(home).join(".local/state/streamlet"),
+            _ => PathBuf::from("/var/lib/streamlet"),
+        }
+    };
+    match crate::sandbox::instance_name(socket) {
+        name if name == "streamlet" => base,
+        name => base.join(name),
     }
 }
 
