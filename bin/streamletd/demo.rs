@@ -107,8 +107,18 @@ async fn tour() -> Result<()> {
         );
         conns.push((local, tcp));
     }
-    println!("\n   streamletctl streams:");
-    print!("{}", indent(&table::streams_table(&client.streams(None).await?)));
+    // Streamlets report what their streams carried every stats_interval (a
+    // second by default): wait for the report, so the table shows it.
+    let deadline = Instant::now() + WAIT;
+    let streams = loop {
+        let streams = client.streams(None).await?;
+        if streams.iter().all(|s| s.bytes_in > 0) || Instant::now() > deadline {
+            break streams;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("\n   streamletctl streams (byte counts as the streamlets last reported them):");
+    print!("{}", indent(&table::streams_table(&streams)));
     println!("   streamletctl workers:");
     print!("{}", indent(&table::workers_table(&client.workers(None).await?)));
 
@@ -137,7 +147,7 @@ async fn tour() -> Result<()> {
         }
     }
     for e in &ended {
-        println!("   stream {} ended: {} (after {} bytes in, {} out)", e.stream, e.reason, e.bytes_in, e.bytes_out);
+        println!("   stream {} ended: {} ({})", e.stream, e.reason, table::human::end_counts(e));
     }
     for (i, (local, tcp)) in conns.iter_mut().enumerate() {
         if victims.contains(&placed[local].0) {

@@ -142,6 +142,8 @@ fn the_demo_tours_and_leaves_nothing_behind() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("worker_died"), "shows the streams of the killed streamlet ending: {text}");
+    // What the killed streamlet last reported, as a floor, never a made-up 0.
+    assert!(text.contains("(at least 20 B in, 20 B out, by the streamlet's last report)"), "{text}");
     assert!(text.contains("replaced"), "{text}");
     // The demo names its scratch directory and its processes; all are gone.
     let dir = text.lines().find_map(|l| l.strip_prefix("scratch directory: ")).expect("names its directory");

@@ -176,6 +176,7 @@ async fn with_migrate_a_client_keeps_echoing_across_a_sigkill_of_its_streamlet()
     let end = ended(&mut client, stream).await;
     assert_eq!(end.reason, EndReason::Completed);
     assert_eq!(end.bytes_in, ("before the crash".len() + "after the crash".len()) as u64);
+    assert!(end.bytes_exact);
     let quota = client.quota().await.unwrap();
     let host = quota.lines.iter().find(|l| l.level == "host").unwrap();
     assert_eq!((host.streams, host.reserved, host.allocated), (0, 0, 0));
@@ -224,6 +225,7 @@ async fn a_drain_that_times_out_and_a_kill_are_the_operators() {
     client.drain(worker, Some(300)).await.unwrap();
     let end = ended(&mut client, stream).await;
     assert_eq!(end.reason, EndReason::WorkerDied { cause: ExitCause::KilledByOperator });
+    assert!(!end.bytes_exact, "a killed streamlet reports no totals: the counts are its last report's");
 
     daemon.wait_until(|s| s.pools[0].ready == 2);
     let target = client.workers(None).await.unwrap().iter().find(|w| w.state == WorkerState::Ready).unwrap().id;

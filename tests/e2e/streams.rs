@@ -74,7 +74,7 @@ async fn close_ends_a_stream_with_reason_closed_and_the_client_sees_eof() {
     let Event::StreamEnded(ended) = event else { panic!("expected stream_ended, got {event:?}") };
     assert_eq!(ended.stream, opened.stream);
     assert_eq!(ended.reason, EndReason::Closed);
-    assert_eq!((ended.bytes_in, ended.bytes_out), (4, 4));
+    assert_eq!((ended.bytes_in, ended.bytes_out, ended.bytes_exact), (4, 4, true), "the streamlet's totals at the end");
     let mut buf = [0u8; 8];
     assert_eq!(std::io::Read::read(&mut mine, &mut buf).unwrap(), 0, "the client reads end of file");
     let again = client.close(opened.stream).await.unwrap_err();
@@ -99,6 +99,7 @@ fn a_json_gateway_opens_and_is_told_of_the_end() {
     assert_eq!(ended["stream"], stream, "{event}");
     assert_eq!(ended["reason"], "completed");
     assert_eq!(ended["bytes_in"], 10);
+    assert_eq!(ended["bytes_exact"], true);
 }
 
 /// The seed's layer-filling example through the daemon: three streamlets of

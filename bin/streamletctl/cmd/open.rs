@@ -94,8 +94,10 @@ async fn report_end(client: &mut Client, opened: &Opened) {
     while let Ok(Ok(Event::StreamEnded(ended))) = tokio::time::timeout_at(deadline, client.next_event()).await {
         if ended.stream == opened.stream {
             out::note(&format!(
-                "stream {} ended: {} ({} bytes in, {} bytes out)",
-                ended.stream, ended.reason, ended.bytes_in, ended.bytes_out
+                "stream {} ended: {} ({})",
+                ended.stream,
+                ended.reason,
+                streamlet_client::table::human::end_counts(&ended)
             ));
             return;
         }

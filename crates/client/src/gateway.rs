@@ -216,6 +216,7 @@ fn log(event: &GatewayEvent) {
             reason = %ended.reason,
             bytes_in = ended.bytes_in,
             bytes_out = ended.bytes_out,
+            bytes_exact = ended.bytes_exact,
             "stream ended"
         ),
         GatewayEvent::Reconnecting { error } => tracing::info!(%error, "reconnecting to streamletd"),

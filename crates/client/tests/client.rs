@@ -51,6 +51,7 @@ fn ended(stream: u64) -> Event {
         reason: EndReason::Completed,
         bytes_in: 5,
         bytes_out: 5,
+        bytes_exact: true,
     })
 }
 

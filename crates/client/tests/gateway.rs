@@ -49,6 +49,7 @@ async fn serve_open(conn: &mut Accepted, stream: u64) {
         reason: EndReason::Completed,
         bytes_in: 0,
         bytes_out: 5,
+        bytes_exact: true,
     };
     conn.event(Event::StreamEnded(ended)).await;
 }

@@ -838,6 +838,13 @@ pub struct StreamEnded {
     pub reason: EndReason,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Whether the counts are the stream's exact totals, reported by its
+    /// streamlet at the end. When the stream ended without that report (its
+    /// streamlet died, the daemon shut down) they are those of the last
+    /// report before: at least that much went through. Absent (from an older
+    /// daemon) reads as not exact.
+    #[serde(default)]
+    pub bytes_exact: bool,
 }
 
 /// Why a stream ended.
@@ -1040,6 +1047,7 @@ mod bounded_tests {
                 reason: reason.clone(),
                 bytes_in: u64::MAX,
                 bytes_out: u64::MAX,
+                bytes_exact: true,
             }),
         };
         let events = (0..2 * EVENT_LOG_LEN as u64).map(ended).collect();

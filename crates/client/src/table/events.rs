@@ -32,13 +32,15 @@ fn describe(event: &Event) -> (&'static str, String) {
         Event::StreamEnded(e) => (
             "stream_ended",
             format!(
-                "stream {} pool={} worker={} reason={} in={} out={}",
+                // (Counts from the last report, not the end's, are a floor.)
+                "stream {} pool={} worker={} reason={} in{op}{} out{op}{}",
                 e.stream,
                 e.pool,
                 e.worker,
                 e.reason,
                 human::bytes(e.bytes_in),
-                human::bytes(e.bytes_out)
+                human::bytes(e.bytes_out),
+                op = if e.bytes_exact { "=" } else { ">=" },
             ),
         ),
         Event::StreamMigrated(e) => {
@@ -147,6 +149,7 @@ mod tests {
             reason: EndReason::Completed,
             bytes_in: 1229,
             bytes_out: 1229,
+            bytes_exact: true,
         });
         assert_eq!(
             event_line(86_400_000 * 20_000 + 3_723_004, &ended),
@@ -186,8 +189,11 @@ mod tests {
             reason: EndReason::HandlerError { message: "bye\u{1b}]0;owned\u{7}\\".into() },
             bytes_in: 0,
             bytes_out: 0,
+            bytes_exact: false,
         });
-        assert!(event_line(0, &ended).contains(r"reason=handler_error (bye\x1b]0;owned\x07\\)"));
+        let line = event_line(0, &ended);
+        assert!(line.contains(r"reason=handler_error (bye\x1b]0;owned\x07\\)"), "{line}");
+        assert!(line.ends_with("in>=0 B out>=0 B"), "counts from the last report are a floor: {line}");
         let reloaded = streamlet_proto::Reloaded {
             source: "/etc/s.toml".into(),
             added: vec!["a\rb".into()],

@@ -35,6 +35,18 @@ pub fn seconds(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
+/// What went through a stream that ended, as `ended` can vouch for it: its
+/// totals (`12 B in, 12 B out`), or, without the streamlet's report at the
+/// end, at least what its last report said.
+pub fn end_counts(ended: &streamlet_proto::StreamEnded) -> String {
+    let counts = format!("{} in, {} out", bytes(ended.bytes_in), bytes(ended.bytes_out));
+    if ended.bytes_exact {
+        counts
+    } else {
+        format!("at least {counts}, by the streamlet's last report")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

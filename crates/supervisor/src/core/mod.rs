@@ -1154,7 +1154,7 @@ impl Core {
         // (Counts from a streamlet are whatever it says: saturate.)
         let bytes = (entry.carried.0.saturating_add(ended.bytes_in), entry.carried.1.saturating_add(ended.bytes_out));
         let pool = entry.pool.clone();
-        self.publish_end(ended.stream, &entry, &reason, bytes);
+        self.publish_end(ended.stream, &entry, &reason, Some(bytes));
         notify_end(ended.stream, entry, reason, Some(bytes));
         self.drained(worker);
         self.advance_restart(&pool);
@@ -1743,28 +1743,24 @@ fn shutdown(fd: &StreamFd) {
 impl Core {
     /// A stream's end, to subscribers other than its owner (which
     /// [`notify_end`] tells) and into the event log.
-    fn publish_end(&mut self, stream: StreamId, entry: &StreamEntry, reason: &EndReason, bytes: (u64, u64)) {
-        let ended = StreamEnded {
-            stream,
-            pool: entry.pool.clone(),
-            worker: entry.worker,
-            reason: reason.clone(),
-            bytes_in: bytes.0,
-            bytes_out: bytes.1,
-        };
+    /// `bytes`: the exact totals the streamlet reported at the end; `None`
+    /// for those of its last report.
+    fn publish_end(&mut self, stream: StreamId, entry: &StreamEntry, reason: &EndReason, bytes: Option<(u64, u64)>) {
+        let ended = ended(stream, entry, reason.clone(), bytes);
         self.publish_except(Event::StreamEnded(ended), entry.owner.as_ref());
     }
 }
 
+/// Tells a stream's owner of its end ([`Core::publish_end`] for `bytes`).
 fn notify_end(stream: StreamId, entry: StreamEntry, reason: EndReason, bytes: Option<(u64, u64)>) {
-    let Some(owner) = entry.owner else { return };
-    let (bytes_in, bytes_out) = bytes.unwrap_or((entry.bytes_in, entry.bytes_out));
-    owner.send(Event::StreamEnded(StreamEnded {
-        stream,
-        pool: entry.pool,
-        worker: entry.worker,
-        reason,
-        bytes_in,
-        bytes_out,
-    }));
+    let Some(owner) = &entry.owner else { return };
+    owner.send(Event::StreamEnded(ended(stream, &entry, reason, bytes)));
+}
+
+fn ended(stream: StreamId, entry: &StreamEntry, reason: EndReason, bytes: Option<(u64, u64)>) -> StreamEnded {
+    let ((bytes_in, bytes_out), bytes_exact) = match bytes {
+        Some(exact) => (exact, true),
+        None => ((entry.bytes_in, entry.bytes_out), false),
+    };
+    StreamEnded { stream, pool: entry.pool.clone(), worker: entry.worker, reason, bytes_in, bytes_out, bytes_exact }
 }

@@ -138,7 +138,7 @@ impl Core {
                 self.record_duration(&entry.pool, entry.opened.elapsed());
                 let reason = EndReason::WorkerDied { cause: cause.clone() };
                 self.count_end(&entry.pool, &reason);
-                self.publish_end(stream, &entry, &reason, (entry.bytes_in, entry.bytes_out));
+                self.publish_end(stream, &entry, &reason, None);
                 notify_end(stream, entry, reason, None);
             }
         }
