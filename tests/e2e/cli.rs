@@ -181,7 +181,7 @@ fn streamletctl_drains_kills_restarts_and_shows_a_streamlet() {
     let live = rows[0]["id"].as_u64().unwrap();
     let (code, out, err) = ctl(&daemon, &["worker", &live.to_string()]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with(&format!("streamlet  {live}\n")), "{out}");
+    assert!(out.starts_with(&format!("streamlet      {live}\n")), "{out}");
     assert!(out.contains("last deaths in this slot") || out.contains("no deaths in this slot"), "{out}");
     let (code, out, _) = ctl(&daemon, &["--json", "worker", &live.to_string()]);
     assert_eq!(code, 0);
@@ -261,4 +261,59 @@ fn streamletctl_top_draws_the_daemon_live_and_q_quits() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = tmux(&["kill-server"]);
+}
+
+/// A spare that takes a killed streamlet's slot keeps its own uptime, and
+/// the slot's history shows as the slot's, in the listing and in detail.
+#[test]
+fn a_promoted_spare_shows_its_own_uptime_and_its_slots_history() {
+    let daemon = Daemon::start(&TWO_BY_64.replace("spare = false", "spare = true"));
+    let workers = || -> Vec<serde_json::Value> {
+        let (code, out, err) = ctl(&daemon, &["--json", "workers"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spare = loop {
+        if let Some(spare) = workers().into_iter().find(|w| w["state"] == "spare") {
+            break spare["id"].as_u64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no spare became ready");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Long enough that its uptime cannot pass for a fresh start.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, out, _) = ctl(&daemon, &["workers"]);
+    let spare_row = out.lines().find(|l| l.contains(" spare ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(spare_row.split_whitespace().nth(6) == Some("-"), "a spare has no slot history: {out}");
+    let victim = workers().into_iter().find(|w| w["state"] == "ready").unwrap()["id"].as_u64().unwrap();
+    let (code, _, err) = ctl(&daemon, &["kill", &victim.to_string()]);
+    assert_eq!(code, 0, "{err}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let promoted = loop {
+        let row = workers().into_iter().find(|w| w["id"] == spare && w["state"] == "ready");
+        if let Some(row) = row.filter(|r| r["restarts"] == 1) {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "the spare never took the slot: {:?}", workers());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(promoted["uptime"].as_f64().unwrap() >= 1.5, "its process's uptime: {promoted}");
+    assert_eq!(promoted["last_exit"], "killed by operator", "{promoted}");
+
+    let (_, out, _) = ctl(&daemon, &["workers"]);
+    let header = out.lines().next().unwrap();
+    assert!(header.contains("SLOT RESTARTS") && header.contains("SLOT LAST EXIT"), "{out}");
+    let row = out.lines().find(|l| l.split_whitespace().nth(1) == Some(&spare.to_string())).unwrap();
+    let uptime = row.split_whitespace().nth(5).unwrap();
+    assert!(uptime.ends_with('s') && !uptime.ends_with("ms") && uptime != "0s", "not a fresh start: {row}");
+    assert!(row.ends_with("killed by operator"), "{row}");
+
+    let (code, out, err) = ctl(&daemon, &["worker", &spare.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("\nuptime         {uptime}")), "{out}");
+    assert!(out.contains("\nslot restarts  1 (streamlets that held this slot before it)\n"), "{out}");
+    assert!(out.contains("\nslot last exit killed by operator\n"), "{out}");
+    assert!(out.contains("last deaths in this slot") && out.contains(&victim.to_string()), "{out}");
 }

@@ -17,7 +17,7 @@ use ratatui::widgets::{Block, Paragraph, Row, Table};
 use ratatui::Frame;
 use streamlet_client::proto::escape::escape;
 use streamlet_client::proto::units::format_rate;
-use streamlet_client::proto::{StatusReport, StreamInfo, WorkerInfo};
+use streamlet_client::proto::{StatusReport, StreamInfo, WorkerInfo, WorkerState};
 use streamlet_client::table::{event_line, human};
 use streamlet_client::Client;
 
@@ -143,7 +143,8 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
             memory,
             format!("{}/{}", w.streams, w.capacity),
             rate,
-            w.restarts.to_string(),
+            // The slot's history; a spare has no slot yet.
+            if w.state == WorkerState::Spare { "-".to_owned() } else { w.restarts.to_string() },
         ])
     });
     let workers_table = Table::new(
@@ -160,7 +161,9 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
             Constraint::Fill(1),
         ],
     )
-    .header(Row::new(["POOL", "ID", "PID", "STATE", "CPU", "MEMORY", "STREAMS", "SENDING", "RESTARTS"]).style(bold))
+    .header(
+        Row::new(["POOL", "ID", "PID", "STATE", "CPU", "MEMORY", "STREAMS", "SENDING", "SLOT RESTARTS"]).style(bold),
+    )
     .block(Block::bordered().title(" streamlets "));
     frame.render_widget(workers_table, workers_area);
 
@@ -226,7 +229,7 @@ async fn live(
 mod tests {
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
-    use streamlet_client::proto::{PoolStatus, ResourceUsage, StreamId, WorkerId, WorkerState};
+    use streamlet_client::proto::{PoolStatus, ResourceUsage, StreamId, WorkerId};
 
     use super::*;
 

@@ -309,7 +309,7 @@ mod tests {
         assert_eq!(value["deaths"][0]["cause"], json!("hung (silent for 2100 ms)"));
         assert_eq!(value["deaths"][0]["ago"], json!(4.0));
         let text = crate::table::worker_detail(&detail);
-        assert!(text.contains("stream ids 7 9"), "{text}");
+        assert!(text.contains("stream ids     7 9"), "{text}");
         assert!(text.lines().any(|l| l.contains("2") && l.ends_with("hung (silent for 2100 ms)")), "{text}");
     }
 

@@ -248,6 +248,10 @@ struct WorkerEntry {
     state: WorkerState,
     link: Arc<WorkerLink>,
     kill: mpsc::UnboundedSender<KillRequest>,
+    /// When its process was spawned: its uptime in listings and events.
+    spawned: Instant,
+    /// When it began to serve its slot: at its spawn, or when it took the
+    /// slot as the spare. `healthy_after` counts from here.
     started: Instant,
     streams: HashSet<StreamId>,
     confinement: Confinement,
@@ -454,6 +458,7 @@ impl Core {
             state: if unwanted { WorkerState::Stopping } else { WorkerState::Starting },
             link: new.link,
             kill: new.kill,
+            spawned: Instant::now(),
             started: Instant::now(),
             streams: HashSet::new(),
             confinement: new.confinement,
@@ -1480,7 +1485,7 @@ impl Core {
                     state: w.state,
                     streams: w.streams.len() as u32,
                     capacity: state.map_or(0, |p| p.config.streams_per_worker),
-                    uptime_ms: w.started.elapsed().as_millis() as u64,
+                    uptime_ms: w.spawned.elapsed().as_millis() as u64,
                     restarts: slot.map_or(0, |s| s.restarts),
                     last_exit: slot.and_then(|s| s.last_exit.clone()),
                     usage: None,
