@@ -124,7 +124,8 @@ enum Command {
         /// The pool
         pool: String,
     },
-    /// Capacity, allocated and free bandwidth, per host, pool and tenant
+    /// Capacity, allocated and free bandwidth, and open streams (all, and those with a rate), per
+    /// host, pool and tenant
     Quota,
     /// Hold a lease (bandwidth and a tenant slot, no stream) until end of input or Ctrl-C
     Lease {

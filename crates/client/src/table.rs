@@ -150,8 +150,11 @@ pub fn streams_table(streams: &[StreamInfo]) -> String {
     grid.render("(no streams)")
 }
 
-/// LEVEL NAME CAPACITY RESERVED ALLOCATED FREE STREAMS LEASES MAX_STREAMS: the
-/// host, each pool, each tenant with streams or leases; rates in bits per second.
+/// LEVEL NAME CAPACITY RESERVED ALLOCATED FREE STREAMS RATED LEASES
+/// MAX_STREAMS: the host, each pool, each tenant with streams or leases or a
+/// `[tenants.NAME]` entry; rates in bits per second. STREAMS counts every
+/// open stream at the level, RATED those of them under the quota (with an
+/// allocated rate); a line under the table says so.
 pub fn quota_table(report: &streamlet_proto::QuotaReport) -> String {
     let mut grid = Grid::new(&[
         ("LEVEL", Align::Left),
@@ -161,6 +164,7 @@ pub fn quota_table(report: &streamlet_proto::QuotaReport) -> String {
         ("ALLOCATED", Align::Right),
         ("FREE", Align::Right),
         ("STREAMS", Align::Right),
+        ("RATED", Align::Right),
         ("LEASES", Align::Right),
         ("MAX_STREAMS", Align::Right),
     ]);
@@ -173,12 +177,15 @@ pub fn quota_table(report: &streamlet_proto::QuotaReport) -> String {
             rate(l.reserved),
             rate(l.allocated),
             l.free.map_or_else(|| "-".to_owned(), rate),
-            l.streams.to_string(),
+            l.open_streams.to_string(),
+            l.rated_streams.to_string(),
             l.leases.to_string(),
             l.max_streams.map_or_else(|| "-".to_owned(), |m| m.to_string()),
         ]);
     }
-    grid.render("(no quota)")
+    let mut text = grid.render("(no quota)");
+    text.push_str("STREAMS: open streams; RATED: those of them under the quota, with an allocated rate\n");
+    text
 }
 
 /// One streamlet: its listing's fields one per line, its streams, then its
@@ -441,6 +448,35 @@ pub(crate) mod tests {
         assert!(text.contains("\nslot           none yet: a spare") && !text.contains("restarts"), "{text}");
     }
 
+    /// Every level counts its open streams, and apart those with a rate.
+    #[test]
+    fn the_quota_table_says_what_its_stream_counts_count() {
+        let line = |level: &str, name: &str, open, rated| streamlet_proto::QuotaLine {
+            name: name.into(),
+            level: level.into(),
+            capacity: None,
+            reserved: 0,
+            allocated: 0,
+            free: None,
+            streams: rated,
+            leases: 0,
+            max_streams: None,
+            open_streams: open,
+            rated_streams: rated,
+        };
+        let report = streamlet_proto::QuotaReport {
+            lines: vec![line("host", "host", 1, 0), line("pool", "echo", 1, 0), line("tenant", "acme", 1, 0)],
+            next: None,
+        };
+        let table = quota_table(&report);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].ends_with("FREE  STREAMS  RATED  LEASES  MAX_STREAMS"), "{table}");
+        for row in &lines[1..4] {
+            assert!(row.ends_with("-        1      0       0            -"), "{table}");
+        }
+        assert!(lines[4].starts_with("STREAMS: open streams; RATED: those of them under the quota"), "{table}");
+    }
+
     #[test]
     fn empty_tables_say_so() {
         assert_eq!(workers_table(&[]), "POOL  ID  PID  STATE  STREAMS  UPTIME  SLOT RESTARTS\n(no streamlets)\n");
@@ -510,8 +546,11 @@ pub(crate) mod tests {
             streams: 1,
             leases: 0,
             max_streams: None,
+            open_streams: 1,
+            rated_streams: 0,
         };
-        assert_safe(&quota_table(&streamlet_proto::QuotaReport { lines: vec![tenant], next: None }), 2);
+        // The title, the line, the note under them.
+        assert_safe(&quota_table(&streamlet_proto::QuotaReport { lines: vec![tenant], next: None }), 3);
         let mut status = status();
         status.socket = HOSTILE.into();
         status.pools[0].errors = [(HOSTILE.to_owned(), 1)].into();
