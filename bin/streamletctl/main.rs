@@ -22,7 +22,8 @@ struct Cli {
     /// /run/streamlet/streamletd.sock for root]
     #[arg(long, global = true, env = "STREAMLET_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// Print JSON instead of tables
+    /// Print JSON instead of tables: an array for a listing, an object for one thing, one object a
+    /// line for a stream of events (docs/json.md has each command's shape)
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -202,6 +203,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // These need no daemon.
     match &cli.command {
         Command::Simulate(args) => return cmd::simulate::run(args, cli.json),
+        Command::Completions { .. } | Command::Man if cli.json => {
+            anyhow::bail!("--json: completions and man print a script or a manual page, never JSON; leave --json out")
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

@@ -81,9 +81,9 @@ fn streamletctl_tables_and_json() {
 
     let (code, out, _) = ctl(&daemon, &["--json", "status"]);
     assert_eq!(code, 0);
-    let pools: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(pools[0]["pool"], "echo");
-    assert_eq!(pools[0]["ready"], 2);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["pools"][0]["pool"], "echo");
+    assert_eq!(status["pools"][0]["ready"], 2);
     let (code, out, _) = ctl(&daemon, &["status"]);
     assert_eq!(code, 0);
     assert!(out.contains("streamletd") && out.contains("echo"), "{out}");

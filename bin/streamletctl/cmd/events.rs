@@ -1,6 +1,8 @@
 //! `streamletctl events [-f] [--json]`: the daemon's latest lifecycle
 //! events, then (with `-f`) each new one as it happens, until Ctrl-C or the
-//! daemon goes away.
+//! daemon goes away. With `--json`, one object a line (a stream of events
+//! has no end to close an array with): `seq, at_ms, event`, `seq` null for
+//! those that follow, which the daemon sends unnumbered.
 
 use serde_json::json;
 use streamlet_client::proto::Event;
@@ -28,7 +30,7 @@ pub async fn run(client: &mut Client, recent: u32, follow: bool, json: bool) -> 
         let at_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         if json {
-            out::json_line(&json!({ "at_ms": at_ms, "event": event }))?;
+            out::json_line(&json!({ "seq": null, "at_ms": at_ms, "event": event }))?;
         } else {
             out::listing(&table::event_line(at_ms, &event))?;
         }

@@ -1,5 +1,6 @@
-//! Listings for people (aligned plain-text tables) and for programs (JSON
-//! arrays), shared by `streamletctl` and the daemon's demo.
+//! Listings for people (aligned plain-text tables) and for programs (JSON:
+//! arrays of objects, or one object), shared by `streamletctl` and the
+//! daemon's demo.
 //!
 //! The text is safe to print on a terminal: every field is escaped where it
 //! is laid out ([`streamlet_proto::escape::escape`]: each cell of a table,
