@@ -36,7 +36,8 @@ enum Command {
     Status,
     /// Each pool's streamlets now, and how many the autoscaler and the forecast want
     Pools,
-    /// A live view: pools, streamlets (CPU, memory, streams, rates, restarts) and events; q quits
+    /// A live view: pools, streamlets (CPU, memory, streams, rates, restarts) and events; q quits.
+    /// Without a terminal on stdout, one snapshot (with --json, as JSON)
     Top,
     /// The latest lifecycle events (streamlets spawned, ready, died; streams opened, ended, moved;
     /// scaling), and with -f each new one as it happens
@@ -225,10 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Status => cmd::status::run(&mut client, cli.json).await,
         Command::Pools => cmd::pools::run(&mut client, cli.json).await,
-        Command::Top => {
-            let events = Client::connect_with(&socket, Encoding::Postcard, "streamletctl top").await?;
-            cmd::top::run(&mut client, events).await
-        }
+        Command::Top => cmd::top::run(&mut client, &socket, cli.json).await,
         Command::Events { follow, recent } => cmd::events::run(&mut client, recent, follow, cli.json).await,
         Command::Workers { pool } => cmd::workers::run(&mut client, pool, cli.json).await,
         Command::Streams { pool } => cmd::streams::run(&mut client, pool, cli.json).await,

@@ -317,3 +317,72 @@ fn a_promoted_spare_shows_its_own_uptime_and_its_slots_history() {
     assert!(out.contains("\nslot last exit killed by operator\n"), "{out}");
     assert!(out.contains("last deaths in this slot") && out.contains(&victim.to_string()), "{out}");
 }
+
+/// `top` with stdout in a file or a pipe prints one snapshot of what the
+/// live view shows, and `--json top` the same as one JSON object.
+#[test]
+fn streamletctl_top_without_a_terminal_prints_one_snapshot() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let (code, out, err) = ctl(&daemon, &["top"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let mut lines = out.lines();
+    assert!(lines.next().unwrap().starts_with("streamletd "), "the daemon first: {out}");
+    assert!(lines.next().unwrap().starts_with("POOL  HANDLER"), "its pools: {out}");
+    assert!(out.contains("SLOT RESTARTS"), "its streamlets: {out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("echo ") && l.contains(" ready ")).count(), 2, "{out}");
+    let events = out.split("\nlatest events\n").nth(1).unwrap_or_else(|| panic!("no events in {out}"));
+    assert_eq!(events.lines().filter(|l| l.contains("worker_ready")).count(), 2, "{out}");
+    assert!(!out.contains('\x1b'), "no terminal control in a file: {out:?}");
+
+    let (code, out, err) = ctl(&daemon, &["--json", "top"]);
+    assert_eq!(code, 0, "{err}");
+    let snapshot: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(snapshot["status"]["pid"], daemon.pid(), "{snapshot}");
+    assert_eq!(snapshot["status"]["pools"][0]["pool"], "echo");
+    assert_eq!(snapshot["workers"].as_array().unwrap().len(), 2, "{snapshot}");
+    let events = snapshot["events"].as_array().unwrap();
+    assert!(events.iter().filter(|e| e["event"].get("worker_ready").is_some()).count() == 2, "{snapshot}");
+    assert!(events.iter().all(|e| e["seq"].is_u64() && e["at_ms"].is_u64()), "{snapshot}");
+}
+
+/// On a terminal it cannot take over (here: no controlling terminal to
+/// read keys from), `top` says so instead of panicking.
+#[test]
+fn streamletctl_top_on_a_terminal_it_cannot_use_says_so() {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::process::CommandExt;
+    let daemon = Daemon::start(TWO_BY_64);
+    // SAFETY: posix_openpt, grantpt, unlockpt and ptsname_r on the descriptor
+    // opened here, with a buffer of the length given; the descriptor is owned
+    // by `_master` from then on.
+    let (_master, path) = unsafe {
+        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        let master = std::fs::File::from_raw_fd(fd);
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+        (master, std::ffi::CStr::from_ptr(name.as_ptr()).to_str().unwrap().to_owned())
+    };
+    let terminal = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(path).unwrap();
+    let mut command = Command::new(STREAMLETCTL);
+    command.arg("--socket").arg(&daemon.socket).arg("top").stdin(Stdio::null()).stdout(terminal).stderr(Stdio::piped());
+    // SAFETY: setsid is async-signal-safe; the child leaves this test's
+    // session, so it has no controlling terminal (and /dev/tty fails).
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    };
+    let mut child = command.spawn().unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(10)).expect("top gave up");
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.starts_with("streamletctl: top draws on a terminal, and cannot use this one"), "{err}");
+}
