@@ -22,7 +22,8 @@ struct Cli {
     /// /run/streamlet/streamletd.sock for root]
     #[arg(long, global = true, env = "STREAMLET_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// Print JSON instead of tables
+    /// Print JSON instead of tables: an array for a listing, an object for one thing, one object a
+    /// line for a stream of events (docs/json.md has each command's shape)
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -35,7 +36,8 @@ enum Command {
     Status,
     /// Each pool's streamlets now, and how many the autoscaler and the forecast want
     Pools,
-    /// A live view: pools, streamlets (CPU, memory, streams, rates, restarts) and events; q quits
+    /// A live view: pools, streamlets (CPU, memory, streams, rates, restarts) and events; q quits.
+    /// Without a terminal on stdout, one snapshot (with --json, as JSON)
     Top,
     /// The latest lifecycle events (streamlets spawned, ready, died; streams opened, ended, moved;
     /// scaling), and with -f each new one as it happens
@@ -124,7 +126,8 @@ enum Command {
         /// The pool
         pool: String,
     },
-    /// Capacity, allocated and free bandwidth, per host, pool and tenant
+    /// Capacity, allocated and free bandwidth, and open streams (all, and those with a rate), per
+    /// host, pool and tenant
     Quota,
     /// Hold a lease (bandwidth and a tenant slot, no stream) until end of input or Ctrl-C
     Lease {
@@ -201,6 +204,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // These need no daemon.
     match &cli.command {
         Command::Simulate(args) => return cmd::simulate::run(args, cli.json),
+        Command::Completions { .. } | Command::Man if cli.json => {
+            anyhow::bail!("--json: completions and man print a script or a manual page, never JSON; leave --json out")
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
@@ -220,10 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Status => cmd::status::run(&mut client, cli.json).await,
         Command::Pools => cmd::pools::run(&mut client, cli.json).await,
-        Command::Top => {
-            let events = Client::connect_with(&socket, Encoding::Postcard, "streamletctl top").await?;
-            cmd::top::run(&mut client, events).await
-        }
+        Command::Top => cmd::top::run(&mut client, &socket, cli.json).await,
         Command::Events { follow, recent } => cmd::events::run(&mut client, recent, follow, cli.json).await,
         Command::Workers { pool } => cmd::workers::run(&mut client, pool, cli.json).await,
         Command::Streams { pool } => cmd::streams::run(&mut client, pool, cli.json).await,

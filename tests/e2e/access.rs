@@ -74,5 +74,44 @@ fn without_the_socket_group_another_uid_cannot_connect_at_all() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.to_lowercase().contains("permission denied"), "{stderr}");
-    assert!(stderr.contains("mode 660, root:root") && stderr.contains("usermod -aG root"), "says what to do: {stderr}");
+    assert!(stderr.contains("mode 660, root:root"), "says why: {stderr}");
+    // Joining gid 0 would give far more than this socket: the way in is a
+    // group of the daemon's configuration.
+    assert!(!stderr.contains("usermod"), "never advises joining root's group: {stderr}");
+    assert!(stderr.contains("[access] socket_group"), "says what to do: {stderr}");
+}
+
+#[test]
+fn outside_a_normal_socket_group_the_hint_is_to_join_it() {
+    if !privileged() {
+        return;
+    }
+    let config = format!("{TWO_BY_64}\n[access]\nsocket_group = {NOBODY}\n");
+    let daemon = Daemon::start(&config);
+    std::fs::set_permissions(daemon.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A uid and a primary group of their own, outside nobody's group.
+    let out = Command::new(STREAMLETCTL)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("status")
+        .uid(STRANGER)
+        .gid(STRANGER)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let group = group_name(NOBODY);
+    assert!(stderr.contains(&format!("usermod -aG {group} $USER")), "names the socket's group: {stderr}");
+    assert!(!stderr.contains("socket_group"), "{stderr}");
+}
+
+/// The name /etc/group gives `gid`, else the number.
+fn group_name(gid: u32) -> String {
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let name = groups.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(2) == Some(&gid.to_string().as_str())).then(|| fields[0].to_owned())
+    });
+    name.unwrap_or_else(|| gid.to_string())
 }

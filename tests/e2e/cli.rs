@@ -81,9 +81,9 @@ fn streamletctl_tables_and_json() {
 
     let (code, out, _) = ctl(&daemon, &["--json", "status"]);
     assert_eq!(code, 0);
-    let pools: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(pools[0]["pool"], "echo");
-    assert_eq!(pools[0]["ready"], 2);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["pools"][0]["pool"], "echo");
+    assert_eq!(status["pools"][0]["ready"], 2);
     let (code, out, _) = ctl(&daemon, &["status"]);
     assert_eq!(code, 0);
     assert!(out.contains("streamletd") && out.contains("echo"), "{out}");
@@ -189,7 +189,7 @@ fn streamletctl_drains_kills_restarts_and_shows_a_streamlet() {
     let live = rows[0]["id"].as_u64().unwrap();
     let (code, out, err) = ctl(&daemon, &["worker", &live.to_string()]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with(&format!("streamlet  {live}\n")), "{out}");
+    assert!(out.starts_with(&format!("streamlet      {live}\n")), "{out}");
     assert!(out.contains("last deaths in this slot") || out.contains("no deaths in this slot"), "{out}");
     let (code, out, _) = ctl(&daemon, &["--json", "worker", &live.to_string()]);
     assert_eq!(code, 0);
@@ -269,4 +269,128 @@ fn streamletctl_top_draws_the_daemon_live_and_q_quits() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = tmux(&["kill-server"]);
+}
+
+/// A spare that takes a killed streamlet's slot keeps its own uptime, and
+/// the slot's history shows as the slot's, in the listing and in detail.
+#[test]
+fn a_promoted_spare_shows_its_own_uptime_and_its_slots_history() {
+    let daemon = Daemon::start(&TWO_BY_64.replace("spare = false", "spare = true"));
+    let workers = || -> Vec<serde_json::Value> {
+        let (code, out, err) = ctl(&daemon, &["--json", "workers"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().unwrap().clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spare = loop {
+        if let Some(spare) = workers().into_iter().find(|w| w["state"] == "spare") {
+            break spare["id"].as_u64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no spare became ready");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Long enough that its uptime cannot pass for a fresh start.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, out, _) = ctl(&daemon, &["workers"]);
+    let spare_row = out.lines().find(|l| l.contains(" spare ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(spare_row.split_whitespace().nth(6) == Some("-"), "a spare has no slot history: {out}");
+    let victim = workers().into_iter().find(|w| w["state"] == "ready").unwrap()["id"].as_u64().unwrap();
+    let (code, _, err) = ctl(&daemon, &["kill", &victim.to_string()]);
+    assert_eq!(code, 0, "{err}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let promoted = loop {
+        let row = workers().into_iter().find(|w| w["id"] == spare && w["state"] == "ready");
+        if let Some(row) = row.filter(|r| r["restarts"] == 1) {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "the spare never took the slot: {:?}", workers());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(promoted["uptime"].as_f64().unwrap() >= 1.5, "its process's uptime: {promoted}");
+    assert_eq!(promoted["last_exit"], "killed by operator", "{promoted}");
+
+    let (_, out, _) = ctl(&daemon, &["workers"]);
+    let header = out.lines().next().unwrap();
+    assert!(header.contains("SLOT RESTARTS") && header.contains("SLOT LAST EXIT"), "{out}");
+    let row = out.lines().find(|l| l.split_whitespace().nth(1) == Some(&spare.to_string())).unwrap();
+    let uptime = row.split_whitespace().nth(5).unwrap();
+    assert!(uptime.ends_with('s') && !uptime.ends_with("ms") && uptime != "0s", "not a fresh start: {row}");
+    assert!(row.ends_with("killed by operator"), "{row}");
+
+    let (code, out, err) = ctl(&daemon, &["worker", &spare.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("\nuptime         {uptime}")), "{out}");
+    assert!(out.contains("\nslot restarts  1 (streamlets that held this slot before it)\n"), "{out}");
+    assert!(out.contains("\nslot last exit killed by operator\n"), "{out}");
+    assert!(out.contains("last deaths in this slot") && out.contains(&victim.to_string()), "{out}");
+}
+
+/// `top` with stdout in a file or a pipe prints one snapshot of what the
+/// live view shows, and `--json top` the same as one JSON object.
+#[test]
+fn streamletctl_top_without_a_terminal_prints_one_snapshot() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let (code, out, err) = ctl(&daemon, &["top"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let mut lines = out.lines();
+    assert!(lines.next().unwrap().starts_with("streamletd "), "the daemon first: {out}");
+    assert!(lines.next().unwrap().starts_with("POOL  HANDLER"), "its pools: {out}");
+    assert!(out.contains("SLOT RESTARTS"), "its streamlets: {out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("echo ") && l.contains(" ready ")).count(), 2, "{out}");
+    let events = out.split("\nlatest events\n").nth(1).unwrap_or_else(|| panic!("no events in {out}"));
+    assert_eq!(events.lines().filter(|l| l.contains("worker_ready")).count(), 2, "{out}");
+    assert!(!out.contains('\x1b'), "no terminal control in a file: {out:?}");
+
+    let (code, out, err) = ctl(&daemon, &["--json", "top"]);
+    assert_eq!(code, 0, "{err}");
+    let snapshot: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(snapshot["status"]["pid"], daemon.pid(), "{snapshot}");
+    assert_eq!(snapshot["status"]["pools"][0]["pool"], "echo");
+    assert_eq!(snapshot["workers"].as_array().unwrap().len(), 2, "{snapshot}");
+    let events = snapshot["events"].as_array().unwrap();
+    assert!(events.iter().filter(|e| e["event"].get("worker_ready").is_some()).count() == 2, "{snapshot}");
+    assert!(events.iter().all(|e| e["seq"].is_u64() && e["at_ms"].is_u64()), "{snapshot}");
+}
+
+/// On a terminal it cannot take over (here: no controlling terminal to
+/// read keys from), `top` says so instead of panicking.
+#[test]
+fn streamletctl_top_on_a_terminal_it_cannot_use_says_so() {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::process::CommandExt;
+    let daemon = Daemon::start(TWO_BY_64);
+    // SAFETY: posix_openpt, grantpt, unlockpt and ptsname_r on the descriptor
+    // opened here, with a buffer of the length given; the descriptor is owned
+    // by `_master` from then on.
+    let (_master, path) = unsafe {
+        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        let master = std::fs::File::from_raw_fd(fd);
+        assert_eq!(libc::grantpt(fd), 0);
+        assert_eq!(libc::unlockpt(fd), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+        (master, std::ffi::CStr::from_ptr(name.as_ptr()).to_str().unwrap().to_owned())
+    };
+    let terminal = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(path).unwrap();
+    let mut command = Command::new(STREAMLETCTL);
+    command.arg("--socket").arg(&daemon.socket).arg("top").stdin(Stdio::null()).stdout(terminal).stderr(Stdio::piped());
+    // SAFETY: setsid is async-signal-safe; the child leaves this test's
+    // session, so it has no controlling terminal (and /dev/tty fails).
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    };
+    let mut child = command.spawn().unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(10)).expect("top gave up");
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.starts_with("streamletctl: top draws on a terminal, and cannot use this one"), "{err}");
 }

@@ -11,6 +11,7 @@ mod events;
 mod handlers;
 mod hostile;
 mod idle;
+mod json;
 mod lifecycle;
 mod metrics;
 mod monitor;

@@ -217,6 +217,70 @@ fn streamletctl_holds_a_lease_and_shows_the_quota() {
     assert_eq!(host["leases"], 0, "released: {quota}");
 }
 
+/// No capacity anywhere, so a stream is under the quota only when it asks
+/// for a rate; and two tenants the configuration names.
+const COUNTED: &str = r#"
+[pools.echo]
+handler = { kind = "echo" }
+workers = { min = 1, max = 1 }
+streams_per_worker = 8
+spare = false
+
+[tenants.acme]
+max_streams = 4
+
+[tenants.idle]
+max_streams = 2
+"#;
+
+/// `quota` counts the same streams at every level, says which of them have
+/// a rate, and lists a configured tenant before its first stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamletctl_quota_counts_every_stream_at_every_level() {
+    use std::process::Command;
+    let daemon = Daemon::start(COUNTED);
+    let ctl = |args: &[&str]| {
+        let out =
+            Command::new(crate::support::STREAMLETCTL).arg("--socket").arg(&daemon.socket).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut client = daemon.client().await;
+    let (_plain, _conn) = open(&mut client, "acme", 0, None).await.unwrap();
+    let counts = |level: &str, name: &str| {
+        let lines: serde_json::Value = serde_json::from_str(&ctl(&["--json", "quota"])).unwrap();
+        let line = lines.as_array().unwrap().iter().find(|l| l["level"] == level && l["name"] == name).cloned();
+        let line = line.unwrap_or_else(|| panic!("no {level} {name} in {lines}"));
+        (line["open_streams"].as_u64().unwrap(), line["rated_streams"].as_u64().unwrap())
+    };
+    // One stream without a rate: counted everywhere, rated nowhere.
+    for (level, name) in [("host", "host"), ("pool", "echo"), ("tenant", "acme")] {
+        assert_eq!(counts(level, name), (1, 0), "{level} {name}");
+    }
+    assert_eq!(counts("tenant", "idle"), (0, 0), "a configured tenant is listed before its first stream");
+
+    let (_rated, _conn2) = open(&mut client, "acme", 0, Some(RateRequest { min: 1000, max: 2000 })).await.unwrap();
+    for (level, name) in [("host", "host"), ("pool", "echo"), ("tenant", "acme")] {
+        assert_eq!(counts(level, name), (2, 1), "{level} {name}");
+    }
+    let table = ctl(&["quota"]);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    assert!(header.contains("STREAMS  RATED"), "{table}");
+    // The last four columns: STREAMS RATED LEASES MAX_STREAMS.
+    let tail = |level: &str, name: &str| {
+        let row = table.lines().find(|l| l.split_whitespace().take(2).eq([level, name]));
+        let words: Vec<&str> =
+            row.unwrap_or_else(|| panic!("no {level} {name} in {table}")).split_whitespace().collect();
+        words[words.len() - 4..].join(" ")
+    };
+    assert_eq!(tail("host", "host"), "2 1 0 -", "{table}");
+    assert_eq!(tail("pool", "echo"), "2 1 0 -", "{table}");
+    assert_eq!(tail("tenant", "acme"), "2 1 0 4", "{table}");
+    assert_eq!(tail("tenant", "idle"), "0 0 0 2", "{table}");
+    assert!(table.lines().last().unwrap().starts_with("STREAMS: open streams; RATED:"), "{table}");
+}
+
 /// Room for two streams of 20 MB/s, each allowed up to 40.
 const BURSTY: &str = r#"
 [daemon]

@@ -18,7 +18,9 @@ pub async fn drain(client: &mut Client, id: WorkerId, timeout_ms: Option<u64>, j
         None => format!("streamlet {id} is draining: it takes no new streams and exits when empty, or at the daemon's shutdown timeout"),
     }
     };
-    super::say(json, text, || json!({ "worker": id.0, "state": "draining" }))
+    // `timeout`: seconds until it is killed, or null for the daemon's shutdown timeout.
+    let timeout = timeout_ms.map(|ms| ms as f64 / 1000.0);
+    super::say(json, text, || json!({ "worker": id.0, "state": "draining", "timeout": timeout }))
 }
 
 pub async fn kill(client: &mut Client, id: WorkerId, json: bool) -> anyhow::Result<()> {

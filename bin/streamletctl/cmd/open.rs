@@ -56,7 +56,7 @@ pub async fn run(client: &mut Client, request: OpenRequest, json: bool) -> anyho
             }
         }
     }
-    report_end(client, &opened).await;
+    report_end(client, &opened, json).await;
     Ok(())
 }
 
@@ -89,18 +89,28 @@ fn download(stream: &UnixStream, mut output: impl Write) -> io::Result<()> {
 }
 
 /// Says why the stream ended, if the daemon tells soon enough.
-async fn report_end(client: &mut Client, opened: &Opened) {
+async fn report_end(client: &mut Client, opened: &Opened, json: bool) {
     let deadline = tokio::time::Instant::now() + END_REPORT_WAIT;
     while let Ok(Ok(Event::StreamEnded(ended))) = tokio::time::timeout_at(deadline, client.next_event()).await {
-        if ended.stream == opened.stream {
+        if ended.stream != opened.stream {
+            continue;
+        }
+        if json {
+            out::json_note(&json!({
+                "stream": ended.stream.0,
+                "ended": ended.reason.to_string(),
+                "bytes_in": ended.bytes_in,
+                "bytes_out": ended.bytes_out,
+            }));
+        } else {
             out::note(&format!(
                 "stream {} ended: {} ({})",
                 ended.stream,
                 ended.reason,
                 streamlet_client::table::human::end_counts(&ended)
             ));
-            return;
         }
+        return;
     }
 }
 

@@ -2,12 +2,22 @@
 //! its pools, its streamlets (CPU%, memory, streams, send rate, restarts)
 //! and its latest events. `q`, Esc or Ctrl-C quits.
 //!
+//! Without a terminal on stdout (`top > FILE`, a pipe, cron) it prints one
+//! snapshot instead, as text, or as JSON with `--json` ([`snapshot`]); a
+//! terminal it cannot draw on is an error that says so.
+//!
 //! Each cell and the title are escaped ([`escape`]) as the rows are made, and
 //! the event lines come escaped from `event_line`: ratatui would drop a
 //! control character silently, and the operator should see it was there.
 
+mod snapshot;
+
 use std::collections::{HashMap, VecDeque};
+use std::io::IsTerminal;
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 use ratatui::crossterm::event::{self, Event as Key, KeyCode, KeyModifiers};
 use ratatui::layout::{Constraint, Layout};
@@ -17,7 +27,7 @@ use ratatui::widgets::{Block, Paragraph, Row, Table};
 use ratatui::Frame;
 use streamlet_client::proto::escape::escape;
 use streamlet_client::proto::units::format_rate;
-use streamlet_client::proto::{StatusReport, StreamInfo, WorkerInfo};
+use streamlet_client::proto::{Encoding, StatusReport, StreamInfo, WorkerInfo, WorkerState};
 use streamlet_client::table::{event_line, human};
 use streamlet_client::Client;
 
@@ -143,7 +153,8 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
             memory,
             format!("{}/{}", w.streams, w.capacity),
             rate,
-            w.restarts.to_string(),
+            // The slot's history; a spare has no slot yet.
+            if w.state == WorkerState::Spare { "-".to_owned() } else { w.restarts.to_string() },
         ])
     });
     let workers_table = Table::new(
@@ -160,7 +171,9 @@ pub fn render(frame: &mut Frame<'_>, view: &View) {
             Constraint::Fill(1),
         ],
     )
-    .header(Row::new(["POOL", "ID", "PID", "STATE", "CPU", "MEMORY", "STREAMS", "SENDING", "RESTARTS"]).style(bold))
+    .header(
+        Row::new(["POOL", "ID", "PID", "STATE", "CPU", "MEMORY", "STREAMS", "SENDING", "SLOT RESTARTS"]).style(bold),
+    )
     .block(Block::bordered().title(" streamlets "));
     frame.render_widget(workers_table, workers_area);
 
@@ -175,13 +188,31 @@ fn row(cells: Vec<String>) -> Row<'static> {
     Row::new(cells.into_iter().map(|cell| escape(&cell).into_owned()))
 }
 
-/// Runs the live view until `q`.
-pub async fn run(client: &mut Client, mut events: Client) -> anyhow::Result<()> {
+/// Runs the live view until `q`; prints one snapshot instead with `json`,
+/// or when stdout is not a terminal.
+pub async fn run(client: &mut Client, socket: &Path, json: bool) -> anyhow::Result<()> {
+    if json {
+        return snapshot::json(client).await;
+    }
+    if !std::io::stdout().is_terminal() {
+        return snapshot::text(client).await;
+    }
+    let mut events = Client::connect_with(socket, Encoding::Postcard, "streamletctl top").await?;
     let mut view = View::default();
     for logged in events.events(Some(EVENTS as u32), true).await?.events {
         view.event(event_line(logged.at_ms, &logged.event));
     }
-    let mut terminal = ratatui::init();
+    let mut terminal = match ratatui::try_init() {
+        Ok(terminal) => terminal,
+        Err(err) => {
+            // (It may have got as far as raw mode.)
+            ratatui::restore();
+            return Err(err).context(
+                "top draws on a terminal, and cannot use this one (for one snapshot, send stdout to a file or \
+                 a pipe: streamletctl top | cat)",
+            );
+        }
+    };
     let result = live(client, &mut events, &mut terminal, &mut view).await;
     ratatui::restore();
     result
@@ -226,7 +257,7 @@ async fn live(
 mod tests {
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
-    use streamlet_client::proto::{PoolStatus, ResourceUsage, StreamId, WorkerId, WorkerState};
+    use streamlet_client::proto::{PoolStatus, ResourceUsage, StreamId, WorkerId};
 
     use super::*;
 

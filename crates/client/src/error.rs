@@ -89,17 +89,32 @@ fn connect_hint(path: &std::path::Path, error: &io::Error) -> String {
                     .ok()
                     .flatten()
                     .map_or_else(|| meta.gid().to_string(), |g| g.name);
-                format!(
-                    "the socket is mode {:o}, {owner}:{group}: join its group (usermod -aG {group} $USER, then log in \
-                     again) or run as {owner}",
-                    meta.mode() & 0o777
-                )
+                denied_hint(meta.mode() & 0o777, &owner, &group, meta.gid())
             }
             Err(_) => {
                 "a directory on the way to the socket is closed to you: ask for access or run as its owner".into()
             }
         },
         _ => "is streamletd running? (give --socket or $STREAMLET_SOCKET)".into(),
+    }
+}
+
+/// What to do about a socket whose mode keeps the caller out. Joining its
+/// group is the way in, unless that group is gid 0: membership of root's
+/// group reaches far past this socket, so the way then is a group of its own
+/// for the daemon's clients.
+fn denied_hint(mode: u32, owner: &str, group: &str, gid: u32) -> String {
+    if gid == 0 {
+        format!(
+            "the socket is mode {mode:o}, {owner}:{group}, and group {group} is gid 0, not one to join: name a group \
+             for streamletd's clients in its configuration ([access] socket_group, or SocketGroup= in its socket \
+             unit), restart it and join that group, or run as {owner}"
+        )
+    } else {
+        format!(
+            "the socket is mode {mode:o}, {owner}:{group}: join its group (usermod -aG {group} $USER, then log in \
+             again) or run as {owner}"
+        )
     }
 }
 
@@ -153,12 +168,25 @@ mod tests {
         assert!(refused.to_string().contains("streamletd is not running"), "{refused}");
         let denied = ClientError::Connect { path: stale, source: io::ErrorKind::PermissionDenied.into() };
         let text = denied.to_string();
-        assert!(text.contains("join its group (usermod -aG"), "{text}");
+        // (Which way in it names depends on the group: `denied_hint`'s test.)
+        assert!(text.contains("the socket is mode"), "{text}");
         let hidden = ClientError::Connect {
             path: dir.path().join("no/such.sock"),
             source: io::ErrorKind::PermissionDenied.into(),
         };
         assert!(hidden.to_string().contains("a directory on the way"), "{hidden}");
+    }
+
+    #[test]
+    fn a_denied_connect_never_advises_joining_gid_0() {
+        let root = denied_hint(0o660, "root", "root", 0);
+        assert!(!root.contains("usermod"), "{root}");
+        assert!(root.contains("mode 660, root:root") && root.contains("[access] socket_group"), "{root}");
+        // Whatever gid 0 is called here.
+        assert!(!denied_hint(0o660, "root", "wheel", 0).contains("usermod"));
+        let group = denied_hint(0o660, "root", "streamlet", 998);
+        assert!(group.contains("usermod -aG streamlet $USER"), "{group}");
+        assert!(!group.contains("socket_group"), "{group}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Listings for people (aligned plain-text tables) and for programs (JSON
-//! arrays), shared by `streamletctl` and the daemon's demo.
+//! Listings for people (aligned plain-text tables) and for programs (JSON:
+//! arrays of objects, or one object), shared by `streamletctl` and the
+//! daemon's demo.
 //!
 //! The text is safe to print on a terminal: every field is escaped where it
 //! is laid out ([`streamlet_proto::escape::escape`]: each cell of a table,
@@ -39,15 +40,18 @@ pub mod human;
 mod json;
 
 use streamlet_proto::escape::escape;
-use streamlet_proto::{StatusReport, StreamInfo, WorkerInfo};
+use streamlet_proto::{StatusReport, StreamInfo, WorkerInfo, WorkerState};
 
 pub use self::events::{event_line, reload_summary};
 use self::grid::{Align, Grid};
 pub use self::json::{pools_json, quota_json, status_json, streams_json, worker_json, workers_json};
 
-/// POOL ID PID STATE STREAMS UPTIME RESTARTS, then CPU THROTTLED MEM PEAK
-/// PIDS OOM when the daemon has cgroups, and LAST EXIT when a streamlet
-/// replaced another.
+/// POOL ID PID STATE STREAMS UPTIME SLOT RESTARTS, then CPU THROTTLED MEM
+/// PEAK PIDS OOM when the daemon has cgroups, and SLOT LAST EXIT when a
+/// streamlet replaced another. UPTIME is the process's own; the SLOT columns
+/// are the history of its place in the pool, which a replacement (or a spare
+/// that took the place) inherits: the streamlets that held it before. A spare
+/// holds no slot yet: `-`.
 pub fn workers_table(workers: &[WorkerInfo]) -> String {
     let with_last_exit = workers.iter().any(|w| w.last_exit.is_some());
     let with_usage = workers.iter().any(|w| w.usage.is_some());
@@ -59,7 +63,7 @@ pub fn workers_table(workers: &[WorkerInfo]) -> String {
         ("STATE", Align::Left),
         ("STREAMS", Align::Right),
         ("UPTIME", Align::Right),
-        ("RESTARTS", Align::Right),
+        ("SLOT RESTARTS", Align::Right),
     ];
     if with_usage {
         columns.extend([
@@ -75,10 +79,11 @@ pub fn workers_table(workers: &[WorkerInfo]) -> String {
         columns.push(("LABELS", Align::Left));
     }
     if with_last_exit {
-        columns.push(("LAST EXIT", Align::Left));
+        columns.push(("SLOT LAST EXIT", Align::Left));
     }
     let mut grid = Grid::new(&columns);
     for w in workers {
+        let spare = w.state == WorkerState::Spare;
         let mut row = vec![
             w.pool.clone(),
             w.id.to_string(),
@@ -86,7 +91,7 @@ pub fn workers_table(workers: &[WorkerInfo]) -> String {
             w.state.as_str().to_owned(),
             format!("{}/{}", w.streams, w.capacity),
             human::duration_ms(w.uptime_ms),
-            w.restarts.to_string(),
+            if spare { "-".to_owned() } else { w.restarts.to_string() },
         ];
         if with_usage {
             match &w.usage {
@@ -146,8 +151,11 @@ pub fn streams_table(streams: &[StreamInfo]) -> String {
     grid.render("(no streams)")
 }
 
-/// LEVEL NAME CAPACITY RESERVED ALLOCATED FREE STREAMS LEASES MAX_STREAMS: the
-/// host, each pool, each tenant with streams or leases; rates in bits per second.
+/// LEVEL NAME CAPACITY RESERVED ALLOCATED FREE STREAMS RATED LEASES
+/// MAX_STREAMS: the host, each pool, each tenant with streams or leases or a
+/// `[tenants.NAME]` entry; rates in bits per second. STREAMS counts every
+/// open stream at the level, RATED those of them under the quota (with an
+/// allocated rate); a line under the table says so.
 pub fn quota_table(report: &streamlet_proto::QuotaReport) -> String {
     let mut grid = Grid::new(&[
         ("LEVEL", Align::Left),
@@ -157,6 +165,7 @@ pub fn quota_table(report: &streamlet_proto::QuotaReport) -> String {
         ("ALLOCATED", Align::Right),
         ("FREE", Align::Right),
         ("STREAMS", Align::Right),
+        ("RATED", Align::Right),
         ("LEASES", Align::Right),
         ("MAX_STREAMS", Align::Right),
     ]);
@@ -169,27 +178,38 @@ pub fn quota_table(report: &streamlet_proto::QuotaReport) -> String {
             rate(l.reserved),
             rate(l.allocated),
             l.free.map_or_else(|| "-".to_owned(), rate),
-            l.streams.to_string(),
+            l.open_streams.to_string(),
+            l.rated_streams.to_string(),
             l.leases.to_string(),
             l.max_streams.map_or_else(|| "-".to_owned(), |m| m.to_string()),
         ]);
     }
-    grid.render("(no quota)")
+    let mut text = grid.render("(no quota)");
+    text.push_str("STREAMS: open streams; RATED: those of them under the quota, with an allocated rate\n");
+    text
 }
 
 /// One streamlet: its listing's fields one per line, its streams, then its
-/// slot's deaths, newest first.
+/// slot's deaths, newest first. `uptime` is the process's own; the `slot`
+/// lines are the history of its place in the pool (see [`workers_table`]).
 pub fn worker_detail(detail: &streamlet_proto::WorkerDetail) -> String {
     let w = &detail.info;
     let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<10} {}\n", escape(&v)));
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<14} {}\n", escape(&v)));
     line("streamlet", w.id.to_string());
     line("pool", w.pool.clone());
     line("pid", w.pid.to_string());
     line("state", w.state.as_str().to_owned());
     line("streams", format!("{}/{}", w.streams, w.capacity));
     line("uptime", human::duration_ms(w.uptime_ms));
-    line("restarts", w.restarts.to_string());
+    if w.state == WorkerState::Spare {
+        line("slot", "none yet: a spare takes the slot of the pool's next streamlet to die".to_owned());
+    } else {
+        line("slot restarts", format!("{} (streamlets that held this slot before it)", w.restarts));
+    }
+    if let Some(exit) = &w.last_exit {
+        line("slot last exit", exit.to_string());
+    }
     if !w.labels.is_empty() {
         line("labels", w.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","));
     }
@@ -325,7 +345,7 @@ pub fn pools_table(status: &StatusReport) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use streamlet_proto::{ExitCause, PoolStatus, WorkerId, WorkerState};
+    use streamlet_proto::{ExitCause, PoolStatus, WorkerId};
 
     use super::*;
 
@@ -378,9 +398,9 @@ pub(crate) mod tests {
         let table = workers_table(&[worker(1, "echo", None), worker(12, "uppercase", None)]);
         assert_eq!(
             table,
-            "POOL       ID   PID  STATE  STREAMS  UPTIME  RESTARTS\n\
-             echo        1  4001  ready      3/8   4m12s         0\n\
-             uppercase  12  4012  ready      3/8   4m12s         0\n"
+            "POOL       ID   PID  STATE  STREAMS  UPTIME  SLOT RESTARTS\n\
+             echo        1  4001  ready      3/8   4m12s              0\n\
+             uppercase  12  4012  ready      3/8   4m12s              0\n"
         );
     }
 
@@ -390,7 +410,7 @@ pub(crate) mod tests {
         eu.labels = [("region".to_owned(), "eu-west".to_owned()), ("zone".to_owned(), "a".to_owned())].into();
         let table = workers_table(&[eu, worker(2, "video", None)]);
         let mut lines = table.lines();
-        assert!(lines.next().unwrap().ends_with("RESTARTS  LABELS"), "{table}");
+        assert!(lines.next().unwrap().ends_with("SLOT RESTARTS  LABELS"), "{table}");
         assert!(lines.next().unwrap().ends_with("  region=eu-west,zone=a"), "{table}");
         assert!(lines.next().unwrap().ends_with("  -"), "{table}");
         assert!(!workers_table(&[worker(1, "echo", None)]).contains("LABELS"));
@@ -401,14 +421,66 @@ pub(crate) mod tests {
         let killed = ExitCause::Signaled { signal: 9, core_dumped: false };
         let table = workers_table(&[worker(1, "echo", Some(killed)), worker(2, "echo", None)]);
         let mut lines = table.lines();
-        assert!(lines.next().unwrap().ends_with("RESTARTS  LAST EXIT"), "{table}");
+        assert!(lines.next().unwrap().ends_with("SLOT RESTARTS  SLOT LAST EXIT"), "{table}");
         assert!(lines.next().unwrap().ends_with("  signal SIGKILL"), "{table}");
         assert!(lines.next().unwrap().ends_with("  -"), "{table}");
     }
 
+    /// A spare that took a dead streamlet's slot: its own uptime, and the
+    /// slot's history under the slot's name.
+    #[test]
+    fn the_history_shows_as_the_slots_and_a_spare_has_none() {
+        let mut promoted = worker(3, "echo", Some(ExitCause::KilledByOperator));
+        promoted.uptime_ms = 121_000;
+        promoted.restarts = 1;
+        let mut spare = worker(4, "echo", None);
+        spare.state = WorkerState::Spare;
+        let table = workers_table(&[promoted.clone(), spare.clone()]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].ends_with("UPTIME  SLOT RESTARTS  SLOT LAST EXIT"), "{table}");
+        assert!(lines[1].ends_with("2m01s              1  killed by operator"), "{table}");
+        assert!(lines[2].ends_with("4m12s              -  -"), "{table}");
+        let detail = |info| worker_detail(&streamlet_proto::WorkerDetail { info, streams: vec![], deaths: vec![] });
+        let text = detail(promoted);
+        assert!(text.contains("\nuptime         2m01s\n"), "{text}");
+        assert!(text.contains("\nslot restarts  1 (streamlets that held this slot before it)\n"), "{text}");
+        assert!(text.contains("\nslot last exit killed by operator\n"), "{text}");
+        let text = detail(spare);
+        assert!(text.contains("\nslot           none yet: a spare") && !text.contains("restarts"), "{text}");
+    }
+
+    /// Every level counts its open streams, and apart those with a rate.
+    #[test]
+    fn the_quota_table_says_what_its_stream_counts_count() {
+        let line = |level: &str, name: &str, open, rated| streamlet_proto::QuotaLine {
+            name: name.into(),
+            level: level.into(),
+            capacity: None,
+            reserved: 0,
+            allocated: 0,
+            free: None,
+            streams: rated,
+            leases: 0,
+            max_streams: None,
+            open_streams: open,
+            rated_streams: rated,
+        };
+        let report = streamlet_proto::QuotaReport {
+            lines: vec![line("host", "host", 1, 0), line("pool", "echo", 1, 0), line("tenant", "acme", 1, 0)],
+            next: None,
+        };
+        let table = quota_table(&report);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].ends_with("FREE  STREAMS  RATED  LEASES  MAX_STREAMS"), "{table}");
+        for row in &lines[1..4] {
+            assert!(row.ends_with("-        1      0       0            -"), "{table}");
+        }
+        assert!(lines[4].starts_with("STREAMS: open streams; RATED: those of them under the quota"), "{table}");
+    }
+
     #[test]
     fn empty_tables_say_so() {
-        assert_eq!(workers_table(&[]), "POOL  ID  PID  STATE  STREAMS  UPTIME  RESTARTS\n(no streamlets)\n");
+        assert_eq!(workers_table(&[]), "POOL  ID  PID  STATE  STREAMS  UPTIME  SLOT RESTARTS\n(no streamlets)\n");
         assert!(streams_table(&[]).ends_with("STALLED\n(no streams)\n"));
     }
 
@@ -449,8 +521,8 @@ pub(crate) mod tests {
                 streams: 0,
             }],
         };
-        // Eight fields, a blank line, the deaths' title, header and row.
-        assert_safe(&worker_detail(&detail), 12);
+        // Nine fields, a blank line, the deaths' title, header and row.
+        assert_safe(&worker_detail(&detail), 13);
         let stream = StreamInfo {
             id: streamlet_proto::StreamId(1),
             pool: "echo".into(),
@@ -475,8 +547,11 @@ pub(crate) mod tests {
             streams: 1,
             leases: 0,
             max_streams: None,
+            open_streams: 1,
+            rated_streams: 0,
         };
-        assert_safe(&quota_table(&streamlet_proto::QuotaReport { lines: vec![tenant], next: None }), 2);
+        // The title, the line, the note under them.
+        assert_safe(&quota_table(&streamlet_proto::QuotaReport { lines: vec![tenant], next: None }), 3);
         let mut status = status();
         status.socket = HOSTILE.into();
         status.pools[0].errors = [(HOSTILE.to_owned(), 1)].into();

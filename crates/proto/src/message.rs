@@ -312,10 +312,18 @@ pub struct QuotaLine {
     pub reserved: u64,
     pub allocated: u64,
     pub free: Option<u64>,
+    /// The first count, kept for clients of before `open_streams`: the host
+    /// and pools count `rated_streams` here, tenants `open_streams`.
     pub streams: u32,
     pub leases: u32,
     /// Tenants: their `max_streams`, if any.
     pub max_streams: Option<u32>,
+    /// Every open stream at this level, with a rate or not.
+    #[serde(default)]
+    pub open_streams: u32,
+    /// Those of `open_streams` under the quota, with an allocated rate.
+    #[serde(default)]
+    pub rated_streams: u32,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,6 @@
-//! The listings as JSON arrays of flat objects, for scripts (`--json`).
+//! The listings as JSON for scripts (`--json`): a listing is an array of
+//! flat objects, one thing (the daemon's status, a streamlet) an object.
+//! docs/json.md documents every command's shape.
 //!
 //! Durations are seconds as floats; `last_exit` is the exit's description or
 //! `null`. The field names are an interface: change them only by adding.
@@ -181,8 +183,31 @@ pub fn streams_json(streams: &[StreamInfo]) -> Value {
     }))
 }
 
-/// One object per pool: `pool, handler, placement, workers, ready, streams, capacity, degraded_for, errors`.
+#[derive(Serialize)]
+struct StatusRow<'a> {
+    version: &'a str,
+    pid: u32,
+    /// Seconds since the daemon started.
+    uptime: f64,
+    socket: &'a str,
+    pools: Value,
+}
+
+/// The daemon, `version, pid, uptime, socket`, and `pools`, one object per
+/// pool: `pool, handler, placement, workers, ready, streams, capacity,
+/// degraded_for, errors`.
 pub fn status_json(status: &StatusReport) -> Value {
+    let row = StatusRow {
+        version: &status.version,
+        pid: status.pid,
+        uptime: seconds(status.uptime_ms),
+        socket: &status.socket,
+        pools: status_pools_json(status),
+    };
+    serde_json::to_value(row).unwrap_or(Value::Null)
+}
+
+fn status_pools_json(status: &StatusReport) -> Value {
     rows(status.pools.iter().map(|p| PoolRow {
         pool: &p.name,
         handler: &p.handler,
@@ -275,18 +300,23 @@ mod tests {
     }
 
     #[test]
-    fn status_is_an_array_of_pools() {
+    fn status_is_the_daemon_and_its_pools() {
         let value = status_json(&status());
-        assert!(value.is_array());
+        let mut daemon: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        daemon.sort_unstable();
+        assert_eq!(daemon, ["pid", "pools", "socket", "uptime", "version"]);
+        assert_eq!((&value["pid"], &value["version"], &value["uptime"]), (&json!(99), &json!("0.1.0"), &json!(7380.0)));
+        assert_eq!(value["socket"], json!("/run/streamlet/streamletd.sock"));
+        let pools = &value["pools"];
         assert_eq!(
-            keys(&value),
+            keys(pools),
             ["capacity", "degraded_for", "errors", "handler", "placement", "pool", "ready", "streams", "workers"]
         );
-        assert_eq!(value[0]["pool"], json!("echo"));
-        assert_eq!(value[0]["degraded_for"], Value::Null);
+        assert_eq!(pools[0]["pool"], json!("echo"));
+        assert_eq!(pools[0]["degraded_for"], Value::Null);
         let mut degraded = status();
         degraded.pools[0].degraded_for_ms = Some(1500);
-        assert_eq!(status_json(&degraded)[0]["degraded_for"], json!(1.5));
+        assert_eq!(status_json(&degraded)["pools"][0]["degraded_for"], json!(1.5));
         let table = crate::table::status_table(&degraded);
         assert!(table.contains("degraded: crash loop, restarts paused 1s more"), "{table}");
     }
@@ -309,7 +339,7 @@ mod tests {
         assert_eq!(value["deaths"][0]["cause"], json!("hung (silent for 2100 ms)"));
         assert_eq!(value["deaths"][0]["ago"], json!(4.0));
         let text = crate::table::worker_detail(&detail);
-        assert!(text.contains("stream ids 7 9"), "{text}");
+        assert!(text.contains("stream ids     7 9"), "{text}");
         assert!(text.lines().any(|l| l.contains("2") && l.ends_with("hung (silent for 2100 ms)")), "{text}");
     }
 

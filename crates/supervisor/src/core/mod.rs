@@ -21,7 +21,7 @@ use streamlet_proto::{
     EndReason, ErrorBody, ErrorCode, Event, ExitCause, OpenRequest, Opened, PoolStatus, StreamEnded, StreamId,
     StreamInfo, WorkerId, WorkerInfo, WorkerState,
 };
-use streamlet_proto::{LeaseGranted, LeaseRequest, QuotaLine, QuotaReport, Reply, ReplyBody, ServerMessage};
+use streamlet_proto::{LeaseGranted, LeaseRequest, Reply, ReplyBody, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, PlacementKind, PoolConfig};
@@ -33,6 +33,7 @@ use streamlet_sandbox::cgroup::WorkerCgroup;
 
 mod autoscale;
 mod monitor;
+mod quota_report;
 mod reload;
 #[cfg(test)]
 mod tests;
@@ -148,8 +149,8 @@ fn answer(owner: &EventSink, id: u64, done: oneshot::Sender<()>, body: ReplyBody
 /// Which tenants a quota report lists.
 #[derive(Debug, Clone, Copy)]
 pub enum TenantLines<'a> {
-    /// Those holding streams or leases, by name: at most `limit`, after
-    /// `after`.
+    /// Those holding streams or leases and those the configuration names
+    /// (`[tenants.NAME]`), by name: at most `limit`, after `after`.
     Page { after: Option<&'a str>, limit: usize },
     /// Those the configuration names (`[tenants.NAME]`), held or not.
     Configured,
@@ -248,6 +249,10 @@ struct WorkerEntry {
     state: WorkerState,
     link: Arc<WorkerLink>,
     kill: mpsc::UnboundedSender<KillRequest>,
+    /// When its process was spawned: its uptime in listings and events.
+    spawned: Instant,
+    /// When it began to serve its slot: at its spawn, or when it took the
+    /// slot as the spare. `healthy_after` counts from here.
     started: Instant,
     streams: HashSet<StreamId>,
     confinement: Confinement,
@@ -454,6 +459,7 @@ impl Core {
             state: if unwanted { WorkerState::Stopping } else { WorkerState::Starting },
             link: new.link,
             kill: new.kill,
+            spawned: Instant::now(),
             started: Instant::now(),
             streams: HashSet::new(),
             confinement: new.confinement,
@@ -1010,57 +1016,6 @@ impl Core {
         self.apply_rates(&rates);
     }
 
-    /// Capacity, allocated and free, for the host, each pool, and the
-    /// tenants `tenants` picks (by name), with the name to ask after for the
-    /// next page when more remain.
-    pub fn quota_report(&self, tenants: TenantLines<'_>) -> QuotaReport {
-        let report = self.quota.snapshot();
-        let line = |name: &str, level: &str, u: &streamlet_balance::quota::Usage, max_streams: Option<u32>| QuotaLine {
-            name: name.to_owned(),
-            level: level.to_owned(),
-            capacity: u.capacity.filter(|c| *c < UNLIMITED),
-            reserved: u.reserved,
-            allocated: u.allocated.min(UNLIMITED),
-            free: u.free.filter(|_| u.capacity.is_some_and(|c| c < UNLIMITED)),
-            streams: u.streams,
-            leases: u.leases,
-            max_streams,
-        };
-        let mut lines = vec![line("host", "host", &report.host, None)];
-        lines.extend(report.pools.iter().map(|p| line(&p.pool, "pool", &p.usage, None)));
-        // (The allocator's report is sorted by tenant.)
-        let usage_of = |tenant: &str| {
-            report.tenants.binary_search_by(|t| t.tenant.as_str().cmp(tenant)).map(|i| report.tenants[i].usage)
-        };
-        let mut tenant_line = |tenant: &str, held: u32| {
-            let limit = self.tenant_limits.get(tenant).copied().or(self.default_tenant_limit);
-            let mut l = line(tenant, "tenant", &usage_of(tenant).unwrap_or_default(), limit);
-            // Streams outside the quota count here too.
-            l.streams = held.saturating_sub(l.leases);
-            lines.push(l);
-        };
-        let mut next = None;
-        match tenants {
-            TenantLines::Page { after, limit } => {
-                use std::ops::Bound;
-                let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-                let mut page = self.tenants.range::<str, _>((from, Bound::Unbounded));
-                for (tenant, held) in page.by_ref().take(limit) {
-                    tenant_line(tenant, *held);
-                }
-                if page.next().is_some() {
-                    next = lines.last().map(|l| l.name.clone());
-                }
-            }
-            TenantLines::Configured => {
-                for tenant in self.tenant_limits.keys() {
-                    tenant_line(tenant, self.tenants.get(tenant).copied().unwrap_or(0));
-                }
-            }
-        }
-        QuotaReport { lines, next }
-    }
-
     /// Ends what an admission preempted: streams with reason `preempted`;
     /// leases lose their tenant slot (their next refresh hears why).
     fn preempted(&mut self, changes: &streamlet_balance::quota::Changes) {
@@ -1480,7 +1435,7 @@ impl Core {
                     state: w.state,
                     streams: w.streams.len() as u32,
                     capacity: state.map_or(0, |p| p.config.streams_per_worker),
-                    uptime_ms: w.started.elapsed().as_millis() as u64,
+                    uptime_ms: w.spawned.elapsed().as_millis() as u64,
                     restarts: slot.map_or(0, |s| s.restarts),
                     last_exit: slot.and_then(|s| s.last_exit.clone()),
                     usage: None,

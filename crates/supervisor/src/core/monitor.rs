@@ -50,7 +50,10 @@ impl Core {
     /// any `pool_degraded` are published. The answer says what to spawn and
     /// when: the slot's replacement, or a new spare.
     pub(super) fn forget_worker(&mut self, id: WorkerId, worker: WorkerEntry, cause: ExitCause) -> Option<Respawn> {
-        let uptime = worker.started.elapsed();
+        // The process's own run, for what is reported; its time in the slot
+        // (shorter for a spare that took it) for the restart policy.
+        let uptime = worker.spawned.elapsed();
+        let in_slot = worker.started.elapsed();
         let served = worker.streams.len() as u32;
         let now = self.now_ms();
         let random = self.next_random();
@@ -108,7 +111,7 @@ impl Core {
                 // A drained streamlet, or one an operator killed, did not
                 // crash: nothing counts against the pool.
                 if !planned {
-                    verdict = restart::on_death(&policy, &mut slot.backoff, &mut pool.breaker, uptime, now, random);
+                    verdict = restart::on_death(&policy, &mut slot.backoff, &mut pool.breaker, in_slot, now, random);
                 }
                 let labels = crate::metrics::CauseLabels { pool: worker.pool.clone(), cause: cause.kind().to_owned() };
                 self.metrics.restarts.get_or_create(&labels).inc();
@@ -199,7 +202,8 @@ impl Core {
         spare.slot = slot;
         spare.state = WorkerState::Ready;
         spare.labels = pool.config.labels_of(slot);
-        // Its service starts now: `healthy_after` counts from here.
+        // Its service starts now: `healthy_after` counts from here (its
+        // uptime stays its process's).
         spare.started = Instant::now();
         spare.idle_since = Some(Instant::now());
         pool.slots[slot].worker = Some(id);
