@@ -177,8 +177,9 @@ async fn every_command_prints_the_json_docs_json_md_gives() {
     let notes = json_lines(&out.stderr);
     assert_eq!(keys(&notes[0]), ["pool", "rate", "stream", "worker"], "{notes:?}");
     assert_eq!(notes.len(), 2, "the end is told: {notes:?}");
-    assert_eq!(keys(&notes[1]), ["bytes_in", "bytes_out", "ended", "stream"]);
+    assert_eq!(keys(&notes[1]), ["bytes_exact", "bytes_in", "bytes_out", "ended", "stream"]);
     assert_eq!((&notes[1]["ended"], &notes[1]["bytes_out"]), (&Value::from("completed"), &Value::from(5)));
+    assert_eq!(notes[1]["bytes_exact"], Value::from(true));
 
     // lease: granted, then released at the end of input.
     let out = run(&daemon, &["lease", "--pool", "echo", "--min", "8kbit", "--max", "16kbit", "--ttl", "30s"], b"");

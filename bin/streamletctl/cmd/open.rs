@@ -101,6 +101,7 @@ async fn report_end(client: &mut Client, opened: &Opened, json: bool) {
                 "ended": ended.reason.to_string(),
                 "bytes_in": ended.bytes_in,
                 "bytes_out": ended.bytes_out,
+                "bytes_exact": ended.bytes_exact,
             }));
         } else {
             out::note(&format!(
