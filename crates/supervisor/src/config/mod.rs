@@ -940,6 +940,18 @@ max_streams = 50
     }
 
     #[test]
+    fn rates_are_written_in_bits_or_bytes_per_second() {
+        let text = format!("[capacity]\negress = \"1 Gbit/s\"\n{POOL}egress = \"400Mbps\"\ndefault_rate = {{ min = \"125kB/s\", max = \"1MiB/s\" }}\n");
+        let config = Config::parse(&text, "x").unwrap();
+        assert_eq!(config.quota.egress, Some(125_000_000));
+        assert_eq!(config.pools["echo"].egress, Some(50_000_000));
+        assert_eq!(config.pools["echo"].default_rate, Some(RateRange { min: 125_000, max: 1 << 20 }));
+        let e = error(&format!("{POOL}egress = \"400MB\"\n"));
+        assert_eq!(e.key, "pools.echo.egress");
+        assert!(e.reason.contains("add /s") && e.reason.contains("8Mbps"), "{e}");
+    }
+
+    #[test]
     fn pool_names_and_durations_are_checked() {
         let e = error(&POOL.replace("pools.echo", "pools.\"Echo Pool\""));
         assert_eq!(e.key, "pools.Echo Pool");

@@ -64,7 +64,7 @@ pub struct QuotaConfig {
 }
 
 pub(super) fn rate(key: &'static str, text: &str) -> Result<u64, (&'static str, String)> {
-    parse_rate(text).map_err(|r| (key, r))
+    parse_rate(text).map_err(|r| (key, r.to_string()))
 }
 
 pub(super) fn rate_range(raw: Option<RawRate>) -> Result<Option<RateRange>, (&'static str, String)> {
@@ -85,7 +85,11 @@ pub(super) fn quota(
     mut tenants: BTreeMap<String, RawTenant>,
     regions: RawRegions,
 ) -> Result<QuotaConfig, (String, String)> {
-    let egress = capacity.egress.map(|e| parse_rate(&e)).transpose().map_err(|r| ("capacity.egress".to_owned(), r))?;
+    let egress = capacity
+        .egress
+        .map(|e| parse_rate(&e))
+        .transpose()
+        .map_err(|r| ("capacity.egress".to_owned(), r.to_string()))?;
     let burst = super::units::duration(capacity.burst.as_deref(), DEFAULT_BURST)
         .map_err(|r| ("capacity.burst".to_owned(), r))?;
     if burst > MAX_BURST {
