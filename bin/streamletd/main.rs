@@ -21,8 +21,9 @@ struct Cli {
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Control socket [default: $STREAMLET_SOCKET, daemon.socket, then
-    /// /run/streamlet/streamletd.sock for root or
-    /// $XDG_RUNTIME_DIR/streamlet/streamletd.sock].
+    /// /run/streamlet/streamletd.sock for root,
+    /// $XDG_RUNTIME_DIR/streamlet/streamletd.sock for other users, or
+    /// /tmp/streamlet-UID/streamletd.sock without XDG_RUNTIME_DIR].
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// How the log is written to stderr: human-readable lines, or one JSON
