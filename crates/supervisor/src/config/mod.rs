@@ -257,7 +257,9 @@ struct RawDaemon {
 #[serde(deny_unknown_fields)]
 struct RawPool {
     handler: RawHandler,
+    #[serde(default)]
     workers: RawWorkers,
+    #[serde(default = "default_streams_per_worker")]
     streams_per_worker: u32,
     autoscale: Option<autoscale::RawAutoscale>,
     #[serde(default = "default_placement")]
@@ -362,13 +364,36 @@ enum RawHandler {
     },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWorkers {
-    min: u32,
-    max: u32,
+    min: Option<u32>,
+    max: Option<u32>,
     #[serde(default)]
     min_free: u32,
+}
+
+impl RawWorkers {
+    /// `(min, max)`: [`DEFAULT_WORKERS`] each, or, when one is given, the
+    /// other as near to it as it can be.
+    fn bounds(&self) -> (u32, u32) {
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => (min, max),
+            (Some(min), None) => (min, min.max(DEFAULT_WORKERS)),
+            (None, Some(max)) => (max.min(DEFAULT_WORKERS), max),
+            (None, None) => (DEFAULT_WORKERS, DEFAULT_WORKERS),
+        }
+    }
+}
+
+/// A pool's `workers.min` and `workers.max` when it gives neither: two
+/// streamlets, so one death never leaves the pool without a ready one.
+pub const DEFAULT_WORKERS: u32 = 2;
+/// A pool's `streams_per_worker` when it gives none.
+pub const DEFAULT_STREAMS_PER_WORKER: u32 = 8;
+
+fn default_streams_per_worker() -> u32 {
+    DEFAULT_STREAMS_PER_WORKER
 }
 
 /// The most streamlets one pool may have.
@@ -460,19 +485,23 @@ impl Config {
                     "a pool name is 1 to 64 characters of a-z, 0-9, '-' and '_'".into(),
                 ));
             }
-            if pool.workers.max == 0 || pool.workers.max > MAX_WORKERS_PER_POOL {
+            let (workers_min, workers_max) = pool.workers.bounds();
+            if workers_max == 0 || workers_max > MAX_WORKERS_PER_POOL {
                 return Err(err(&key("workers.max"), format!("must be 1 to {MAX_WORKERS_PER_POOL}")));
             }
-            if pool.workers.min > pool.workers.max {
+            if workers_min > workers_max {
                 return Err(err(
                     &key("workers.min"),
-                    format!("{} is more than workers.max ({})", pool.workers.min, pool.workers.max),
+                    format!("{workers_min} is more than workers.max ({workers_max}): lower min or raise max"),
                 ));
             }
-            if pool.workers.min_free > pool.workers.max {
+            if pool.workers.min_free > workers_max {
                 return Err(err(
                     &key("workers.min_free"),
-                    format!("{} is more than workers.max ({})", pool.workers.min_free, pool.workers.max),
+                    format!(
+                        "{} is more than workers.max ({workers_max}): lower it or raise max",
+                        pool.workers.min_free
+                    ),
                 ));
             }
             let autoscale = autoscale::autoscale(pool.autoscale).map_err(|(k, r)| err(&key(k), r))?;
@@ -527,13 +556,12 @@ impl Config {
             let egress =
                 pool.egress.map(|e| quota::rate("egress", &e)).transpose().map_err(|(k, r)| err(&key(k), r))?;
             let default_rate = quota::rate_range(pool.default_rate).map_err(|(k, r)| err(&key(k), r))?;
-            if pool.worker_labels.len() > pool.workers.max as usize {
+            if pool.worker_labels.len() > workers_max as usize {
                 return Err(err(
                     &key("worker_labels"),
                     format!(
-                        "has {} entries but workers.max is {}: the extra ones would never be used",
+                        "has {} entries but workers.max is {workers_max}: the extra ones would never be used; remove them or raise workers.max",
                         pool.worker_labels.len(),
-                        pool.workers.max
                     ),
                 ));
             }
@@ -554,8 +582,8 @@ impl Config {
             let config = PoolConfig {
                 name: name.clone(),
                 handler,
-                workers_min: pool.workers.min,
-                workers_max: pool.workers.max,
+                workers_min,
+                workers_max,
                 min_free: pool.workers.min_free,
                 streams_per_worker: pool.streams_per_worker,
                 autoscale,
@@ -702,6 +730,48 @@ mod tests {
         let config = Config::parse(include_str!("../../../../systemd/streamletd.toml"), "example").unwrap();
         assert_eq!(config.pools["echo"].streams_per_worker, 8);
         assert_eq!(config.daemon.shutdown_timeout, Duration::from_secs(5));
+    }
+
+    /// The example's header says its values are the defaults unless a
+    /// comment says otherwise: the comments that do are for the socket (the
+    /// default as root), `[sandbox] required`, `[tenants.default]` and the
+    /// pool's `limits`; everything else must be what a file without the key
+    /// gets, and the embedded default's pool is the example's.
+    #[test]
+    fn the_documented_example_shows_the_defaults() {
+        let example = Config::parse(include_str!("../../../../systemd/streamletd.toml"), "example").unwrap();
+        let bare = Config::parse("[pools.echo]\nhandler = { kind = \"echo\" }\n", "bare").unwrap();
+        assert_eq!(example.daemon.socket.as_deref(), Some(Path::new("/run/streamlet/streamletd.sock")));
+        assert!(example.sandbox.required && !bare.sandbox.required);
+        assert_eq!((example.quota.default_max_streams, bare.quota.default_max_streams), (Some(100), None));
+        let echo = PoolConfig { limits: Limits::default(), ..(*example.pools["echo"]).clone() };
+        assert_eq!(echo, *bare.pools["echo"], "the example's pool, but for its limits, is all defaults");
+        assert_eq!(*Config::embedded().pools["echo"], *bare.pools["echo"], "and so is the embedded one");
+        let daemon = |c: &Config| {
+            let d = &c.daemon;
+            (d.worker_binary.clone(), d.shutdown_timeout, d.stats_interval, d.state_dir.clone(), d.idle_timeout)
+        };
+        assert_eq!(daemon(&example), daemon(&bare));
+        assert_eq!((example.sandbox.cgroup_root.clone(), example.sandbox.uids), (None, sandbox::DEFAULT_UIDS));
+        assert_eq!((example.quota.egress, example.quota.burst), (bare.quota.egress, bare.quota.burst));
+        assert_eq!((&example.access, &example.metrics), (&bare.access, &bare.metrics));
+    }
+
+    #[test]
+    fn a_pool_without_workers_or_streams_per_worker_gets_two_streamlets_of_eight() {
+        let pool = |keys: &str| {
+            let config = Config::parse(&format!("[pools.p]\nhandler = {{ kind = \"echo\" }}\n{keys}"), "x").unwrap();
+            let p = &config.pools["p"];
+            (p.workers_min, p.workers_max, p.streams_per_worker)
+        };
+        assert_eq!(pool(""), (DEFAULT_WORKERS, DEFAULT_WORKERS, DEFAULT_STREAMS_PER_WORKER));
+        assert_eq!(pool(""), (2, 2, 8));
+        assert_eq!(pool("workers = { max = 10 }"), (2, 10, 8), "min stays 2");
+        assert_eq!(pool("workers = { max = 1 }"), (1, 1, 8), "min comes down to max");
+        assert_eq!(pool("workers = { min = 5 }"), (5, 5, 8), "max comes up to min");
+        assert_eq!(pool("workers = { min = 0 }\nstreams_per_worker = 3"), (0, 2, 3));
+        let e = error("[pools.p]\nhandler = { kind = \"echo\" }\nworkers = { max = 0 }\n");
+        assert_eq!(e.key, "pools.p.workers.max");
     }
 
     #[test]
