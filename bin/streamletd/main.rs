@@ -57,10 +57,7 @@ fn main() -> ExitCode {
                 println!("{}: ok ({n} pool{}: {})", file.display(), if n == 1 { "" } else { "s" }, pool_names(&config));
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("streamletd: {e}");
-                ExitCode::from(EXIT_BAD_CONFIG)
-            }
+            Err(e) => bad_config(&e),
         },
         Some(Command::Demo) => demo::run(),
         Some(Command::SeccompPolicy) => {
@@ -78,10 +75,7 @@ fn daemon(config: Option<PathBuf>, socket: Option<PathBuf>) -> ExitCode {
     };
     let config = match config {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("streamletd: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
+        Err(e) => return bad_config(&e),
     };
     let socket = resolve_socket_path(socket, config.daemon.socket.clone());
     ensure_standard_fds();
@@ -152,6 +146,14 @@ fn raise_nofile_limit() {
             std::io::Error::last_os_error()
         );
     }
+}
+
+/// Each problem of a configuration on a line of its own.
+fn bad_config(e: &streamlet_supervisor::ConfigError) -> ExitCode {
+    for line in e.to_string().lines() {
+        eprintln!("streamletd: {line}");
+    }
+    ExitCode::from(EXIT_BAD_CONFIG)
 }
 
 fn pool_names(config: &Config) -> String {

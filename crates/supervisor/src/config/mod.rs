@@ -5,7 +5,6 @@
 //! it without reading code.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,8 @@ use crate::upstream::Upstream;
 
 mod access;
 mod autoscale;
+mod error;
+mod handler;
 mod monitor;
 mod quota;
 mod sandbox;
@@ -25,6 +26,8 @@ mod units;
 
 pub use access::{Access, Role};
 pub use autoscale::Autoscale;
+pub use error::{ConfigError, Problem};
+use handler::RawHandler;
 pub use monitor::{OnWorkerExit, DEFAULT_HEARTBEAT_TIMEOUT};
 pub use quota::{QuotaConfig, RateRange};
 pub use sandbox::{check_socket_reach, Limits, Network, RunAs, SandboxConfig, AUTO_UIDS_SLICE};
@@ -174,25 +177,6 @@ impl PlacementKind {
     }
 }
 
-/// A configuration that cannot be used: where, which key, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    /// The file, or [`EMBEDDED`].
-    pub file: String,
-    pub key: String,
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file, self.reason)
-        } else {
-            write!(f, "{}: key `{}`: {}", self.file, self.key, self.reason)
-        }
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -256,7 +240,7 @@ struct RawDaemon {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPool {
-    handler: RawHandler,
+    handler: Option<RawHandler>,
     #[serde(default)]
     workers: RawWorkers,
     #[serde(default = "default_streams_per_worker")]
@@ -350,20 +334,6 @@ fn default_placement() -> PlacementKind {
     PlacementKind::LeastConnections
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-enum RawHandler {
-    Echo {},
-    Exec {
-        command: Vec<String>,
-        #[serde(default)]
-        direct: bool,
-    },
-    Relay {
-        upstream: String,
-    },
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWorkers {
@@ -410,27 +380,35 @@ impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: source.clone(),
-            key: String::new(),
-            reason: format!("cannot read the file: {e}"),
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(&source, "", format!("cannot read the file: {e} (give the path of a TOML file)"))
         })?;
         Self::parse(&text, &source)
     }
 
-    /// Parses and validates TOML text; `source` names it in errors.
+    /// Parses and validates TOML text; `source` names it in errors, each of
+    /// which has the line of its key.
     pub fn parse(text: &str, source: &str) -> Result<Self, ConfigError> {
-        let err = |key: &str, reason: String| ConfigError { file: source.to_owned(), key: key.to_owned(), reason };
+        Self::resolve(text, source).map_err(|e| e.located(text))
+    }
+
+    fn resolve(text: &str, source: &str) -> Result<Self, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError::new(source, key, reason);
         let raw: RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            let line = inner.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-            let reason = match line {
-                Some(line) => format!("{} (line {line})", inner.message().trim()),
-                None => inner.message().trim().to_owned(),
-            };
-            err(if key == "." { "" } else { &key }, reason)
+            let mut error = err(if key == "." { "" } else { &key }, error::plain(inner.message()));
+            error.line = inner.span().map(|s| error::line_at(text, s.start));
+            error
         })?;
+        let missing = missing_keys(&raw);
+        if !missing.is_empty() {
+            let document = error::Document::parse(text);
+            let located = missing.into_iter().map(|p| Problem { line: document.line(&p.key), ..p }).collect();
+            if let Some(e) = ConfigError::of(source, located) {
+                return Err(e);
+            }
+        }
 
         let daemon = DaemonConfig {
             socket: raw.daemon.socket,
@@ -508,19 +486,27 @@ impl Config {
             if pool.streams_per_worker == 0 || pool.streams_per_worker > MAX_STREAMS_PER_WORKER {
                 return Err(err(&key("streams_per_worker"), format!("must be 1 to {MAX_STREAMS_PER_WORKER}")));
             }
-            let relay_upstream = match &pool.handler {
-                RawHandler::Relay { upstream } => Some(upstream.clone()),
+            let raw_handler = pool.handler.ok_or_else(|| err(&key("handler"), handler::missing_handler()))?;
+            let relay_upstream = match &raw_handler {
+                RawHandler::Relay { upstream } => Some(
+                    upstream.clone().ok_or_else(|| err(&key("handler.upstream"), handler::MISSING_UPSTREAM.into()))?,
+                ),
                 _ => None,
             };
-            let handler = match (pool.handler, pool.framing) {
-                (RawHandler::Echo {}, Framing::Crc32c) => HandlerSpec::FramedEcho { on_corrupt: pool.on_corrupt },
+            let handler = match (raw_handler, pool.framing) {
+                (RawHandler::Echo, Framing::Crc32c) => HandlerSpec::FramedEcho { on_corrupt: pool.on_corrupt },
                 (RawHandler::Relay { .. }, Framing::Crc32c) => HandlerSpec::Relay { framing: Some(pool.on_corrupt) },
                 (_, Framing::Crc32c) => {
-                    return Err(err(&key("framing"), "\"crc32c\" applies to the echo and relay handlers".into()));
+                    return Err(err(
+                        &key("framing"),
+                        "\"crc32c\" applies to the echo and relay handlers: remove it or write \"none\"".into(),
+                    ));
                 }
-                (RawHandler::Echo {}, Framing::None) => HandlerSpec::Echo,
+                (RawHandler::Echo, Framing::None) => HandlerSpec::Echo,
                 (RawHandler::Relay { .. }, Framing::None) => HandlerSpec::Relay { framing: None },
                 (RawHandler::Exec { command, direct }, Framing::None) => {
+                    let command =
+                        command.ok_or_else(|| err(&key("handler.command"), handler::MISSING_COMMAND.into()))?;
                     check_command(&command).map_err(|reason| err(&key("handler.command"), reason))?;
                     HandlerSpec::Exec { command, direct }
                 }
@@ -574,7 +560,7 @@ impl Config {
                 upstream_allow.push(Upstream::parse(text).map_err(|r| err(&key(&format!("upstream_allow[{i}]")), r))?);
             }
             if !upstream_allow.is_empty() && upstream.is_none() {
-                return Err(err(&key("upstream_allow"), "applies to a relay handler only".into()));
+                return Err(err(&key("upstream_allow"), "applies to a relay handler only: remove it, or make the handler a relay".into()));
             }
             let heartbeat_timeout =
                 monitor::heartbeat_timeout(pool.heartbeat_timeout.as_deref()).map_err(|(k, r)| err(&key(k), r))?;
@@ -639,6 +625,35 @@ fn check_pools_against_socket(
             .map_err(|(key, reason)| (format!("pools.{name}.{key}"), reason))?;
     }
     Ok(())
+}
+
+/// Every key the file must have and lacks, with what to write: all of
+/// them, so one edit can add them all.
+fn missing_keys(raw: &RawConfig) -> Vec<Problem> {
+    let mut missing = Vec::new();
+    let mut add = |key: String, reason: String| missing.push(Problem { line: None, key, reason });
+    for (name, pool) in &raw.pools {
+        let key = |k: &str| format!("pools.{}.{k}", error::part(name));
+        match &pool.handler {
+            None => add(key("handler"), handler::missing_handler()),
+            Some(RawHandler::Exec { command: None, .. }) => {
+                add(key("handler.command"), handler::MISSING_COMMAND.into())
+            }
+            Some(RawHandler::Relay { upstream: None }) => {
+                add(key("handler.upstream"), handler::MISSING_UPSTREAM.into())
+            }
+            Some(_) => {}
+        }
+        for (k, reason) in pool.default_rate.as_ref().map(quota::missing_in_rate).unwrap_or_default() {
+            add(key(k), reason.into());
+        }
+    }
+    for (name, tenant) in &raw.tenants {
+        if let Some((k, reason)) = quota::missing_in_tenant(tenant) {
+            add(format!("tenants.{}.{k}", error::part(name)), reason.into());
+        }
+    }
+    missing
 }
 
 fn valid_pool_name(name: &str) -> bool {
@@ -867,8 +882,103 @@ mod tests {
     #[test]
     fn syntax_errors_carry_the_line() {
         let e = error("[pools.echo\n");
-        assert!(e.reason.contains("line 1"), "{e}");
-        assert!(e.to_string().starts_with("test.toml: "), "{e}");
+        assert_eq!(e.line, Some(1), "{e}");
+        assert!(e.to_string().starts_with("test.toml:1: "), "{e}");
+        let e = error(&format!("{POOL}\n\nworkers = {{ min = 1,, }}\n"));
+        assert_eq!(e.line, Some(7), "{e}");
+    }
+
+    /// The example: an unknown key on line 7 is reported at line 7
+    /// (it was line 6), with the key it is likely a typo of.
+    #[test]
+    fn unknown_keys_are_reported_at_their_own_line() {
+        let text = "[daemon]\nshutdown_timeout = \"5s\"\n\n[pools.echo]\nhandler = { kind = \"echo\" }\nworkers = { min = 2, max = 2 }\nplacment = \"pack\"\nstreams_per_worker = 8\n";
+        let e = error(text);
+        assert_eq!((e.line, e.key.as_str()), (Some(7), "pools.echo.placment"));
+        assert!(
+            e.reason.starts_with("unknown key `placment`: did you mean `placement`? remove it or write one of"),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("test.toml:7: key `pools.echo.placment`: "), "{e}");
+        let e = error("[pools.echo]\nhandler = { kind = \"echo\", colour = \"red\" }\n");
+        assert_eq!(e.line, Some(2), "inside an inline table: {e}");
+        let e = error("\n\n[deamon]\n");
+        assert_eq!((e.line, e.key.as_str()), (Some(3), "deamon"), "{e}");
+        assert!(e.reason.contains("did you mean `daemon`?"), "{e}");
+    }
+
+    /// A wrong value, found by the parser or by the checks after it, is
+    /// reported at its line, in the file's words rather than serde's.
+    #[test]
+    fn wrong_values_are_reported_at_their_line() {
+        let e = error(&format!("{POOL}\nplacement = \"pak\"\n"));
+        assert_eq!((e.line, e.key.as_str()), (Some(6), "pools.echo.placement"));
+        assert!(e.reason.contains("did you mean \"pack\"?"), "{e}");
+        let e = error(&POOL.replace("streams_per_worker = 4", "streams_per_worker = \"4\""));
+        assert_eq!((e.line, e.key.as_str()), (Some(4), "pools.echo.streams_per_worker"));
+        assert_eq!(e.reason, "found string \"4\", expected a whole number from 0 to 4294967295");
+        let e = error(&format!("[daemon]\n\nshutdown_timeout = \"soon\"\n{POOL}"));
+        assert_eq!((e.line, e.key.as_str()), (Some(3), "daemon.shutdown_timeout"));
+        let e = error(&format!("{POOL}\n[pools.echo.restart]\njitter = 2.0\n"));
+        assert_eq!((e.line, e.key.as_str()), (Some(7), "pools.echo.restart.jitter"), "{e}");
+        let e = error(&format!("{POOL}upstream_allow = [\n  \"tcp://1.2.3.4:5\",\n  \"udp://x\"]\n"));
+        assert_eq!(e.line, Some(7), "{e}");
+        let e = error("[tenants.acme]\nmax_streams = 1\n");
+        assert_eq!((e.line, e.key.as_str()), (None, "pools"), "no pool, no line: {e}");
+        assert!(e.reason.contains("add a [pools.NAME] table"), "{e}");
+    }
+
+    /// Every missing key at once, in the order of the file, each at the
+    /// line of the table it belongs in, each saying what to write.
+    #[test]
+    fn missing_keys_are_reported_all_at_once() {
+        let text = "[pools.a]\nworkers = { max = 4 }\n\n[pools.b]\nhandler = { kind = \"exec\" }\ndefault_rate = { min = \"1Mbit\" }\n\n[pools.c]\nhandler = { kind = \"relay\" }\n\n[tenants.acme]\n";
+        let e = error(text);
+        let problems = e.problems();
+        let found: Vec<(Option<usize>, &str)> = problems.iter().map(|p| (p.line, p.key.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                (Some(1), "pools.a.handler"),
+                (Some(5), "pools.b.handler.command"),
+                (Some(6), "pools.b.default_rate.max"),
+                (Some(9), "pools.c.handler.upstream"),
+                (Some(11), "tenants.acme.max_streams"),
+            ]
+        );
+        let text = e.to_string();
+        assert_eq!(text.lines().count(), 5, "a line each: {text}");
+        assert!(text.lines().all(|l| l.starts_with("test.toml:")), "{text}");
+        assert!(problems[0].reason.contains("add handler = \"echo\""), "{text}");
+        assert!(problems[1].reason.contains("add command = [\"/usr/bin/wc\", \"-c\"]"), "{text}");
+        assert!(problems[2].reason.contains("both min and max"), "{text}");
+        assert!(problems[3].reason.contains("add upstream = \"tcp://IP:PORT\""), "{text}");
+        assert!(problems[4].reason.contains("add max_streams = N"), "{text}");
+    }
+
+    /// `handler = "echo"` for a handler without required options; for the
+    /// others, what to write.
+    #[test]
+    fn a_handler_without_options_may_be_written_by_its_name() {
+        let short = Config::parse("[pools.echo]\nhandler = \"echo\"\n", "x").unwrap();
+        assert_eq!(short.pools["echo"].handler, HandlerSpec::Echo);
+        let framed = Config::parse("[pools.echo]\nhandler = \"echo\"\nframing = \"crc32c\"\n", "x").unwrap();
+        assert!(matches!(framed.pools["echo"].handler, HandlerSpec::FramedEcho { .. }));
+        for (name, example) in [("exec", handler::EXEC_EXAMPLE), ("relay", handler::RELAY_EXAMPLE)] {
+            let e = error(&format!("[pools.p]\n\nhandler = \"{name}\"\n"));
+            assert_eq!((e.line, e.key.as_str()), (Some(3), "pools.p.handler"), "{e}");
+            assert!(e.reason.contains("written as a table") && e.reason.contains(example), "{e}");
+            assert!(!e.reason.contains("RawHandler") && !e.reason.contains("internally tagged"), "{e}");
+        }
+        let e = error("[pools.p]\nhandler = \"rot13\"\n");
+        assert!(e.reason.starts_with("\"rot13\" is not a handler: write handler = \"echo\""), "{e}");
+        let e = error("[pools.p]\nhandler = 3\n");
+        assert!(e.reason.contains("expected a handler: \"echo\""), "{e}");
+        let e = error("[pools.p]\nhandler = { command = [\"/bin/cat\"] }\n");
+        assert!(e.reason.starts_with("the handler's table has no kind: write handler = \"echo\""), "{e}");
+        let e = error("[pools.p]\nhandler = \"echo\"\nlimits = { cpu = true }\n");
+        assert_eq!((e.line, e.key.as_str()), (Some(3), "pools.p.limits.cpu"));
+        assert_eq!(e.reason, "expected a number of cores, like 0.5 or \"0.5\"", "no serde words: {e}");
     }
 
     #[test]
