@@ -1,5 +1,6 @@
 //! `streamletd`: the streamlet supervisor daemon.
 
+mod check_config;
 mod demo;
 mod journald;
 mod logging;
@@ -7,7 +8,7 @@ mod logging;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use streamlet_proto::socket_path::resolve_socket_path;
 use streamlet_supervisor::Config;
 
@@ -17,8 +18,9 @@ const EXIT_BAD_CONFIG: u8 = 64;
 #[derive(Parser, Debug)]
 #[command(name = "streamletd", version, about = "Supervisor for sandboxed stream workers (streamlets)")]
 struct Cli {
-    /// TOML configuration; without it, the embedded default (one echo pool).
-    #[arg(long, value_name = "FILE", global = true)]
+    /// TOML configuration to run with; without it, the embedded default (one
+    /// echo pool).
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Control socket [default: $STREAMLET_SOCKET, daemon.socket, then
     /// /run/streamlet/streamletd.sock for root,
@@ -29,7 +31,7 @@ struct Cli {
     /// How the log is written to stderr: human-readable lines, or one JSON
     /// object a line. Under systemd (stderr is the journal, $JOURNAL_STREAM)
     /// the log goes to journald with its fields instead.
-    #[arg(long, value_enum, env = "STREAMLET_LOG_FORMAT", default_value = "human", global = true)]
+    #[arg(long, value_enum, env = "STREAMLET_LOG_FORMAT", default_value = "human")]
     log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
@@ -37,8 +39,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Check a configuration file and exit: 0 if it is valid, 64 if not.
-    CheckConfig { file: PathBuf },
+    /// Check a configuration file and exit: 0 if it is valid, 64 and each
+    /// problem's line, key and fix if not.
+    #[command(after_help = check_config::AFTER_HELP)]
+    CheckConfig(check_config::Args),
     /// A narrated tour: a daemon on the embedded default, a gateway, streams,
     /// a streamlet killed and replaced; leaves nothing behind.
     Demo,
@@ -51,13 +55,14 @@ fn main() -> ExitCode {
     // The demo narrates on stdout; its in-process gateway logs only trouble.
     logging::init(if matches!(cli.command, Some(Command::Demo)) { "warn" } else { "info" }, cli.log_format);
     match cli.command {
-        Some(Command::CheckConfig { file }) => match Config::load(&file) {
-            Ok(config) => {
-                let n = config.pools.len();
-                println!("{}: ok ({n} pool{}: {})", file.display(), if n == 1 { "" } else { "s" }, pool_names(&config));
-                ExitCode::SUCCESS
+        Some(Command::CheckConfig(args)) => match args.file(cli.config) {
+            Ok(file) => check_config::run(&file),
+            Err(why) => {
+                let mut command = Cli::command();
+                command.build();
+                let check = command.find_subcommand_mut("check-config").expect("check-config is a command");
+                check.error(clap::error::ErrorKind::MissingRequiredArgument, why).exit()
             }
-            Err(e) => bad_config(&e),
         },
         Some(Command::Demo) => demo::run(),
         Some(Command::SeccompPolicy) => {

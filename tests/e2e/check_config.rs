@@ -56,3 +56,55 @@ fn check_config_names_the_line_of_each_problem_and_what_to_write() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("ok (1 pool: echo)"), "{out}");
 }
+
+/// `check-config FILE`, `check-config --config FILE` (as the daemon takes
+/// it) and `--config FILE check-config` all check FILE; with none, or two
+/// different ones, it says what to give.
+#[test]
+fn check_config_takes_the_file_as_an_argument_or_with_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[pools.echo]\nhandler = \"echo\"\n").unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[pools.echo]\nhandler = \"echo\"\nworkers = { min = 3, max = 2 }\n").unwrap();
+    let check = Path::new("check-config");
+    let config = Path::new("--config");
+    for args in [vec![check, &good], vec![check, config, &good], vec![config, &good, check]] {
+        let (code, out, err) = run(&args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(out.contains("good.toml: ok (1 pool: echo)"), "{args:?}: {out}");
+    }
+    for args in [vec![check, &bad], vec![check, config, &bad], vec![config, &bad, check]] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, Some(64), "{args:?}: {err}");
+        assert!(err.contains("bad.toml:3: key `pools.echo.workers.min`"), "{args:?}: {err}");
+    }
+    let (code, _, err) = run(&[check]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`streamletd check-config FILE` or `streamletd check-config --config FILE`"), "{err}");
+    let (code, _, err) = run(&[config, &bad, check, &good]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("two files to check") && err.contains("give one"), "{err}");
+}
+
+/// The help says how to give the file, shows no option the command ignores,
+/// and the daemon's own help names every default socket.
+#[test]
+fn check_config_help_explains_its_file() {
+    let (code, help, _) = run(&[Path::new("check-config"), Path::new("--help")]);
+    assert_eq!(code, Some(0));
+    assert!(help.contains("Usage: streamletd check-config [OPTIONS] [FILE]"), "{help}");
+    assert!(help.contains("[FILE]  The configuration file to check"), "the argument is explained: {help}");
+    assert!(help.contains("--config <FILE>  The configuration file to check"), "{help}");
+    assert!(help.contains("`streamletd check-config --config FILE`"), "{help}");
+    assert!(!help.contains("embedded default") && !help.contains("--log-format"), "nothing it ignores: {help}");
+    let (code, help, _) = run(&[Path::new("--help")]);
+    assert_eq!(code, Some(0));
+    for socket in [
+        "/run/streamlet/streamletd.sock",
+        "$XDG_RUNTIME_DIR/streamlet/streamletd.sock",
+        "/tmp/streamlet-UID/streamletd.sock without XDG_RUNTIME_DIR",
+    ] {
+        assert!(help.contains(socket), "{socket}: {help}");
+    }
+}
