@@ -13,13 +13,13 @@ use serde::Deserialize;
 use streamlet_proto::worker::HandlerSpec;
 
 use crate::restart::RestartPolicy;
-use crate::upstream::Upstream;
 
 mod access;
 mod autoscale;
 mod error;
 mod handler;
 mod monitor;
+mod pool;
 mod quota;
 mod sandbox;
 mod units;
@@ -27,8 +27,8 @@ mod units;
 pub use access::{Access, Role};
 pub use autoscale::Autoscale;
 pub use error::{ConfigError, Problem};
-use handler::RawHandler;
 pub use monitor::{OnWorkerExit, DEFAULT_HEARTBEAT_TIMEOUT};
+pub use pool::{Framing, DEFAULT_STREAMS_PER_WORKER, DEFAULT_WORKERS, MAX_STREAMS_PER_WORKER, MAX_WORKERS_PER_POOL};
 pub use quota::{QuotaConfig, RateRange};
 pub use sandbox::{check_socket_reach, Limits, Network, RunAs, SandboxConfig, AUTO_UIDS_SLICE};
 use units::duration;
@@ -195,7 +195,7 @@ struct RawConfig {
     #[serde(default)]
     metrics: RawMetrics,
     #[serde(default)]
-    pools: BTreeMap<String, RawPool>,
+    pools: BTreeMap<String, pool::RawPool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,140 +236,6 @@ struct RawDaemon {
     state_dir: Option<PathBuf>,
     idle_timeout: Option<String>,
 }
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPool {
-    handler: Option<RawHandler>,
-    #[serde(default)]
-    workers: RawWorkers,
-    #[serde(default = "default_streams_per_worker")]
-    streams_per_worker: u32,
-    autoscale: Option<autoscale::RawAutoscale>,
-    #[serde(default = "default_placement")]
-    placement: PlacementKind,
-    limits: Option<sandbox::RawLimits>,
-    #[serde(default)]
-    network: Network,
-    user: Option<String>,
-    group: Option<String>,
-    #[serde(default = "yes")]
-    readonly_root: bool,
-    egress: Option<String>,
-    #[serde(default)]
-    preempt: bool,
-    default_rate: Option<quota::RawRate>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    worker_labels: Vec<BTreeMap<String, String>>,
-    #[serde(default)]
-    prefer: BTreeMap<String, String>,
-    #[serde(default)]
-    on_worker_exit: OnWorkerExit,
-    #[serde(default)]
-    framing: Framing,
-    #[serde(default)]
-    upstream_allow: Vec<String>,
-    #[serde(default)]
-    ingress_limit: bool,
-    #[serde(default)]
-    tenant_isolation: bool,
-    #[serde(default = "end")]
-    on_corrupt: streamlet_proto::worker::OnCorrupt,
-    #[serde(default = "yes")]
-    spare: bool,
-    heartbeat_timeout: Option<String>,
-    restart: Option<monitor::RawRestart>,
-}
-
-/// An `exec` command: a program given by absolute path (streamlets have no
-/// `PATH` to search), outside what the sandbox hides, that exists and is
-/// executable.
-fn check_command(command: &[String]) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let Some(program) = command.first() else {
-        return Err("is empty: give the program and its arguments, like [\"/bin/cat\"]".into());
-    };
-    if !program.starts_with('/') {
-        return Err(format!("{program:?} is not an absolute path (streamlets search no PATH)"));
-    }
-    // As written and as resolved: a symlink elsewhere into /tmp is hidden too.
-    let path = Path::new(program);
-    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    for candidate in [path, resolved.as_path()] {
-        if let Some((mount, why)) = streamlet_sandbox::mounts::hidden(candidate) {
-            return Err(format!(
-                "{program} is under {mount}, which streamlets do not see as the host's ({why}): put the command elsewhere, like /usr/local/libexec"
-            ));
-        }
-    }
-    match std::fs::metadata(program) {
-        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
-        Ok(_) => Err(format!("{program} is not an executable file")),
-        Err(e) => Err(format!("{program}: {e}")),
-    }
-}
-
-/// A pool's `framing`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Framing {
-    /// Bytes as they come.
-    #[default]
-    None,
-    /// Length, payload, CRC32C frames, each checked.
-    Crc32c,
-}
-
-fn end() -> streamlet_proto::worker::OnCorrupt {
-    streamlet_proto::worker::OnCorrupt::End
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_placement() -> PlacementKind {
-    PlacementKind::LeastConnections
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWorkers {
-    min: Option<u32>,
-    max: Option<u32>,
-    #[serde(default)]
-    min_free: u32,
-}
-
-impl RawWorkers {
-    /// `(min, max)`: [`DEFAULT_WORKERS`] each, or, when one is given, the
-    /// other as near to it as it can be.
-    fn bounds(&self) -> (u32, u32) {
-        match (self.min, self.max) {
-            (Some(min), Some(max)) => (min, max),
-            (Some(min), None) => (min, min.max(DEFAULT_WORKERS)),
-            (None, Some(max)) => (max.min(DEFAULT_WORKERS), max),
-            (None, None) => (DEFAULT_WORKERS, DEFAULT_WORKERS),
-        }
-    }
-}
-
-/// A pool's `workers.min` and `workers.max` when it gives neither: two
-/// streamlets, so one death never leaves the pool without a ready one.
-pub const DEFAULT_WORKERS: u32 = 2;
-/// A pool's `streams_per_worker` when it gives none.
-pub const DEFAULT_STREAMS_PER_WORKER: u32 = 8;
-
-fn default_streams_per_worker() -> u32 {
-    DEFAULT_STREAMS_PER_WORKER
-}
-
-/// The most streamlets one pool may have.
-pub const MAX_WORKERS_PER_POOL: u32 = 10_000;
-/// The most streams one streamlet may serve.
-pub const MAX_STREAMS_PER_WORKER: u32 = 65_536;
 
 impl Config {
     /// The embedded default.
@@ -455,147 +321,8 @@ impl Config {
             return Err(err("pools", "no pool is configured: add a [pools.NAME] table".into()));
         }
         let mut pools = BTreeMap::new();
-        for (name, pool) in raw.pools {
-            let key = |k: &str| format!("pools.{name}.{k}");
-            if !valid_pool_name(&name) {
-                return Err(err(
-                    &format!("pools.{name}"),
-                    "a pool name is 1 to 64 characters of a-z, 0-9, '-' and '_'".into(),
-                ));
-            }
-            let (workers_min, workers_max) = pool.workers.bounds();
-            if workers_max == 0 || workers_max > MAX_WORKERS_PER_POOL {
-                return Err(err(&key("workers.max"), format!("must be 1 to {MAX_WORKERS_PER_POOL}")));
-            }
-            if workers_min > workers_max {
-                return Err(err(
-                    &key("workers.min"),
-                    format!("{workers_min} is more than workers.max ({workers_max}): lower min or raise max"),
-                ));
-            }
-            if pool.workers.min_free > workers_max {
-                return Err(err(
-                    &key("workers.min_free"),
-                    format!(
-                        "{} is more than workers.max ({workers_max}): lower it or raise max",
-                        pool.workers.min_free
-                    ),
-                ));
-            }
-            let autoscale = autoscale::autoscale(pool.autoscale).map_err(|(k, r)| err(&key(k), r))?;
-            if pool.streams_per_worker == 0 || pool.streams_per_worker > MAX_STREAMS_PER_WORKER {
-                return Err(err(&key("streams_per_worker"), format!("must be 1 to {MAX_STREAMS_PER_WORKER}")));
-            }
-            let raw_handler = pool.handler.ok_or_else(|| err(&key("handler"), handler::missing_handler()))?;
-            let relay_upstream = match &raw_handler {
-                RawHandler::Relay { upstream } => Some(
-                    upstream.clone().ok_or_else(|| err(&key("handler.upstream"), handler::MISSING_UPSTREAM.into()))?,
-                ),
-                _ => None,
-            };
-            let handler = match (raw_handler, pool.framing) {
-                (RawHandler::Echo, Framing::Crc32c) => HandlerSpec::FramedEcho { on_corrupt: pool.on_corrupt },
-                (RawHandler::Relay { .. }, Framing::Crc32c) => HandlerSpec::Relay { framing: Some(pool.on_corrupt) },
-                (_, Framing::Crc32c) => {
-                    return Err(err(
-                        &key("framing"),
-                        "\"crc32c\" applies to the echo and relay handlers: remove it or write \"none\"".into(),
-                    ));
-                }
-                (RawHandler::Echo, Framing::None) => HandlerSpec::Echo,
-                (RawHandler::Relay { .. }, Framing::None) => HandlerSpec::Relay { framing: None },
-                (RawHandler::Exec { command, direct }, Framing::None) => {
-                    let command =
-                        command.ok_or_else(|| err(&key("handler.command"), handler::MISSING_COMMAND.into()))?;
-                    check_command(&command).map_err(|reason| err(&key("handler.command"), reason))?;
-                    HandlerSpec::Exec { command, direct }
-                }
-            };
-            let limits = sandbox::limits(pool.limits).map_err(|(k, reason)| err(&key(k), reason))?;
-            // A streamlet holds a descriptor per stream, and more for some
-            // handlers (a command's pipes, a relay's upstream): a pool that
-            // fills its streamlets past their own limit would lose every
-            // stream of a streamlet at once when it runs out.
-            let per_stream: u64 = match &handler {
-                HandlerSpec::Exec { .. } => 4,
-                HandlerSpec::Relay { .. } => 2,
-                HandlerSpec::Echo | HandlerSpec::FramedEcho { .. } => 1,
-            };
-            let needed = STREAMLET_OWN_FDS + u64::from(pool.streams_per_worker) * per_stream;
-            if needed > limits.nofile {
-                return Err(err(
-                    &key("streams_per_worker"),
-                    format!(
-                        "{} streams of this handler need about {needed} descriptors in a streamlet, over its limits.nofile of {}: raise limits.nofile or lower streams_per_worker",
-                        pool.streams_per_worker, limits.nofile
-                    ),
-                ));
-            }
-            let run_as =
-                sandbox::run_as(pool.user.as_deref(), pool.group.as_deref()).map_err(|(k, r)| err(&key(k), r))?;
-            if !pool.readonly_root && run_as == RunAs::Dynamic {
-                return Err(err(
-                    &key("readonly_root"),
-                    "false needs a `user` for the pool: a uid of [sandbox] uids goes to another streamlet later, and the files this one could write on the host (a 0600 file, a set-uid binary in /run/lock) would still be that uid's".into(),
-                ));
-            }
-            let egress =
-                pool.egress.map(|e| quota::rate("egress", &e)).transpose().map_err(|(k, r)| err(&key(k), r))?;
-            let default_rate = quota::rate_range(pool.default_rate).map_err(|(k, r)| err(&key(k), r))?;
-            if pool.worker_labels.len() > workers_max as usize {
-                return Err(err(
-                    &key("worker_labels"),
-                    format!(
-                        "has {} entries but workers.max is {workers_max}: the extra ones would never be used; remove them or raise workers.max",
-                        pool.worker_labels.len(),
-                    ),
-                ));
-            }
-            let upstream = match &relay_upstream {
-                Some(text) => Some(Upstream::parse(text).map_err(|r| err(&key("handler.upstream"), r))?),
-                None => None,
-            };
-            let mut upstream_allow = Vec::new();
-            for (i, text) in pool.upstream_allow.iter().enumerate() {
-                upstream_allow.push(Upstream::parse(text).map_err(|r| err(&key(&format!("upstream_allow[{i}]")), r))?);
-            }
-            if !upstream_allow.is_empty() && upstream.is_none() {
-                return Err(err(
-                    &key("upstream_allow"),
-                    "applies to a relay handler only: remove it, or make the handler a relay".into(),
-                ));
-            }
-            let heartbeat_timeout =
-                monitor::heartbeat_timeout(pool.heartbeat_timeout.as_deref()).map_err(|(k, r)| err(&key(k), r))?;
-            let restart = monitor::restart(pool.restart).map_err(|(k, r)| err(&key(k), r))?;
-            let config = PoolConfig {
-                name: name.clone(),
-                handler,
-                workers_min,
-                workers_max,
-                min_free: pool.workers.min_free,
-                streams_per_worker: pool.streams_per_worker,
-                autoscale,
-                placement: pool.placement,
-                limits,
-                network: pool.network,
-                run_as,
-                readonly_root: pool.readonly_root,
-                egress,
-                preempt: pool.preempt,
-                default_rate,
-                labels: pool.labels,
-                worker_labels: pool.worker_labels,
-                prefer: pool.prefer,
-                on_worker_exit: pool.on_worker_exit,
-                spare: pool.spare,
-                upstream,
-                upstream_allow,
-                ingress_limit: pool.ingress_limit,
-                tenant_isolation: pool.tenant_isolation,
-                heartbeat_timeout,
-                restart,
-            };
+        for (name, raw_pool) in raw.pools {
+            let config = pool::pool(&name, raw_pool).map_err(|(key, reason)| err(&key, reason))?;
             pools.insert(name, Arc::new(config));
         }
         check_pools_against_socket(&pools, &sandbox, &access).map_err(|(key, reason)| err(&key, reason))?;
@@ -636,19 +363,8 @@ fn missing_keys(raw: &RawConfig) -> Vec<Problem> {
     let mut missing = Vec::new();
     let mut add = |key: String, reason: String| missing.push(Problem { line: None, key, reason });
     for (name, pool) in &raw.pools {
-        let key = |k: &str| format!("pools.{}.{k}", error::part(name));
-        match &pool.handler {
-            None => add(key("handler"), handler::missing_handler()),
-            Some(RawHandler::Exec { command: None, .. }) => {
-                add(key("handler.command"), handler::MISSING_COMMAND.into())
-            }
-            Some(RawHandler::Relay { upstream: None }) => {
-                add(key("handler.upstream"), handler::MISSING_UPSTREAM.into())
-            }
-            Some(_) => {}
-        }
-        for (k, reason) in pool.default_rate.as_ref().map(quota::missing_in_rate).unwrap_or_default() {
-            add(key(k), reason.into());
+        for (key, reason) in pool::missing(name, pool) {
+            add(key, reason);
         }
     }
     for (name, tenant) in &raw.tenants {
@@ -657,11 +373,6 @@ fn missing_keys(raw: &RawConfig) -> Vec<Problem> {
         }
     }
     missing
-}
-
-fn valid_pool_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
