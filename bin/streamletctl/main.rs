@@ -77,10 +77,10 @@ enum Command {
         /// Higher wins when bandwidth is short (0-255) [default: 0]
         #[arg(long, value_name = "N")]
         priority: Option<u8>,
-        /// The least bandwidth the stream needs, like 1Mbit or 128KiB/s (with --max)
+        /// The least bandwidth the stream needs, like 1Mbps, "1 Mbit/s", 125kB/s or 1MiB/s (with --max)
         #[arg(long, value_name = "RATE", value_parser = parse_rate, requires = "max")]
         min: Option<u64>,
-        /// The most bandwidth the stream can use, like 8Mbit or 1MiB/s (with --min)
+        /// The most bandwidth the stream can use, like 8Mbps or 1MB/s (with --min)
         #[arg(long, value_name = "RATE", value_parser = parse_rate, requires = "min")]
         max: Option<u64>,
         /// The region the client is nearest to (for geo pools)
@@ -175,7 +175,8 @@ fn parse_ttl(text: &str) -> Result<u64, String> {
     }
 }
 
-fn parse_rate(text: &str) -> Result<u64, String> {
+/// The daemon's own parser, so a rate means the same here and in its config.
+fn parse_rate(text: &str) -> Result<u64, streamlet_client::proto::units::RateError> {
     streamlet_client::proto::units::parse_rate(text)
 }
 

@@ -1,5 +1,6 @@
 //! `streamletd`: the streamlet supervisor daemon.
 
+mod check_config;
 mod demo;
 mod journald;
 mod logging;
@@ -7,7 +8,7 @@ mod logging;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use streamlet_proto::socket_path::resolve_socket_path;
 use streamlet_supervisor::Config;
 
@@ -17,18 +18,20 @@ const EXIT_BAD_CONFIG: u8 = 64;
 #[derive(Parser, Debug)]
 #[command(name = "streamletd", version, about = "Supervisor for sandboxed stream workers (streamlets)")]
 struct Cli {
-    /// TOML configuration; without it, the embedded default (one echo pool).
-    #[arg(long, value_name = "FILE", global = true)]
+    /// TOML configuration to run with; without it, the embedded default (one
+    /// echo pool).
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Control socket [default: $STREAMLET_SOCKET, daemon.socket, then
-    /// /run/streamlet/streamletd.sock for root or
-    /// $XDG_RUNTIME_DIR/streamlet/streamletd.sock].
+    /// /run/streamlet/streamletd.sock for root,
+    /// $XDG_RUNTIME_DIR/streamlet/streamletd.sock for other users, or
+    /// /tmp/streamlet-UID/streamletd.sock without XDG_RUNTIME_DIR].
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// How the log is written to stderr: human-readable lines, or one JSON
     /// object a line. Under systemd (stderr is the journal, $JOURNAL_STREAM)
     /// the log goes to journald with its fields instead.
-    #[arg(long, value_enum, env = "STREAMLET_LOG_FORMAT", default_value = "human", global = true)]
+    #[arg(long, value_enum, env = "STREAMLET_LOG_FORMAT", default_value = "human")]
     log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
@@ -36,8 +39,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Check a configuration file and exit: 0 if it is valid, 64 if not.
-    CheckConfig { file: PathBuf },
+    /// Check a configuration file and exit: 0 if it is valid, 64 and each
+    /// problem's line, key and fix if not.
+    #[command(after_help = check_config::AFTER_HELP)]
+    CheckConfig(check_config::Args),
     /// A narrated tour: a daemon on the embedded default, a gateway, streams,
     /// a streamlet killed and replaced; leaves nothing behind.
     Demo,
@@ -55,15 +60,13 @@ fn main() -> ExitCode {
     // The demo narrates on stdout; its in-process gateway logs only trouble.
     logging::init(if matches!(cli.command, Some(Command::Demo)) { "warn" } else { "info" }, cli.log_format);
     match cli.command {
-        Some(Command::CheckConfig { file }) => match Config::load(&file) {
-            Ok(config) => {
-                let n = config.pools.len();
-                println!("{}: ok ({n} pool{}: {})", file.display(), if n == 1 { "" } else { "s" }, pool_names(&config));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("streamletd: {e}");
-                ExitCode::from(EXIT_BAD_CONFIG)
+        Some(Command::CheckConfig(args)) => match args.file(cli.config) {
+            Ok(file) => check_config::run(&file),
+            Err(why) => {
+                let mut command = Cli::command();
+                command.build();
+                let check = command.find_subcommand_mut("check-config").expect("check-config is a command");
+                check.error(clap::error::ErrorKind::MissingRequiredArgument, why).exit()
             }
         },
         Some(Command::Demo) => demo::run(),
@@ -82,10 +85,7 @@ fn daemon(config: Option<PathBuf>, socket: Option<PathBuf>) -> ExitCode {
     };
     let config = match config {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("streamletd: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
+        Err(e) => return bad_config(&e),
     };
     let socket = resolve_socket_path(socket, config.daemon.socket.clone());
     ensure_standard_fds();
@@ -163,6 +163,14 @@ fn raise_nofile_limit() {
             std::io::Error::last_os_error()
         );
     }
+}
+
+/// Each problem of a configuration on a line of its own.
+fn bad_config(e: &streamlet_supervisor::ConfigError) -> ExitCode {
+    for line in e.to_string().lines() {
+        eprintln!("streamletd: {line}");
+    }
+    ExitCode::from(EXIT_BAD_CONFIG)
 }
 
 fn pool_names(config: &Config) -> String {

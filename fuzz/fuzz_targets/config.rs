@@ -3,7 +3,8 @@
 //! text to a validated `Config`.
 //!
 //! Checks: what validates keeps every bound the daemon relies on; a refusal
-//! names the file; no parse holds heap its input did not pay for.
+//! names the file and, for each problem, a reason and a line within it; no
+//! parse holds heap its input did not pay for.
 #![no_main]
 
 use std::time::Duration;
@@ -27,7 +28,11 @@ fuzz_target!(|bytes: &[u8]| {
         Ok(config) => check(&config),
         Err(e) => {
             assert_eq!(e.file, "fuzz.toml");
-            assert!(!e.reason.is_empty());
+            let last_line = text.matches('\n').count() + 1;
+            for problem in e.problems() {
+                assert!(!problem.reason.is_empty());
+                assert!(problem.line.is_none_or(|l| (1..=last_line).contains(&l)), "line {:?} of {last_line}", problem.line);
+            }
         }
     }
 });

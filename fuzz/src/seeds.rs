@@ -262,6 +262,7 @@ pub fn config() -> Vec<Seed> {
     let handlers = [
         ("exec", "[pools.run]\nhandler = { kind = \"exec\", command = [\"/bin/cat\"], direct = true }\nworkers = { min = 0, max = 3, min_free = 1 }\nstreams_per_worker = 1\n"),
         ("relay", "[pools.relay]\nhandler = { kind = \"relay\", upstream = \"tcp://127.0.0.1:9000\" }\nupstream_allow = [\"unix:/run/app/backup.sock\", \"tcp://[::1]:9001\"]\nframing = \"crc32c\"\non_corrupt = \"drop\"\ningress_limit = true\nworkers = { min = 1, max = 1 }\nstreams_per_worker = 64\n"),
+        ("short-forms", "[pools.bare]\nhandler = \"echo\"\n\n[pools.few]\nhandler = \"echo\"\nworkers = { max = 1 }\ndefault_rate = { min = \"1Mbps\", max = \"1 MB/s\" }\n"),
         ("framed-echo", "[pools.framed]\nhandler = { kind = \"echo\" }\nframing = \"crc32c\"\non_corrupt = \"end\"\nworkers = { min = 1, max = 1 }\nstreams_per_worker = 8\nplacement = \"round-robin\"\n"),
     ];
     let mut seeds: Vec<Seed> = shipped.iter().map(|(n, t)| (n.to_string(), t.as_bytes().to_vec())).collect();

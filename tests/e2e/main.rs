@@ -5,6 +5,7 @@ mod access;
 mod autoscale;
 mod bad_input;
 mod chaos;
+mod check_config;
 mod cli;
 mod escapes;
 mod events;

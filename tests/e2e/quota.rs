@@ -137,6 +137,40 @@ fn streamletctl_open_takes_priority_and_rates() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a rate"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
 
+/// `open --min 1Mbps`: the common spellings of bit and byte rates, on the
+/// command line as in the configuration (one parser for both).
+#[test]
+fn streamletctl_open_takes_rates_as_people_write_them() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let daemon = Daemon::start(&CONFIG.replace("egress = \"50000\"", "egress = \"10 Mbit/s\""));
+    let mut child = Command::new(crate::support::STREAMLETCTL)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["open", "--pool", "echo", "--tenant", "ops", "--min", "1Mbps", "--max", "125kB/s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"paced\n").unwrap();
+    let status = crate::support::wait_timeout(&mut child, Duration::from_secs(10)).expect("open exits");
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("1 Mbit/s"), "1Mbps and 125kB/s are the same 125000 B/s: {err}");
+    let bad = Command::new(crate::support::STREAMLETCTL)
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["open", "--pool", "echo", "--min", "1MB", "--max", "1MB/s"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("\"1MB\" is not a rate") && err.contains("add /s"), "{err}");
+    assert!(err.contains("8Mbps") && err.contains("1MiB/s"), "the accepted forms are named: {err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_holds_quota_and_a_tenant_slot_until_released_or_expired() {
     use streamlet_proto::LeaseRequest;

@@ -280,8 +280,8 @@ async fn stale_subtrees_of_an_earlier_run_are_killed_and_removed_at_start() {
 }
 
 /// A daemon that cannot have the whole sandbox (here: not root) names what is
-/// missing, then refuses to start when the sandbox is required, or runs with
-/// what it has and warns when it is not.
+/// missing and how to get each part, then refuses to start when the sandbox
+/// is required, or runs with what it has and warns when it is not.
 #[test]
 fn without_root_the_daemon_says_what_is_missing() {
     if !privileged() {
@@ -319,9 +319,12 @@ fn without_root_the_daemon_says_what_is_missing() {
     let out = daemon(true).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("sandbox is required but incomplete"), "{err}");
+    assert!(err.contains("sandbox is required ([sandbox] required = true) but incomplete"), "{err}");
     assert!(err.contains("not running as root"), "names the missing root: {err}");
-    assert!(err.contains("cgroup"), "names the missing cgroups: {err}");
+    assert!(err.contains("to fix: run streamletd as root"), "and how to get it: {err}");
+    assert!(err.contains("no cgroup limits"), "names the missing cgroups: {err}");
+    assert!(err.contains("Delegate=yes") && err.contains("[sandbox] cgroup_root"), "and how to get them: {err}");
+    assert!(err.contains("set [sandbox] required = false"), "and how to start without: {err}");
     assert!(!run.join("true.sock").exists(), "refused before binding");
 
     let socket = run.join("false.sock");

@@ -72,6 +72,11 @@ fn simulate_prints_the_six_totals_of_each_policy_as_json() {
     let svg = std::fs::read_to_string(svg).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
     assert_eq!(svg.matches("<polyline").count(), 4, "demand and three policies (no forecast without history)");
+    // The embedded pool is min = max: the chart says why its runs are alike,
+    // where pools with room are, and its two streamlet-minutes as such.
+    assert!(svg.contains("Note: every policy ran the pool at workers.max (2) throughout"), "{svg}");
+    assert!(svg.contains("benches/autoscale/*.toml"), "{svg}");
+    assert!(svg.contains("2 streamlet-minutes") && !svg.contains("streamlet-hours"), "{svg}");
 }
 
 #[test]

@@ -2,9 +2,17 @@
 //!
 //! The daemon and every client resolve it the same way: an explicit path
 //! (`--socket`), else `$STREAMLET_SOCKET`, else (the daemon only) its
-//! config's `daemon.socket`, else `/run/streamlet/streamletd.sock` for root and
-//! `$XDG_RUNTIME_DIR/streamlet/streamletd.sock` for anyone else
-//! (`/tmp/streamlet-<uid>/streamletd.sock` without `XDG_RUNTIME_DIR`).
+//! config's `daemon.socket`, else the fallback:
+//!
+//! | who | fallback |
+//! | --- | --- |
+//! | root | `/run/streamlet/streamletd.sock` |
+//! | anyone else, `XDG_RUNTIME_DIR` set and not empty | `$XDG_RUNTIME_DIR/streamlet/streamletd.sock` |
+//! | anyone else, `XDG_RUNTIME_DIR` unset or empty | `/tmp/streamlet-<uid>/streamletd.sock` |
+//!
+//! The last is in a directory anyone could have made first: the daemon
+//! makes it mode 0700, and it and the clients ([`check_fallback`]) refuse
+//! one that another user owns or can write.
 
 use std::path::{Path, PathBuf};
 
@@ -12,14 +20,19 @@ use std::path::{Path, PathBuf};
 pub const SOCKET_ENV: &str = "STREAMLET_SOCKET";
 
 /// The socket path for this user when neither a flag, the environment nor a
-/// config names one.
+/// config names one (the table above).
 pub fn fallback_socket_path() -> PathBuf {
     // SAFETY: geteuid cannot fail and has no side effects.
     let uid = unsafe { libc::geteuid() };
+    fallback_for(uid, std::env::var_os("XDG_RUNTIME_DIR"))
+}
+
+/// The fallback for `uid` with this `XDG_RUNTIME_DIR`.
+fn fallback_for(uid: u32, runtime_dir: Option<std::ffi::OsString>) -> PathBuf {
     if uid == 0 {
         return PathBuf::from("/run/streamlet/streamletd.sock");
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
+    match runtime_dir {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("streamlet/streamletd.sock"),
         _ => PathBuf::from(format!("/tmp/streamlet-{uid}/streamletd.sock")),
     }
@@ -80,6 +93,18 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    /// The documented fallbacks, the one without `XDG_RUNTIME_DIR` included.
+    #[test]
+    fn the_fallback_is_the_documented_one() {
+        assert_eq!(fallback_for(0, Some("/run/user/0".into())), Path::new("/run/streamlet/streamletd.sock"));
+        assert_eq!(
+            fallback_for(1000, Some("/run/user/1000".into())),
+            Path::new("/run/user/1000/streamlet/streamletd.sock")
+        );
+        assert_eq!(fallback_for(1000, None), Path::new("/tmp/streamlet-1000/streamletd.sock"));
+        assert_eq!(fallback_for(1000, Some("".into())), Path::new("/tmp/streamlet-1000/streamletd.sock"));
+    }
 
     #[test]
     fn group_or_world_writable_directories_are_refused_unless_sticky() {

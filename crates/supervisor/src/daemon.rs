@@ -228,7 +228,7 @@ pub async fn run(
     let mut sandbox = Sandbox::probe(&config, &socket_path);
     if !sandbox.missing().is_empty() {
         if config.sandbox.required {
-            return Err(SandboxError::Incomplete(sandbox.missing().join("; ")).into());
+            return Err(SandboxError::Incomplete(sandbox.missing().to_vec()).into());
         }
         for line in sandbox.missing() {
             tracing::warn!("sandbox incomplete (running anyway: [sandbox] required = false): {line}");

@@ -26,8 +26,8 @@ const SYSTEM_SOCKET: &str = "/run/streamlet/streamletd.sock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("the sandbox is required but incomplete: {0}")]
-    Incomplete(String),
+    #[error("{}", missing::refusal(.0))]
+    Incomplete(Vec<Missing>),
     #[error("cgroup: {0}")]
     Cgroup(#[from] CgroupError),
     #[error("no free uid in the range {0}-{1}: raise [sandbox] uids or lower the number of streamlets")]
@@ -63,7 +63,9 @@ impl Programs {
     }
 }
 
+mod missing;
 mod uids;
+pub use missing::Missing;
 use uids::UidPool;
 
 /// What a streamlet was confined with, to undo when it ends.
@@ -79,7 +81,7 @@ pub struct Sandbox {
     /// Root: namespaces, mounts, a run-as user, the bounding set.
     privileged: bool,
     last_cap: u32,
-    missing: Vec<String>,
+    missing: Vec<Missing>,
     /// `[sandbox] uids` until [`prepare`](Self::prepare) leases the range
     /// this daemon hands out; then that range.
     uid_range: (u32, u32),
@@ -106,22 +108,19 @@ impl Sandbox {
         // SAFETY: geteuid has no preconditions.
         let privileged = unsafe { libc::geteuid() } == 0;
         if !privileged {
-            missing.push(
-                "not running as root: streamlets keep the daemon's user, network and mounts (no namespaces, no run-as user), so a hostile streamlet can signal the daemon and reach everything its user can"
-                    .to_owned(),
-            );
+            missing.push(Missing::Root);
         }
         let seccomp = match Programs::build() {
             Ok(programs) => Some(programs),
             Err(e) => {
-                missing.push(format!("no seccomp filter: {e}"));
+                missing.push(Missing::Seccomp(e.to_string()));
                 None
             }
         };
         let cgroups = match cgroup_manager(config, socket) {
             Ok(manager) => Some(manager),
             Err(reason) => {
-                missing.push(format!("no cgroup limits or accounting: {reason}"));
+                missing.push(Missing::Cgroups(reason));
                 None
             }
         };
@@ -146,8 +145,8 @@ impl Sandbox {
         }
     }
 
-    /// What is missing, one line each; empty when the sandbox is whole.
-    pub fn missing(&self) -> &[String] {
+    /// What is missing, with how to get each; empty when the sandbox is whole.
+    pub fn missing(&self) -> &[Missing] {
         &self.missing
     }
 
@@ -179,12 +178,12 @@ impl Sandbox {
         }
         let Some(manager) = &self.cgroups else { return Ok(()) };
         if let Err(e) = manager.prepare() {
+            let part = Missing::Cgroups(e.to_string());
             if required {
-                return Err(e.into());
+                return Err(SandboxError::Incomplete(vec![part]));
             }
-            let line = format!("no cgroup limits or accounting: {e}");
-            tracing::warn!("sandbox incomplete: {line}");
-            self.missing.push(line);
+            tracing::warn!("sandbox incomplete: {part}");
+            self.missing.push(part);
             self.cgroups = None;
         }
         Ok(())

@@ -101,7 +101,7 @@ struct RawGrant {
 
 /// A user or group, by number or by name.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "expected a user or group: a name in quotes or a number")]
 enum IdOrName {
     Id(u32),
     Name(String),

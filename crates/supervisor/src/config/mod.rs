@@ -5,7 +5,6 @@
 //! it without reading code.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,18 +13,22 @@ use serde::Deserialize;
 use streamlet_proto::worker::HandlerSpec;
 
 use crate::restart::RestartPolicy;
-use crate::upstream::Upstream;
 
 mod access;
 mod autoscale;
+mod error;
+mod handler;
 mod monitor;
+mod pool;
 mod quota;
 mod sandbox;
 mod units;
 
 pub use access::{Access, Role};
 pub use autoscale::Autoscale;
+pub use error::{ConfigError, Problem};
 pub use monitor::{OnWorkerExit, DEFAULT_HEARTBEAT_TIMEOUT};
+pub use pool::{Framing, DEFAULT_STREAMS_PER_WORKER, DEFAULT_WORKERS, MAX_STREAMS_PER_WORKER, MAX_WORKERS_PER_POOL};
 pub use quota::{QuotaConfig, RateRange};
 pub use sandbox::{check_socket_reach, Limits, Network, RunAs, SandboxConfig, AUTO_UIDS_SLICE};
 use units::duration;
@@ -174,25 +177,6 @@ impl PlacementKind {
     }
 }
 
-/// A configuration that cannot be used: where, which key, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    /// The file, or [`EMBEDDED`].
-    pub file: String,
-    pub key: String,
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file, self.reason)
-        } else {
-            write!(f, "{}: key `{}`: {}", self.file, self.key, self.reason)
-        }
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -211,7 +195,7 @@ struct RawConfig {
     #[serde(default)]
     metrics: RawMetrics,
     #[serde(default)]
-    pools: BTreeMap<String, RawPool>,
+    pools: BTreeMap<String, pool::RawPool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -253,129 +237,6 @@ struct RawDaemon {
     idle_timeout: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPool {
-    handler: RawHandler,
-    workers: RawWorkers,
-    streams_per_worker: u32,
-    autoscale: Option<autoscale::RawAutoscale>,
-    #[serde(default = "default_placement")]
-    placement: PlacementKind,
-    limits: Option<sandbox::RawLimits>,
-    #[serde(default)]
-    network: Network,
-    user: Option<String>,
-    group: Option<String>,
-    #[serde(default = "yes")]
-    readonly_root: bool,
-    egress: Option<String>,
-    #[serde(default)]
-    preempt: bool,
-    default_rate: Option<quota::RawRate>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    worker_labels: Vec<BTreeMap<String, String>>,
-    #[serde(default)]
-    prefer: BTreeMap<String, String>,
-    #[serde(default)]
-    on_worker_exit: OnWorkerExit,
-    #[serde(default)]
-    framing: Framing,
-    #[serde(default)]
-    upstream_allow: Vec<String>,
-    #[serde(default)]
-    ingress_limit: bool,
-    #[serde(default)]
-    tenant_isolation: bool,
-    #[serde(default = "end")]
-    on_corrupt: streamlet_proto::worker::OnCorrupt,
-    #[serde(default = "yes")]
-    spare: bool,
-    heartbeat_timeout: Option<String>,
-    restart: Option<monitor::RawRestart>,
-}
-
-/// An `exec` command: a program given by absolute path (streamlets have no
-/// `PATH` to search), outside what the sandbox hides, that exists and is
-/// executable.
-fn check_command(command: &[String]) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let Some(program) = command.first() else {
-        return Err("is empty: give the program and its arguments, like [\"/bin/cat\"]".into());
-    };
-    if !program.starts_with('/') {
-        return Err(format!("{program:?} is not an absolute path (streamlets search no PATH)"));
-    }
-    // As written and as resolved: a symlink elsewhere into /tmp is hidden too.
-    let path = Path::new(program);
-    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    for candidate in [path, resolved.as_path()] {
-        if let Some((mount, why)) = streamlet_sandbox::mounts::hidden(candidate) {
-            return Err(format!(
-                "{program} is under {mount}, which streamlets do not see as the host's ({why}): put the command elsewhere, like /usr/local/libexec"
-            ));
-        }
-    }
-    match std::fs::metadata(program) {
-        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
-        Ok(_) => Err(format!("{program} is not an executable file")),
-        Err(e) => Err(format!("{program}: {e}")),
-    }
-}
-
-/// A pool's `framing`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Framing {
-    /// Bytes as they come.
-    #[default]
-    None,
-    /// Length, payload, CRC32C frames, each checked.
-    Crc32c,
-}
-
-fn end() -> streamlet_proto::worker::OnCorrupt {
-    streamlet_proto::worker::OnCorrupt::End
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_placement() -> PlacementKind {
-    PlacementKind::LeastConnections
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-enum RawHandler {
-    Echo {},
-    Exec {
-        command: Vec<String>,
-        #[serde(default)]
-        direct: bool,
-    },
-    Relay {
-        upstream: String,
-    },
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWorkers {
-    min: u32,
-    max: u32,
-    #[serde(default)]
-    min_free: u32,
-}
-
-/// The most streamlets one pool may have.
-pub const MAX_WORKERS_PER_POOL: u32 = 10_000;
-/// The most streams one streamlet may serve.
-pub const MAX_STREAMS_PER_WORKER: u32 = 65_536;
-
 impl Config {
     /// The embedded default.
     pub fn embedded() -> Self {
@@ -385,27 +246,35 @@ impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: source.clone(),
-            key: String::new(),
-            reason: format!("cannot read the file: {e}"),
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(&source, "", format!("cannot read the file: {e} (give the path of a TOML file)"))
         })?;
         Self::parse(&text, &source)
     }
 
-    /// Parses and validates TOML text; `source` names it in errors.
+    /// Parses and validates TOML text; `source` names it in errors, each of
+    /// which has the line of its key.
     pub fn parse(text: &str, source: &str) -> Result<Self, ConfigError> {
-        let err = |key: &str, reason: String| ConfigError { file: source.to_owned(), key: key.to_owned(), reason };
+        Self::resolve(text, source).map_err(|e| e.located(text))
+    }
+
+    fn resolve(text: &str, source: &str) -> Result<Self, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError::new(source, key, reason);
         let raw: RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            let line = inner.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-            let reason = match line {
-                Some(line) => format!("{} (line {line})", inner.message().trim()),
-                None => inner.message().trim().to_owned(),
-            };
-            err(if key == "." { "" } else { &key }, reason)
+            let mut error = err(if key == "." { "" } else { &key }, error::plain(inner.message()));
+            error.line = inner.span().map(|s| error::line_at(text, s.start));
+            error
         })?;
+        let missing = missing_keys(&raw);
+        if !missing.is_empty() {
+            let document = error::Document::parse(text);
+            let located = missing.into_iter().map(|p| Problem { line: document.line(&p.key), ..p }).collect();
+            if let Some(e) = ConfigError::of(source, located) {
+                return Err(e);
+            }
+        }
 
         let daemon = DaemonConfig {
             socket: raw.daemon.socket,
@@ -452,133 +321,8 @@ impl Config {
             return Err(err("pools", "no pool is configured: add a [pools.NAME] table".into()));
         }
         let mut pools = BTreeMap::new();
-        for (name, pool) in raw.pools {
-            let key = |k: &str| format!("pools.{name}.{k}");
-            if !valid_pool_name(&name) {
-                return Err(err(
-                    &format!("pools.{name}"),
-                    "a pool name is 1 to 64 characters of a-z, 0-9, '-' and '_'".into(),
-                ));
-            }
-            if pool.workers.max == 0 || pool.workers.max > MAX_WORKERS_PER_POOL {
-                return Err(err(&key("workers.max"), format!("must be 1 to {MAX_WORKERS_PER_POOL}")));
-            }
-            if pool.workers.min > pool.workers.max {
-                return Err(err(
-                    &key("workers.min"),
-                    format!("{} is more than workers.max ({})", pool.workers.min, pool.workers.max),
-                ));
-            }
-            if pool.workers.min_free > pool.workers.max {
-                return Err(err(
-                    &key("workers.min_free"),
-                    format!("{} is more than workers.max ({})", pool.workers.min_free, pool.workers.max),
-                ));
-            }
-            let autoscale = autoscale::autoscale(pool.autoscale).map_err(|(k, r)| err(&key(k), r))?;
-            if pool.streams_per_worker == 0 || pool.streams_per_worker > MAX_STREAMS_PER_WORKER {
-                return Err(err(&key("streams_per_worker"), format!("must be 1 to {MAX_STREAMS_PER_WORKER}")));
-            }
-            let relay_upstream = match &pool.handler {
-                RawHandler::Relay { upstream } => Some(upstream.clone()),
-                _ => None,
-            };
-            let handler = match (pool.handler, pool.framing) {
-                (RawHandler::Echo {}, Framing::Crc32c) => HandlerSpec::FramedEcho { on_corrupt: pool.on_corrupt },
-                (RawHandler::Relay { .. }, Framing::Crc32c) => HandlerSpec::Relay { framing: Some(pool.on_corrupt) },
-                (_, Framing::Crc32c) => {
-                    return Err(err(&key("framing"), "\"crc32c\" applies to the echo and relay handlers".into()));
-                }
-                (RawHandler::Echo {}, Framing::None) => HandlerSpec::Echo,
-                (RawHandler::Relay { .. }, Framing::None) => HandlerSpec::Relay { framing: None },
-                (RawHandler::Exec { command, direct }, Framing::None) => {
-                    check_command(&command).map_err(|reason| err(&key("handler.command"), reason))?;
-                    HandlerSpec::Exec { command, direct }
-                }
-            };
-            let limits = sandbox::limits(pool.limits).map_err(|(k, reason)| err(&key(k), reason))?;
-            // A streamlet holds a descriptor per stream, and more for some
-            // handlers (a command's pipes, a relay's upstream): a pool that
-            // fills its streamlets past their own limit would lose every
-            // stream of a streamlet at once when it runs out.
-            let per_stream: u64 = match &handler {
-                HandlerSpec::Exec { .. } => 4,
-                HandlerSpec::Relay { .. } => 2,
-                HandlerSpec::Echo | HandlerSpec::FramedEcho { .. } => 1,
-            };
-            let needed = STREAMLET_OWN_FDS + u64::from(pool.streams_per_worker) * per_stream;
-            if needed > limits.nofile {
-                return Err(err(
-                    &key("streams_per_worker"),
-                    format!(
-                        "{} streams of this handler need about {needed} descriptors in a streamlet, over its limits.nofile of {}: raise limits.nofile or lower streams_per_worker",
-                        pool.streams_per_worker, limits.nofile
-                    ),
-                ));
-            }
-            let run_as =
-                sandbox::run_as(pool.user.as_deref(), pool.group.as_deref()).map_err(|(k, r)| err(&key(k), r))?;
-            if !pool.readonly_root && run_as == RunAs::Dynamic {
-                return Err(err(
-                    &key("readonly_root"),
-                    "false needs a `user` for the pool: a uid of [sandbox] uids goes to another streamlet later, and the files this one could write on the host (a 0600 file, a set-uid binary in /run/lock) would still be that uid's".into(),
-                ));
-            }
-            let egress =
-                pool.egress.map(|e| quota::rate("egress", &e)).transpose().map_err(|(k, r)| err(&key(k), r))?;
-            let default_rate = quota::rate_range(pool.default_rate).map_err(|(k, r)| err(&key(k), r))?;
-            if pool.worker_labels.len() > pool.workers.max as usize {
-                return Err(err(
-                    &key("worker_labels"),
-                    format!(
-                        "has {} entries but workers.max is {}: the extra ones would never be used",
-                        pool.worker_labels.len(),
-                        pool.workers.max
-                    ),
-                ));
-            }
-            let upstream = match &relay_upstream {
-                Some(text) => Some(Upstream::parse(text).map_err(|r| err(&key("handler.upstream"), r))?),
-                None => None,
-            };
-            let mut upstream_allow = Vec::new();
-            for (i, text) in pool.upstream_allow.iter().enumerate() {
-                upstream_allow.push(Upstream::parse(text).map_err(|r| err(&key(&format!("upstream_allow[{i}]")), r))?);
-            }
-            if !upstream_allow.is_empty() && upstream.is_none() {
-                return Err(err(&key("upstream_allow"), "applies to a relay handler only".into()));
-            }
-            let heartbeat_timeout =
-                monitor::heartbeat_timeout(pool.heartbeat_timeout.as_deref()).map_err(|(k, r)| err(&key(k), r))?;
-            let restart = monitor::restart(pool.restart).map_err(|(k, r)| err(&key(k), r))?;
-            let config = PoolConfig {
-                name: name.clone(),
-                handler,
-                workers_min: pool.workers.min,
-                workers_max: pool.workers.max,
-                min_free: pool.workers.min_free,
-                streams_per_worker: pool.streams_per_worker,
-                autoscale,
-                placement: pool.placement,
-                limits,
-                network: pool.network,
-                run_as,
-                readonly_root: pool.readonly_root,
-                egress,
-                preempt: pool.preempt,
-                default_rate,
-                labels: pool.labels,
-                worker_labels: pool.worker_labels,
-                prefer: pool.prefer,
-                on_worker_exit: pool.on_worker_exit,
-                spare: pool.spare,
-                upstream,
-                upstream_allow,
-                ingress_limit: pool.ingress_limit,
-                tenant_isolation: pool.tenant_isolation,
-                heartbeat_timeout,
-                restart,
-            };
+        for (name, raw_pool) in raw.pools {
+            let config = pool::pool(&name, raw_pool).map_err(|(key, reason)| err(&key, reason))?;
             pools.insert(name, Arc::new(config));
         }
         check_pools_against_socket(&pools, &sandbox, &access).map_err(|(key, reason)| err(&key, reason))?;
@@ -613,345 +357,23 @@ fn check_pools_against_socket(
     Ok(())
 }
 
-fn valid_pool_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+/// Every key the file must have and lacks, with what to write: all of
+/// them, so one edit can add them all.
+fn missing_keys(raw: &RawConfig) -> Vec<Problem> {
+    let mut missing = Vec::new();
+    let mut add = |key: String, reason: String| missing.push(Problem { line: None, key, reason });
+    for (name, pool) in &raw.pools {
+        for (key, reason) in pool::missing(name, pool) {
+            add(key, reason);
+        }
+    }
+    for (name, tenant) in &raw.tenants {
+        if let Some((k, reason)) = quota::missing_in_tenant(tenant) {
+            add(format!("tenants.{}.{k}", error::part(name)), reason.into());
+        }
+    }
+    missing
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn error(text: &str) -> ConfigError {
-        Config::parse(text, "test.toml").unwrap_err()
-    }
-
-    const POOL: &str =
-        "[pools.echo]\nhandler = { kind = \"echo\" }\nworkers = { min = 1, max = 2 }\nstreams_per_worker = 4\n";
-
-    #[test]
-    fn the_embedded_default_is_one_echo_pool_of_two_by_eight() {
-        let config = Config::embedded();
-        assert_eq!(config.source, EMBEDDED);
-        let echo = &config.pools["echo"];
-        assert_eq!((echo.workers_min, echo.workers_max, echo.streams_per_worker), (2, 2, 8));
-        assert_eq!(echo.handler, HandlerSpec::Echo);
-        assert_eq!(echo.placement, PlacementKind::LeastConnections);
-    }
-
-    /// A pool whose streamlets would run out of descriptors before they are
-    /// full is refused, with what to change.
-    #[test]
-    fn streams_per_worker_must_fit_the_streamlets_descriptors() {
-        let many = POOL.replace("streams_per_worker = 4", "streams_per_worker = 5000");
-        let e = error(&many);
-        assert_eq!(e.key, "pools.echo.streams_per_worker");
-        assert!(e.reason.contains("limits.nofile of 1024") && e.reason.contains("raise limits.nofile"), "{e}");
-        Config::parse(&format!("{many}limits = {{ nofile = 8192 }}\n"), "x").unwrap();
-        let exec = "[pools.run]\nhandler = { kind = \"exec\", command = [\"/bin/cat\"] }\nworkers = { min = 1, max = 1 }\nstreams_per_worker = 300\n";
-        assert!(error(exec).reason.contains("1216 descriptors"), "a command's pipes count: {}", error(exec));
-    }
-
-    #[test]
-    fn an_exec_command_the_sandbox_hides_is_refused_with_the_reason() {
-        let dir = tempfile::tempdir_in("/tmp").unwrap();
-        let script = dir.path().join("cmd");
-        std::fs::write(&script, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let pool = |command: &str| {
-            format!("[pools.run]\nhandler = {{ kind = \"exec\", command = [\"{command}\"] }}\nworkers = {{ min = 1, max = 1 }}\nstreams_per_worker = 1\n")
-        };
-        let e = error(&pool(&script.display().to_string()));
-        assert_eq!(e.key, "pools.run.handler.command");
-        assert!(e.reason.contains("is under /tmp") && e.reason.contains("private"), "{e}");
-        let e = error(&pool("/dev/shm/x"));
-        assert!(e.reason.contains("is under /dev"), "{e}");
-        let e = error(&pool("/proc/self/exe"));
-        assert!(e.reason.contains("is under /proc"), "{e}");
-        Config::parse(&pool("/bin/cat"), "x").unwrap();
-    }
-
-    #[test]
-    fn the_root_is_read_only_unless_a_pool_with_a_user_says_otherwise() {
-        let config = Config::parse(POOL, "x").unwrap();
-        assert!(config.pools["echo"].readonly_root, "the default");
-        let e = error(&format!("{POOL}readonly_root = false\n"));
-        assert_eq!(e.key, "pools.echo.readonly_root");
-        assert!(e.reason.contains("needs a `user`") && e.reason.contains("set-uid"), "{e}");
-        let config = Config::parse(&format!("{POOL}readonly_root = false\nuser = \"nobody\"\n"), "x").unwrap();
-        assert!(!config.pools["echo"].readonly_root);
-    }
-
-    #[test]
-    fn a_pool_that_could_reach_the_control_socket_is_refused() {
-        let e =
-            error(&format!("[access]\nsocket_group = \"nogroup\"\n\n{POOL}user = \"nobody\"\ngroup = \"nogroup\"\n"));
-        assert_eq!(e.key, "pools.echo.group");
-        assert!(e.reason.contains("control socket's group"), "{e}");
-        // nobody's own group is nogroup: a member, whatever the pool's group.
-        let e =
-            error(&format!("[access]\nsocket_group = \"nogroup\"\n\n{POOL}user = \"nobody\"\ngroup = \"daemon\"\n"));
-        assert_eq!(e.key, "pools.echo.user");
-        let e = error(&format!("[sandbox]\nuids = \"60000-61000\"\n\n[access]\nsocket_group = 60500\n\n{POOL}"));
-        assert_eq!(e.key, "access.socket_group");
-        Config::parse(&format!("[access]\nsocket_group = \"daemon\"\n\n{POOL}user = \"nobody\"\n"), "x").unwrap();
-    }
-
-    #[test]
-    fn the_documented_example_is_valid() {
-        let config = Config::parse(include_str!("../../../../systemd/streamletd.toml"), "example").unwrap();
-        assert_eq!(config.pools["echo"].streams_per_worker, 8);
-        assert_eq!(config.daemon.shutdown_timeout, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn the_issue_example_parses() {
-        let text = "[daemon]\nsocket = \"/run/streamlet/streamletd.sock\"\n\n[pools.echo]\nhandler = { kind = \"echo\" }\nworkers = { min = 2, max = 2 }\nstreams_per_worker = 8\nplacement = \"least-connections\"\n";
-        let config = Config::parse(text, "x").unwrap();
-        assert_eq!(config.daemon.socket.as_deref(), Some(Path::new("/run/streamlet/streamletd.sock")));
-    }
-
-    #[test]
-    fn unknown_keys_are_named_with_their_path() {
-        let e = error(&format!("{POOL}colour = \"red\"\n"));
-        assert_eq!(e.file, "test.toml");
-        assert!(e.reason.contains("colour"), "{e}");
-        assert!(e.key.starts_with("pools.echo"), "{e}");
-    }
-
-    #[test]
-    fn a_bad_value_names_its_key() {
-        let e = error(&POOL.replace("min = 1", "min = 3"));
-        assert_eq!(e.key, "pools.echo.workers.min");
-        assert!(e.reason.contains("more than workers.max"), "{e}");
-        let e = error(&POOL.replace("streams_per_worker = 4", "streams_per_worker = 0"));
-        assert_eq!(e.key, "pools.echo.streams_per_worker");
-        let e = error(&POOL.replace("min = 1", "min = -1"));
-        assert_eq!(e.key, "pools.echo.workers.min", "{e}");
-    }
-
-    #[test]
-    fn metrics_listen_on_loopback_or_a_unix_socket_only() {
-        use crate::metrics::MetricsListen;
-        let with = |listen: &str| Config::parse(&format!("[metrics]\nlisten = {listen:?}\n{POOL}"), "x");
-        assert_eq!(
-            with("127.0.0.1:9464").unwrap().metrics,
-            Some(MetricsListen::Tcp("127.0.0.1:9464".parse().unwrap()))
-        );
-        assert_eq!(with("[::1]:9464").unwrap().metrics, Some(MetricsListen::Tcp("[::1]:9464".parse().unwrap())));
-        assert_eq!(with("unix:/run/m.sock").unwrap().metrics, Some(MetricsListen::Unix("/run/m.sock".into())));
-        let e = with("0.0.0.0:9464").unwrap_err();
-        assert_eq!(e.key, "metrics.listen");
-        assert!(e.reason.contains("loopback"), "{e}");
-        assert_eq!(with("unix:relative").unwrap_err().key, "metrics.listen");
-        assert_eq!(with("localhost").unwrap_err().key, "metrics.listen");
-        assert_eq!(Config::parse(POOL, "x").unwrap().metrics, None, "off unless asked for");
-    }
-
-    #[test]
-    fn the_autoscale_keys_parse_into_the_pool_rules() {
-        let text = POOL.replace("max = 2 }", "max = 64, min_free = 1 }")
-            + "autoscale = { mode = \"predictive\", lead = \"90s\", idle_grace = \"10s\", headroom = 0.5 }\n";
-        let config = Config::parse(&text, "x").unwrap();
-        let rules = config.pools["echo"].rules();
-        assert_eq!((rules.min, rules.max, rules.min_free, rules.streams_per_worker), (1, 64, 1, 4));
-        assert_eq!(
-            (rules.mode, rules.idle_grace_ms, rules.headroom),
-            (streamlet_autoscale::Mode::Predictive, 10_000, 0.5)
-        );
-        assert!(rules.lookahead);
-        assert_eq!(config.pools["echo"].autoscale.lead, Duration::from_secs(90));
-        // Without the table: reactive, 60 s lead, 30 s grace, 20% headroom.
-        let plain = Config::parse(POOL, "x").unwrap();
-        assert_eq!(plain.pools["echo"].autoscale, Autoscale::default());
-        assert_eq!(plain.pools["echo"].min_free, 0);
-    }
-
-    #[test]
-    fn bad_autoscale_keys_name_themselves() {
-        let e = error(&format!("{POOL}autoscale = {{ mode = \"psychic\" }}\n"));
-        assert_eq!(e.key, "pools.echo.autoscale.mode", "{e}");
-        assert!(e.reason.contains("forecast-only"), "the known modes are listed: {e}");
-        let e = error(&format!("{POOL}autoscale = {{ headroom = -1.0 }}\n"));
-        assert_eq!(e.key, "pools.echo.autoscale.headroom", "{e}");
-        let e = error(&format!("{POOL}autoscale = {{ lead = \"0s\" }}\n"));
-        assert_eq!(e.key, "pools.echo.autoscale.lead", "{e}");
-        let e = error(&format!("{POOL}autoscale = {{ idle_grace = \"soon\" }}\n"));
-        assert_eq!(e.key, "pools.echo.autoscale.idle_grace", "{e}");
-        let e = error(&POOL.replace("max = 2 }", "max = 2, min_free = 3 }"));
-        assert_eq!(e.key, "pools.echo.workers.min_free", "{e}");
-        let e = error(&format!("[daemon]\nstate_dir = \"relative\"\n{POOL}"));
-        assert_eq!(e.key, "daemon.state_dir", "{e}");
-    }
-
-    #[test]
-    fn an_unknown_handler_or_placement_lists_the_known_ones() {
-        let e = error(&POOL.replace("\"echo\" }", "\"rot13\" }"));
-        assert!(e.key.starts_with("pools.echo.handler"), "{e}");
-        assert!(e.reason.contains("rot13") && e.reason.contains("echo"), "{e}");
-        let e = error(&format!("{POOL}placement = \"random\"\n"));
-        assert_eq!(e.key, "pools.echo.placement");
-        assert!(e.reason.contains("least-connections"), "{e}");
-    }
-
-    #[test]
-    fn syntax_errors_carry_the_line() {
-        let e = error("[pools.echo\n");
-        assert!(e.reason.contains("line 1"), "{e}");
-        assert!(e.to_string().starts_with("test.toml: "), "{e}");
-    }
-
-    #[test]
-    fn sandbox_keys_are_resolved_and_checked() {
-        let text = format!(
-            "[sandbox]\nrequired = true\nuids = \"70000-70099\"\n{POOL}limits = {{ cpu = \"0.5\", memory = \"64MiB\", pids = 64, nofile = 256 }}\nnetwork = \"host\"\nuser = \"nobody\"\nreadonly_root = true\n"
-        );
-        let config = Config::parse(&text, "x").unwrap();
-        assert!(config.sandbox.required);
-        assert_eq!(config.sandbox.uids, (70000, 70099));
-        let pool = &config.pools["echo"];
-        assert_eq!(pool.limits.cpu_cores, Some(0.5));
-        assert_eq!(pool.limits.memory, Some(64 << 20));
-        assert_eq!(pool.limits.pids, Some(64));
-        assert_eq!(pool.limits.nofile, 256);
-        assert_eq!(pool.network, Network::Host);
-        assert!(matches!(pool.run_as, RunAs::User { uid: 65534, .. }));
-        assert!(pool.readonly_root);
-
-        let defaults = Config::parse(POOL, "x").unwrap();
-        assert_eq!(defaults.pools["echo"].network, Network::None, "no network by default");
-        assert_eq!(defaults.pools["echo"].run_as, RunAs::Dynamic);
-        assert!(!defaults.sandbox.required);
-
-        let e = error(&format!("{POOL}limits = {{ memory = \"64MB\" }}\n"));
-        assert_eq!(e.key, "pools.echo.limits.memory");
-        let e = error(&format!("{POOL}limits = {{ cpu = 0 }}\n"));
-        assert_eq!(e.key, "pools.echo.limits.cpu");
-        let e = error(&format!("{POOL}user = \"no-such-user-here\"\n"));
-        assert_eq!(e.key, "pools.echo.user");
-        let e = error(&format!("{POOL}user = \"root\"\n"));
-        assert!(e.reason.contains("never runs as root"), "{e}");
-        let e = error(&format!("{POOL}network = \"bridge\"\n"));
-        assert_eq!(e.key, "pools.echo.network");
-        let e = error(&format!("[sandbox]\nuids = \"5-1\"\n{POOL}"));
-        assert_eq!(e.key, "sandbox.uids");
-        for bad in [".", "..", "a/b", "", "/", "/sys/../etc", "/a/./b"] {
-            let e = error(&format!("[sandbox]\ncgroup_root = \"{bad}\"\n{POOL}"));
-            assert_eq!(e.key, "sandbox.cgroup_root", "{bad:?}");
-        }
-        for good in ["streamlet-test", "/sys/fs/cgroup/system.slice/streamletd.service"] {
-            Config::parse(&format!("[sandbox]\ncgroup_root = \"{good}\"\n{POOL}"), "x").unwrap();
-        }
-    }
-
-    #[test]
-    fn the_monitor_keys_of_the_issue_parse_and_are_checked() {
-        let text = format!(
-            "{POOL}on_worker_exit = \"migrate\"\nheartbeat_timeout = \"2s\"\nrestart = {{ initial = \"0ms\", max = \"30s\", multiplier = 2.0, jitter = 0.2, intensity = 5, period = \"10s\", cooldown = \"60s\", healthy_after = \"30s\" }}\n"
-        );
-        let config = Config::parse(&text, "x").unwrap();
-        let echo = &config.pools["echo"];
-        assert_eq!(echo.on_worker_exit, OnWorkerExit::Migrate);
-        assert_eq!(echo.heartbeat_timeout, Duration::from_secs(2));
-        assert_eq!(echo.restart, RestartPolicy::default(), "the issue's values are the defaults");
-        let plain = Config::parse(POOL, "x").unwrap();
-        assert_eq!(plain.pools["echo"].on_worker_exit, OnWorkerExit::Close);
-        assert_eq!(plain.pools["echo"].heartbeat_timeout, DEFAULT_HEARTBEAT_TIMEOUT);
-
-        for (line, key) in [
-            ("on_worker_exit = \"retry\"", "pools.echo.on_worker_exit"),
-            ("heartbeat_timeout = \"10ms\"", "pools.echo.heartbeat_timeout"),
-            ("heartbeat_timeout = \"soon\"", "pools.echo.heartbeat_timeout"),
-            ("restart = { multiplier = 0.5 }", "pools.echo.restart.multiplier"),
-            ("restart = { jitter = 2.0 }", "pools.echo.restart.jitter"),
-            ("restart = { intensity = 0 }", "pools.echo.restart.intensity"),
-            ("restart = { initial = \"1m\", max = \"30s\" }", "pools.echo.restart.initial"),
-            ("restart = { period = \"0s\" }", "pools.echo.restart.period"),
-            ("restart = { cooldown = \"later\" }", "pools.echo.restart.cooldown"),
-            ("restart = { retries = 3 }", "pools.echo.restart"),
-        ] {
-            let e = error(&format!("{POOL}{line}\n"));
-            assert!(e.key.starts_with(key), "{line}: {e}");
-        }
-    }
-
-    #[test]
-    fn worker_labels_go_over_the_pools_by_slot() {
-        let text = format!("{POOL}labels = {{ region = \"eu-west\", tier = \"edge\" }}\nworker_labels = [{{ zone = \"a\" }}, {{ region = \"us-east\" }}]\n");
-        let config = Config::parse(&text, "x").unwrap();
-        let echo = &config.pools["echo"];
-        let labels = |slot| echo.labels_of(slot).into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
-        assert_eq!(labels(0), ["region=eu-west", "tier=edge", "zone=a"]);
-        assert_eq!(labels(1), ["region=us-east", "tier=edge"]);
-        assert_eq!(labels(2), labels(0), "slots past the list start it again");
-        let too_many = format!("{POOL}worker_labels = [{{}}, {{}}, {{}}, {{}}, {{}}]\n");
-        let e = error(&too_many);
-        assert_eq!(e.key, "pools.echo.worker_labels");
-        assert!(e.reason.contains("workers.max"), "{e}");
-    }
-
-    #[test]
-    fn the_quota_keys_of_the_issue_parse() {
-        let text = r#"
-[capacity]
-egress = "1Gbit"
-
-[pools.video]
-handler = { kind = "echo" }
-workers = { min = 1, max = 4 }
-streams_per_worker = 8
-egress = "400Mbit"
-placement = "geo"
-preempt = true
-default_rate = { min = "1Mbit", max = "8Mbit" }
-labels = { region = "eu-west" }
-
-[regions.distance]
-"eu-west:us-east" = 80
-
-[tenants.default]
-max_streams = 5
-[tenants.acme]
-max_streams = 50
-"#;
-        let config = Config::parse(text, "x").unwrap();
-        assert_eq!(config.quota.burst, quota::DEFAULT_BURST);
-        assert_eq!(config.quota.egress, Some(125_000_000));
-        assert_eq!(config.quota.default_max_streams, Some(5));
-        assert_eq!(config.quota.tenants["acme"], 50);
-        assert_eq!(config.quota.distances[&("us-east".to_owned(), "eu-west".to_owned())], 80, "symmetric");
-        let video = &config.pools["video"];
-        assert_eq!(video.egress, Some(50_000_000));
-        assert_eq!(video.placement, PlacementKind::Geo);
-        assert!(video.preempt);
-        assert_eq!(video.default_rate, Some(RateRange { min: 125_000, max: 1_000_000 }));
-        assert_eq!(video.labels["region"], "eu-west");
-
-        let e = error(&format!("{POOL}default_rate = {{ min = \"8Mbit\", max = \"1Mbit\" }}\n"));
-        assert_eq!(e.key, "pools.echo.default_rate.min");
-        let e = error(&format!("[capacity]\negress = \"fast\"\n{POOL}"));
-        assert_eq!(e.key, "capacity.egress");
-        let e = error(&format!("[capacity]\nburst = \"5min\"\n{POOL}"));
-        assert_eq!(e.key, "capacity.burst");
-        let e = error(&format!("[capacity]\nburst = \"2m\"\n{POOL}"));
-        assert!(e.key == "capacity.burst" && e.reason.contains("at most 60s"), "{e}");
-        let e = error(&format!("[regions.distance]\n\"eu\" = 3\n{POOL}"));
-        assert!(e.key.starts_with("regions.distance"), "{e}");
-    }
-
-    #[test]
-    fn pool_names_and_durations_are_checked() {
-        let e = error(&POOL.replace("pools.echo", "pools.\"Echo Pool\""));
-        assert_eq!(e.key, "pools.Echo Pool");
-        let e = error(&format!("[daemon]\nshutdown_timeout = \"soon\"\n{POOL}"));
-        assert_eq!(e.key, "daemon.shutdown_timeout");
-        assert!(e.reason.contains("\"soon\""));
-        let c = Config::parse(&format!("[daemon]\nshutdown_timeout = \"250ms\"\n{POOL}"), "x").unwrap();
-        assert_eq!(c.daemon.shutdown_timeout, Duration::from_millis(250));
-        assert_eq!(error("").key, "pools");
-        let e = error(&format!("[daemon]\nworker_binary = \"relative/bin\"\n{POOL}"));
-        assert_eq!(e.key, "daemon.worker_binary");
-        let e = error(&format!("[daemon]\nsocket = \"/tmp/a\\u0000b\"\n{POOL}"));
-        assert_eq!(e.key, "daemon.socket");
-    }
-}
+mod tests;

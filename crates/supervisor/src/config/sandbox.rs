@@ -25,7 +25,7 @@ pub(super) struct RawLimits {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "expected a number of cores, like 0.5 or \"0.5\"")]
 enum CpuValue {
     Text(String),
     Number(f64),

@@ -4,12 +4,14 @@
 //! demand needed (grey area), what the forecast asked for (dashed), and
 //! each policy's streamlets alive. Long runs are cut into about
 //! [`POINTS`] buckets, each drawn at its largest value, so a one-minute
-//! spike still shows in a fortnight.
+//! spike still shows in a fortnight. When every run held the pool at
+//! `workers.max` ([`pinned`](super::pinned)), the chart says so under its
+//! conditions.
 
 use std::fmt::Write;
 
 use super::clock::{format_clock, format_day, format_iso, DAY_MS, MINUTE_MS};
-use super::{Minute, Outcome, Policy};
+use super::{pinned, Minute, Outcome, Policy};
 
 /// Points per line, at most.
 pub const POINTS: usize = 1500;
@@ -81,9 +83,12 @@ pub fn svg(title: &str, subtitle: &str, outcomes: &[Outcome]) -> String {
         escape(title)
     );
     let mut line_y = 30.0;
-    for line in wrap(subtitle, ((RIGHT - LEFT) / 7.0) as usize) {
+    let note = pinned(outcomes).map(|p| format!("Note: {p}."));
+    let lines = wrap(subtitle, ((RIGHT - LEFT) / 7.0) as usize);
+    let note_lines = note.as_deref().map_or(Vec::new(), |n| wrap(n, ((RIGHT - LEFT) / 7.0) as usize));
+    for line in lines.iter().chain(&note_lines) {
         line_y += 18.0;
-        let _ = writeln!(out, r##"<text x="{LEFT}" y="{line_y}" font-size="13" fill="#555">{}</text>"##, escape(&line));
+        let _ = writeln!(out, r##"<text x="{LEFT}" y="{line_y}" font-size="13" fill="#555">{}</text>"##, escape(line));
     }
     let mut entries: Vec<(String, &str, &str)> = vec![("demand: streamlets needed".into(), "#8c8c8c", "")];
     if forecast.iter().any(Option::is_some) {
@@ -92,11 +97,11 @@ pub fn svg(title: &str, subtitle: &str, outcomes: &[Outcome]) -> String {
     for o in outcomes {
         let t = &o.totals;
         let label = format!(
-            "{}: {} cold waits, {} rejected, {:.0} streamlet-hours",
+            "{}: {} cold waits, {} rejected, {}",
             o.policy,
             t.cold_waits,
             t.rejected,
-            t.worker_seconds / 3600.0
+            format_streamlet_time(t.worker_seconds)
         );
         entries.push((label, colour(o.policy), ""));
     }
@@ -199,6 +204,31 @@ pub fn svg(title: &str, subtitle: &str, outcomes: &[Outcome]) -> String {
     out
 }
 
+/// Streamlets alive integrated over time, in the unit that keeps the
+/// number readable: `45 streamlet-seconds`, `30 streamlet-minutes`,
+/// `1.5 streamlet-hours`, `1234 streamlet-hours`; three significant digits
+/// at most, and never rounded to nothing.
+pub fn format_streamlet_time(seconds: f64) -> String {
+    let seconds = seconds.max(0.0);
+    let (value, unit) = if seconds < 90.0 {
+        (seconds, "second")
+    } else if seconds < 90.0 * 60.0 {
+        (seconds / 60.0, "minute")
+    } else {
+        (seconds / 3600.0, "hour")
+    };
+    let text = if value >= 100.0 {
+        format!("{value:.0}")
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    };
+    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
+    let plural = if text == "1" { "" } else { "s" };
+    format!("{text} streamlet-{unit}{plural}")
+}
+
 /// `text` in lines of at most `width` characters, broken at spaces.
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
@@ -261,5 +291,20 @@ mod tests {
         assert!(hour.len() <= 11);
         assert_eq!(escape("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
         assert_eq!(wrap("one two three four", 9), ["one two", "three", "four"]);
+    }
+
+    /// The issue's 1,800 streamlet-seconds, once drawn as "0 streamlet-hours".
+    #[test]
+    fn streamlet_time_keeps_its_size_readable() {
+        assert_eq!(format_streamlet_time(1800.0), "30 streamlet-minutes");
+        assert_eq!(format_streamlet_time(120.0), "2 streamlet-minutes");
+        assert_eq!(format_streamlet_time(60.0), "60 streamlet-seconds");
+        assert_eq!(format_streamlet_time(1.0), "1 streamlet-second");
+        assert_eq!(format_streamlet_time(0.25), "0.25 streamlet-seconds");
+        assert_eq!(format_streamlet_time(0.0), "0 streamlet-seconds");
+        assert_eq!(format_streamlet_time(5400.0), "1.5 streamlet-hours");
+        assert_eq!(format_streamlet_time(3600.0 * 12.34), "12.3 streamlet-hours");
+        assert_eq!(format_streamlet_time(3600.0 * 1234.4), "1234 streamlet-hours");
+        assert_eq!(format_streamlet_time(3600.0), "60 streamlet-minutes");
     }
 }

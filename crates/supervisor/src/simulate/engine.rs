@@ -47,7 +47,7 @@ use crate::core::{placement_for, DEFAULT_TENANT, UNLIMITED};
 pub fn run(pool: &PoolConfig, config: &Config, policy: Policy, workload: &Workload, options: &Options) -> Outcome {
     let mut engine = Engine::new(pool, config, policy, workload, options);
     engine.play();
-    engine.finish(policy)
+    engine.finish(policy, (pool.workers_min, pool.workers_max))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -233,13 +233,13 @@ impl<'a> Engine<'a> {
         self.advance(self.end.max(self.now));
     }
 
-    fn finish(self, policy: Policy) -> Outcome {
+    fn finish(self, policy: Policy, workers: (u32, u32)) -> Outcome {
         let totals = Totals {
             cold_wait_seconds: self.cold_wait_ms as f64 / 1000.0,
             worker_seconds: self.worker_ms as f64 / 1000.0,
             ..self.totals
         };
-        Outcome { policy, totals, decisions: self.decisions, minutes: self.minutes }
+        Outcome { policy, workers, totals, decisions: self.decisions, minutes: self.minutes }
     }
 
     fn live(&self) -> u32 {

@@ -41,15 +41,17 @@
 mod chart;
 mod clock;
 mod engine;
+mod pinned;
 pub mod trace;
 mod workload;
 
 use std::fmt;
 use std::str::FromStr;
 
-pub use chart::{csv, svg};
+pub use chart::{csv, format_streamlet_time, svg};
 pub use clock::{format_duration, format_minute, format_span};
 pub use engine::run;
+pub use pinned::{pinned, Pinned};
 pub use trace::{Trace, TraceError};
 pub use workload::Workload;
 
@@ -305,6 +307,8 @@ pub struct Minute {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub policy: Policy,
+    /// The pool's `workers.min` and `workers.max`.
+    pub workers: (u32, u32),
     pub totals: Totals,
     /// Every spawn and retirement in the window, in time order.
     pub decisions: Vec<Logged>,

@@ -386,3 +386,37 @@ fn a_long_run_is_cut_into_buckets_at_their_peak() {
         "the one-minute peak shows, in its bucket only: {points:?}"
     );
 }
+
+/// The issue's three identical rows: a pool of min = max gives every policy
+/// the same run, and so does a demand that keeps a pool at its max; a pool
+/// with room and a demand below it is not pinned.
+#[test]
+fn runs_held_at_workers_max_are_called_pinned() {
+    let all = |config: &Config, trace: &Trace| -> Vec<Outcome> {
+        Policy::ALL.iter().map(|&p| play(config, p, trace, &one_second())).collect()
+    };
+    let fixed = config("workers = { min = 2, max = 2 }\n");
+    let few = streams(&[(0, 5_000), (1_000, 5_000)]);
+    let runs = all(&fixed, &few);
+    assert_eq!(pinned(&runs), Some(Pinned::Fixed { workers: 2 }));
+    let note = pinned(&runs).unwrap().to_string();
+    assert!(note.contains("workers.max (2)") && note.contains("benches/autoscale/*.toml"), "{note}");
+    let svg = svg("title", "conditions", &runs);
+    assert!(svg.contains("Note: every policy ran the pool at workers.max (2)"), "the chart says why");
+    assert!(svg.contains("2 streamlet-minutes"), "two streamlets for the minute, not 0 streamlet-hours");
+
+    let roomy = config("workers = { min = 1, max = 4 }\nstreams_per_worker = 2\n");
+    assert_eq!(pinned(&all(&roomy, &few)), None, "one or two of four: room to differ");
+    assert!(!svg_of(&all(&roomy, &few)).contains("Note:"));
+    let flood: Vec<(u64, u64)> = (0..40).map(|i| (i * 100, 120_000)).collect();
+    let small = config("workers = { min = 2, max = 3, min_free = 1 }\nstreams_per_worker = 1\n");
+    let crowded = all(&small, &streams(&flood));
+    assert!(crowded.iter().all(|o| o.minutes.iter().all(|m| m.live == 3)), "{:?}", crowded[0].minutes);
+    assert_eq!(pinned(&crowded), Some(Pinned::AtMax { max: 3 }));
+    assert!(pinned(&crowded).unwrap().to_string().contains("raise workers.max"));
+    assert_eq!(pinned(&[]), None);
+}
+
+fn svg_of(outcomes: &[Outcome]) -> String {
+    svg("title", "conditions", outcomes)
+}
