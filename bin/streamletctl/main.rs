@@ -18,8 +18,9 @@ use streamlet_client::{error_chain, Client};
 #[derive(Debug, Parser)]
 #[command(name = "streamletctl", version, about = "Ask streamletd about its pools, streamlets and streams")]
 struct Cli {
-    /// The daemon's control socket [default: $XDG_RUNTIME_DIR/streamlet/streamletd.sock, or
-    /// /run/streamlet/streamletd.sock for root]
+    /// The daemon's control socket [default: $STREAMLET_SOCKET, then
+    /// /run/streamlet/streamletd.sock for root, $XDG_RUNTIME_DIR/streamlet/streamletd.sock
+    /// otherwise, or /tmp/streamlet-UID/streamletd.sock without XDG_RUNTIME_DIR]
     #[arg(long, global = true, env = "STREAMLET_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Print JSON instead of tables: an array for a listing, an object for one thing, one object a
@@ -180,8 +181,25 @@ fn parse_rate(text: &str) -> Result<u64, streamlet_client::proto::units::RateErr
     streamlet_client::proto::units::parse_rate(text)
 }
 
+/// The command line's grammar, with `--socket` hidden from the help of the
+/// commands that talk to no daemon (`simulate`, `completions`, `man`): each
+/// gets a hidden copy of its own, which clap then does not replace with the
+/// global one (so it is still accepted, and still ignored).
+fn command() -> clap::Command {
+    let command = <Cli as clap::CommandFactory>::command();
+    let socket = command.get_arguments().find(|a| a.get_id() == "socket").cloned().expect("--socket is defined");
+    let hidden = move |sub: clap::Command| sub.arg(socket.clone().global(false).hide(true));
+    command
+        .mut_subcommand("simulate", hidden.clone())
+        .mut_subcommand("completions", hidden.clone())
+        .mut_subcommand("man", hidden)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -209,13 +227,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::bail!("--json: completions and man print a script or a manual page, never JSON; leave --json out")
         }
         Command::Completions { shell } => {
-            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut command = command();
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut command, "streamletctl", &mut script);
             return out::generated(&script);
         }
         Command::Man => {
-            let command = <Cli as clap::CommandFactory>::command();
+            let command = command();
             let mut page = Vec::new();
             clap_mangen::Man::new(command).render(&mut page)?;
             return out::generated(&page);

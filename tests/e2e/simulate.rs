@@ -133,3 +133,49 @@ fn simulate_explains_bad_input() {
     assert_eq!(code, 1);
     assert!(err.contains("--pool") && err.contains("a, b"), "{err}");
 }
+
+/// The embedded pool has two streamlets and no room to scale: every policy
+/// runs it alike, and the table says why and where to look instead.
+#[test]
+fn simulate_says_when_no_policy_could_scale_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = write(
+        dir.path(),
+        "minutes.csv",
+        "minute,arrivals,observed\n2024-01-01T00:00:00,30,1\n2024-01-01T00:01:00,40,1\n",
+    );
+    let (code, out, err) = simulate(&["--trace", &trace, "--durations", "fixed:10s", "--seed", "3"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("POLICY")).skip(1).take(3).collect();
+    let totals = |row: &str| row.split_whitespace().skip(1).map(str::to_owned).collect::<Vec<_>>();
+    assert!(rows.windows(2).all(|w| totals(w[0]) == totals(w[1])), "alike: {rows:?}");
+    let note = out.lines().find(|l| l.starts_with("note: ")).unwrap_or_else(|| panic!("no note: {out}"));
+    assert!(note.contains("workers.max (2)") && note.contains("benches/autoscale/"), "{note}");
+
+    // With room to scale, there is no such note.
+    let elastic = write(
+        dir.path(),
+        "elastic.toml",
+        "[pools.a]\nhandler = \"echo\"\nworkers = { min = 1, max = 40 }\nstreams_per_worker = 4\n",
+    );
+    let (code, out, err) =
+        simulate(&["--trace", &trace, "--durations", "fixed:10s", "--seed", "3", "--config", &elastic]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("note: "), "{out}");
+}
+
+/// `simulate`, `completions` and `man` talk to no daemon: their help does not
+/// offer `--socket` (still accepted, and ignored, for scripts that pass it).
+#[test]
+fn commands_without_a_daemon_do_not_offer_a_socket() {
+    for command in ["simulate", "completions", "man"] {
+        let out = Command::new(STREAMLETCTL).args([command, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && help.contains("Usage"), "{command}: {help}");
+        assert!(!help.contains("--socket"), "{command} --help: {help}");
+    }
+    let out = Command::new(STREAMLETCTL).args(["workers", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/tmp/streamlet-UID/streamletd.sock"));
+    let out = Command::new(STREAMLETCTL).args(["--socket", "/nowhere.sock", "man"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

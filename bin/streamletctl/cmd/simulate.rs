@@ -202,6 +202,10 @@ fn table(workload: &Workload, conditions: &str, outcomes: &[Outcome]) -> String 
     for row in &rows {
         out.push_str(&line(&row.iter().map(String::as_str).collect::<Vec<_>>()));
     }
+    // Rows alike because no policy could scale the pool: say why.
+    if let Some(pinned) = simulate::pinned(outcomes) {
+        let _ = write!(out, "\nnote: {pinned}\n");
+    }
     out
 }
 
