@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use streamlet_proto::conn::{FrameReader, FrameWriter, ReadError};
 use streamlet_proto::foreign::ForeignFd;
-use streamlet_proto::frame::{FrameError, HEADER_LEN, MAX_HANDSHAKE_LEN, MAX_REPLY_LEN, MAX_REQUEST_LEN};
+use streamlet_proto::frame::{FrameError, MAX_HANDSHAKE_LEN, MAX_REPLY_LEN, MAX_REQUEST_LEN};
 use streamlet_proto::handshake::{accept_hello, HelloReply, Welcome, HANDSHAKE_TIMEOUT};
-use streamlet_proto::{Encoding, ErrorBody, ErrorCode, Reply, ReplyBody, Request, ServerMessage, PROTOCOL_VERSION};
+use streamlet_proto::{Encoding, ErrorBody, ErrorCode, Reply, ReplyBody, Request, PROTOCOL_VERSION};
 use tokio::net::UnixStream;
 
-use crate::daemon::Daemon;
-use crate::events::{EventSink, REPLY_BUDGET};
+use crate::context::Daemon;
+use crate::events::{encode_reply, EventSink, REPLY_BUDGET};
 use crate::requests;
 use crate::writer::{SocketCopy, Writer};
 
@@ -175,7 +175,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
         if role < requests::Role::Admin && streamlet_proto::foreign::closing() > CLOSE_BACKLOG {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(50)) => continue,
-                _ = crate::daemon::stopped(&mut stopping) => break,
+                _ = crate::context::stopped(&mut stopping) => break,
             }
         }
         let may_open = role >= requests::Role::Gateway;
@@ -201,7 +201,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
                 sink.push(encode_reply(encoding, Reply { id: 0, body: ReplyBody::Error(ErrorBody::new(ErrorCode::Idle, message)) }));
                 break;
             }
-            _ = crate::daemon::stopped(&mut stopping) => break,
+            _ = crate::context::stopped(&mut stopping) => break,
             // Closed by the daemon (a subscriber dropped): no request read
             // after that is run.
             () = sink.wait_closed() => break,
@@ -229,7 +229,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
         if listing {
             tokio::select! {
                 () = daemon.listing_time.wait_turn(who.uid) => {}
-                _ = crate::daemon::stopped(&mut stopping) => break,
+                _ = crate::context::stopped(&mut stopping) => break,
             }
         }
         let began = std::time::Instant::now();
@@ -250,7 +250,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
                             daemon.core().cancel_waiting(&sink);
                             break;
                         }
-                        _ = crate::daemon::stopped(&mut stopping) => break,
+                        _ = crate::context::stopped(&mut stopping) => break,
                     }
                     continue;
                 }
@@ -279,7 +279,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
         }
         tokio::select! {
             _ = sink.wait_below(REPLY_BUDGET) => {}
-            _ = crate::daemon::stopped(&mut stopping) => break,
+            _ = crate::context::stopped(&mut stopping) => break,
         }
         if sink.is_closed() {
             break;
@@ -303,22 +303,6 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
     if tokio::time::timeout(Duration::from_secs(1), &mut writer_task).await.is_err() {
         writer_task.abort();
     }
-}
-
-/// The reply's frame; a reply over the size limit becomes an error reply.
-pub(crate) fn encode_reply(encoding: Encoding, reply: Reply) -> Vec<u8> {
-    let id = reply.id;
-    let message = match encoding.encode_frame(&ServerMessage::Reply(reply)) {
-        Ok(frame) if frame.len() - HEADER_LEN <= MAX_REPLY_LEN as usize => return frame,
-        Ok(frame) => {
-            format!("the reply of {} bytes is over the {MAX_REPLY_LEN} byte limit; filter it by pool", frame.len())
-        }
-        Err(e) => format!("cannot encode the reply: {e}"),
-    };
-    tracing::error!(id, message, "cannot send a reply");
-    let error =
-        ServerMessage::Reply(Reply { id, body: ReplyBody::Error(ErrorBody::new(ErrorCode::Internal, message)) });
-    encoding.encode_frame(&error).expect("an error reply always encodes")
 }
 
 /// The `id` of a JSON frame that is an object with a numeric id (and so a

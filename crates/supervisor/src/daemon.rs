@@ -1,47 +1,21 @@
-//! The daemon: shared state, start-up, and the shutdown sequence.
+//! The daemon's start-up, its clock work and the shutdown sequence: it makes
+//! the shared [`Daemon`] context and starts the tasks that use it.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
+use crate::context::stopped;
+pub use crate::context::Daemon;
 use crate::core::Core;
 use crate::exe::WorkerExe;
 use crate::listener::{BindError, ControlSocket};
+use crate::reload::reload;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::{server, spawner};
-
-/// What every task of the daemon shares.
-#[derive(Debug)]
-pub struct Daemon {
-    pub config: Config,
-    pub socket_path: PathBuf,
-    pub worker_binary: PathBuf,
-    pub worker_exe: WorkerExe,
-    pub started: Instant,
-    pub sandbox: Arc<Sandbox>,
-    core: Mutex<Core>,
-    /// Notified whenever a streamlet process has been reaped.
-    pub(crate) worker_reaped: Notify,
-    /// Becomes true when the daemon starts shutting down.
-    pub(crate) stopping: watch::Sender<bool>,
-    /// The thread every streamlet is forked from.
-    pub(crate) spawner: crate::spawner::SpawnThread,
-    /// Where the demand history is kept.
-    pub state: crate::state::StateDir,
-    /// What systemd hears: readiness, status, the watchdog.
-    pub(crate) notifier: Mutex<crate::systemd::Notifier>,
-    /// Who may do what: `config.access`, or what the last reload read.
-    pub(crate) access: Mutex<crate::config::Access>,
-    /// What every control connection has queued and not written.
-    pub(crate) backlog: Arc<crate::events::Backlog>,
-    /// The thread time listings took lately.
-    pub(crate) listing_time: crate::fairness::ListingTime,
-    /// What descriptors the daemon may hold, and holds.
-    pub(crate) fds: crate::fds::FdBudget,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -53,15 +27,6 @@ pub enum DaemonError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
-}
-
-impl Daemon {
-    /// The core, locked. Never hold the guard across an `.await`.
-    pub fn core(&self) -> MutexGuard<'_, Core> {
-        // A panic while holding the lock is a bug that already killed a
-        // task; the state itself stays usable, so carry on with it.
-        self.core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 /// How often leases and waits past their time are freed, and the streams'
@@ -118,73 +83,6 @@ async fn quota_tick(daemon: Arc<Daemon>) {
             _ = stopped(&mut stopping) => return,
         }
     }
-}
-
-/// Reads the configuration file again and applies it (SIGHUP, or the
-/// `reload` request). An invalid file changes nothing and says why; what
-/// needs a restart of the daemon is applied at the next start and said so.
-///
-/// Reading the file (and the user and group names it gives) and writing the
-/// new limits to cgroups are done on blocking threads, not on the event
-/// loop: a slow name service or a large memory reclaim must not stall every
-/// stream, nor starve the watchdog.
-pub(crate) async fn reload(daemon: Arc<Daemon>) -> Result<streamlet_proto::Reloaded, streamlet_proto::ErrorBody> {
-    use streamlet_proto::{ErrorBody, ErrorCode};
-    let source = daemon.config.source.clone();
-    if source == crate::config::EMBEDDED {
-        return Err(ErrorBody::new(
-            ErrorCode::BadConfig,
-            "streamletd runs on the embedded default configuration: there is no file to read again \
-             (start it with --config FILE)",
-        ));
-    }
-    let path = std::path::PathBuf::from(&source);
-    let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
-        .await
-        .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("reading the configuration: {e}")))?;
-    let new = loaded.map_err(|e| {
-        tracing::error!(error = %e, "reload refused: the configuration is invalid; the running one stays");
-        ErrorBody::new(ErrorCode::BadConfig, format!("{e} (the running configuration stays)"))
-    })?;
-    let old = &daemon.config;
-    let mut restart = Vec::new();
-    let (a, b) = (&old.daemon, &new.daemon);
-    for (key, differs) in [
-        ("daemon.socket", a.socket != b.socket),
-        ("daemon.worker_binary", a.worker_binary != b.worker_binary),
-        ("daemon.shutdown_timeout", a.shutdown_timeout != b.shutdown_timeout),
-        ("daemon.stats_interval", a.stats_interval != b.stats_interval),
-        ("daemon.state_dir", a.state_dir != b.state_dir),
-        ("[sandbox]", old.sandbox != new.sandbox),
-        ("[metrics] listen", old.metrics != new.metrics),
-        ("[access] socket_group", old.access.socket_group != new.access.socket_group),
-    ] {
-        if differs {
-            restart.push(format!("{key} changed: it takes effect when streamletd is restarted"));
-        }
-    }
-    *daemon.access.lock().unwrap_or_else(|p| p.into_inner()) = new.access.clone();
-    let reconfigured = daemon.core().reconfigure(&new);
-    let (sandbox, limits) = (daemon.sandbox.clone(), reconfigured.limits);
-    let _ = tokio::task::spawn_blocking(move || {
-        for (cgroup, pool) in &limits {
-            if let Err(e) = sandbox.update_limits(cgroup, pool) {
-                tracing::warn!(pool = %pool.name, error = %e, "cannot apply new limits to a live streamlet");
-            }
-        }
-    })
-    .await;
-    let mut summary = reconfigured.summary;
-    for note in &restart {
-        tracing::warn!("{note}");
-    }
-    summary.notes.extend(restart);
-    Ok(summary)
-}
-
-/// Resolves once the daemon starts shutting down.
-pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
-    let _ = stopping.wait_for(|s| *s).await;
 }
 
 /// Says, at start, what the descriptor limit allows, and warns when the
@@ -275,7 +173,7 @@ pub async fn run(
         sandbox: Arc::new(sandbox),
         worker_reaped: Notify::new(),
         stopping,
-        spawner: crate::spawner::SpawnThread::new(tokio::runtime::Handle::current()),
+        spawner: crate::spawn_thread::SpawnThread::new(tokio::runtime::Handle::current()),
     });
     tracing::info!(
         socket = %daemon.socket_path.display(), config = %daemon.config.source,
@@ -301,7 +199,7 @@ pub async fn run(
     if let Some(listen) = daemon.config.metrics.clone() {
         let metrics_daemon = daemon.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(metrics_daemon, listen.clone()).await {
+            if let Err(e) = crate::scrape::serve(metrics_daemon, listen.clone()).await {
                 tracing::error!(listen = ?listen, error = %e, "cannot serve metrics");
             }
         });

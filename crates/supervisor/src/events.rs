@@ -15,7 +15,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use streamlet_proto::{Encoding, Event, ServerMessage};
+use streamlet_proto::frame::{HEADER_LEN, MAX_REPLY_LEN};
+use streamlet_proto::{Encoding, ErrorBody, ErrorCode, Event, Reply, ReplyBody, ServerMessage};
 use tokio::sync::{mpsc, Notify};
 
 /// Bytes a client may leave unread before its requests wait.
@@ -300,6 +301,22 @@ impl EventSink {
             drained.await;
         }
     }
+}
+
+/// The reply's frame; a reply over the size limit becomes an error reply.
+pub(crate) fn encode_reply(encoding: Encoding, reply: Reply) -> Vec<u8> {
+    let id = reply.id;
+    let message = match encoding.encode_frame(&ServerMessage::Reply(reply)) {
+        Ok(frame) if frame.len() - HEADER_LEN <= MAX_REPLY_LEN as usize => return frame,
+        Ok(frame) => {
+            format!("the reply of {} bytes is over the {MAX_REPLY_LEN} byte limit; filter it by pool", frame.len())
+        }
+        Err(e) => format!("cannot encode the reply: {e}"),
+    };
+    tracing::error!(id, message, "cannot send a reply");
+    let error =
+        ServerMessage::Reply(Reply { id, body: ReplyBody::Error(ErrorBody::new(ErrorCode::Internal, message)) });
+    encoding.encode_frame(&error).expect("an error reply always encodes")
 }
 
 #[cfg(test)]

@@ -17,21 +17,26 @@
 
 pub mod config;
 mod conn;
+mod context;
 pub mod core;
 mod daemon;
 mod events;
 pub mod exe;
 mod fairness;
 pub mod fds;
+pub mod instance;
 pub mod link;
 pub mod listener;
 mod logcap;
 pub mod metrics;
+mod reload;
 mod requests;
 pub mod restart;
 pub mod sandbox;
+mod scrape;
 mod server;
 pub mod simulate;
+mod spawn_thread;
 mod spawner;
 pub mod state;
 mod stderr;

@@ -21,9 +21,6 @@ use streamlet_sandbox::seccomp::{self, BpfProgram};
 
 use crate::config::{Config, Network, PoolConfig, RunAs};
 
-/// The default socket path; its daemon's v1 cgroups are plainly `streamlet`.
-const SYSTEM_SOCKET: &str = "/run/streamlet/streamletd.sock";
-
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("{}", missing::refusal(.0))]
@@ -389,32 +386,7 @@ fn writable(dir: &Path) -> Result<(), String> {
 }
 
 fn default_v1_base(socket: &Path) -> String {
-    instance_name(socket)
-}
-
-/// The name of the daemon on `socket`, for what each daemon must have of its
-/// own (its cgroup subtree, its state directory): `streamlet` for the system
-/// daemon, `streamlet-<hash of the socket path>` for any other, so daemons on
-/// different sockets never clean up or overwrite each other's, and a restart
-/// on the same socket finds its predecessor's.
-pub(crate) fn instance_name(socket: &Path) -> String {
-    if socket == Path::new(SYSTEM_SOCKET) {
-        return "streamlet".to_owned();
-    }
-    format!("streamlet-{:08x}", socket_hash(socket) as u32)
-}
-
-/// FNV-1a of the socket path (stable across builds, unlike the std hasher);
-/// 0 for the system socket.
-fn socket_hash(socket: &Path) -> u64 {
-    if socket == Path::new(SYSTEM_SOCKET) {
-        return 0;
-    }
-    socket
-        .as_os_str()
-        .as_encoded_bytes()
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    crate::instance::name(socket)
 }
 
 #[cfg(test)]
@@ -423,7 +395,7 @@ mod tests {
 
     #[test]
     fn v1_base_names_are_stable_and_distinct_per_socket() {
-        assert_eq!(default_v1_base(Path::new(SYSTEM_SOCKET)), "streamlet");
+        assert_eq!(default_v1_base(Path::new(crate::instance::SYSTEM_SOCKET)), "streamlet");
         let a = default_v1_base(Path::new("/tmp/a.sock"));
         assert_eq!(a, default_v1_base(Path::new("/tmp/a.sock")));
         assert_ne!(a, default_v1_base(Path::new("/tmp/b.sock")));

@@ -19,7 +19,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 
 use crate::conn;
-use crate::daemon::Daemon;
+use crate::context::Daemon;
 use crate::requests::Role;
 
 /// How long connections get to flush their last frames at shutdown.
@@ -131,7 +131,7 @@ pub async fn serve(daemon: Arc<Daemon>, listener: UnixListener) {
                     holders.remove(uid);
                 }
             }
-            _ = crate::daemon::stopped(&mut stopping) => break,
+            _ = crate::context::stopped(&mut stopping) => break,
         }
     }
     drop(listener);

@@ -19,8 +19,8 @@ use streamlet_sandbox::Child;
 use streamlet_sandbox::SpawnSpec;
 use tokio::sync::mpsc;
 
+use crate::context::Daemon;
 use crate::core::{KillRequest, NewWorker};
-use crate::daemon::Daemon;
 use crate::link::WorkerLink;
 use crate::sandbox::Confinement;
 
@@ -73,7 +73,7 @@ async fn retry_until_started(daemon: Arc<Daemon>, pool: String, slot: usize, mut
             // A shutdown cuts the wait short (and then settles the spawn).
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = crate::daemon::stopped(&mut stopping) => {}
+                () = crate::context::stopped(&mut stopping) => {}
             }
         }
         if !daemon.core().spawning_in(&pool) {
@@ -422,43 +422,6 @@ async fn start_off_thread(daemon: &Arc<Daemon>, pool: &str, slot: usize) -> Resu
         .run(move || start(&d, &pool, slot))
         .await
         .unwrap_or_else(|| Err(StartError::Channel(std::io::Error::other("the spawner thread is gone"))))
-}
-
-/// The one thread streamlets are forked from. Not tokio's blocking pool:
-/// `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, and
-/// the pool retires idle threads after ten seconds, which would kill every
-/// streamlet they forked. This thread lives as long as the daemon.
-#[derive(Debug)]
-pub(crate) struct SpawnThread {
-    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
-}
-
-impl SpawnThread {
-    pub fn new(runtime: tokio::runtime::Handle) -> SpawnThread {
-        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
-        std::thread::Builder::new()
-            .name("streamlet-spawn".into())
-            .spawn(move || {
-                // tokio's child reaping and the tasks `start` spawns need the runtime.
-                let _runtime = runtime.enter();
-                while let Ok(job) = queue.recv() {
-                    job();
-                }
-            })
-            .expect("a thread to spawn streamlets from");
-        SpawnThread { jobs }
-    }
-
-    /// Runs `job` on the spawner thread; `None` if that thread is gone.
-    pub async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-        let (done, result) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Box::new(move || {
-                let _ = done.send(job());
-            }))
-            .ok()?;
-        result.await.ok()
-    }
 }
 
 fn classify(status: ExitStatus) -> ExitCause {

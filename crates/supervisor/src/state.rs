@@ -51,7 +51,7 @@ pub fn default_state_dir(socket: &Path) -> PathBuf {
             _ => PathBuf::from("/var/lib/streamlet"),
         }
     };
-    match crate::sandbox::instance_name(socket) {
+    match crate::instance::name(socket) {
         name if name == "streamlet" => base,
         name => base.join(name),
     }

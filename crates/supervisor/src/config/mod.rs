@@ -49,7 +49,7 @@ pub struct Config {
     /// Who may do what on the control socket.
     pub access: Access,
     /// Where `/metrics` is served, if anywhere.
-    pub metrics: Option<crate::metrics::MetricsListen>,
+    pub metrics: Option<MetricsListen>,
     pub pools: BTreeMap<String, Arc<PoolConfig>>,
 }
 
@@ -204,10 +204,16 @@ struct RawMetrics {
     listen: Option<String>,
 }
 
+/// Where the metrics are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsListen {
+    Tcp(std::net::SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
 /// `[metrics] listen`: `"127.0.0.1:9464"` (loopback only) or
 /// `"unix:/run/streamlet/metrics.sock"`.
-fn metrics_listen(text: &str) -> Result<crate::metrics::MetricsListen, String> {
-    use crate::metrics::MetricsListen;
+fn metrics_listen(text: &str) -> Result<MetricsListen, String> {
     if let Some(path) = text.strip_prefix("unix:") {
         let path = PathBuf::from(path);
         if !path.is_absolute() || path.as_os_str().len() > 107 {

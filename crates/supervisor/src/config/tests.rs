@@ -152,7 +152,7 @@ fn a_bad_value_names_its_key() {
 
 #[test]
 fn metrics_listen_on_loopback_or_a_unix_socket_only() {
-    use crate::metrics::MetricsListen;
+    use crate::config::MetricsListen;
     let with = |listen: &str| Config::parse(&format!("[metrics]\nlisten = {listen:?}\n{POOL}"), "x");
     assert_eq!(with("127.0.0.1:9464").unwrap().metrics, Some(MetricsListen::Tcp("127.0.0.1:9464".parse().unwrap())));
     assert_eq!(with("[::1]:9464").unwrap().metrics, Some(MetricsListen::Tcp("[::1]:9464".parse().unwrap())));

@@ -2,7 +2,7 @@
 
 use streamlet_proto::{CloseRequest, Closed, ErrorBody, ReplyBody};
 
-use crate::daemon::Daemon;
+use crate::context::Daemon;
 
 pub fn close(daemon: &Daemon, request: CloseRequest) -> Result<ReplyBody, ErrorBody> {
     daemon.core().close(request.stream)?;

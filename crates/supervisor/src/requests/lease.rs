@@ -3,7 +3,7 @@
 
 use streamlet_proto::{ErrorBody, LeaseRef, LeaseRequest, QuotaRequest, ReplyBody, MAX_QUOTA_TENANTS_PAGE};
 
-use crate::daemon::Daemon;
+use crate::context::Daemon;
 
 pub fn lease(daemon: &Daemon, request: LeaseRequest) -> Result<ReplyBody, ErrorBody> {
     Ok(ReplyBody::Leased(daemon.core().lease(request)?))

@@ -15,7 +15,7 @@ use streamlet_proto::{ErrorBody, ErrorCode, ReplyBody, RequestBody};
 
 pub use crate::config::Role;
 
-use crate::daemon::Daemon;
+use crate::context::Daemon;
 use crate::events::EventSink;
 
 /// Answers one request. `reader` holds the descriptors that came with the
@@ -121,11 +121,11 @@ pub fn dispatch(
         let (done, queued) = tokio::sync::oneshot::channel();
         let (daemon, sink) = (daemon.clone(), sink.clone());
         tokio::spawn(async move {
-            let body = match crate::daemon::reload(daemon).await {
+            let body = match crate::reload::reload(daemon).await {
                 Ok(summary) => ReplyBody::Reloaded(summary),
                 Err(error) => ReplyBody::Error(error),
             };
-            sink.push(crate::conn::encode_reply(sink.encoding(), streamlet_proto::Reply { id, body }));
+            sink.push(crate::events::encode_reply(sink.encoding(), streamlet_proto::Reply { id, body }));
             let _ = done.send(());
         });
         return Dispatched::Later(queued);
@@ -137,7 +137,7 @@ pub fn dispatch(
             let mut core = daemon.core();
             let log = core.events(request.recent, true, sink);
             let reply = streamlet_proto::Reply { id, body: ReplyBody::Events(log) };
-            sink.push(crate::conn::encode_reply(sink.encoding(), reply));
+            sink.push(crate::events::encode_reply(sink.encoding(), reply));
             drop(core);
             let (done, queued) = tokio::sync::oneshot::channel();
             let _ = done.send(());

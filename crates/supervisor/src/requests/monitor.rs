@@ -7,8 +7,8 @@ use streamlet_proto::{
     DrainRequest, ErrorBody, ReplyBody, RestartAccepted, RestartRequest, SubscribeRequest, WorkerRef,
 };
 
+use crate::context::Daemon;
 use crate::core::unknown_worker;
-use crate::daemon::Daemon;
 use crate::events::EventSink;
 
 /// The longest drain an operator may ask for.

@@ -7,8 +7,8 @@ use streamlet_proto::fdpass::is_connected_stream_socket;
 use streamlet_proto::{ErrorBody, ErrorCode, OpenRequest, ReplyBody};
 
 use super::Dispatched;
+use crate::context::Daemon;
 use crate::core::OpenOutcome;
-use crate::daemon::Daemon;
 use crate::events::EventSink;
 
 /// Bytes in a tenant name, at most.

@@ -2,7 +2,7 @@
 
 use streamlet_proto::{ErrorBody, ReplyBody, StatusReport};
 
-use crate::daemon::Daemon;
+use crate::context::Daemon;
 
 pub fn status(daemon: &Daemon) -> Result<ReplyBody, ErrorBody> {
     let pools = daemon.core().pool_statuses();

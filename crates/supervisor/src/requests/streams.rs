@@ -2,7 +2,7 @@
 
 use streamlet_proto::{ErrorBody, ReplyBody, StreamList, StreamsRequest, MAX_STREAMS_PAGE};
 
-use crate::daemon::Daemon;
+use crate::context::Daemon;
 
 pub fn streams(daemon: &Daemon, request: StreamsRequest) -> Result<ReplyBody, ErrorBody> {
     let limit = request.limit.unwrap_or(MAX_STREAMS_PAGE).clamp(1, MAX_STREAMS_PAGE) as usize;

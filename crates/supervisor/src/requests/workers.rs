@@ -2,7 +2,7 @@
 
 use streamlet_proto::{ErrorBody, ReplyBody, WorkerList, WorkersRequest};
 
-use crate::daemon::Daemon;
+use crate::context::Daemon;
 
 /// Accounting is read from each streamlet's cgroup after the core's lock is
 /// released (a few small file reads per streamlet).

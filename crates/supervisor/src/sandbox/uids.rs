@@ -3,8 +3,9 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use super::{socket_hash, Sandbox, SandboxError};
+use super::{Sandbox, SandboxError};
 use crate::config::AUTO_UIDS_SLICE;
+use crate::instance;
 
 /// The uids of `[sandbox] uids` not held by a live streamlet.
 #[derive(Debug)]
@@ -37,7 +38,7 @@ impl Sandbox {
             registry.take(self.uid_range)?
         } else {
             let slices = ((self.uid_range.1 - self.uid_range.0 + 1) / AUTO_UIDS_SLICE).max(1) as u64;
-            registry.take_slice(self.uid_range, AUTO_UIDS_SLICE, (socket_hash(&self.socket) % slices) as usize)?
+            registry.take_slice(self.uid_range, AUTO_UIDS_SLICE, (instance::hash(&self.socket) % slices) as usize)?
         };
         self.uid_range = lease.range();
         *self.uids.lock().unwrap_or_else(|p| p.into_inner()) =
