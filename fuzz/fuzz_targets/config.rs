@@ -31,7 +31,11 @@ fuzz_target!(|bytes: &[u8]| {
             let last_line = text.matches('\n').count() + 1;
             for problem in e.problems() {
                 assert!(!problem.reason.is_empty());
-                assert!(problem.line.is_none_or(|l| (1..=last_line).contains(&l)), "line {:?} of {last_line}", problem.line);
+                assert!(
+                    problem.line.is_none_or(|l| (1..=last_line).contains(&l)),
+                    "line {:?} of {last_line}",
+                    problem.line
+                );
             }
         }
     }
