@@ -67,12 +67,8 @@ impl Channel {
         Ok(Self { fd })
     }
 
-    /// Sends now or fails with `WouldBlock`; never waits.
-    pub fn try_send<T: Serialize>(&self, message: &T, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
-        let bytes = encode(message)?;
-        self.try_send_bytes(&bytes, fd)
-    }
-
+    /// Sends an encoded message ([`encode`]) now, or fails with `WouldBlock`;
+    /// never waits.
     pub fn try_send_bytes(&self, bytes: &[u8], fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
         let fds: &[BorrowedFd<'_>] = match &fd {
             Some(fd) => std::slice::from_ref(fd),

@@ -311,11 +311,6 @@ impl Core {
         }
     }
 
-    /// Whether a streamlet is still draining (for the drain's timeout).
-    pub fn is_draining(&self, id: WorkerId) -> bool {
-        self.workers.get(&id).is_some_and(|w| w.state == WorkerState::Draining)
-    }
-
     /// An operator's kill: the streamlet dies now, recorded as
     /// `killed_by_operator`, and is replaced at once.
     pub fn kill_by_operator(&mut self, id: WorkerId) -> Result<(), ErrorBody> {
