@@ -8,8 +8,9 @@
 //! stops its streamlets in order), its stderr is a pipe the daemon reads, and
 //! `PR_SET_PDEATHSIG` kills it if the daemon dies.
 //!
-//! Later layers (cgroups, namespaces, capabilities, seccomp) hang on the same
-//! step between fork and exec.
+//! The confinement (cgroups, namespaces, mounts, dropped capabilities, the
+//! seccomp filter: a [`ChildPlan`]) is applied in the same step between fork
+//! and exec.
 
 pub mod cgroup;
 mod child;
