@@ -9,7 +9,7 @@
 //! `PR_SET_PDEATHSIG` kills it if the daemon dies.
 //!
 //! The confinement (cgroups, namespaces, mounts, dropped capabilities, the
-//! seccomp filter: a [`ChildPlan`]) is applied in the same step between fork
+//! seccomp filter: a [`plan::ChildPlan`]) is applied in the same step between fork
 //! and exec.
 
 pub mod cgroup;
