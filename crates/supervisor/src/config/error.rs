@@ -102,6 +102,21 @@ pub(super) fn line_at(text: &str, offset: usize) -> usize {
     text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
+/// What is wrong at byte `offset` of `text`, which the parser refused
+/// without saying why.
+pub(super) fn unreadable(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..offset].chars().count() + 1;
+    match text[offset..].chars().next() {
+        Some(c) if c.is_control() && c != '\n' && c != '\t' => format!(
+            "a control character (U+{:04X}) at column {column}: TOML allows none, not even in a comment; remove it",
+            u32::from(c)
+        ),
+        _ => format!("this is not TOML at column {column}: check the quotes, brackets and commas up to there"),
+    }
+}
+
 /// A file's text and, if it is TOML, its document, for looking up lines.
 pub(super) struct Document<'a> {
     text: &'a str,
@@ -298,6 +313,16 @@ fn edits(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_without_words_says_what_is_at_the_place() {
+        assert_eq!(
+            unreadable("# a\nb\u{1}c", 5),
+            "a control character (U+0001) at column 2: TOML allows none, not even in a comment; remove it"
+        );
+        assert!(unreadable("x = [1,", 7).contains("column 8"));
+        assert!(!unreadable("", 99).is_empty());
+    }
 
     const TEXT: &str = "[daemon]\nshutdown_timeout = \"5s\"\n\n[pools.echo]\nhandler = { kind = \"echo\" }\n\nupstream_allow = [\"a\",\n  \"b\"]\n[pools.echo.workers]\nmax = 2\n\n[regions.distance]\n\"eu:us\" = 3\n";
 

@@ -269,7 +269,13 @@ impl Config {
         let raw: RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            let mut error = err(if key == "." { "" } else { &key }, error::plain(inner.message()));
+            // (Some of the parser's refusals come without words: say what
+            // is at the place.)
+            let reason = match error::plain(inner.message()) {
+                reason if reason.is_empty() => error::unreadable(text, inner.span().map_or(0, |s| s.start)),
+                reason => reason,
+            };
+            let mut error = err(if key == "." { "" } else { &key }, reason);
             error.line = inner.span().map(|s| error::line_at(text, s.start));
             error
         })?;
