@@ -127,7 +127,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
             // A gateway may send an `open` with its descriptor the moment it
             // reads the welcome: the socket takes descriptors before then.
             if who.role(&daemon) >= requests::Role::Gateway {
-                if let Err(e) = streamlet_proto::fdpass::set_pass_rights(reader.socket(), true) {
+                if let Err(e) = streamlet_proto::sock::set_pass_rights(reader.socket(), true) {
                     tracing::debug!(error = %e, "SO_PASSRIGHTS");
                 }
                 passing = true;
@@ -182,7 +182,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
         if may_open != passing {
             passing = may_open;
             let socket = reader.socket();
-            if let Err(e) = streamlet_proto::fdpass::set_pass_rights(socket, may_open) {
+            if let Err(e) = streamlet_proto::sock::set_pass_rights(socket, may_open) {
                 tracing::debug!(error = %e, "SO_PASSRIGHTS");
             }
         }

@@ -3,7 +3,7 @@
 use std::os::fd::AsFd;
 
 use streamlet_proto::conn::Attached;
-use streamlet_proto::fdpass::is_connected_stream_socket;
+use streamlet_proto::sock::is_connected_stream_socket;
 use streamlet_proto::{ErrorBody, ErrorCode, OpenRequest, ReplyBody};
 
 use super::Dispatched;
