@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use streamlet_proto::channel::set_nonblocking;
+use streamlet_proto::sock;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -52,9 +53,11 @@ impl Stream {
     }
 
     /// Paces writes at `rate` (bytes per second, 0 for none, read at each
-    /// write) unless the socket is TCP, which the kernel paces.
+    /// write) unless the kernel paces the socket (plain TCP, whose
+    /// `SO_MAX_PACING_RATE` the daemon sets): the daemon asks the same
+    /// question, [`sock::kernel_paces`], so every stream is paced once.
     pub(crate) fn pace(&mut self, rate: Arc<AtomicU64>) {
-        if !is_tcp(self.fd.get_ref().as_fd()) {
+        if !sock::kernel_paces(self.fd.get_ref().as_fd()) {
             self.pacer = Some(crate::pacer::Pacer::new(rate, self.counters.stalled_us.clone()));
         }
     }
@@ -174,21 +177,4 @@ impl AsyncWrite for Stream {
         }
         Poll::Ready(Ok(()))
     }
-}
-
-/// Whether a socket is TCP (IPv4 or IPv6).
-fn is_tcp(fd: std::os::fd::BorrowedFd<'_>) -> bool {
-    let mut domain: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into a c_int of the length given.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_DOMAIN,
-            (&mut domain as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && (domain == libc::AF_INET || domain == libc::AF_INET6)
 }

@@ -300,7 +300,10 @@ struct StreamEntry {
     priority: u8,
     /// Whether the quota covers it (and it must be released there).
     managed: bool,
-    tcp: bool,
+    /// Whether the kernel paces its socket (`sock::kernel_paces`, the
+    /// streamlet's rule too): then the daemon sets `SO_MAX_PACING_RATE`,
+    /// else the streamlet paces it.
+    kernel_paced: bool,
     /// What the open asked for, to place it again if its streamlet dies.
     labels: BTreeMap<String, String>,
     ingress: Option<u64>,
@@ -821,9 +824,9 @@ impl Core {
         };
         *self.tenants.entry(tenant.clone()).or_default() += 1;
         let rate = admission.as_ref().and_then(|a| limit(a.rate));
-        let tcp = is_tcp(&fd);
+        let kernel_paced = streamlet_proto::sock::kernel_paces(fd.as_fd());
         let fd = StreamFd(fd);
-        if let (Some(rate), true) = (rate, tcp) {
+        if let (Some(rate), true) = (rate, kernel_paced) {
             set_pacing(&fd, rate);
         }
         let entry = StreamEntry {
@@ -840,7 +843,7 @@ impl Core {
             rate,
             priority,
             managed,
-            tcp,
+            kernel_paced,
             labels,
             ingress,
             region: wanted.region,
@@ -1030,7 +1033,7 @@ impl Core {
     }
 
     /// New allocations from the quota reach the streams: their streamlets
-    /// (`UpdateRate`) and, for TCP, the kernel's pacing on the socket.
+    /// (`UpdateRate`) and, where the kernel paces the socket, its pacing.
     fn apply_rates(&mut self, rates: &[(StreamKey, u64)]) {
         for (key, rate) in rates {
             let stream = StreamId(key.0);
@@ -1040,7 +1043,7 @@ impl Core {
                 continue;
             }
             entry.rate = rate;
-            if entry.tcp {
+            if entry.kernel_paced {
                 // No limit any more: the kernel's "unpaced" value.
                 set_pacing(&entry.fd, rate.unwrap_or(u64::MAX));
             }
@@ -1624,23 +1627,6 @@ fn refusal_error(refusal: &Refusal) -> ErrorBody {
         _ => ErrorCode::BadRequest,
     };
     ErrorBody::new(code, refusal.to_string())
-}
-
-/// Whether a socket is TCP (the only kind the kernel paces per socket).
-fn is_tcp(fd: &ForeignFd) -> bool {
-    let mut protocol: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into a c_int of the size given, on a live socket.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PROTOCOL,
-            (&mut protocol as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && protocol == libc::IPPROTO_TCP
 }
 
 /// The kernel paces the socket at `rate` bytes per second (`SO_MAX_PACING_RATE`,
