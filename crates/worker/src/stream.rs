@@ -165,16 +165,8 @@ impl AsyncWrite for Stream {
     }
 
     /// Shuts the write side down: the client reads end of file.
+    /// (Already closed by the peer: nothing left to shut, `Ok`.)
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // SAFETY: shutdown on a live socket descriptor.
-        let rc = unsafe { libc::shutdown(self.fd.get_ref().as_raw_fd(), libc::SHUT_WR) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            // Already closed by the peer: nothing left to shut.
-            if e.raw_os_error() != Some(libc::ENOTCONN) {
-                return Poll::Ready(Err(e));
-            }
-        }
-        Poll::Ready(Ok(()))
+        Poll::Ready(sock::shutdown(self.fd.get_ref().as_fd(), std::net::Shutdown::Write))
     }
 }

@@ -7,7 +7,7 @@
 //! (respawn a slot, ...) instead of doing IO themselves.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use streamlet_balance::quota::{Admission, Allocator, LeaseId, Priority, Rate, Re
 use streamlet_balance::Placement;
 use streamlet_proto::channel::encode;
 use streamlet_proto::foreign::ForeignFd;
+use streamlet_proto::sock;
 use streamlet_proto::worker::{Assign, Ended, StreamCounters, ToWorker};
 use streamlet_proto::{
     EndReason, ErrorBody, ErrorCode, Event, ExitCause, OpenRequest, Opened, PoolStatus, StreamEnded, StreamId,
@@ -824,10 +825,10 @@ impl Core {
         };
         *self.tenants.entry(tenant.clone()).or_default() += 1;
         let rate = admission.as_ref().and_then(|a| limit(a.rate));
-        let kernel_paced = streamlet_proto::sock::kernel_paces(fd.as_fd());
+        let kernel_paced = sock::kernel_paces(fd.as_fd());
         let fd = StreamFd(fd);
         if let (Some(rate), true) = (rate, kernel_paced) {
-            set_pacing(&fd, rate);
+            fd.pace(Some(rate));
         }
         let entry = StreamEntry {
             pool: request.pool.clone(),
@@ -1044,8 +1045,7 @@ impl Core {
             }
             entry.rate = rate;
             if entry.kernel_paced {
-                // No limit any more: the kernel's "unpaced" value.
-                set_pacing(&entry.fd, rate.unwrap_or(u64::MAX));
+                entry.fd.pace(rate);
             }
             if let Some(worker) = self.workers.get(&entry.worker) {
                 let _ = worker.link.send(&ToWorker::UpdateRate { stream, rate: rate.unwrap_or(0) }, None);
@@ -1082,7 +1082,7 @@ impl Core {
             return;
         }
         entry.closing = Some(reason);
-        shutdown(&entry.fd);
+        entry.fd.shut_down();
         if let Some(worker) = self.workers.get(&entry.worker) {
             if let Err(e) = worker.link.send(&ToWorker::Close { stream }, None) {
                 // The shutdown above ends the stream for the streamlet anyway.
@@ -1206,7 +1206,7 @@ impl Core {
             w.answer(ReplyBody::Error(ErrorBody::new(ErrorCode::ShuttingDown, "streamletd is shutting down")));
         }
         for (id, entry) in std::mem::take(&mut self.streams) {
-            shutdown(&entry.fd);
+            entry.fd.shut_down();
             notify_end(id, entry, EndReason::Shutdown, None);
         }
         for pool in self.pools.values_mut() {
@@ -1509,9 +1509,27 @@ impl Core {
 #[derive(Debug)]
 struct StreamFd(ForeignFd);
 
+impl StreamFd {
+    /// Shuts the connection down both ways: the client reads end of file,
+    /// the streamlet's reads and writes fail. A connection already gone has
+    /// nothing left to shut.
+    fn shut_down(&self) {
+        let _ = sock::shutdown(self.0.as_fd(), std::net::Shutdown::Both);
+    }
+
+    /// The kernel paces the socket at `rate` bytes per second, `None` for no
+    /// limit (`SO_MAX_PACING_RATE`, which streamlets may not change). For a
+    /// socket the kernel paces ([`sock::kernel_paces`]).
+    fn pace(&self, rate: Option<u64>) {
+        if let Err(e) = sock::set_max_pacing_rate(self.0.as_fd(), rate.unwrap_or(u64::MAX)) {
+            tracing::debug!(error = %e, "cannot set a stream's pacing rate");
+        }
+    }
+}
+
 impl Drop for StreamFd {
     fn drop(&mut self) {
-        shutdown(self);
+        self.shut_down();
     }
 }
 
@@ -1629,24 +1647,6 @@ fn refusal_error(refusal: &Refusal) -> ErrorBody {
     ErrorBody::new(code, refusal.to_string())
 }
 
-/// The kernel paces the socket at `rate` bytes per second (`SO_MAX_PACING_RATE`,
-/// which streamlets may not change).
-fn set_pacing(fd: &StreamFd, rate: u64) {
-    // SAFETY: setsockopt from a u64 of the size given, on a live socket.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.0.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MAX_PACING_RATE,
-            (&rate as *const u64).cast(),
-            std::mem::size_of::<u64>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot set a stream's pacing rate");
-    }
-}
-
 /// A distance of this many units weighs, in `geo`'s score, as much as a
 /// streamlet's whole capacity in use.
 const GEO_DISTANCE_PER_FULL_LOAD: f64 = 100.0;
@@ -1669,16 +1669,6 @@ pub(crate) fn placement_for(pool: &PoolConfig, config: &Config) -> Box<dyn Place
         seed: pool.name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| h.rotate_left(5) ^ u64::from(b)),
     };
     kind.build(&options)
-}
-
-/// Shuts a client connection down both ways: the client reads end of file,
-/// the streamlet's reads and writes fail.
-fn shutdown(fd: &StreamFd) {
-    // SAFETY: shutdown on a live socket we own; a failure (not connected any
-    // more) leaves nothing to do.
-    unsafe {
-        libc::shutdown(fd.0.as_raw_fd(), libc::SHUT_RDWR);
-    }
 }
 
 impl Core {
