@@ -19,15 +19,16 @@ use streamlet_proto::foreign::ForeignFd;
 use streamlet_proto::sock;
 use streamlet_proto::worker::{Assign, Ended, StreamCounters, ToWorker};
 use streamlet_proto::{
-    EndReason, ErrorBody, ErrorCode, Event, ExitCause, OpenRequest, Opened, PoolStatus, StreamEnded, StreamId,
-    StreamInfo, WorkerId, WorkerInfo, WorkerState,
+    EndReason, ErrorBody, ErrorCode, Event, ExitCause, Opened, PoolStatus, StreamEnded, StreamId, StreamInfo, WorkerId,
+    WorkerInfo, WorkerState,
 };
-use streamlet_proto::{LeaseGranted, LeaseRequest, Reply, ReplyBody, ServerMessage};
+use streamlet_proto::{LeaseGranted, Reply, ReplyBody, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, PlacementKind, PoolConfig};
 use crate::events::EventSink;
 use crate::link::{SendError, WorkerLink};
+use crate::requests::validate::{Lease, Open};
 use crate::restart::{Breaker, SlotBackoff};
 use crate::sandbox::Confinement;
 use streamlet_sandbox::cgroup::WorkerCgroup;
@@ -107,7 +108,7 @@ pub struct Core {
 /// An open that asked to wait for room.
 #[derive(Debug)]
 struct Waiter {
-    request: OpenRequest,
+    request: Open,
     fd: ForeignFd,
     owner: EventSink,
     /// The request's id, for the reply.
@@ -510,14 +511,17 @@ impl Core {
     /// request asks to wait, it waits (with its connection) until
     /// [`retry_waiting`](Self::retry_waiting) can place it or its time is up;
     /// the reply then goes straight into the connection's queue.
-    pub fn open(
+    ///
+    /// The request was checked ([`crate::requests::validate`]); what is left
+    /// to refuse depends on the daemon's state.
+    pub(crate) fn open(
         &mut self,
-        request: OpenRequest,
+        request: Open,
         fd: ForeignFd,
         owner: Option<EventSink>,
         reply_id: u64,
     ) -> OpenOutcome {
-        let wait = request.wait_ms.filter(|w| *w > 0).map(Duration::from_millis);
+        let wait = request.wait;
         let keep = request.clone();
         let mut retry = None;
         let pool = request.pool.clone();
@@ -548,9 +552,8 @@ impl Core {
             Err(error) => match (retry, owner, wait) {
                 (Some(Retry { fd, upstream }), Some(owner), Some(wait)) => {
                     let (done, waiting) = oneshot::channel();
-                    // (wait_ms is bounded by the request's checks; saturate all the same.)
-                    let deadline =
-                        Instant::now().checked_add(wait).unwrap_or_else(|| Instant::now() + Duration::from_secs(600));
+                    // (At most ten minutes: the request's check.)
+                    let deadline = Instant::now() + wait;
                     self.waiting.push_back(Waiter {
                         request: keep,
                         fd,
@@ -625,7 +628,7 @@ impl Core {
 
     fn open_now(
         &mut self,
-        request: OpenRequest,
+        request: Open,
         fd: ForeignFd,
         owner: Option<EventSink>,
         retry: &mut Option<Retry>,
@@ -636,9 +639,9 @@ impl Core {
                 "streamletd is shutting down and takes no new streams",
             ));
         }
-        let tenant = request.tenant.clone().unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+        let tenant = request.tenant;
         if self.pools.get(&request.pool).is_some_and(|p| !p.removed) {
-            self.check_tenant(&tenant)?;
+            self.check_tenant(&tenant).map_err(|full| ErrorBody::new(ErrorCode::TenantLimit, full.to_string()))?;
         }
         let Some(pool) = self.pools.get_mut(&request.pool).filter(|p| !p.removed) else {
             let known: Vec<&str> = self.pools.iter().filter(|(_, p)| !p.removed).map(|(n, _)| n.as_str()).collect();
@@ -652,6 +655,8 @@ impl Core {
         self.next_stream += 1;
         // The quota covers a stream with a rate, or one in a pool or host
         // with a capacity to share; others go unpaced and cost it nothing.
+        // (Both checked: the request's by `validate`, the pool's by the
+        // configuration.)
         let rate = request
             .rate
             .map(|r| Rate { min: r.min, max: r.max })
@@ -659,13 +664,7 @@ impl Core {
         let managed = rate.is_some() || self.host_capacity || pool.config.egress.is_some();
         // (Above UNLIMITED is no limit: many such maxima must not add up to a cap.)
         let rate = rate.map_or(Rate { min: 0, max: UNLIMITED }, |r| Rate { min: r.min, max: r.max.min(UNLIMITED) });
-        if rate.min > rate.max {
-            return Err(ErrorBody::new(
-                ErrorCode::BadRequest,
-                format!("rate min {} is above max {}", rate.min, rate.max),
-            ));
-        }
-        let priority = request.priority.unwrap_or(0);
+        let priority = request.priority;
         // Checked now, connected once a slot and the bandwidth are held.
         let target = relay_upstream(&pool.config, &request.labels)?.cloned();
         let mut upstream: Option<std::os::fd::OwnedFd> = None;
@@ -877,14 +876,11 @@ impl Core {
         }
     }
 
-    fn check_tenant(&self, tenant: &str) -> Result<(), ErrorBody> {
+    fn check_tenant(&self, tenant: &str) -> Result<(), TenantFull> {
         let limit = self.tenant_limits.get(tenant).copied().or(self.default_tenant_limit);
         let held = self.tenants.get(tenant).copied().unwrap_or(0);
         if limit.is_some_and(|limit| held >= limit) {
-            return Err(ErrorBody::new(
-                ErrorCode::TenantLimit,
-                format!("tenant {tenant:?} holds {held} streams and leases, its max_streams"),
-            ));
+            return Err(TenantFull { tenant: tenant.to_owned(), held });
         }
         Ok(())
     }
@@ -902,47 +898,28 @@ impl Core {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Grants a lease: bandwidth and a tenant slot without a stream.
-    pub fn lease(&mut self, request: LeaseRequest) -> Result<LeaseGranted, ErrorBody> {
+    /// Grants a lease: bandwidth and a tenant slot without a stream. The
+    /// request was checked ([`crate::requests::validate`]).
+    pub(crate) fn lease(&mut self, request: Lease) -> Result<LeaseGranted, LeaseError> {
         if self.shutting_down {
-            return Err(ErrorBody::new(ErrorCode::ShuttingDown, "streamletd is shutting down"));
+            return Err(LeaseError::ShuttingDown);
         }
         if !self.pools.contains_key(&request.pool) {
-            return Err(ErrorBody::new(
-                ErrorCode::UnknownPool,
-                format!("pool {:?} is not configured; configured pools: {}", request.pool, self.pool_names()),
-            ));
-        }
-        let tenant = request.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
-        if tenant.len() > crate::requests::MAX_TENANT_LEN {
-            return Err(ErrorBody::new(ErrorCode::BadRequest, "tenant is longer than 128 bytes"));
+            return Err(LeaseError::UnknownPool { pool: request.pool, known: self.pool_names() });
         }
         if self.leases.len() >= MAX_LEASES {
-            return Err(ErrorBody::new(
-                ErrorCode::Overloaded,
-                format!("streamletd holds {MAX_LEASES} leases, its most; release or let some expire first"),
-            ));
+            return Err(LeaseError::TooMany);
         }
-        self.check_tenant(&tenant)?;
-        if request.rate.min > request.rate.max
-            || request.rate.min > MAX_MIN_RATE
-            || request.ttl_ms == 0
-            || request.ttl_ms > MAX_LEASE_TTL_MS
-        {
-            return Err(ErrorBody::new(
-                ErrorCode::BadRequest,
-                format!("a lease needs min <= max, min at most {MAX_MIN_RATE} and ttl_ms from 1 to {MAX_LEASE_TTL_MS}"),
-            ));
-        }
+        self.check_tenant(&request.tenant)?;
         let now = self.now_ms();
         let rate = Rate { min: request.rate.min, max: request.rate.max.min(UNLIMITED) };
-        let priority = Priority(request.priority.unwrap_or(0));
+        let priority = Priority(request.priority);
         let grant = self
             .quota
-            .lease(&tenant, &request.pool, priority, rate, request.ttl_ms, now)
-            .map_err(|r| refusal_error(&r))?;
-        *self.tenants.entry(tenant.clone()).or_default() += 1;
-        self.leases.insert(grant.id, tenant);
+            .lease(&request.tenant, &request.pool, priority, rate, request.ttl_ms, now)
+            .map_err(LeaseError::Refused)?;
+        *self.tenants.entry(request.tenant.clone()).or_default() += 1;
+        self.leases.insert(grant.id, request.tenant);
         self.preempted(&grant.changes);
         self.apply_rates(&grant.changes.rates);
         Ok(LeaseGranted {
@@ -1619,10 +1596,6 @@ fn limit(rate: u64) -> Option<u64> {
     (rate < UNLIMITED).then_some(rate.max(1))
 }
 
-/// The largest minimum a stream or lease may ask (about 1 TB/s): sums of
-/// minimums stay far from overflowing.
-pub const MAX_MIN_RATE: u64 = 1 << 40;
-
 /// Leases freed at their expiry per tick, at most; the rest the next tick.
 pub const LEASES_EXPIRED_PER_TICK: usize = 4096;
 
@@ -1630,12 +1603,34 @@ pub const LEASES_EXPIRED_PER_TICK: usize = 4096;
 /// allocator, and a gateway could otherwise ask for them without end.
 pub const MAX_LEASES: usize = 65_536;
 
-/// The longest a lease may live without a refresh (an hour): a crashed
-/// gateway's leases always run out.
-pub const MAX_LEASE_TTL_MS: u64 = 3_600_000;
+/// A tenant that holds its `max_streams` already, in streams and leases.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant {tenant:?} holds {held} streams and leases, its max_streams")]
+pub struct TenantFull {
+    pub tenant: String,
+    pub held: u32,
+}
+
+/// Why a lease was not granted. (Its request was checked before; these
+/// depend on the daemon's state.)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    #[error("streamletd is shutting down")]
+    ShuttingDown,
+    #[error("pool {pool:?} is not configured; configured pools: {known}")]
+    UnknownPool { pool: String, known: String },
+    #[error("streamletd holds {MAX_LEASES} leases, its most; release or let some expire first")]
+    TooMany,
+    #[error(transparent)]
+    TenantFull(#[from] TenantFull),
+    /// The quota's answer: `insufficient` (preempting what the pool allows
+    /// would not make room).
+    #[error("{0}")]
+    Refused(Refusal),
+}
 
 /// The reply to a quota refusal.
-fn refusal_error(refusal: &Refusal) -> ErrorBody {
+pub(crate) fn refusal_error(refusal: &Refusal) -> ErrorBody {
     let code = match refusal {
         Refusal::TenantLimit { .. } => ErrorCode::TenantLimit,
         Refusal::Insufficient { .. } => ErrorCode::Insufficient,
