@@ -65,6 +65,8 @@ pub enum Invalid {
     WaitTooLong { ms: u64 },
     #[error("rate.min {min} is above rate.max {max}: lower min or raise max")]
     RateMinAboveMax { min: u64, max: u64 },
+    #[error("rate.max is 0: give a max above 0 bytes per second, or leave rate out for no limit")]
+    RateMaxZero,
     #[error("rate.min {min} is more than {MAX_MIN_RATE} bytes per second (2^40): ask for a smaller min")]
     RateMinTooHigh { min: u64 },
     #[error("ttl_ms is 0: a lease lives 1 to {MAX_LEASE_TTL_MS} ms (an hour) without a refresh")]
@@ -92,6 +94,7 @@ impl Invalid {
             | Invalid::LabelNul { .. } => "labels",
             Invalid::WaitTooLong { .. } => "wait_ms",
             Invalid::RateMinAboveMax { .. } | Invalid::RateMinTooHigh { .. } => "rate.min",
+            Invalid::RateMaxZero => "rate.max",
             Invalid::TtlZero | Invalid::TtlTooLong { .. } => "ttl_ms",
             Invalid::DrainTooLong { .. } => "timeout_ms",
             Invalid::ScaleMaxZero => "max",
@@ -107,8 +110,8 @@ impl From<Invalid> for ErrorBody {
     }
 }
 
-/// Bytes per second: at least `min`, at most `max` (where `min <= max`; a
-/// `max` of 2^60 or more is no limit to the core).
+/// Bytes per second: at least `min`, at most `max` (where `min <= max`,
+/// `min <= 2^40`; a `max` of 2^60 or more is no limit to the core).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateRange {
     pub min: u64,
@@ -117,12 +120,13 @@ pub struct RateRange {
 }
 
 impl RateRange {
-    /// A stream's rate.
+    /// A stream's rate: also `max` above 0 (the protocol reads a paced rate
+    /// of 0 as no limit, so a stream allowed nothing cannot be paced).
     fn for_stream(rate: RateRequest) -> Result<RateRange, Invalid> {
-        if rate.min > rate.max {
-            return Err(Invalid::RateMinAboveMax { min: rate.min, max: rate.max });
+        if rate.max == 0 {
+            return Err(Invalid::RateMaxZero);
         }
-        Ok(RateRange { min: rate.min, max: rate.max, _checked: () })
+        RateRange::for_lease(rate)
     }
 
     /// A lease's rate (a lease with `max` 0 holds a tenant slot and no

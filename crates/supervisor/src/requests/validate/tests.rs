@@ -81,11 +81,19 @@ fn a_wait_is_at_most_ten_minutes_and_0_is_none() {
     assert_eq!(open_with(|r| r.wait_ms = Some(0)).unwrap().wait, None);
 }
 
+/// PROTOCOL.md: `min` not above `max`, `max` above 0, `min` at most 2^40;
+/// a `max` above 2^60 is accepted (the core counts it as no limit).
 #[test]
-fn an_opens_rate_has_min_at_most_max() {
+fn an_opens_rate_has_min_at_most_max_a_max_above_0_and_min_at_most_2_40() {
     let checked = |min, max| open_with(|r| r.rate = rate(min, max)).map(|o| o.rate.map(|r| (r.min, r.max)));
     assert_eq!(checked(5, 5), Ok(Some((5, 5))));
     assert_eq!(field(checked(6, 5)), "rate.min");
+    assert_eq!(checked(0, 1), Ok(Some((0, 1))));
+    assert_eq!(checked(0, 0), Err(Invalid::RateMaxZero));
+    assert_eq!(field(checked(0, 0)), "rate.max");
+    assert_eq!(checked(MAX_MIN_RATE, MAX_MIN_RATE), Ok(Some((MAX_MIN_RATE, MAX_MIN_RATE))));
+    assert_eq!(checked(MAX_MIN_RATE + 1, u64::MAX), Err(Invalid::RateMinTooHigh { min: MAX_MIN_RATE + 1 }));
+    assert_eq!(field(checked(MAX_MIN_RATE + 1, u64::MAX)), "rate.min");
     assert_eq!(checked(0, u64::MAX), Ok(Some((0, u64::MAX))), "no limit");
 }
 
