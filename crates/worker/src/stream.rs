@@ -170,3 +170,30 @@ impl AsyncWrite for Stream {
         Poll::Ready(sock::shutdown(self.fd.get_ref().as_fd(), std::net::Shutdown::Write))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn paced(fd: OwnedFd) -> bool {
+        let mut stream = Stream::new(fd, Arc::default()).unwrap();
+        stream.pace(Arc::new(AtomicU64::new(1000)));
+        !stream.unpaced()
+    }
+
+    /// The streamlet paces what the kernel does not: a Unix stream gets a
+    /// token bucket, plain TCP none (the daemon set its socket's pacing).
+    /// The rule is `sock::kernel_paces`, the daemon's too.
+    #[tokio::test]
+    async fn the_streamlet_paces_what_the_kernel_does_not() {
+        let (unix, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(paced(unix.into()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert!(!paced(tcp.into()));
+    }
+}
