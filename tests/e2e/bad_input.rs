@@ -234,6 +234,48 @@ async fn an_oversized_open_is_refused_and_the_pool_keeps_serving() {
     witness.still_fine(&daemon).await;
 }
 
+/// PROTOCOL.md's promise for an open's rate: `max` above 0, `min` at most
+/// 2^40, `min` not above `max`; anything else is `bad_request` naming the
+/// field, before the pool is even looked at. (A `max` of 0 was paced at
+/// 1 byte per second, and a `min` over 2^40 admitted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opens_rate_outside_its_bounds_is_a_bad_request_naming_the_field() {
+    let daemon = Daemon::start(TWO_BY_64);
+    let mut witness = Witness::open(&daemon).await;
+    let mut raw = Raw::json(&daemon.socket);
+    let refused = |raw: &mut Raw, id: u64, rate: &str, pool: &str| {
+        let (_mine, theirs) = UnixStream::pair().unwrap();
+        let open = format!(r#"{{"id":{id},"body":{{"open":{{"pool":"{pool}","rate":{rate}}}}}}}"#);
+        raw.frame_with_fd(open.as_bytes(), theirs.as_fd());
+        let reply = raw.read().unwrap();
+        assert_eq!(reply["reply"]["id"], id, "{reply}");
+        assert_eq!(error_code(&reply), Some("bad_request"), "{rate}: {reply}");
+        reply["reply"]["body"]["error"]["message"].as_str().unwrap().to_owned()
+    };
+    let message = refused(&mut raw, 1, r#"{"min":0,"max":0}"#, "echo");
+    assert!(message.starts_with("rate.max is 0"), "{message}");
+    let message = refused(&mut raw, 2, r#"{"min":1099511627777,"max":18446744073709551615}"#, "echo");
+    assert!(message.starts_with("rate.min 1099511627777") && message.contains("1099511627776"), "{message}");
+    let message = refused(&mut raw, 3, r#"{"min":6,"max":5}"#, "echo");
+    assert!(message.starts_with("rate.min 6 is above rate.max 5"), "{message}");
+    // The request's own fields first: a bad rate to a pool that does not
+    // exist is still a bad rate.
+    let message = refused(&mut raw, 4, r#"{"min":0,"max":0}"#, "nope");
+    assert!(message.starts_with("rate.max"), "{message}");
+
+    // At the bounds: opened, and paced at its max (no capacity to share).
+    let (_mine, theirs) = UnixStream::pair().unwrap();
+    let open = br#"{"id":5,"body":{"open":{"pool":"echo","rate":{"min":1099511627776,"max":1099511627776}}}}"#;
+    raw.frame_with_fd(open, theirs.as_fd());
+    let reply = raw.read().unwrap();
+    assert_eq!(reply["reply"]["body"]["opened"]["rate"], 1_099_511_627_776u64, "{reply}");
+    let (_mine, theirs) = UnixStream::pair().unwrap();
+    raw.frame_with_fd(br#"{"id":6,"body":{"open":{"pool":"echo","rate":{"min":0,"max":1}}}}"#, theirs.as_fd());
+    let reply = raw.read().unwrap();
+    assert_eq!(reply["reply"]["body"]["opened"]["rate"], 1, "{reply}");
+    witness.still_fine_with(&daemon, 3).await;
+}
+
 /// A descriptor sent with a frame that takes none is closed, and the next
 /// open gets its own descriptor, not that one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

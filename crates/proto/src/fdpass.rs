@@ -143,105 +143,6 @@ pub fn recv_with_fds_flags(
     Ok(Received { bytes: n as usize, fds_lost: msg.msg_flags & libc::MSG_CTRUNC != 0 })
 }
 
-/// Whether `fd` is a connected stream socket the daemon can take as a stream:
-/// TCP (or MPTCP) over IPv4 or IPv6, or a Unix `SOCK_STREAM`, with a peer.
-/// Other families (SCTP, vsock, TIPC, ...) are refused: what closing or
-/// shutting them down costs is theirs to say. Only `getsockopt` and
-/// `getpeername` are used, which answer at once whatever the descriptor is
-/// (a file on a stalled FUSE mount included).
-pub fn is_connected_stream_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    if !is_stream_socket(fd)? {
-        return Ok(false);
-    }
-    let allowed = matches!(
-        (sockopt(fd, libc::SO_DOMAIN)?, sockopt(fd, libc::SO_PROTOCOL)?),
-        (libc::AF_UNIX, _) | (libc::AF_INET | libc::AF_INET6, libc::IPPROTO_TCP | libc::IPPROTO_MPTCP)
-    );
-    if !allowed {
-        return Ok(false);
-    }
-    // SAFETY: an all-zero sockaddr_storage is valid; getpeername writes at
-    // most `len` bytes into it.
-    let mut addr: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: addr and len are valid for writes; fd is live.
-    let rc = unsafe { libc::getpeername(fd.as_raw_fd(), (&mut addr as *mut libc::sockaddr_storage).cast(), &mut len) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ENOTCONN) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
-}
-
-/// `SO_PASSRIGHTS` (Linux 6.16): whether a Unix socket takes descriptors.
-const SO_PASSRIGHTS: libc::c_int = 83;
-
-/// Lets a Unix socket take descriptors (`SCM_RIGHTS`), or not: refused, a
-/// sender's `sendmsg` with descriptors fails (`EPERM`) and none ever reaches
-/// this side. Set on a listening socket, the connections it accepts start
-/// so. `Ok(false)` on a kernel without the option (before 6.16).
-pub fn set_pass_rights(sock: BorrowedFd<'_>, allow: bool) -> io::Result<bool> {
-    let value: libc::c_int = allow.into();
-    // SAFETY: setsockopt from a c_int of the size given, on a live descriptor.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_PASSRIGHTS,
-            (&value as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ENOPROTOOPT) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
-}
-
-/// An integer `SOL_SOCKET` option of a socket.
-fn sockopt(fd: BorrowedFd<'_>, option: libc::c_int) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: value and len are valid for writes of the sizes given; fd is live.
-    let rc = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, option, (&mut value as *mut libc::c_int).cast(), &mut len)
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(value)
-}
-
-/// Whether `fd` is a stream socket (`SOCK_STREAM`), connected or not.
-pub fn is_stream_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut kind: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: kind and len are valid for writes of the sizes given; fd is live.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut kind as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ENOTSOCK) { Ok(false) } else { Err(e) };
-    }
-    Ok(kind == libc::SOCK_STREAM)
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
@@ -263,7 +164,7 @@ mod tests {
         // SAFETY: fcntl F_GETFD on a descriptor we own.
         let flags = unsafe { libc::fcntl(fds[0].as_raw_fd(), libc::F_GETFD) };
         assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC, "received fd must be CLOEXEC");
-        assert!(is_stream_socket(fds[0].as_fd()).unwrap());
+        assert!(crate::sock::is_stream_socket(fds[0].as_fd()).unwrap());
         let mut received = UnixStream::from(fds.pop().unwrap());
         received.write_all(b"hi").unwrap();
         let mut got = [0u8; 2];
@@ -341,49 +242,6 @@ mod tests {
             assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
             assert!(libc::WIFEXITED(status), "{status:#x}");
             assert_eq!(libc::WEXITSTATUS(status), 0, "1: fds_lost was not reported; 2: an error");
-        }
-    }
-
-    /// A socket that takes no descriptors makes a sender's `sendmsg` with
-    /// one fail; bytes still pass.
-    #[test]
-    fn a_socket_can_refuse_descriptors() {
-        let (a, b) = UnixStream::pair().unwrap();
-        if !set_pass_rights(b.as_fd(), false).unwrap() {
-            panic!("this kernel has no SO_PASSRIGHTS (Linux 6.16 or later has it)");
-        }
-        let (r, _w) = std::io::pipe().unwrap();
-        let refused = send_with_fds(a.as_fd(), b"x", &[r.as_fd()]).unwrap_err();
-        assert_eq!(refused.raw_os_error(), Some(libc::EPERM));
-        assert_eq!(send_with_fds(a.as_fd(), b"x", &[]).unwrap(), 1);
-        assert!(set_pass_rights(b.as_fd(), true).unwrap());
-        assert_eq!(send_with_fds(a.as_fd(), b"y", &[r.as_fd()]).unwrap(), 1);
-    }
-
-    #[test]
-    fn a_pipe_is_not_a_stream_socket() {
-        let (r, _w) = std::io::pipe().unwrap();
-        assert!(!is_stream_socket(r.as_fd()).unwrap());
-        let dgram = std::os::unix::net::UnixDatagram::unbound().unwrap();
-        assert!(!is_stream_socket(dgram.as_fd()).unwrap());
-        let dir = std::env::temp_dir().join(format!("streamlet-fdpass-{}", std::process::id()));
-        let _ = std::fs::remove_file(&dir);
-        let listening = std::os::unix::net::UnixListener::bind(&dir).unwrap();
-        std::fs::remove_file(&dir).unwrap();
-        assert!(is_stream_socket(listening.as_fd()).unwrap());
-        assert!(!is_connected_stream_socket(listening.as_fd()).unwrap(), "a listening socket is no stream");
-        let (a, _b) = UnixStream::pair().unwrap();
-        assert!(is_connected_stream_socket(a.as_fd()).unwrap());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        assert!(is_connected_stream_socket(tcp.as_fd()).unwrap());
-        // A stream socket of another family: SCTP, where the kernel has it.
-        // SAFETY: socket(2) with constant arguments.
-        let sctp = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, libc::IPPROTO_SCTP) };
-        if sctp >= 0 {
-            // SAFETY: a descriptor we just made.
-            let sctp = unsafe { OwnedFd::from_raw_fd(sctp) };
-            assert!(!is_connected_stream_socket(sctp.as_fd()).unwrap(), "only TCP and Unix streams");
         }
     }
 }

@@ -38,6 +38,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::sock;
+
 /// Closer threads at most; beyond, closes queue behind the stuck ones.
 pub const MAX_CLOSERS: usize = 64;
 
@@ -149,26 +151,10 @@ pub const MAX_DRAIN_READS: usize = 1024;
 /// How deep [`defuse`] looks into sockets queued inside sockets.
 const MAX_NESTING: u32 = 5;
 
-/// `SO_PEEK_OFF`: each `MSG_PEEK` starts where the last one ended.
-const SO_PEEK_OFF: libc::c_int = 42;
-
-fn set_peek_off(fd: BorrowedFd<'_>, offset: libc::c_int) -> bool {
-    // SAFETY: setsockopt from a c_int of the size given, on a live socket.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_PEEK_OFF,
-            (&offset as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
-}
-
 fn defuse_nested(fd: BorrowedFd<'_>, depth: u32) {
-    no_linger(fd);
-    if depth == 0 || !is_unix_socket(fd) || !set_peek_off(fd, 0) {
+    sock::no_linger(fd);
+    let unix = sock::kind(fd).ok().flatten().is_some_and(|k| k.is_unix());
+    if depth == 0 || !unix || sock::set_peek_offset(fd, Some(0)).is_err() {
         return;
     }
     let mut buf = [0u8; 512];
@@ -187,43 +173,7 @@ fn defuse_nested(fd: BorrowedFd<'_>, depth: u32) {
             defuse_nested(inner.as_fd(), depth - 1);
         }
     }
-    set_peek_off(fd, -1);
-}
-
-fn is_unix_socket(fd: BorrowedFd<'_>) -> bool {
-    let mut domain: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into a c_int of the size given; on anything but a
-    // socket it fails with ENOTSOCK and touches nothing.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_DOMAIN,
-            (&mut domain as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && domain == libc::AF_UNIX
-}
-
-/// Turns `SO_LINGER` off: the close returns at once and the kernel sends
-/// what is left in the background. Not a socket, or not one with the
-/// option: nothing to do.
-pub fn no_linger(fd: BorrowedFd<'_>) {
-    let off = libc::linger { l_onoff: 0, l_linger: 0 };
-    // SAFETY: setsockopt on a live descriptor with a linger struct of the
-    // size given; on anything but a socket it fails with ENOTSOCK and does
-    // nothing.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&off as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
+    let _ = sock::set_peek_offset(fd, None);
 }
 
 #[derive(Debug, Default)]
@@ -269,7 +219,7 @@ impl Closer {
     }
 
     fn queue(&'static self, fd: OwnedFd) {
-        no_linger(fd.as_fd());
+        sock::no_linger(fd.as_fd());
         let mut state = self.lock();
         state.queue.push_back(fd);
         if state.sleeping > 0 {
@@ -346,25 +296,14 @@ mod tests {
 
     /// A TCP client with `SO_LINGER` on for `secs` and a send queue its peer
     /// never reads: its last close waits out the linger time.
-    fn lingering_tcp(secs: i32) -> (TcpStream, TcpStream) {
+    fn lingering_tcp(secs: u64) -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         client.set_nonblocking(true).unwrap();
         let chunk = vec![0u8; 65536];
         while (&client).write(&chunk).is_ok() {}
-        let on = libc::linger { l_onoff: 1, l_linger: secs };
-        // SAFETY: setsockopt with a linger struct of the size given.
-        let rc = unsafe {
-            libc::setsockopt(
-                client.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&on as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
+        sock::set_linger(client.as_fd(), Some(Duration::from_secs(secs))).unwrap();
         (client, server)
     }
 

@@ -11,6 +11,9 @@
 //! * **the streamlet channel** (a `SOCK_SEQPACKET` socketpair inherited by each
 //!   streamlet): one postcard message per datagram ([`worker`], [`channel`]).
 //!
+//! Both ends of both links make their socket system calls through [`sock`],
+//! so that the daemon and its streamlets judge a client connection alike.
+//!
 //! `PROTOCOL.md` at the top of the repository is the reference for gateway
 //! authors; this crate is the reference implementation.
 //!
@@ -35,6 +38,7 @@ pub mod foreign;
 pub mod frame;
 pub mod handshake;
 pub mod message;
+pub mod sock;
 pub mod socket_path;
 pub mod units;
 pub mod worker;

@@ -36,43 +36,13 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) fn peer_of(stream: &UnixStream) -> Option<requests::Peer> {
     let cred = stream.peer_cred().ok()?;
     let mut gids = vec![cred.gid()];
-    match peer_groups(stream) {
+    match streamlet_proto::sock::peer_groups(stream.as_fd()) {
         Ok(groups) => gids.extend(groups),
         Err(e) => tracing::debug!(error = %e, "SO_PEERGROUPS; judging the peer by its primary group"),
     }
     gids.sort_unstable();
     gids.dedup();
     Some(requests::Peer { uid: cred.uid(), gids, pid: cred.pid() })
-}
-
-/// `SO_PEERGROUPS` (Linux 4.13; this value on every architecture but MIPS
-/// and SPARC, which streamletd does not target).
-const SO_PEERGROUPS: libc::c_int = 59;
-
-/// The peer's supplementary groups as the kernel recorded them at its
-/// connect: neither forged nor raced by a later process with its pid.
-fn peer_groups(stream: &UnixStream) -> std::io::Result<Vec<u32>> {
-    use std::os::fd::AsRawFd;
-    let mut groups: Vec<libc::gid_t> = vec![0; 64];
-    loop {
-        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
-        // SAFETY: getsockopt into a buffer of `len` bytes that we own.
-        let rc = unsafe {
-            libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, SO_PEERGROUPS, groups.as_mut_ptr().cast(), &mut len)
-        };
-        let wanted = len as usize / std::mem::size_of::<libc::gid_t>();
-        if rc == 0 {
-            groups.truncate(wanted);
-            return Ok(groups);
-        }
-        let error = std::io::Error::last_os_error();
-        // Too small: the kernel said how large (NGROUPS_MAX is 65536).
-        if error.raw_os_error() == Some(libc::ERANGE) && wanted > groups.len() && wanted <= 65_536 {
-            groups.resize(wanted, 0);
-            continue;
-        }
-        return Err(error);
-    }
 }
 
 /// The read half and a copy of the socket, dropped in that order (fields
@@ -127,7 +97,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
             // A gateway may send an `open` with its descriptor the moment it
             // reads the welcome: the socket takes descriptors before then.
             if who.role(&daemon) >= requests::Role::Gateway {
-                if let Err(e) = streamlet_proto::fdpass::set_pass_rights(reader.socket(), true) {
+                if let Err(e) = streamlet_proto::sock::set_pass_rights(reader.socket(), true) {
                     tracing::debug!(error = %e, "SO_PASSRIGHTS");
                 }
                 passing = true;
@@ -182,7 +152,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
         if may_open != passing {
             passing = may_open;
             let socket = reader.socket();
-            if let Err(e) = streamlet_proto::fdpass::set_pass_rights(socket, may_open) {
+            if let Err(e) = streamlet_proto::sock::set_pass_rights(socket, may_open) {
                 tracing::debug!(error = %e, "SO_PASSRIGHTS");
             }
         }
@@ -345,16 +315,17 @@ async fn write_json(writer: &mut FrameWriter, reply: &HelloReply) -> std::io::Re
 
 #[cfg(test)]
 mod tests {
+    /// The peer's groups are its primary group and the kernel's record of
+    /// its supplementary ones (`sock::peer_groups`, tested there).
     #[tokio::test]
     async fn the_peers_groups_are_the_kernels_record_of_them() {
         let (a, _b) = tokio::net::UnixStream::pair().unwrap();
-        let mut got = super::peer_groups(&a).unwrap();
-        let mut ours: Vec<u32> = nix::unistd::getgroups().unwrap().into_iter().map(|g| g.as_raw()).collect();
-        got.sort_unstable();
-        ours.sort_unstable();
-        assert_eq!(got, ours);
         let peer = super::peer_of(&a).unwrap();
         assert_eq!(peer.uid, nix::unistd::geteuid().as_raw());
-        assert!(peer.gids.contains(&nix::unistd::getegid().as_raw()), "the primary group too");
+        let mut ours: Vec<u32> = nix::unistd::getgroups().unwrap().into_iter().map(|g| g.as_raw()).collect();
+        ours.push(nix::unistd::getegid().as_raw());
+        ours.sort_unstable();
+        ours.dedup();
+        assert_eq!(peer.gids, ours, "the primary group and the supplementary ones, sorted, once each");
     }
 }

@@ -184,11 +184,8 @@ impl WorkerLink {
     /// Ends the daemon's side of the channel: the streamlet reads end of file
     /// and exits, while its last messages can still be read.
     pub fn hang_up(&self) {
-        // SAFETY: shutdown on a live socket we own; an error (already shut)
-        // leaves nothing to do.
-        unsafe {
-            libc::shutdown(self.channel.as_fd().as_raw_fd(), libc::SHUT_WR);
-        }
+        // (An error, the channel already gone, leaves nothing to do.)
+        let _ = streamlet_proto::sock::shutdown(self.channel.as_fd(), std::net::Shutdown::Write);
     }
 }
 

@@ -113,7 +113,7 @@ impl ControlSocket {
     /// peer that may not cannot hand one over at all.
     pub fn take_listener(&mut self) -> io::Result<tokio::net::UnixListener> {
         let listener = self.listener.take().ok_or_else(|| io::Error::other("listener already taken"))?;
-        if !streamlet_proto::fdpass::set_pass_rights(std::os::fd::AsFd::as_fd(&listener), false)? {
+        if !streamlet_proto::sock::set_pass_rights(std::os::fd::AsFd::as_fd(&listener), false)? {
             tracing::warn!(
                 "this kernel cannot refuse descriptors on a socket (SO_PASSRIGHTS, Linux 6.16): peers that may not open streams can still send some, which are disposed of as they come"
             );

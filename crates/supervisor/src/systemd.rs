@@ -13,7 +13,7 @@
 //! two environment variables. Outside systemd every call here does nothing.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::{Duration, Instant};
@@ -140,8 +140,7 @@ pub fn listen_fd() -> io::Result<Option<OwnedFd>> {
         )));
     }
     let fd = LISTEN_FDS_START;
-    // SAFETY: fcntl and getsockopt on a descriptor systemd passed us; their
-    // failure is reported below.
+    // SAFETY: fcntl on a descriptor systemd passed us; a failure is reported.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFD);
         if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0 {
@@ -154,25 +153,8 @@ pub fn listen_fd() -> io::Result<Option<OwnedFd>> {
     }
     // SAFETY: systemd handed this descriptor to us; nothing else owns it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let is = |option: libc::c_int, want: libc::c_int| -> io::Result<bool> {
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt into a c_int of the given length.
-        let rc = unsafe {
-            libc::getsockopt(
-                owned.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&mut value as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(value == want)
-    };
-    if !is(libc::SO_DOMAIN, libc::AF_UNIX)? || !is(libc::SO_TYPE, libc::SOCK_STREAM)? || !is(libc::SO_ACCEPTCONN, 1)? {
+    let kind = streamlet_proto::sock::kind(owned.as_fd())?;
+    if !kind.is_some_and(|k| k.is_unix() && k.is_stream()) || !streamlet_proto::sock::is_listening(owned.as_fd())? {
         return Err(io::Error::other(
             "the socket systemd passed is not a listening Unix stream socket (streamletd.socket: ListenStream=/path)",
         ));

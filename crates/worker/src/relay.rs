@@ -91,25 +91,10 @@ async fn pipe<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 /// A non-blocking connect the daemon started completes, or fails, here.
 async fn wait_connected(upstream: &Stream) -> std::io::Result<()> {
     upstream.writable().await?;
-    let mut error: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt(SO_ERROR) into a c_int of the length given.
-    let rc = unsafe {
-        libc::getsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&upstream.as_fd()),
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut error as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
+    match streamlet_proto::sock::take_error(upstream.as_fd())? {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
-    if error != 0 {
-        return Err(std::io::Error::from_raw_os_error(error));
-    }
-    Ok(())
 }
 
 mod splice {
@@ -153,8 +138,8 @@ mod splice {
                 }
             };
             if n == 0 {
-                // SAFETY: shutdown(2) of a socket we hold.
-                unsafe { libc::shutdown(dst.get_ref().as_raw_fd(), libc::SHUT_WR) };
+                // (A peer already gone has nothing left to shut.)
+                let _ = streamlet_proto::sock::shutdown(dst.get_ref().as_fd(), std::net::Shutdown::Write);
                 return Ok(());
             }
             counter.fetch_add(n as u64, Ordering::Relaxed);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use streamlet_proto::channel::set_nonblocking;
+use streamlet_proto::sock;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -52,9 +53,11 @@ impl Stream {
     }
 
     /// Paces writes at `rate` (bytes per second, 0 for none, read at each
-    /// write) unless the socket is TCP, which the kernel paces.
+    /// write) unless the kernel paces the socket (plain TCP, whose
+    /// `SO_MAX_PACING_RATE` the daemon sets): the daemon asks the same
+    /// question, [`sock::kernel_paces`], so every stream is paced once.
     pub(crate) fn pace(&mut self, rate: Arc<AtomicU64>) {
-        if !is_tcp(self.fd.get_ref().as_fd()) {
+        if !sock::kernel_paces(self.fd.get_ref().as_fd()) {
             self.pacer = Some(crate::pacer::Pacer::new(rate, self.counters.stalled_us.clone()));
         }
     }
@@ -162,33 +165,35 @@ impl AsyncWrite for Stream {
     }
 
     /// Shuts the write side down: the client reads end of file.
+    /// (Already closed by the peer: nothing left to shut, `Ok`.)
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // SAFETY: shutdown on a live socket descriptor.
-        let rc = unsafe { libc::shutdown(self.fd.get_ref().as_raw_fd(), libc::SHUT_WR) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            // Already closed by the peer: nothing left to shut.
-            if e.raw_os_error() != Some(libc::ENOTCONN) {
-                return Poll::Ready(Err(e));
-            }
-        }
-        Poll::Ready(Ok(()))
+        Poll::Ready(sock::shutdown(self.fd.get_ref().as_fd(), std::net::Shutdown::Write))
     }
 }
 
-/// Whether a socket is TCP (IPv4 or IPv6).
-fn is_tcp(fd: std::os::fd::BorrowedFd<'_>) -> bool {
-    let mut domain: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into a c_int of the length given.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_DOMAIN,
-            (&mut domain as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && (domain == libc::AF_INET || domain == libc::AF_INET6)
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn paced(fd: OwnedFd) -> bool {
+        let mut stream = Stream::new(fd, Arc::default()).unwrap();
+        stream.pace(Arc::new(AtomicU64::new(1000)));
+        !stream.unpaced()
+    }
+
+    /// The streamlet paces what the kernel does not: a Unix stream gets a
+    /// token bucket, plain TCP none (the daemon set its socket's pacing).
+    /// The rule is `sock::kernel_paces`, the daemon's too.
+    #[tokio::test]
+    async fn the_streamlet_paces_what_the_kernel_does_not() {
+        let (unix, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(paced(unix.into()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert!(!paced(tcp.into()));
+    }
 }

@@ -7,7 +7,7 @@
 //! (respawn a slot, ...) instead of doing IO themselves.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,17 +16,19 @@ use streamlet_balance::quota::{Admission, Allocator, LeaseId, Priority, Rate, Re
 use streamlet_balance::Placement;
 use streamlet_proto::channel::encode;
 use streamlet_proto::foreign::ForeignFd;
+use streamlet_proto::sock;
 use streamlet_proto::worker::{Assign, Ended, StreamCounters, ToWorker};
 use streamlet_proto::{
-    EndReason, ErrorBody, ErrorCode, Event, ExitCause, OpenRequest, Opened, PoolStatus, StreamEnded, StreamId,
-    StreamInfo, WorkerId, WorkerInfo, WorkerState,
+    EndReason, ErrorBody, ErrorCode, Event, ExitCause, Opened, PoolStatus, StreamEnded, StreamId, StreamInfo, WorkerId,
+    WorkerInfo, WorkerState,
 };
-use streamlet_proto::{LeaseGranted, LeaseRequest, Reply, ReplyBody, ServerMessage};
+use streamlet_proto::{LeaseGranted, Reply, ReplyBody, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, PlacementKind, PoolConfig};
 use crate::events::EventSink;
 use crate::link::{SendError, WorkerLink};
+use crate::requests::validate::{Lease, Open};
 use crate::restart::{Breaker, SlotBackoff};
 use crate::sandbox::Confinement;
 use streamlet_sandbox::cgroup::WorkerCgroup;
@@ -106,7 +108,7 @@ pub struct Core {
 /// An open that asked to wait for room.
 #[derive(Debug)]
 struct Waiter {
-    request: OpenRequest,
+    request: Open,
     fd: ForeignFd,
     owner: EventSink,
     /// The request's id, for the reply.
@@ -300,7 +302,10 @@ struct StreamEntry {
     priority: u8,
     /// Whether the quota covers it (and it must be released there).
     managed: bool,
-    tcp: bool,
+    /// Whether the kernel paces its socket (`sock::kernel_paces`, the
+    /// streamlet's rule too): then the daemon sets `SO_MAX_PACING_RATE`,
+    /// else the streamlet paces it.
+    kernel_paced: bool,
     /// What the open asked for, to place it again if its streamlet dies.
     labels: BTreeMap<String, String>,
     ingress: Option<u64>,
@@ -506,14 +511,17 @@ impl Core {
     /// request asks to wait, it waits (with its connection) until
     /// [`retry_waiting`](Self::retry_waiting) can place it or its time is up;
     /// the reply then goes straight into the connection's queue.
-    pub fn open(
+    ///
+    /// The request was checked ([`crate::requests::validate`]); what is left
+    /// to refuse depends on the daemon's state.
+    pub(crate) fn open(
         &mut self,
-        request: OpenRequest,
+        request: Open,
         fd: ForeignFd,
         owner: Option<EventSink>,
         reply_id: u64,
     ) -> OpenOutcome {
-        let wait = request.wait_ms.filter(|w| *w > 0).map(Duration::from_millis);
+        let wait = request.wait;
         let keep = request.clone();
         let mut retry = None;
         let pool = request.pool.clone();
@@ -544,9 +552,8 @@ impl Core {
             Err(error) => match (retry, owner, wait) {
                 (Some(Retry { fd, upstream }), Some(owner), Some(wait)) => {
                     let (done, waiting) = oneshot::channel();
-                    // (wait_ms is bounded by the request's checks; saturate all the same.)
-                    let deadline =
-                        Instant::now().checked_add(wait).unwrap_or_else(|| Instant::now() + Duration::from_secs(600));
+                    // (At most ten minutes: the request's check.)
+                    let deadline = Instant::now() + wait;
                     self.waiting.push_back(Waiter {
                         request: keep,
                         fd,
@@ -621,7 +628,7 @@ impl Core {
 
     fn open_now(
         &mut self,
-        request: OpenRequest,
+        request: Open,
         fd: ForeignFd,
         owner: Option<EventSink>,
         retry: &mut Option<Retry>,
@@ -632,9 +639,9 @@ impl Core {
                 "streamletd is shutting down and takes no new streams",
             ));
         }
-        let tenant = request.tenant.clone().unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+        let tenant = request.tenant;
         if self.pools.get(&request.pool).is_some_and(|p| !p.removed) {
-            self.check_tenant(&tenant)?;
+            self.check_tenant(&tenant).map_err(|full| ErrorBody::new(ErrorCode::TenantLimit, full.to_string()))?;
         }
         let Some(pool) = self.pools.get_mut(&request.pool).filter(|p| !p.removed) else {
             let known: Vec<&str> = self.pools.iter().filter(|(_, p)| !p.removed).map(|(n, _)| n.as_str()).collect();
@@ -648,6 +655,8 @@ impl Core {
         self.next_stream += 1;
         // The quota covers a stream with a rate, or one in a pool or host
         // with a capacity to share; others go unpaced and cost it nothing.
+        // (Both checked: the request's by `validate`, the pool's by the
+        // configuration.)
         let rate = request
             .rate
             .map(|r| Rate { min: r.min, max: r.max })
@@ -655,13 +664,7 @@ impl Core {
         let managed = rate.is_some() || self.host_capacity || pool.config.egress.is_some();
         // (Above UNLIMITED is no limit: many such maxima must not add up to a cap.)
         let rate = rate.map_or(Rate { min: 0, max: UNLIMITED }, |r| Rate { min: r.min, max: r.max.min(UNLIMITED) });
-        if rate.min > rate.max {
-            return Err(ErrorBody::new(
-                ErrorCode::BadRequest,
-                format!("rate min {} is above max {}", rate.min, rate.max),
-            ));
-        }
-        let priority = request.priority.unwrap_or(0);
+        let priority = request.priority;
         // Checked now, connected once a slot and the bandwidth are held.
         let target = relay_upstream(&pool.config, &request.labels)?.cloned();
         let mut upstream: Option<std::os::fd::OwnedFd> = None;
@@ -821,10 +824,10 @@ impl Core {
         };
         *self.tenants.entry(tenant.clone()).or_default() += 1;
         let rate = admission.as_ref().and_then(|a| limit(a.rate));
-        let tcp = is_tcp(&fd);
+        let kernel_paced = sock::kernel_paces(fd.as_fd());
         let fd = StreamFd(fd);
-        if let (Some(rate), true) = (rate, tcp) {
-            set_pacing(&fd, rate);
+        if let (Some(rate), true) = (rate, kernel_paced) {
+            fd.pace(Some(rate));
         }
         let entry = StreamEntry {
             pool: request.pool.clone(),
@@ -840,7 +843,7 @@ impl Core {
             rate,
             priority,
             managed,
-            tcp,
+            kernel_paced,
             labels,
             ingress,
             region: wanted.region,
@@ -873,14 +876,11 @@ impl Core {
         }
     }
 
-    fn check_tenant(&self, tenant: &str) -> Result<(), ErrorBody> {
+    fn check_tenant(&self, tenant: &str) -> Result<(), TenantFull> {
         let limit = self.tenant_limits.get(tenant).copied().or(self.default_tenant_limit);
         let held = self.tenants.get(tenant).copied().unwrap_or(0);
         if limit.is_some_and(|limit| held >= limit) {
-            return Err(ErrorBody::new(
-                ErrorCode::TenantLimit,
-                format!("tenant {tenant:?} holds {held} streams and leases, its max_streams"),
-            ));
+            return Err(TenantFull { tenant: tenant.to_owned(), held });
         }
         Ok(())
     }
@@ -898,47 +898,28 @@ impl Core {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Grants a lease: bandwidth and a tenant slot without a stream.
-    pub fn lease(&mut self, request: LeaseRequest) -> Result<LeaseGranted, ErrorBody> {
+    /// Grants a lease: bandwidth and a tenant slot without a stream. The
+    /// request was checked ([`crate::requests::validate`]).
+    pub(crate) fn lease(&mut self, request: Lease) -> Result<LeaseGranted, LeaseError> {
         if self.shutting_down {
-            return Err(ErrorBody::new(ErrorCode::ShuttingDown, "streamletd is shutting down"));
+            return Err(LeaseError::ShuttingDown);
         }
         if !self.pools.contains_key(&request.pool) {
-            return Err(ErrorBody::new(
-                ErrorCode::UnknownPool,
-                format!("pool {:?} is not configured; configured pools: {}", request.pool, self.pool_names()),
-            ));
-        }
-        let tenant = request.tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
-        if tenant.len() > crate::requests::MAX_TENANT_LEN {
-            return Err(ErrorBody::new(ErrorCode::BadRequest, "tenant is longer than 128 bytes"));
+            return Err(LeaseError::UnknownPool { pool: request.pool, known: self.pool_names() });
         }
         if self.leases.len() >= MAX_LEASES {
-            return Err(ErrorBody::new(
-                ErrorCode::Overloaded,
-                format!("streamletd holds {MAX_LEASES} leases, its most; release or let some expire first"),
-            ));
+            return Err(LeaseError::TooMany);
         }
-        self.check_tenant(&tenant)?;
-        if request.rate.min > request.rate.max
-            || request.rate.min > MAX_MIN_RATE
-            || request.ttl_ms == 0
-            || request.ttl_ms > MAX_LEASE_TTL_MS
-        {
-            return Err(ErrorBody::new(
-                ErrorCode::BadRequest,
-                format!("a lease needs min <= max, min at most {MAX_MIN_RATE} and ttl_ms from 1 to {MAX_LEASE_TTL_MS}"),
-            ));
-        }
+        self.check_tenant(&request.tenant)?;
         let now = self.now_ms();
         let rate = Rate { min: request.rate.min, max: request.rate.max.min(UNLIMITED) };
-        let priority = Priority(request.priority.unwrap_or(0));
+        let priority = Priority(request.priority);
         let grant = self
             .quota
-            .lease(&tenant, &request.pool, priority, rate, request.ttl_ms, now)
-            .map_err(|r| refusal_error(&r))?;
-        *self.tenants.entry(tenant.clone()).or_default() += 1;
-        self.leases.insert(grant.id, tenant);
+            .lease(&request.tenant, &request.pool, priority, rate, request.ttl_ms, now)
+            .map_err(LeaseError::Refused)?;
+        *self.tenants.entry(request.tenant.clone()).or_default() += 1;
+        self.leases.insert(grant.id, request.tenant);
         self.preempted(&grant.changes);
         self.apply_rates(&grant.changes.rates);
         Ok(LeaseGranted {
@@ -1030,7 +1011,7 @@ impl Core {
     }
 
     /// New allocations from the quota reach the streams: their streamlets
-    /// (`UpdateRate`) and, for TCP, the kernel's pacing on the socket.
+    /// (`UpdateRate`) and, where the kernel paces the socket, its pacing.
     fn apply_rates(&mut self, rates: &[(StreamKey, u64)]) {
         for (key, rate) in rates {
             let stream = StreamId(key.0);
@@ -1040,9 +1021,8 @@ impl Core {
                 continue;
             }
             entry.rate = rate;
-            if entry.tcp {
-                // No limit any more: the kernel's "unpaced" value.
-                set_pacing(&entry.fd, rate.unwrap_or(u64::MAX));
+            if entry.kernel_paced {
+                entry.fd.pace(rate);
             }
             if let Some(worker) = self.workers.get(&entry.worker) {
                 let _ = worker.link.send(&ToWorker::UpdateRate { stream, rate: rate.unwrap_or(0) }, None);
@@ -1079,7 +1059,7 @@ impl Core {
             return;
         }
         entry.closing = Some(reason);
-        shutdown(&entry.fd);
+        entry.fd.shut_down();
         if let Some(worker) = self.workers.get(&entry.worker) {
             if let Err(e) = worker.link.send(&ToWorker::Close { stream }, None) {
                 // The shutdown above ends the stream for the streamlet anyway.
@@ -1203,7 +1183,7 @@ impl Core {
             w.answer(ReplyBody::Error(ErrorBody::new(ErrorCode::ShuttingDown, "streamletd is shutting down")));
         }
         for (id, entry) in std::mem::take(&mut self.streams) {
-            shutdown(&entry.fd);
+            entry.fd.shut_down();
             notify_end(id, entry, EndReason::Shutdown, None);
         }
         for pool in self.pools.values_mut() {
@@ -1506,9 +1486,27 @@ impl Core {
 #[derive(Debug)]
 struct StreamFd(ForeignFd);
 
+impl StreamFd {
+    /// Shuts the connection down both ways: the client reads end of file,
+    /// the streamlet's reads and writes fail. A connection already gone has
+    /// nothing left to shut.
+    fn shut_down(&self) {
+        let _ = sock::shutdown(self.0.as_fd(), std::net::Shutdown::Both);
+    }
+
+    /// The kernel paces the socket at `rate` bytes per second, `None` for no
+    /// limit (`SO_MAX_PACING_RATE`, which streamlets may not change). For a
+    /// socket the kernel paces ([`sock::kernel_paces`]).
+    fn pace(&self, rate: Option<u64>) {
+        if let Err(e) = sock::set_max_pacing_rate(self.0.as_fd(), rate.unwrap_or(u64::MAX)) {
+            tracing::debug!(error = %e, "cannot set a stream's pacing rate");
+        }
+    }
+}
+
 impl Drop for StreamFd {
     fn drop(&mut self) {
-        shutdown(self);
+        self.shut_down();
     }
 }
 
@@ -1598,10 +1596,6 @@ fn limit(rate: u64) -> Option<u64> {
     (rate < UNLIMITED).then_some(rate.max(1))
 }
 
-/// The largest minimum a stream or lease may ask (about 1 TB/s): sums of
-/// minimums stay far from overflowing.
-pub const MAX_MIN_RATE: u64 = 1 << 40;
-
 /// Leases freed at their expiry per tick, at most; the rest the next tick.
 pub const LEASES_EXPIRED_PER_TICK: usize = 4096;
 
@@ -1609,12 +1603,34 @@ pub const LEASES_EXPIRED_PER_TICK: usize = 4096;
 /// allocator, and a gateway could otherwise ask for them without end.
 pub const MAX_LEASES: usize = 65_536;
 
-/// The longest a lease may live without a refresh (an hour): a crashed
-/// gateway's leases always run out.
-pub const MAX_LEASE_TTL_MS: u64 = 3_600_000;
+/// A tenant that holds its `max_streams` already, in streams and leases.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant {tenant:?} holds {held} streams and leases, its max_streams")]
+pub struct TenantFull {
+    pub tenant: String,
+    pub held: u32,
+}
+
+/// Why a lease was not granted. (Its request was checked before; these
+/// depend on the daemon's state.)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    #[error("streamletd is shutting down")]
+    ShuttingDown,
+    #[error("pool {pool:?} is not configured; configured pools: {known}")]
+    UnknownPool { pool: String, known: String },
+    #[error("streamletd holds {MAX_LEASES} leases, its most; release or let some expire first")]
+    TooMany,
+    #[error(transparent)]
+    TenantFull(#[from] TenantFull),
+    /// The quota's answer: `insufficient` (preempting what the pool allows
+    /// would not make room).
+    #[error("{0}")]
+    Refused(Refusal),
+}
 
 /// The reply to a quota refusal.
-fn refusal_error(refusal: &Refusal) -> ErrorBody {
+pub(crate) fn refusal_error(refusal: &Refusal) -> ErrorBody {
     let code = match refusal {
         Refusal::TenantLimit { .. } => ErrorCode::TenantLimit,
         Refusal::Insufficient { .. } => ErrorCode::Insufficient,
@@ -1624,41 +1640,6 @@ fn refusal_error(refusal: &Refusal) -> ErrorBody {
         _ => ErrorCode::BadRequest,
     };
     ErrorBody::new(code, refusal.to_string())
-}
-
-/// Whether a socket is TCP (the only kind the kernel paces per socket).
-fn is_tcp(fd: &ForeignFd) -> bool {
-    let mut protocol: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into a c_int of the size given, on a live socket.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PROTOCOL,
-            (&mut protocol as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && protocol == libc::IPPROTO_TCP
-}
-
-/// The kernel paces the socket at `rate` bytes per second (`SO_MAX_PACING_RATE`,
-/// which streamlets may not change).
-fn set_pacing(fd: &StreamFd, rate: u64) {
-    // SAFETY: setsockopt from a u64 of the size given, on a live socket.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.0.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MAX_PACING_RATE,
-            (&rate as *const u64).cast(),
-            std::mem::size_of::<u64>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot set a stream's pacing rate");
-    }
 }
 
 /// A distance of this many units weighs, in `geo`'s score, as much as a
@@ -1683,16 +1664,6 @@ pub(crate) fn placement_for(pool: &PoolConfig, config: &Config) -> Box<dyn Place
         seed: pool.name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| h.rotate_left(5) ^ u64::from(b)),
     };
     kind.build(&options)
-}
-
-/// Shuts a client connection down both ways: the client reads end of file,
-/// the streamlet's reads and writes fail.
-fn shutdown(fd: &StreamFd) {
-    // SAFETY: shutdown on a live socket we own; a failure (not connected any
-    // more) leaves nothing to do.
-    unsafe {
-        libc::shutdown(fd.0.as_raw_fd(), libc::SHUT_RDWR);
-    }
 }
 
 impl Core {

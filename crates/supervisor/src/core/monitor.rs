@@ -11,7 +11,7 @@ use streamlet_proto::{
     WorkerDetail, WorkerExited, WorkerId, WorkerInfo, WorkerReady, WorkerState,
 };
 
-use super::{notify_end, shutdown, Core, Respawn, WorkerEntry, SPARE_SLOT};
+use super::{notify_end, Core, Respawn, WorkerEntry, SPARE_SLOT};
 use crate::config::OnWorkerExit;
 use crate::events::SUBSCRIBER_BUDGET;
 use crate::link::SendError;
@@ -136,7 +136,7 @@ impl Core {
                 continue;
             }
             if let Some(entry) = self.streams.remove(&stream) {
-                shutdown(&entry.fd);
+                entry.fd.shut_down();
                 self.forget_stream(stream, &entry);
                 self.record_duration(&entry.pool, entry.opened.elapsed());
                 let reason = EndReason::WorkerDied { cause: cause.clone() };

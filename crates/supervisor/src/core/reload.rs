@@ -14,6 +14,7 @@ use streamlet_sandbox::cgroup::WorkerCgroup;
 
 use super::{Core, PoolState, SPARE_SLOT};
 use crate::config::{Config, PoolConfig};
+use crate::requests::validate::Scale;
 
 /// What a reload leaves for the caller to do off the lock.
 #[derive(Debug, Default)]
@@ -270,17 +271,20 @@ impl Core {
     }
 
     /// An operator's `scale`: new bounds for a pool until the next reload
-    /// (which goes back to the file's).
-    pub fn scale(&mut self, pool: &str, min: Option<u32>, max: Option<u32>) -> Result<ScaleAccepted, ErrorBody> {
+    /// (which goes back to the file's). Each bound given was checked
+    /// ([`crate::requests::validate`]); one given alone must still fit the
+    /// pool's other bound.
+    pub(crate) fn scale(&mut self, request: &Scale) -> Result<ScaleAccepted, ErrorBody> {
+        let pool = request.pool.as_str();
         self.check_pool(Some(pool))?;
         let state = self.pools.get_mut(pool).expect("checked above");
-        let (min, max) = (min.unwrap_or(state.config.workers_min), max.unwrap_or(state.config.workers_max));
-        if max == 0 || max > crate::config::MAX_WORKERS_PER_POOL || min > max {
+        let (min, max) =
+            (request.min.unwrap_or(state.config.workers_min), request.max.unwrap_or(state.config.workers_max));
+        if min > max {
             return Err(ErrorBody::new(
                 ErrorCode::BadRequest,
                 format!(
-                    "min {min} and max {max} do not make bounds: give 0 <= min <= max, 1 <= max <= {}",
-                    crate::config::MAX_WORKERS_PER_POOL
+                    "min {min} and max {max} do not make bounds: min may not be above max (give both to move both)"
                 ),
             ));
         }

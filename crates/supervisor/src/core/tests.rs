@@ -1,18 +1,19 @@
 //! The core's state machine on its own: no daemon, no streamlet processes.
 
-use streamlet_proto::{ErrorCode, LeaseRequest, QuotaReport, RateRequest};
+use streamlet_proto::{LeaseRequest, QuotaReport, RateRequest};
 
 use super::*;
 use crate::config::Config;
 
-fn lease(tenant: &str) -> LeaseRequest {
-    LeaseRequest {
+fn lease(tenant: &str) -> Lease {
+    crate::requests::validate::lease(LeaseRequest {
         pool: "echo".into(),
         tenant: Some(tenant.into()),
         priority: None,
         rate: RateRequest { min: 1, max: 10 },
         ttl_ms: 60_000,
-    }
+    })
+    .unwrap()
 }
 
 /// Leases are held at once up to `MAX_LEASES`, then refused as
@@ -26,7 +27,7 @@ fn leases_are_bounded_in_number() {
         first.get_or_insert(granted.lease);
     }
     let refused = core.lease(lease("one-more")).unwrap_err();
-    assert_eq!(refused.code, ErrorCode::Overloaded, "{refused:?}");
+    assert_eq!(refused, LeaseError::TooMany);
     core.release_lease(first.unwrap()).unwrap();
     core.lease(lease("one-more")).expect("room again after a release");
 }

@@ -5,9 +5,9 @@ mod close;
 mod lease;
 mod monitor;
 mod open;
-pub use open::MAX_TENANT_LEN;
 mod status;
 mod streams;
+pub(crate) mod validate;
 mod workers;
 
 use streamlet_proto::conn::FrameReader;
@@ -169,7 +169,7 @@ pub fn dispatch(
         RequestBody::Restart(request) => monitor::restart(daemon, request),
         RequestBody::Subscribe(_) => monitor::subscribe(daemon, sink),
         RequestBody::Reload(_) => unreachable!("answered above"),
-        RequestBody::Scale(r) => daemon.core().scale(&r.pool, r.min, r.max).map(ReplyBody::Scaled),
+        RequestBody::Scale(request) => monitor::scale(daemon, request),
         RequestBody::Events(request) => {
             Ok(ReplyBody::Events(daemon.core().events(request.recent, request.follow, sink)))
         }

@@ -1,18 +1,14 @@
-//! `worker`, `drain`, `kill`, `restart` and `subscribe`: the operator's
-//! handles on the crash-isolation monitor.
-
-use std::time::Duration;
+//! `worker`, `drain`, `kill`, `restart`, `scale` and `subscribe`: the
+//! operator's handles on the crash-isolation monitor and the autoscaler.
 
 use streamlet_proto::{
-    DrainRequest, ErrorBody, ReplyBody, RestartAccepted, RestartRequest, SubscribeRequest, WorkerRef,
+    DrainRequest, ErrorBody, ReplyBody, RestartAccepted, RestartRequest, ScaleRequest, SubscribeRequest, WorkerRef,
 };
 
+use super::validate;
 use crate::context::Daemon;
 use crate::core::unknown_worker;
 use crate::events::EventSink;
-
-/// The longest drain an operator may ask for.
-pub const MAX_DRAIN_MS: u64 = 24 * 3_600_000;
 
 pub fn worker(daemon: &Daemon, request: WorkerRef) -> Result<ReplyBody, ErrorBody> {
     let rows = daemon.core().worker_infos(None)?;
@@ -24,19 +20,10 @@ pub fn worker(daemon: &Daemon, request: WorkerRef) -> Result<ReplyBody, ErrorBod
 }
 
 pub fn drain(daemon: &Daemon, request: DrainRequest) -> Result<ReplyBody, ErrorBody> {
-    let timeout = match request.timeout_ms {
-        Some(ms) if ms > MAX_DRAIN_MS => {
-            return Err(ErrorBody::new(
-                streamlet_proto::ErrorCode::BadRequest,
-                format!("timeout_ms is at most {MAX_DRAIN_MS} (a day)"),
-            ))
-        }
-        Some(ms) => Duration::from_millis(ms),
-        None => daemon.config.daemon.shutdown_timeout,
-    };
-    let id = request.worker;
-    daemon.core().drain(id, timeout)?;
-    Ok(ReplyBody::Draining(WorkerRef { worker: id }))
+    let request = validate::drain(request)?;
+    let timeout = request.timeout.unwrap_or(daemon.config.daemon.shutdown_timeout);
+    daemon.core().drain(request.worker, timeout)?;
+    Ok(ReplyBody::Draining(WorkerRef { worker: request.worker }))
 }
 
 pub fn kill(daemon: &Daemon, request: WorkerRef) -> Result<ReplyBody, ErrorBody> {
@@ -47,6 +34,11 @@ pub fn kill(daemon: &Daemon, request: WorkerRef) -> Result<ReplyBody, ErrorBody>
 pub fn restart(daemon: &Daemon, request: RestartRequest) -> Result<ReplyBody, ErrorBody> {
     let workers = daemon.core().restart_pool(&request.pool)?;
     Ok(ReplyBody::Restarting(RestartAccepted { pool: request.pool, workers }))
+}
+
+pub fn scale(daemon: &Daemon, request: ScaleRequest) -> Result<ReplyBody, ErrorBody> {
+    let request = validate::scale(request)?;
+    Ok(ReplyBody::Scaled(daemon.core().scale(&request)?))
 }
 
 pub fn subscribe(daemon: &Daemon, sink: &EventSink) -> Result<ReplyBody, ErrorBody> {
