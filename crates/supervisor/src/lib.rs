@@ -42,6 +42,7 @@ pub mod state;
 mod stderr;
 pub mod systemd;
 pub mod upstream;
+pub(crate) mod validate;
 mod writer;
 
 pub use config::{Config, ConfigError};

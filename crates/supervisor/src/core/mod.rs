@@ -28,9 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{Config, PlacementKind, PoolConfig};
 use crate::events::EventSink;
 use crate::link::{SendError, WorkerLink};
-use crate::requests::validate::{Lease, Open};
 use crate::restart::{Breaker, SlotBackoff};
 use crate::sandbox::Confinement;
+use crate::validate::{Lease, Open};
 use streamlet_sandbox::cgroup::WorkerCgroup;
 
 mod autoscale;
@@ -48,8 +48,7 @@ pub use monitor::{unknown_worker, DrainOutcome, DEATHS_KEPT};
 /// The slot number of a pool's spare streamlet, which has no slot of its own.
 pub const SPARE_SLOT: usize = usize::MAX;
 
-/// The tenant of streams opened without one.
-pub const DEFAULT_TENANT: &str = "default";
+pub use crate::validate::DEFAULT_TENANT;
 
 /// A request to the monitor of a streamlet to kill it, with the cause to
 /// record (`None`: record what the kernel reports).
@@ -512,7 +511,7 @@ impl Core {
     /// [`retry_waiting`](Self::retry_waiting) can place it or its time is up;
     /// the reply then goes straight into the connection's queue.
     ///
-    /// The request was checked ([`crate::requests::validate`]); what is left
+    /// The request was checked ([`crate::validate`]); what is left
     /// to refuse depends on the daemon's state.
     pub(crate) fn open(
         &mut self,
@@ -899,7 +898,7 @@ impl Core {
     }
 
     /// Grants a lease: bandwidth and a tenant slot without a stream. The
-    /// request was checked ([`crate::requests::validate`]).
+    /// request was checked ([`crate::validate`]).
     pub(crate) fn lease(&mut self, request: Lease) -> Result<LeaseGranted, LeaseError> {
         if self.shutting_down {
             return Err(LeaseError::ShuttingDown);

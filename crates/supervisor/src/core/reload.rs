@@ -14,7 +14,7 @@ use streamlet_sandbox::cgroup::WorkerCgroup;
 
 use super::{Core, PoolState, SPARE_SLOT};
 use crate::config::{Config, PoolConfig};
-use crate::requests::validate::Scale;
+use crate::validate::Scale;
 
 /// What a reload leaves for the caller to do off the lock.
 #[derive(Debug, Default)]
@@ -272,7 +272,7 @@ impl Core {
 
     /// An operator's `scale`: new bounds for a pool until the next reload
     /// (which goes back to the file's). Each bound given was checked
-    /// ([`crate::requests::validate`]); one given alone must still fit the
+    /// ([`crate::validate`]); one given alone must still fit the
     /// pool's other bound.
     pub(crate) fn scale(&mut self, request: &Scale) -> Result<ScaleAccepted, ErrorBody> {
         let pool = request.pool.as_str();

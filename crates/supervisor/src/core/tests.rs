@@ -6,7 +6,7 @@ use super::*;
 use crate::config::Config;
 
 fn lease(tenant: &str) -> Lease {
-    crate::requests::validate::lease(LeaseRequest {
+    crate::validate::lease(LeaseRequest {
         pool: "echo".into(),
         tenant: Some(tenant.into()),
         priority: None,

@@ -7,7 +7,7 @@ use crate::context::Daemon;
 use crate::core::LeaseError;
 
 pub fn lease(daemon: &Daemon, request: LeaseRequest) -> Result<ReplyBody, ErrorBody> {
-    let request = super::validate::lease(request)?;
+    let request = crate::validate::lease(request)?;
     daemon.core().lease(request).map(ReplyBody::Leased).map_err(lease_error)
 }
 
@@ -33,7 +33,7 @@ pub fn release(daemon: &Daemon, request: LeaseRef) -> Result<ReplyBody, ErrorBod
 }
 
 pub fn quota(daemon: &Daemon, request: QuotaRequest) -> Result<ReplyBody, ErrorBody> {
-    let limit = super::validate::page_limit(request.limit, MAX_QUOTA_TENANTS_PAGE);
+    let limit = crate::validate::page_limit(request.limit, MAX_QUOTA_TENANTS_PAGE);
     let tenants = crate::core::TenantLines::Page { after: request.after.as_deref(), limit };
     Ok(ReplyBody::Quota(daemon.core().quota_report(tenants)))
 }

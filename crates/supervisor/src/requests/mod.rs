@@ -2,12 +2,12 @@
 //! with a reply body (an error body when it fails).
 
 mod close;
+mod dispatched;
 mod lease;
 mod monitor;
 mod open;
 mod status;
 mod streams;
-pub(crate) mod validate;
 mod workers;
 
 use streamlet_proto::conn::FrameReader;
@@ -17,17 +17,7 @@ pub use crate::config::Role;
 
 use crate::context::Daemon;
 use crate::events::EventSink;
-
-/// Answers one request. `reader` holds the descriptors that came with the
-/// connection's frames; `sink` is where events for streams opened here go.
-/// A request's answer: now, or later (an open waiting for room, whose reply
-/// goes into the connection's queue when it comes; the receiver resolves
-/// then).
-#[derive(Debug)]
-pub enum Dispatched {
-    Reply(ReplyBody),
-    Later(tokio::sync::oneshot::Receiver<()>),
-}
+pub use dispatched::Dispatched;
 
 /// Who sent the requests of a connection, and what they may do.
 #[derive(Debug, Clone)]

@@ -5,10 +5,10 @@ use streamlet_proto::{
     DrainRequest, ErrorBody, ReplyBody, RestartAccepted, RestartRequest, ScaleRequest, SubscribeRequest, WorkerRef,
 };
 
-use super::validate;
 use crate::context::Daemon;
 use crate::core::unknown_worker;
 use crate::events::EventSink;
+use crate::validate;
 
 pub fn worker(daemon: &Daemon, request: WorkerRef) -> Result<ReplyBody, ErrorBody> {
     let rows = daemon.core().worker_infos(None)?;

@@ -6,7 +6,7 @@ use streamlet_proto::conn::Attached;
 use streamlet_proto::sock::is_connected_stream_socket;
 use streamlet_proto::{ErrorBody, ErrorCode, OpenRequest, ReplyBody};
 
-use super::Dispatched;
+use super::dispatched::Dispatched;
 use crate::context::Daemon;
 use crate::core::OpenOutcome;
 use crate::events::EventSink;
@@ -18,7 +18,7 @@ pub fn open(
     fd: Attached,
     sink: &EventSink,
 ) -> Result<Dispatched, ErrorBody> {
-    let request = super::validate::open(request)?;
+    let request = crate::validate::open(request)?;
     // (Before anything else is taken: near the descriptor limit, a stream
     // would eat the reserve the daemon keeps for itself.)
     let streamlets = daemon.core().live_workers();

@@ -5,7 +5,7 @@ use streamlet_proto::{ErrorBody, ReplyBody, StreamList, StreamsRequest, MAX_STRE
 use crate::context::Daemon;
 
 pub fn streams(daemon: &Daemon, request: StreamsRequest) -> Result<ReplyBody, ErrorBody> {
-    let limit = super::validate::page_limit(request.limit, MAX_STREAMS_PAGE);
+    let limit = crate::validate::page_limit(request.limit, MAX_STREAMS_PAGE);
     let (streams, next) = daemon.core().stream_infos(request.pool.as_deref(), request.after, limit)?;
     Ok(ReplyBody::Streams(StreamList { streams, next }))
 }

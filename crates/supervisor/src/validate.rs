@@ -20,7 +20,9 @@ use streamlet_proto::{
 };
 
 use crate::config::MAX_WORKERS_PER_POOL;
-use crate::core::DEFAULT_TENANT;
+
+/// The tenant of streams opened without one.
+pub const DEFAULT_TENANT: &str = "default";
 
 /// Bytes in a tenant name, at most.
 pub const MAX_TENANT_LEN: usize = 128;
