@@ -95,8 +95,20 @@ impl fmt::Display for PolicyKind {
 
 /// A placement name that no policy has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown placement policy {0:?}: expected least-connections, layered, p2c, geo or round-robin")]
+#[error("unknown placement policy {0:?}: write one of {known}", known = PolicyKind::listed())]
 pub struct UnknownPolicy(pub String);
+
+impl PolicyKind {
+    /// Every policy's name, as an error lists them: "a, b or c".
+    pub fn listed() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+        match names.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+}
 
 impl FromStr for PolicyKind {
     type Err = UnknownPolicy;

@@ -50,6 +50,16 @@ fn names_round_trip() {
 }
 
 #[test]
+fn an_unknown_name_lists_every_policy() {
+    let message = UnknownPolicy("fastest".into()).to_string();
+    assert!(message.starts_with("unknown placement policy \"fastest\": write one of "), "{message}");
+    for kind in PolicyKind::ALL {
+        assert!(message.contains(kind.name()), "{kind} missing from {message}");
+    }
+    assert!(message.ends_with(" or pack"), "{message}");
+}
+
+#[test]
 fn occupied_slots_count_as_placed_in_every_policy() {
     let labels = Labels::from([(REGION_LABEL.to_string(), "eu-west".to_string())]);
     for kind in PolicyKind::ALL {
