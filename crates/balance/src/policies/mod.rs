@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::{LeastConnections, Placement};
 
 mod geo;
@@ -25,8 +27,10 @@ pub use p2c::PowerOfTwo;
 pub use pack::Pack;
 pub use round_robin::RoundRobin;
 
-/// A placement policy, by the name a pool's config gives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// A placement policy, by the name a pool's config gives it
+/// (`placement = "least-connections"`): the config reads this type itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PolicyKind {
     /// `least-connections`: the smallest load share, ties round-robin.
     #[default]
@@ -34,6 +38,7 @@ pub enum PolicyKind {
     /// `layered`: N streams on every streamlet before any gets N + 1.
     Layered,
     /// `p2c`: the less loaded of two streamlets chosen at random.
+    #[serde(rename = "p2c")]
     PowerOfTwo,
     /// `geo`: load share plus a distance penalty to the stream's region.
     Geo,
@@ -62,7 +67,8 @@ impl PolicyKind {
     pub const ALL: [PolicyKind; 6] =
         [Self::LeastConnections, Self::Layered, Self::PowerOfTwo, Self::Geo, Self::RoundRobin, Self::Pack];
 
-    /// The name used in the config (`least-connections`, `p2c`, ...).
+    /// The name used in the config (`least-connections`, `p2c`, ...), the
+    /// same as serde's.
     pub fn name(self) -> &'static str {
         match self {
             Self::LeastConnections => "least-connections",

@@ -43,8 +43,12 @@ fn options() -> PolicyOptions {
 
 #[test]
 fn names_round_trip() {
+    use serde::de::IntoDeserializer;
+    use serde::Deserialize;
     for kind in PolicyKind::ALL {
         assert_eq!(kind.name().parse::<PolicyKind>(), Ok(kind));
+        let read = PolicyKind::deserialize(kind.name().into_deserializer());
+        assert_eq!(read, Ok::<_, serde::de::value::Error>(kind), "serde spells {kind} as the config does");
     }
     assert_eq!("fastest".parse::<PolicyKind>(), Err(UnknownPolicy("fastest".into())));
 }

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use streamlet_balance::policies::PolicyKind;
 use streamlet_proto::worker::{HandlerSpec, OnCorrupt};
 
 use super::handler::{self, RawHandler};
 use super::{autoscale, error, monitor, quota, sandbox};
-use super::{Network, OnWorkerExit, PlacementKind, PoolConfig, RunAs, STREAMLET_OWN_FDS};
+use super::{Network, OnWorkerExit, PoolConfig, RunAs, STREAMLET_OWN_FDS};
 use crate::upstream::Upstream;
 
 #[derive(Debug, Deserialize)]
@@ -21,8 +22,8 @@ pub(super) struct RawPool {
     #[serde(default = "default_streams_per_worker")]
     streams_per_worker: u32,
     autoscale: Option<autoscale::RawAutoscale>,
-    #[serde(default = "default_placement")]
-    placement: PlacementKind,
+    #[serde(default)]
+    placement: PolicyKind,
     limits: Option<sandbox::RawLimits>,
     #[serde(default)]
     network: Network,
@@ -103,10 +104,6 @@ fn end() -> OnCorrupt {
 
 fn yes() -> bool {
     true
-}
-
-fn default_placement() -> PlacementKind {
-    PlacementKind::LeastConnections
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,7 +16,7 @@ fn the_embedded_default_is_one_echo_pool_of_two_by_eight() {
     let echo = &config.pools["echo"];
     assert_eq!((echo.workers_min, echo.workers_max, echo.streams_per_worker), (2, 2, 8));
     assert_eq!(echo.handler, HandlerSpec::Echo);
-    assert_eq!(echo.placement, PlacementKind::LeastConnections);
+    assert_eq!(echo.placement, PolicyKind::LeastConnections);
 }
 
 /// A pool whose streamlets would run out of descriptors before they are
@@ -428,7 +428,7 @@ max_streams = 50
     assert_eq!(config.quota.distances[&("us-east".to_owned(), "eu-west".to_owned())], 80, "symmetric");
     let video = &config.pools["video"];
     assert_eq!(video.egress, Some(50_000_000));
-    assert_eq!(video.placement, PlacementKind::Geo);
+    assert_eq!(video.placement, PolicyKind::Geo);
     assert!(video.preempt);
     assert_eq!(video.default_rate, Some(RateRange { min: 125_000, max: 1_000_000 }));
     assert_eq!(video.labels["region"], "eu-west");
