@@ -98,6 +98,9 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in the order the rules apply.
+    pub const ALL: [Reason; 5] = [Self::Min, Self::MinFree, Self::Lookahead, Self::Forecast, Self::IdleGrace];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Min => "min",
