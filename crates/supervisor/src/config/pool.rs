@@ -262,18 +262,20 @@ fn handler_spec(
         }
         _ => None,
     };
+    let framing = match framing {
+        Framing::None => None,
+        Framing::Crc32c => Some(on_corrupt),
+    };
     let spec = match (raw, framing) {
-        (RawHandler::Echo, Framing::Crc32c) => HandlerSpec::FramedEcho { on_corrupt },
-        (RawHandler::Relay { .. }, Framing::Crc32c) => HandlerSpec::Relay { framing: Some(on_corrupt) },
-        (_, Framing::Crc32c) => {
+        (RawHandler::Echo, framing) => HandlerSpec::Echo { framing },
+        (RawHandler::Relay { .. }, framing) => HandlerSpec::Relay { framing },
+        (RawHandler::Exec { .. }, Some(_)) => {
             return Err((
                 "framing",
                 "\"crc32c\" applies to the echo and relay handlers: remove it or write \"none\"".into(),
             ));
         }
-        (RawHandler::Echo, Framing::None) => HandlerSpec::Echo,
-        (RawHandler::Relay { .. }, Framing::None) => HandlerSpec::Relay { framing: None },
-        (RawHandler::Exec { command, direct }, Framing::None) => {
+        (RawHandler::Exec { command, direct }, None) => {
             let command = command.ok_or_else(|| ("handler.command", handler::MISSING_COMMAND.to_owned()))?;
             check_command(&command).map_err(|reason| ("handler.command", reason))?;
             HandlerSpec::Exec { command, direct }
@@ -290,7 +292,7 @@ fn descriptors_fit(handler: &HandlerSpec, streams: u32, nofile: u64) -> Result<(
     let per_stream: u64 = match handler {
         HandlerSpec::Exec { .. } => 4,
         HandlerSpec::Relay { .. } => 2,
-        HandlerSpec::Echo | HandlerSpec::FramedEcho { .. } => 1,
+        HandlerSpec::Echo { .. } => 1,
     };
     let needed = STREAMLET_OWN_FDS + u64::from(streams) * per_stream;
     if needed > nofile {
