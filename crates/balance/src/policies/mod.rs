@@ -4,6 +4,11 @@
 //! Every policy keeps only the ready streamlets of one pool: the daemon adds a
 //! streamlet when it becomes ready and removes it when it starts draining,
 //! stops or fails, so no policy can choose one that is not ready.
+//!
+//! Every policy is a [`Bookkeeping`] of those streamlets' loads around a
+//! [`Rule`] of its own, which only chooses; a rule that takes the first
+//! streamlet of an order is [`Ranked`] by an [`Order`]. A new policy is a
+//! file here with its rule and a variant of [`PolicyKind`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,21 +16,29 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{LeastConnections, Placement};
+use crate::Placement;
 
+mod bookkeeping;
 mod geo;
 mod layered;
+mod least_connections;
 mod p2c;
 mod pack;
+mod ranked;
 mod round_robin;
+mod share;
 #[cfg(test)]
 mod tests;
 
-pub use geo::{Geo, REGION_LABEL, UNKNOWN_DISTANCE};
-pub use layered::Layered;
-pub use p2c::PowerOfTwo;
-pub use pack::Pack;
-pub use round_robin::RoundRobin;
+pub use bookkeeping::{Bookkeeping, Load, Member, Members, Rule};
+pub use geo::{Geo, Nearest, REGION_LABEL, UNKNOWN_DISTANCE};
+pub use layered::{FewestStreams, Layered};
+pub use least_connections::{LeastConnections, LeastShare};
+pub use p2c::{PowerOfTwo, TwoChoices};
+pub use pack::{Fullest, Pack};
+pub use ranked::{Order, Ranked};
+pub use round_robin::{Ring, RoundRobin};
+pub use share::ByShare;
 
 /// A placement policy, by the name a pool's config gives it
 /// (`placement = "least-connections"`): the config reads this type itself.
