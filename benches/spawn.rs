@@ -173,7 +173,7 @@ async fn spawn_once(
     let init = ToWorker::Init(Init {
         worker: id,
         pool: "bench".into(),
-        handler: HandlerSpec::Echo,
+        handler: HandlerSpec::Echo { framing: None },
         stats_interval_ms: 0,
         heartbeat_interval_ms: 0,
     });

@@ -156,11 +156,11 @@ pub fn channel_from_worker() -> Vec<Seed> {
 /// What the daemon sends a streamlet.
 pub fn channel_to_worker() -> Vec<Seed> {
     let handlers = [
-        HandlerSpec::Echo,
+        HandlerSpec::Echo { framing: None },
         HandlerSpec::Exec { command: vec!["/usr/bin/wc".into(), "-c".into()], direct: false },
         HandlerSpec::Exec { command: vec!["/bin/cat".into()], direct: true },
-        HandlerSpec::FramedEcho { on_corrupt: OnCorrupt::End },
-        HandlerSpec::FramedEcho { on_corrupt: OnCorrupt::Drop },
+        HandlerSpec::Echo { framing: Some(OnCorrupt::End) },
+        HandlerSpec::Echo { framing: Some(OnCorrupt::Drop) },
         HandlerSpec::Relay { framing: None },
         HandlerSpec::Relay { framing: Some(OnCorrupt::Drop) },
     ];

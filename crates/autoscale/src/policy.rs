@@ -29,13 +29,17 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// The first pause after a failed spawn.
 pub const FIRST_BACKOFF_MS: u64 = 100;
 /// The longest pause between failed spawns.
 pub const MAX_BACKOFF_MS: u64 = 30_000;
 
-/// What a forecast does to the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What a forecast does to the pool: a pool's `autoscale.mode`, which the
+/// config reads as this type (`"reactive"`, `"predictive"`, `"forecast-only"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Reactive rules only.
     #[default]
@@ -94,6 +98,9 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in the order the rules apply.
+    pub const ALL: [Reason; 5] = [Self::Min, Self::MinFree, Self::Lookahead, Self::Forecast, Self::IdleGrace];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Min => "min",

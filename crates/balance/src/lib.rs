@@ -20,12 +20,10 @@
 //! assert_eq!(p.place(&any), Some(a));
 //! ```
 
-mod least_connections;
-mod load;
 pub mod policies;
 pub mod quota;
 
-pub use least_connections::LeastConnections;
+pub use policies::LeastConnections;
 
 /// A streamlet as the placement code knows it: the daemon's worker id.
 pub type WorkerKey = u64;

@@ -36,6 +36,7 @@ pub mod escape;
 pub mod fdpass;
 pub mod foreign;
 pub mod frame;
+mod from_policy;
 pub mod handshake;
 pub mod message;
 pub mod sock;

@@ -54,22 +54,58 @@ pub struct Init {
     pub heartbeat_interval_ms: u32,
 }
 
-/// What a pool's streamlets run for each stream.
+/// What a pool's streamlets run for each stream. A handler that can be
+/// framed (`framing = "crc32c"`) has `framing`: what a corrupt frame does,
+/// or `None` for bytes as they come.
+///
+/// On the channel it keeps the layout PROTOCOL.md gives (a framed echo is a
+/// variant of its own, index 2), through a private copy of that layout.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(from = "WireHandler", into = "WireHandler")]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum HandlerSpec {
-    /// Writes back every byte it reads.
-    Echo,
+    /// Writes back every byte it reads; framed, each frame is checked and a
+    /// valid one is sent back as a frame.
+    Echo { framing: Option<OnCorrupt> },
     /// Runs `command` for each stream, the stream as its stdin and stdout;
     /// `direct`: the socket itself, else through pipes the streamlet copies.
     Exec { command: Vec<String>, direct: bool },
-    /// Echo of CRC32C frames (`framing = "crc32c"`): each frame is checked,
-    /// and a corrupt one ends the stream or is dropped.
-    FramedEcho { on_corrupt: OnCorrupt },
     /// Joins each stream to the upstream connection the daemon hands over
-    /// with it, copying both ways; with `framing` (`"crc32c"`), frame by
-    /// frame, each checked.
+    /// with it, copying both ways; framed, frame by frame, each checked.
     Relay { framing: Option<OnCorrupt> },
+}
+
+/// [`HandlerSpec`] as the channel carries it, variant by variant as
+/// PROTOCOL.md numbers them, so streamlets built before echo's framing
+/// became a field read the same bytes.
+#[derive(Serialize, Deserialize)]
+enum WireHandler {
+    Echo,
+    Exec { command: Vec<String>, direct: bool },
+    FramedEcho { on_corrupt: OnCorrupt },
+    Relay { framing: Option<OnCorrupt> },
+}
+
+impl From<HandlerSpec> for WireHandler {
+    fn from(spec: HandlerSpec) -> Self {
+        match spec {
+            HandlerSpec::Echo { framing: None } => Self::Echo,
+            HandlerSpec::Echo { framing: Some(on_corrupt) } => Self::FramedEcho { on_corrupt },
+            HandlerSpec::Exec { command, direct } => Self::Exec { command, direct },
+            HandlerSpec::Relay { framing } => Self::Relay { framing },
+        }
+    }
+}
+
+impl From<WireHandler> for HandlerSpec {
+    fn from(wire: WireHandler) -> Self {
+        match wire {
+            WireHandler::Echo => Self::Echo { framing: None },
+            WireHandler::FramedEcho { on_corrupt } => Self::Echo { framing: Some(on_corrupt) },
+            WireHandler::Exec { command, direct } => Self::Exec { command, direct },
+            WireHandler::Relay { framing } => Self::Relay { framing },
+        }
+    }
 }
 
 /// What a corrupt frame does to its stream.
@@ -86,9 +122,8 @@ pub enum OnCorrupt {
 impl HandlerSpec {
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Echo => "echo",
+            Self::Echo { .. } => "echo",
             Self::Exec { .. } => "exec",
-            Self::FramedEcho { .. } => "echo",
             Self::Relay { .. } => "relay",
         }
     }
@@ -140,4 +175,27 @@ pub struct StreamCounters {
     pub stalled_us: u64,
     /// Frames that failed their check (`framing = "crc32c"`).
     pub corrupt_frames: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes PROTOCOL.md gives each handler (postcard: the variant's
+    /// index, then its fields), which a streamlet of any build decodes.
+    #[test]
+    fn handlers_keep_their_layout_on_the_channel() {
+        let cases: [(HandlerSpec, &[u8]); 6] = [
+            (HandlerSpec::Echo { framing: None }, &[0]),
+            (HandlerSpec::Exec { command: vec!["/bin/cat".into()], direct: true }, b"\x01\x01\x08/bin/cat\x01"),
+            (HandlerSpec::Echo { framing: Some(OnCorrupt::End) }, &[2, 0]),
+            (HandlerSpec::Echo { framing: Some(OnCorrupt::Drop) }, &[2, 1]),
+            (HandlerSpec::Relay { framing: None }, &[3, 0]),
+            (HandlerSpec::Relay { framing: Some(OnCorrupt::Drop) }, &[3, 1, 1]),
+        ];
+        for (spec, bytes) in cases {
+            assert_eq!(postcard::to_stdvec(&spec).unwrap(), bytes, "{spec:?}");
+            assert_eq!(postcard::from_bytes::<HandlerSpec>(bytes).unwrap(), spec);
+        }
+    }
 }

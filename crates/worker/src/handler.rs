@@ -72,9 +72,11 @@ pub type HandlerFactory = dyn Fn(&HandlerSpec) -> Result<Arc<dyn Handler>, Strin
 /// The handlers that ship with streamlet.
 pub fn builtin_handler(spec: &HandlerSpec) -> Result<Arc<dyn Handler>, String> {
     match spec {
-        HandlerSpec::Echo => Ok(Arc::new(Echo)),
+        HandlerSpec::Echo { framing: None } => Ok(Arc::new(Echo)),
+        HandlerSpec::Echo { framing: Some(on_corrupt) } => {
+            Ok(Arc::new(crate::framed::FramedEcho { on_corrupt: *on_corrupt }))
+        }
         HandlerSpec::Exec { command, direct } => Ok(Arc::new(crate::exec::Exec::new(command.clone(), *direct)?)),
-        HandlerSpec::FramedEcho { on_corrupt } => Ok(Arc::new(crate::framed::FramedEcho { on_corrupt: *on_corrupt })),
         HandlerSpec::Relay { framing } => Ok(Arc::new(crate::relay::Relay { framing: *framing })),
     }
 }

@@ -38,7 +38,7 @@ async fn serves_echo_reports_ends_and_exits_when_the_daemon_goes() {
     let init = Init {
         worker: WorkerId(1),
         pool: "echo".into(),
-        handler: HandlerSpec::Echo,
+        handler: HandlerSpec::Echo { framing: None },
         stats_interval_ms: 0,
         heartbeat_interval_ms: 0,
     };
@@ -91,7 +91,7 @@ async fn an_assign_without_a_descriptor_is_a_protocol_error() {
     let init = Init {
         worker: WorkerId(1),
         pool: "echo".into(),
-        handler: HandlerSpec::Echo,
+        handler: HandlerSpec::Echo { framing: None },
         stats_interval_ms: 0,
         heartbeat_interval_ms: 0,
     };
@@ -110,7 +110,7 @@ async fn stats_report_moving_counters() {
     let init = Init {
         worker: WorkerId(1),
         pool: "echo".into(),
-        handler: HandlerSpec::Echo,
+        handler: HandlerSpec::Echo { framing: None },
         stats_interval_ms: 20,
         heartbeat_interval_ms: 0,
     };
@@ -141,7 +141,7 @@ async fn heartbeats_come_at_the_asked_interval_and_not_at_all_for_zero() {
         let init = Init {
             worker: WorkerId(1),
             pool: "echo".into(),
-            handler: HandlerSpec::Echo,
+            handler: HandlerSpec::Echo { framing: None },
             stats_interval_ms: 0,
             heartbeat_interval_ms: interval,
         };

@@ -206,3 +206,18 @@ fn a_streamlet_being_replaced_counts_toward_min_and_max_but_offers_no_room() {
     let d = s.decide(&Snapshot { now_ms: 60_000, workers: &[idle(2, 0)], starting: 0, replacing: 1 });
     assert!(d.retire.is_empty(), "the draining one is no room: {d:?}");
 }
+
+#[test]
+fn modes_are_read_by_the_names_as_str_gives() {
+    use serde::de::IntoDeserializer;
+    use serde::Deserialize;
+    for mode in [Mode::Reactive, Mode::Predictive, Mode::ForecastOnly] {
+        let read = Mode::deserialize(mode.as_str().into_deserializer());
+        assert_eq!(read, Ok::<_, serde::de::value::Error>(mode));
+    }
+    let wrong = Mode::deserialize("psychic".into_deserializer()).map_err(|e: serde::de::value::Error| e.to_string());
+    assert_eq!(
+        wrong,
+        Err("unknown variant `psychic`, expected one of `reactive`, `predictive`, `forecast-only`".into())
+    );
+}

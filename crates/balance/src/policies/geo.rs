@@ -2,8 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::load::Load;
-use crate::{Labels, Placement, Request, WorkerKey};
+use super::bookkeeping::{Bookkeeping, Load, Members, Rule};
+use super::share::ByShare;
+use crate::{Labels, Request, WorkerKey};
 
 /// The distance between two different regions missing from the table.
 pub const UNKNOWN_DISTANCE: u32 = 1000;
@@ -22,25 +23,39 @@ pub const REGION_LABEL: &str = "region";
 /// at the best streamlet of each region: O(r + log n) for r regions.
 /// Streamlets without a `region` label form a region of their own, at
 /// [`UNKNOWN_DISTANCE`] from every named region.
-#[derive(Debug, Default)]
-pub struct Geo {
-    /// Symmetric: both directions of every pair are stored.
-    distances: HashMap<String, HashMap<String, u32>>,
-    penalty_per_unit: f64,
-    /// The streamlets with room, per region, least loaded first. Regions with
-    /// no room left are dropped, so placement looks only where there is room.
-    room: BTreeMap<String, BTreeSet<Entry>>,
-    members: HashMap<WorkerKey, (Entry, String)>,
-    clock: u64,
-}
-
-type Entry = Load;
+pub type Geo = Bookkeeping<Nearest>;
 
 impl Geo {
     /// A geo policy over a region-distance table, looked up in both directions
     /// (where a pair is given both ways, the smaller distance counts). A
     /// negative or NaN `penalty_per_unit` counts as 0.
     pub fn new(distances: HashMap<(String, String), u32>, penalty_per_unit: f64) -> Self {
+        Self::with_rule(Nearest::new(distances, penalty_per_unit))
+    }
+
+    /// The distance between two regions: 0 within a region, the table's
+    /// entry, or [`UNKNOWN_DISTANCE`].
+    pub fn distance(&self, a: &str, b: &str) -> u32 {
+        self.rule().distance(a, b)
+    }
+}
+
+/// The rule of [`Geo`].
+#[derive(Debug, Default)]
+pub struct Nearest {
+    /// Symmetric: both directions of every pair are stored.
+    distances: HashMap<String, HashMap<String, u32>>,
+    penalty_per_unit: f64,
+    /// The regions seen, by number (a streamlet's mark); "" for no region.
+    regions: Vec<String>,
+    numbers: HashMap<String, u32>,
+    /// The streamlets with room, per region, least loaded first. Regions with
+    /// no room left are dropped, so placement looks only where there is room.
+    room: BTreeMap<u32, BTreeSet<ByShare>>,
+}
+
+impl Nearest {
+    fn new(distances: HashMap<(String, String), u32>, penalty_per_unit: f64) -> Self {
         let mut table: HashMap<String, HashMap<String, u32>> = HashMap::new();
         for ((a, b), d) in distances {
             for (from, to) in [(&a, &b), (&b, &a)] {
@@ -51,70 +66,57 @@ impl Geo {
         Self { distances: table, penalty_per_unit: penalty_per_unit.max(0.0), ..Self::default() }
     }
 
-    /// The distance between two regions: 0 within a region, the table's
-    /// entry, or [`UNKNOWN_DISTANCE`].
-    pub fn distance(&self, a: &str, b: &str) -> u32 {
+    fn distance(&self, a: &str, b: &str) -> u32 {
         if a == b {
             return 0;
         }
         self.distances.get(a).and_then(|to| to.get(b)).copied().unwrap_or(UNKNOWN_DISTANCE)
     }
 
-    fn score(&self, near: &str, region: &str, entry: &Entry) -> f64 {
+    fn score(&self, near: &str, region: &str, entry: &ByShare) -> f64 {
         let distance = self.distance(near, region);
         let penalty = if distance == 0 { 0.0 } else { f64::from(distance) * self.penalty_per_unit };
         entry.share() + penalty
     }
-
-    fn update(&mut self, worker: WorkerKey, f: impl FnOnce(&mut Entry)) {
-        let Some((entry, region)) = self.members.get_mut(&worker) else { return };
-        if let Some(set) = self.room.get_mut(region.as_str()) {
-            set.remove(entry);
-            if set.is_empty() {
-                self.room.remove(region.as_str());
-            }
-        }
-        f(entry);
-        if entry.has_room() {
-            if let Some(set) = self.room.get_mut(region.as_str()) {
-                set.insert(*entry);
-            } else {
-                self.room.insert(region.clone(), BTreeSet::from([*entry]));
-            }
-        }
-    }
 }
 
-impl Placement for Geo {
-    fn add(&mut self, worker: WorkerKey, capacity: u32, labels: &Labels) {
-        self.remove(worker);
-        if capacity == 0 {
-            return;
+impl Rule for Nearest {
+    /// The number of the streamlet's region.
+    type Mark = u32;
+
+    fn mark(&mut self, _worker: WorkerKey, labels: &Labels) -> u32 {
+        let region = labels.get(REGION_LABEL).map_or("", String::as_str);
+        if let Some(&number) = self.numbers.get(region) {
+            return number;
         }
-        let region = labels.get(REGION_LABEL).cloned().unwrap_or_default();
-        let entry = Entry { active: 0, capacity, last: 0, worker };
-        self.room.entry(region.clone()).or_default().insert(entry);
-        self.members.insert(worker, (entry, region));
+        let number = u32::try_from(self.regions.len()).expect("fewer than 2^32 regions");
+        self.regions.push(region.to_owned());
+        self.numbers.insert(region.to_owned(), number);
+        number
     }
 
-    fn remove(&mut self, worker: WorkerKey) {
-        let Some((entry, region)) = self.members.remove(&worker) else { return };
-        if let Some(set) = self.room.get_mut(&region) {
-            set.remove(&entry);
-            if set.is_empty() {
-                self.room.remove(&region);
+    fn relist(&mut self, worker: WorkerKey, region: u32, old: Option<Load>, new: Option<Load>) {
+        if let Some(old) = old {
+            if let Some(set) = self.room.get_mut(&region) {
+                set.remove(&ByShare::new(worker, old));
+                if set.is_empty() {
+                    self.room.remove(&region);
+                }
             }
         }
+        if let Some(new) = new {
+            self.room.entry(region).or_default().insert(ByShare::new(worker, new));
+        }
     }
 
-    fn place(&mut self, request: &Request) -> Option<WorkerKey> {
-        let firsts = self.room.iter().filter_map(|(region, set)| Some((region, set.first()?)));
+    fn choose(&mut self, request: &Request, _members: &Members<u32>) -> Option<WorkerKey> {
+        let firsts = self.room.iter().filter_map(|(region, set)| Some((*region, set.first()?)));
         let best = match &request.region {
             None => firsts.map(|(_, e)| *e).min()?,
             Some(near) => {
-                let mut best: Option<(f64, Entry)> = None;
+                let mut best: Option<(f64, ByShare)> = None;
                 for (region, e) in firsts {
-                    let score = self.score(near, region, e);
+                    let score = self.score(near, &self.regions[region as usize], e);
                     let better = best.is_none_or(|(s, b)| {
                         score.total_cmp(&s).then(e.last.cmp(&b.last)).then(e.worker.cmp(&b.worker)).is_lt()
                     });
@@ -125,31 +127,14 @@ impl Placement for Geo {
                 best?.1
             }
         };
-        self.clock += 1;
-        let clock = self.clock;
-        self.update(best.worker, |e| {
-            e.active += 1;
-            e.last = clock;
-        });
         Some(best.worker)
-    }
-
-    fn release(&mut self, worker: WorkerKey) {
-        self.update(worker, |e| e.active = e.active.saturating_sub(1));
-    }
-
-    fn occupy(&mut self, worker: WorkerKey) {
-        self.update(worker, |e| e.active = e.active.saturating_add(1));
-    }
-
-    fn load(&self, worker: WorkerKey) -> Option<(u32, u32)> {
-        self.members.get(&worker).map(|(e, _)| (e.active, e.capacity))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Placement;
 
     fn in_region(region: &str) -> Labels {
         Labels::from([(REGION_LABEL.to_string(), region.to_string())])

@@ -1,9 +1,10 @@
 //! Layered: fill every streamlet to N streams before any gets N + 1.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
 
-use crate::{Labels, Placement, Request, WorkerKey};
+use super::bookkeeping::{Bookkeeping, Load};
+use super::ranked::{Order, Ranked};
+use crate::{Labels, WorkerKey};
 
 /// Places each stream on a streamlet with the fewest active streams, so the
 /// pool fills layer by layer, each streamlet up to its own capacity.
@@ -11,100 +12,56 @@ use crate::{Labels, Placement, Request, WorkerKey};
 /// Ties are broken by the number of preferred labels a streamlet carries (more
 /// wins, for example `forwarded=true`), then by the least recently assigned,
 /// then by worker id. O(log n) per placement.
-#[derive(Debug, Default)]
-pub struct Layered {
-    prefer: Vec<(String, String)>,
-    /// The streamlets with room, best first.
-    room: BTreeSet<Entry>,
-    members: HashMap<WorkerKey, Entry>,
-    clock: u64,
-}
-
-/// Field order is the placement order (the derived `Ord` is lexicographic).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Entry {
-    active: u32,
-    /// How many of the preferred labels this streamlet carries; more sorts first.
-    preferred: Reverse<u32>,
-    /// The placement counter when this streamlet was last chosen; 0 = never.
-    last: u64,
-    worker: WorkerKey,
-    capacity: u32,
-}
-
-impl Entry {
-    fn has_room(&self) -> bool {
-        self.active < self.capacity
-    }
-}
+pub type Layered = Bookkeeping<Ranked<FewestStreams>>;
 
 impl Layered {
     /// A layered policy that breaks ties in favour of streamlets carrying the
     /// `prefer` labels (key, value).
     pub fn new(prefer: Vec<(String, String)>) -> Self {
-        Self { prefer, ..Self::default() }
+        Self::with_rule(Ranked::new(FewestStreams { prefer }))
     }
+}
 
-    fn preferred_matches(&self, labels: &Labels) -> u32 {
+/// The order of [`Layered`].
+#[derive(Debug, Default)]
+pub struct FewestStreams {
+    prefer: Vec<(String, String)>,
+}
+
+/// Field order is the placement order (the derived `Ord` is lexicographic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    active: u32,
+    /// How many of the preferred labels this streamlet carries; more sorts first.
+    preferred: Reverse<u32>,
+    /// The placement count when this streamlet was last chosen; 0 = never.
+    last: u64,
+    worker: WorkerKey,
+}
+
+impl Order for FewestStreams {
+    /// How many of the preferred labels the streamlet carries.
+    type Mark = u32;
+    type Key = Key;
+
+    fn mark(&mut self, _worker: WorkerKey, labels: &Labels) -> u32 {
         let n = self.prefer.iter().filter(|(k, v)| labels.get(k) == Some(v)).count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    fn update(&mut self, worker: WorkerKey, f: impl FnOnce(&mut Entry)) {
-        let Some(entry) = self.members.get_mut(&worker) else { return };
-        self.room.remove(entry);
-        f(entry);
-        if entry.has_room() {
-            self.room.insert(*entry);
-        }
-    }
-}
-
-impl Placement for Layered {
-    fn add(&mut self, worker: WorkerKey, capacity: u32, labels: &Labels) {
-        self.remove(worker);
-        if capacity == 0 {
-            return;
-        }
-        let preferred = Reverse(self.preferred_matches(labels));
-        let entry = Entry { active: 0, preferred, last: 0, worker, capacity };
-        self.members.insert(worker, entry);
-        self.room.insert(entry);
+    fn key(&self, worker: WorkerKey, preferred: u32, load: Load) -> Key {
+        Key { active: load.active, preferred: Reverse(preferred), last: load.last, worker }
     }
 
-    fn remove(&mut self, worker: WorkerKey) {
-        if let Some(entry) = self.members.remove(&worker) {
-            self.room.remove(&entry);
-        }
-    }
-
-    fn place(&mut self, _request: &Request) -> Option<WorkerKey> {
-        let worker = self.room.first()?.worker;
-        self.clock += 1;
-        let clock = self.clock;
-        self.update(worker, |e| {
-            e.active += 1;
-            e.last = clock;
-        });
-        Some(worker)
-    }
-
-    fn release(&mut self, worker: WorkerKey) {
-        self.update(worker, |e| e.active = e.active.saturating_sub(1));
-    }
-
-    fn occupy(&mut self, worker: WorkerKey) {
-        self.update(worker, |e| e.active = e.active.saturating_add(1));
-    }
-
-    fn load(&self, worker: WorkerKey) -> Option<(u32, u32)> {
-        self.members.get(&worker).map(|e| (e.active, e.capacity))
+    fn worker(key: &Key) -> WorkerKey {
+        key.worker
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Placement, Request};
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -4,29 +4,46 @@
 //! Every policy keeps only the ready streamlets of one pool: the daemon adds a
 //! streamlet when it becomes ready and removes it when it starts draining,
 //! stops or fails, so no policy can choose one that is not ready.
+//!
+//! Every policy is a [`Bookkeeping`] of those streamlets' loads around a
+//! [`Rule`] of its own, which only chooses; a rule that takes the first
+//! streamlet of an order is [`Ranked`] by an [`Order`]. A new policy is a
+//! file here with its rule and a variant of [`PolicyKind`].
 
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::{LeastConnections, Placement};
+use serde::{Deserialize, Serialize};
 
+use crate::Placement;
+
+mod bookkeeping;
 mod geo;
 mod layered;
+mod least_connections;
 mod p2c;
 mod pack;
+mod ranked;
 mod round_robin;
+mod share;
 #[cfg(test)]
 mod tests;
 
-pub use geo::{Geo, REGION_LABEL, UNKNOWN_DISTANCE};
-pub use layered::Layered;
-pub use p2c::PowerOfTwo;
-pub use pack::Pack;
-pub use round_robin::RoundRobin;
+pub use bookkeeping::{Bookkeeping, Load, Member, Members, Rule};
+pub use geo::{Geo, Nearest, REGION_LABEL, UNKNOWN_DISTANCE};
+pub use layered::{FewestStreams, Layered};
+pub use least_connections::{LeastConnections, LeastShare};
+pub use p2c::{PowerOfTwo, TwoChoices};
+pub use pack::{Fullest, Pack};
+pub use ranked::{Order, Ranked};
+pub use round_robin::{Ring, RoundRobin};
+pub use share::ByShare;
 
-/// A placement policy, by the name a pool's config gives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// A placement policy, by the name a pool's config gives it
+/// (`placement = "least-connections"`): the config reads this type itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PolicyKind {
     /// `least-connections`: the smallest load share, ties round-robin.
     #[default]
@@ -34,6 +51,7 @@ pub enum PolicyKind {
     /// `layered`: N streams on every streamlet before any gets N + 1.
     Layered,
     /// `p2c`: the less loaded of two streamlets chosen at random.
+    #[serde(rename = "p2c")]
     PowerOfTwo,
     /// `geo`: load share plus a distance penalty to the stream's region.
     Geo,
@@ -62,7 +80,8 @@ impl PolicyKind {
     pub const ALL: [PolicyKind; 6] =
         [Self::LeastConnections, Self::Layered, Self::PowerOfTwo, Self::Geo, Self::RoundRobin, Self::Pack];
 
-    /// The name used in the config (`least-connections`, `p2c`, ...).
+    /// The name used in the config (`least-connections`, `p2c`, ...), the
+    /// same as serde's.
     pub fn name(self) -> &'static str {
         match self {
             Self::LeastConnections => "least-connections",
@@ -95,8 +114,20 @@ impl fmt::Display for PolicyKind {
 
 /// A placement name that no policy has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown placement policy {0:?}: expected least-connections, layered, p2c, geo or round-robin")]
+#[error("unknown placement policy {0:?}: write one of {known}", known = PolicyKind::listed())]
 pub struct UnknownPolicy(pub String);
+
+impl PolicyKind {
+    /// Every policy's name, as an error lists them: "a, b or c".
+    pub fn listed() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+        match names.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+}
 
 impl FromStr for PolicyKind {
     type Err = UnknownPolicy;

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use crate::{Labels, Placement, Request, WorkerKey};
+use super::bookkeeping::{Bookkeeping, Load, Members, Rule};
+use crate::{Labels, Request, WorkerKey};
 
 /// Picks two distinct streamlets with room at random and claims a slot on the
 /// one with the smaller share of its capacity in use. O(1) expected per
@@ -10,80 +11,70 @@ use crate::{Labels, Placement, Request, WorkerKey};
 /// and leave it by swap-remove.
 ///
 /// The randomness comes from a seeded generator, so a run is reproducible.
-#[derive(Debug)]
-pub struct PowerOfTwo {
-    /// The streamlets with room, in no particular order.
-    room: Vec<WorkerKey>,
-    members: HashMap<WorkerKey, Member>,
-    rng: SplitMix64,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Member {
-    active: u32,
-    capacity: u32,
-    /// Where this streamlet sits in `room`, if it has room.
-    slot: Option<usize>,
-}
-
-impl Member {
-    /// `self` is less loaded than `other`, comparing active/capacity without division.
-    fn less_loaded_than(&self, other: &Member) -> bool {
-        u64::from(self.active) * u64::from(other.capacity) < u64::from(other.active) * u64::from(self.capacity)
-    }
-}
+pub type PowerOfTwo = Bookkeeping<TwoChoices>;
 
 impl PowerOfTwo {
     /// A policy whose random choices are drawn from `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { room: Vec::new(), members: HashMap::new(), rng: SplitMix64(seed) }
-    }
-
-    fn leave_room(&mut self, worker: WorkerKey) {
-        let Some(slot) = self.members.get_mut(&worker).and_then(|m| m.slot.take()) else { return };
-        self.room.swap_remove(slot);
-        if let Some(&moved) = self.room.get(slot) {
-            if let Some(m) = self.members.get_mut(&moved) {
-                m.slot = Some(slot);
-            }
-        }
-    }
-
-    fn join_room(&mut self, worker: WorkerKey) {
-        let Some(m) = self.members.get_mut(&worker) else { return };
-        if m.slot.is_none() {
-            m.slot = Some(self.room.len());
-            self.room.push(worker);
-        }
+        Self::with_rule(TwoChoices::new(seed))
     }
 }
 
-impl Default for PowerOfTwo {
+/// The rule of [`PowerOfTwo`].
+#[derive(Debug)]
+pub struct TwoChoices {
+    /// The streamlets with room, in no particular order.
+    room: Vec<WorkerKey>,
+    /// Where each streamlet of `room` sits in it.
+    slots: HashMap<WorkerKey, usize>,
+    rng: SplitMix64,
+}
+
+impl TwoChoices {
+    fn new(seed: u64) -> Self {
+        Self { room: Vec::new(), slots: HashMap::new(), rng: SplitMix64(seed) }
+    }
+}
+
+impl Default for TwoChoices {
     fn default() -> Self {
         Self::new(0x5EED)
     }
 }
 
-impl Placement for PowerOfTwo {
-    fn add(&mut self, worker: WorkerKey, capacity: u32, _labels: &Labels) {
-        self.remove(worker);
-        if capacity == 0 {
-            return;
+/// `a` is less loaded than `b`, comparing active/capacity without division.
+fn less_loaded(a: &Load, b: &Load) -> bool {
+    u64::from(a.active) * u64::from(b.capacity) < u64::from(b.active) * u64::from(a.capacity)
+}
+
+impl Rule for TwoChoices {
+    type Mark = ();
+
+    fn mark(&mut self, _worker: WorkerKey, _labels: &Labels) {}
+
+    fn relist(&mut self, worker: WorkerKey, (): (), old: Option<Load>, new: Option<Load>) {
+        match (old, new) {
+            (None, Some(_)) => {
+                self.slots.insert(worker, self.room.len());
+                self.room.push(worker);
+            }
+            (Some(_), None) => {
+                let Some(slot) = self.slots.remove(&worker) else { return };
+                self.room.swap_remove(slot);
+                if let Some(&moved) = self.room.get(slot) {
+                    self.slots.insert(moved, slot);
+                }
+            }
+            // Still in the room, in the same place.
+            _ => {}
         }
-        self.members.insert(worker, Member { active: 0, capacity, slot: None });
-        self.join_room(worker);
     }
 
-    fn remove(&mut self, worker: WorkerKey) {
-        self.leave_room(worker);
-        self.members.remove(&worker);
-    }
-
-    fn place(&mut self, _request: &Request) -> Option<WorkerKey> {
+    fn choose(&mut self, _request: &Request, members: &Members<()>) -> Option<WorkerKey> {
         let n = self.room.len();
-        let worker = match n {
-            0 => return None,
-            1 => self.room[0],
+        match n {
+            0 => None,
+            1 => Some(self.room[0]),
             _ => {
                 let i = self.rng.below(n);
                 let mut j = self.rng.below(n - 1);
@@ -91,39 +82,9 @@ impl Placement for PowerOfTwo {
                     j += 1;
                 }
                 let (a, b) = (self.room[i], self.room[j]);
-                if self.members[&b].less_loaded_than(&self.members[&a]) {
-                    b
-                } else {
-                    a
-                }
+                Some(if less_loaded(&members[&b].load, &members[&a].load) { b } else { a })
             }
-        };
-        let m = self.members.get_mut(&worker)?;
-        m.active += 1;
-        if m.active >= m.capacity {
-            self.leave_room(worker);
         }
-        Some(worker)
-    }
-
-    fn occupy(&mut self, worker: WorkerKey) {
-        let Some(m) = self.members.get_mut(&worker) else { return };
-        m.active = m.active.saturating_add(1);
-        if m.active >= m.capacity {
-            self.leave_room(worker);
-        }
-    }
-
-    fn release(&mut self, worker: WorkerKey) {
-        let Some(m) = self.members.get_mut(&worker) else { return };
-        m.active = m.active.saturating_sub(1);
-        if m.active < m.capacity {
-            self.join_room(worker);
-        }
-    }
-
-    fn load(&self, worker: WorkerKey) -> Option<(u32, u32)> {
-        self.members.get(&worker).map(|m| (m.active, m.capacity))
     }
 }
 
@@ -151,6 +112,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::Placement;
 
     fn spread(p: &PowerOfTwo, workers: impl Iterator<Item = WorkerKey>) -> u32 {
         let loads: Vec<u32> = workers.map(|w| p.load(w).unwrap().0).collect();

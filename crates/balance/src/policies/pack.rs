@@ -2,9 +2,10 @@
 //! streamlet at a time and the autoscaler finds idle ones to retire.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
 
-use crate::{Labels, Placement, Request, WorkerKey};
+use super::bookkeeping::{Bookkeeping, Load};
+use super::ranked::{Order, Ranked};
+use crate::{Labels, WorkerKey};
 
 /// Places each stream on the streamlet with the most active streams that
 /// still has room; ties go to the oldest (the lowest worker id, since ids
@@ -19,77 +20,32 @@ use crate::{Labels, Placement, Request, WorkerKey};
 /// price is load concentration: a full streamlet serves `streams_per_worker`
 /// streams while others serve none, so its sandbox limits must be sized for
 /// a full streamlet (they already must).
+pub type Pack = Bookkeeping<Ranked<Fullest>>;
+
+/// The order of [`Pack`]: the most active streams first, then the oldest
+/// (the lowest id).
 #[derive(Debug, Default)]
-pub struct Pack {
-    /// The streamlets with room, fullest first, then oldest.
-    room: BTreeSet<Entry>,
-    members: HashMap<WorkerKey, Entry>,
-}
+pub struct Fullest;
 
-/// Field order is the placement order (the derived `Ord` is lexicographic).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Entry {
-    active: Reverse<u32>,
-    worker: WorkerKey,
-    capacity: u32,
-}
+impl Order for Fullest {
+    type Mark = ();
+    type Key = (Reverse<u32>, WorkerKey);
 
-impl Entry {
-    fn has_room(&self) -> bool {
-        self.active.0 < self.capacity
-    }
-}
+    fn mark(&mut self, _worker: WorkerKey, _labels: &Labels) {}
 
-impl Pack {
-    fn update(&mut self, worker: WorkerKey, f: impl FnOnce(&mut Entry)) {
-        let Some(entry) = self.members.get_mut(&worker) else { return };
-        self.room.remove(entry);
-        f(entry);
-        if entry.has_room() {
-            self.room.insert(*entry);
-        }
-    }
-}
-
-impl Placement for Pack {
-    fn add(&mut self, worker: WorkerKey, capacity: u32, _labels: &Labels) {
-        self.remove(worker);
-        if capacity == 0 {
-            return;
-        }
-        let entry = Entry { active: Reverse(0), worker, capacity };
-        self.members.insert(worker, entry);
-        self.room.insert(entry);
+    fn key(&self, worker: WorkerKey, (): (), load: Load) -> Self::Key {
+        (Reverse(load.active), worker)
     }
 
-    fn remove(&mut self, worker: WorkerKey) {
-        if let Some(entry) = self.members.remove(&worker) {
-            self.room.remove(&entry);
-        }
-    }
-
-    fn place(&mut self, _request: &Request) -> Option<WorkerKey> {
-        let worker = self.room.first()?.worker;
-        self.update(worker, |e| e.active.0 += 1);
-        Some(worker)
-    }
-
-    fn release(&mut self, worker: WorkerKey) {
-        self.update(worker, |e| e.active.0 = e.active.0.saturating_sub(1));
-    }
-
-    fn occupy(&mut self, worker: WorkerKey) {
-        self.update(worker, |e| e.active.0 = e.active.0.saturating_add(1));
-    }
-
-    fn load(&self, worker: WorkerKey) -> Option<(u32, u32)> {
-        self.members.get(&worker).map(|e| (e.active.0, e.capacity))
+    fn worker(key: &Self::Key) -> WorkerKey {
+        key.1
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Placement, Request};
 
     #[test]
     fn fills_one_streamlet_before_the_next() {

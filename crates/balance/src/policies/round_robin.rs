@@ -1,85 +1,61 @@
 //! Round robin over the streamlets with room.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::{Labels, Placement, Request, WorkerKey};
+use super::bookkeeping::{Bookkeeping, Load, Members, Rule};
+use crate::{Labels, Request, WorkerKey};
 
 /// Takes the streamlets in turn, in the order they were added, skipping the
 /// full ones. Only streamlets with room are on the ring, so a full pool is
 /// refused at once and each placement is O(log n).
+pub type RoundRobin = Bookkeeping<Ring>;
+
+/// The rule of [`RoundRobin`].
 #[derive(Debug, Default)]
-pub struct RoundRobin {
+pub struct Ring {
     /// The streamlets with room, by their place on the ring.
     ring: BTreeMap<u64, WorkerKey>,
-    members: HashMap<WorkerKey, Member>,
     /// The ring position of the last streamlet chosen.
     cursor: u64,
-    /// The next ring position to hand out.
-    next_position: u64,
+    /// The last ring position handed out.
+    last_position: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Member {
-    active: u32,
-    capacity: u32,
-    position: u64,
-}
+impl Rule for Ring {
+    /// The streamlet's place on the ring.
+    type Mark = u64;
 
-impl RoundRobin {
-    fn update(&mut self, worker: WorkerKey, f: impl FnOnce(&mut Member)) {
-        let Some(member) = self.members.get_mut(&worker) else { return };
-        f(member);
-        if member.active < member.capacity {
-            self.ring.insert(member.position, worker);
-        } else {
-            self.ring.remove(&member.position);
-        }
-    }
-}
-
-impl Placement for RoundRobin {
-    fn add(&mut self, worker: WorkerKey, capacity: u32, _labels: &Labels) {
-        self.remove(worker);
-        if capacity == 0 {
-            return;
-        }
-        self.next_position += 1;
-        let position = self.next_position;
-        self.members.insert(worker, Member { active: 0, capacity, position });
-        self.ring.insert(position, worker);
+    fn mark(&mut self, _worker: WorkerKey, _labels: &Labels) -> u64 {
+        self.last_position += 1;
+        self.last_position
     }
 
-    fn remove(&mut self, worker: WorkerKey) {
-        if let Some(member) = self.members.remove(&worker) {
-            self.ring.remove(&member.position);
+    fn relist(&mut self, worker: WorkerKey, position: u64, old: Option<Load>, new: Option<Load>) {
+        match (old, new) {
+            (None, Some(_)) => {
+                self.ring.insert(position, worker);
+            }
+            (Some(_), None) => {
+                self.ring.remove(&position);
+            }
+            // Its turn is its place, which room does not change.
+            _ => {}
         }
     }
 
-    fn place(&mut self, _request: &Request) -> Option<WorkerKey> {
+    fn choose(&mut self, _request: &Request, _members: &Members<u64>) -> Option<WorkerKey> {
         let after = (Bound::Excluded(self.cursor), Bound::Unbounded);
         let (&position, &worker) = self.ring.range(after).next().or_else(|| self.ring.first_key_value())?;
         self.cursor = position;
-        self.update(worker, |m| m.active += 1);
         Some(worker)
-    }
-
-    fn release(&mut self, worker: WorkerKey) {
-        self.update(worker, |m| m.active = m.active.saturating_sub(1));
-    }
-
-    fn occupy(&mut self, worker: WorkerKey) {
-        self.update(worker, |m| m.active = m.active.saturating_add(1));
-    }
-
-    fn load(&self, worker: WorkerKey) -> Option<(u32, u32)> {
-        self.members.get(&worker).map(|m| (m.active, m.capacity))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Placement;
 
     #[test]
     fn takes_streamlets_in_turn() {

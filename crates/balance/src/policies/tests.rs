@@ -43,10 +43,24 @@ fn options() -> PolicyOptions {
 
 #[test]
 fn names_round_trip() {
+    use serde::de::IntoDeserializer;
+    use serde::Deserialize;
     for kind in PolicyKind::ALL {
         assert_eq!(kind.name().parse::<PolicyKind>(), Ok(kind));
+        let read = PolicyKind::deserialize(kind.name().into_deserializer());
+        assert_eq!(read, Ok::<_, serde::de::value::Error>(kind), "serde spells {kind} as the config does");
     }
     assert_eq!("fastest".parse::<PolicyKind>(), Err(UnknownPolicy("fastest".into())));
+}
+
+#[test]
+fn an_unknown_name_lists_every_policy() {
+    let message = UnknownPolicy("fastest".into()).to_string();
+    assert!(message.starts_with("unknown placement policy \"fastest\": write one of "), "{message}");
+    for kind in PolicyKind::ALL {
+        assert!(message.contains(kind.name()), "{kind} missing from {message}");
+    }
+    assert!(message.ends_with(" or pack"), "{message}");
 }
 
 #[test]

@@ -32,28 +32,16 @@ const MAX_LEAD: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAutoscale {
-    mode: Option<RawMode>,
+    mode: Option<Mode>,
     lead: Option<String>,
     idle_grace: Option<String>,
     headroom: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum RawMode {
-    Reactive,
-    Predictive,
-    ForecastOnly,
-}
-
 pub(super) fn autoscale(raw: Option<RawAutoscale>) -> Result<Autoscale, (&'static str, String)> {
     let defaults = Autoscale::default();
     let Some(raw) = raw else { return Ok(defaults) };
-    let mode = match raw.mode {
-        None | Some(RawMode::Reactive) => Mode::Reactive,
-        Some(RawMode::Predictive) => Mode::Predictive,
-        Some(RawMode::ForecastOnly) => Mode::ForecastOnly,
-    };
+    let mode = raw.mode.unwrap_or(defaults.mode);
     let lead = duration(raw.lead.as_deref(), defaults.lead).map_err(|r| ("autoscale.lead", r))?;
     if lead < Duration::from_secs(1) || lead > MAX_LEAD {
         return Err(("autoscale.lead", format!("{lead:?} is out of range: give 1s to 24h")));

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use streamlet_balance::policies::PolicyKind;
 use streamlet_proto::worker::HandlerSpec;
 
 use crate::restart::RestartPolicy;
@@ -88,7 +89,7 @@ pub struct PoolConfig {
     pub streams_per_worker: u32,
     /// How the pool grows and shrinks between min and max.
     pub autoscale: Autoscale,
-    pub placement: PlacementKind,
+    pub placement: PolicyKind,
     pub limits: Limits,
     pub network: Network,
     pub run_as: RunAs,
@@ -150,30 +151,6 @@ impl PoolConfig {
             labels.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         labels
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PlacementKind {
-    LeastConnections,
-    Layered,
-    P2c,
-    Geo,
-    RoundRobin,
-    Pack,
-}
-
-impl PlacementKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::LeastConnections => "least-connections",
-            Self::Layered => "layered",
-            Self::P2c => "p2c",
-            Self::Geo => "geo",
-            Self::RoundRobin => "round-robin",
-            Self::Pack => "pack",
-        }
     }
 }
 

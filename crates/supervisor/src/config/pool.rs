@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use streamlet_balance::policies::PolicyKind;
 use streamlet_proto::worker::{HandlerSpec, OnCorrupt};
 
 use super::handler::{self, RawHandler};
 use super::{autoscale, error, monitor, quota, sandbox};
-use super::{Network, OnWorkerExit, PlacementKind, PoolConfig, RunAs, STREAMLET_OWN_FDS};
+use super::{Network, OnWorkerExit, PoolConfig, RunAs, STREAMLET_OWN_FDS};
 use crate::upstream::Upstream;
 
 #[derive(Debug, Deserialize)]
@@ -21,8 +22,8 @@ pub(super) struct RawPool {
     #[serde(default = "default_streams_per_worker")]
     streams_per_worker: u32,
     autoscale: Option<autoscale::RawAutoscale>,
-    #[serde(default = "default_placement")]
-    placement: PlacementKind,
+    #[serde(default)]
+    placement: PolicyKind,
     limits: Option<sandbox::RawLimits>,
     #[serde(default)]
     network: Network,
@@ -103,10 +104,6 @@ fn end() -> OnCorrupt {
 
 fn yes() -> bool {
     true
-}
-
-fn default_placement() -> PlacementKind {
-    PlacementKind::LeastConnections
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,18 +262,20 @@ fn handler_spec(
         }
         _ => None,
     };
+    let framing = match framing {
+        Framing::None => None,
+        Framing::Crc32c => Some(on_corrupt),
+    };
     let spec = match (raw, framing) {
-        (RawHandler::Echo, Framing::Crc32c) => HandlerSpec::FramedEcho { on_corrupt },
-        (RawHandler::Relay { .. }, Framing::Crc32c) => HandlerSpec::Relay { framing: Some(on_corrupt) },
-        (_, Framing::Crc32c) => {
+        (RawHandler::Echo, framing) => HandlerSpec::Echo { framing },
+        (RawHandler::Relay { .. }, framing) => HandlerSpec::Relay { framing },
+        (RawHandler::Exec { .. }, Some(_)) => {
             return Err((
                 "framing",
                 "\"crc32c\" applies to the echo and relay handlers: remove it or write \"none\"".into(),
             ));
         }
-        (RawHandler::Echo, Framing::None) => HandlerSpec::Echo,
-        (RawHandler::Relay { .. }, Framing::None) => HandlerSpec::Relay { framing: None },
-        (RawHandler::Exec { command, direct }, Framing::None) => {
+        (RawHandler::Exec { command, direct }, None) => {
             let command = command.ok_or_else(|| ("handler.command", handler::MISSING_COMMAND.to_owned()))?;
             check_command(&command).map_err(|reason| ("handler.command", reason))?;
             HandlerSpec::Exec { command, direct }
@@ -293,7 +292,7 @@ fn descriptors_fit(handler: &HandlerSpec, streams: u32, nofile: u64) -> Result<(
     let per_stream: u64 = match handler {
         HandlerSpec::Exec { .. } => 4,
         HandlerSpec::Relay { .. } => 2,
-        HandlerSpec::Echo | HandlerSpec::FramedEcho { .. } => 1,
+        HandlerSpec::Echo { .. } => 1,
     };
     let needed = STREAMLET_OWN_FDS + u64::from(streams) * per_stream;
     if needed > nofile {

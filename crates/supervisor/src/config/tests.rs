@@ -1,5 +1,7 @@
 //! The configuration's tests: each key parsed, checked and reported.
 
+use streamlet_proto::worker::OnCorrupt;
+
 use super::*;
 
 fn error(text: &str) -> ConfigError {
@@ -15,8 +17,8 @@ fn the_embedded_default_is_one_echo_pool_of_two_by_eight() {
     assert_eq!(config.source, EMBEDDED);
     let echo = &config.pools["echo"];
     assert_eq!((echo.workers_min, echo.workers_max, echo.streams_per_worker), (2, 2, 8));
-    assert_eq!(echo.handler, HandlerSpec::Echo);
-    assert_eq!(echo.placement, PlacementKind::LeastConnections);
+    assert_eq!(echo.handler, HandlerSpec::Echo { framing: None });
+    assert_eq!(echo.placement, PolicyKind::LeastConnections);
 }
 
 /// A pool whose streamlets would run out of descriptors before they are
@@ -282,14 +284,34 @@ fn missing_keys_are_reported_all_at_once() {
     assert!(problems[4].reason.contains("add max_streams = N"), "{text}");
 }
 
+/// `framing` and `on_corrupt` become the handler's `framing`, the same for
+/// echo and relay; exec cannot be framed.
+#[test]
+fn framing_is_a_field_of_the_echo_and_relay_handlers() {
+    let relay = "handler = { kind = \"relay\", upstream = \"tcp://127.0.0.1:9000\" }";
+    let cases = [
+        ("handler = \"echo\"", "crc32c", HandlerSpec::Echo { framing: Some(OnCorrupt::Drop) }),
+        ("handler = \"echo\"", "none", HandlerSpec::Echo { framing: None }),
+        (relay, "crc32c", HandlerSpec::Relay { framing: Some(OnCorrupt::Drop) }),
+        (relay, "none", HandlerSpec::Relay { framing: None }),
+    ];
+    for (handler, framing, spec) in cases {
+        let text = format!("[pools.p]\n{handler}\nframing = \"{framing}\"\non_corrupt = \"drop\"\n");
+        assert_eq!(Config::parse(&text, "x").unwrap().pools["p"].handler, spec, "{text}");
+    }
+    let e = error("[pools.p]\nhandler = { kind = \"exec\", command = [\"/bin/cat\"] }\nframing = \"crc32c\"\n");
+    assert_eq!((e.line, e.key.as_str()), (Some(3), "pools.p.framing"), "{e}");
+    assert!(e.reason.contains("applies to the echo and relay handlers"), "{e}");
+}
+
 /// `handler = "echo"` for a handler without required options; for the
 /// others, what to write.
 #[test]
 fn a_handler_without_options_may_be_written_by_its_name() {
     let short = Config::parse("[pools.echo]\nhandler = \"echo\"\n", "x").unwrap();
-    assert_eq!(short.pools["echo"].handler, HandlerSpec::Echo);
+    assert_eq!(short.pools["echo"].handler, HandlerSpec::Echo { framing: None });
     let framed = Config::parse("[pools.echo]\nhandler = \"echo\"\nframing = \"crc32c\"\n", "x").unwrap();
-    assert!(matches!(framed.pools["echo"].handler, HandlerSpec::FramedEcho { .. }));
+    assert_eq!(framed.pools["echo"].handler, HandlerSpec::Echo { framing: Some(OnCorrupt::End) });
     for (name, example) in [("exec", handler::EXEC_EXAMPLE), ("relay", handler::RELAY_EXAMPLE)] {
         let e = error(&format!("[pools.p]\n\nhandler = \"{name}\"\n"));
         assert_eq!((e.line, e.key.as_str()), (Some(3), "pools.p.handler"), "{e}");
@@ -428,7 +450,7 @@ max_streams = 50
     assert_eq!(config.quota.distances[&("us-east".to_owned(), "eu-west".to_owned())], 80, "symmetric");
     let video = &config.pools["video"];
     assert_eq!(video.egress, Some(50_000_000));
-    assert_eq!(video.placement, PlacementKind::Geo);
+    assert_eq!(video.placement, PolicyKind::Geo);
     assert!(video.preempt);
     assert_eq!(video.default_rate, Some(RateRange { min: 125_000, max: 1_000_000 }));
     assert_eq!(video.labels["region"], "eu-west");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use streamlet_autoscale::history::HistoryFile;
 use streamlet_autoscale::{Decision, Demand, Mode, Reason, Snapshot, WorkerLoad};
-use streamlet_proto::{Event, PoolScaled, ScaleDirection, ScaleReason, WorkerId, WorkerState};
+use streamlet_proto::{Event, PoolScaled, ScaleDirection, WorkerId, WorkerState};
 
 use super::{Core, Slot};
 
@@ -29,16 +29,6 @@ pub struct SpawnOrder {
 /// across restarts (the scaling rules use the core's monotonic clock).
 pub fn wall_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-fn reason(r: Reason) -> ScaleReason {
-    match r {
-        Reason::Min => ScaleReason::Min,
-        Reason::MinFree => ScaleReason::MinFree,
-        Reason::Lookahead => ScaleReason::Lookahead,
-        Reason::Forecast => ScaleReason::Forecast,
-        Reason::IdleGrace => ScaleReason::IdleGrace,
-    }
 }
 
 impl Core {
@@ -225,7 +215,7 @@ impl Core {
             self.publish(Event::PoolScaled(PoolScaled {
                 pool: pool.to_owned(),
                 direction: ScaleDirection::Up,
-                reason: reason(why),
+                reason: why.into(),
                 count,
                 workers: decision.desired,
                 forecast,
@@ -237,7 +227,7 @@ impl Core {
             self.publish(Event::PoolScaled(PoolScaled {
                 pool: pool.to_owned(),
                 direction: ScaleDirection::Down,
-                reason: reason(why),
+                reason: why.into(),
                 count: ids.len() as u32,
                 workers: decision.desired,
                 forecast,

@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streamlet_balance::policies::{PolicyKind, PolicyOptions};
+use streamlet_balance::policies::PolicyOptions;
 use streamlet_balance::quota::{Admission, Allocator, LeaseId, Priority, Rate, Refusal, StreamKey};
 use streamlet_balance::Placement;
 use streamlet_proto::channel::encode;
@@ -25,7 +25,7 @@ use streamlet_proto::{
 use streamlet_proto::{LeaseGranted, Reply, ReplyBody, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{Config, PlacementKind, PoolConfig};
+use crate::config::{Config, PoolConfig};
 use crate::events::EventSink;
 use crate::link::{SendError, WorkerLink};
 use crate::restart::{Breaker, SlotBackoff};
@@ -1376,7 +1376,7 @@ impl Core {
                 PoolStatus {
                     name: pool.config.name.clone(),
                     handler: pool.config.handler.kind().to_owned(),
-                    placement: pool.config.placement.as_str().to_owned(),
+                    placement: pool.config.placement.name().to_owned(),
                     workers: mine().count() as u32,
                     ready,
                     streams: mine().map(|w| w.streams.len() as u32).sum(),
@@ -1647,14 +1647,6 @@ const GEO_DISTANCE_PER_FULL_LOAD: f64 = 100.0;
 
 /// The pool's placement policy, with what it needs from the configuration.
 pub(crate) fn placement_for(pool: &PoolConfig, config: &Config) -> Box<dyn Placement> {
-    let kind = match pool.placement {
-        PlacementKind::LeastConnections => PolicyKind::LeastConnections,
-        PlacementKind::Layered => PolicyKind::Layered,
-        PlacementKind::P2c => PolicyKind::PowerOfTwo,
-        PlacementKind::Geo => PolicyKind::Geo,
-        PlacementKind::RoundRobin => PolicyKind::RoundRobin,
-        PlacementKind::Pack => PolicyKind::Pack,
-    };
     let options = PolicyOptions {
         prefer: pool.prefer.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         distances: config.quota.distances.iter().map(|(pair, d)| (pair.clone(), *d)).collect(),
@@ -1662,7 +1654,7 @@ pub(crate) fn placement_for(pool: &PoolConfig, config: &Config) -> Box<dyn Place
         // A seed of the pool's name: the same choices on every run.
         seed: pool.name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| h.rotate_left(5) ^ u64::from(b)),
     };
-    kind.build(&options)
+    pool.placement.build(&options)
 }
 
 impl Core {

@@ -1,81 +1,41 @@
 //! Least connections, weighted by capacity, ties broken round-robin.
 
-use std::collections::{BTreeSet, HashMap};
-
-use crate::load::Load;
-use crate::{Labels, Placement, Request, WorkerKey};
+use super::bookkeeping::{Bookkeeping, Load};
+use super::ranked::{Order, Ranked};
+use super::share::ByShare;
+use crate::{Labels, WorkerKey};
 
 /// Picks the streamlet with the smallest share of its capacity in use; among
 /// equals, the one least recently chosen. O(log n) per placement.
+pub type LeastConnections = Bookkeeping<Ranked<LeastShare>>;
+
+/// The order of [`LeastConnections`]: [`ByShare`].
 #[derive(Debug, Default)]
-pub struct LeastConnections {
-    order: BTreeSet<Entry>,
-    members: HashMap<WorkerKey, Entry>,
-    clock: u64,
-}
+pub struct LeastShare;
 
-type Entry = Load;
+impl Order for LeastShare {
+    type Mark = ();
+    type Key = ByShare;
 
-impl LeastConnections {
-    fn update(&mut self, worker: WorkerKey, f: impl FnOnce(&mut Entry)) -> bool {
-        let Some(entry) = self.members.get_mut(&worker) else { return false };
-        self.order.remove(entry);
-        f(entry);
-        self.order.insert(*entry);
-        true
-    }
-}
+    fn mark(&mut self, _worker: WorkerKey, _labels: &Labels) {}
 
-impl Placement for LeastConnections {
-    fn add(&mut self, worker: WorkerKey, capacity: u32, _labels: &Labels) {
-        self.remove(worker);
-        if capacity == 0 {
-            return;
-        }
-        let entry = Entry { active: 0, capacity, last: 0, worker };
-        self.members.insert(worker, entry);
-        self.order.insert(entry);
+    fn key(&self, worker: WorkerKey, (): (), load: Load) -> ByShare {
+        ByShare::new(worker, load)
     }
 
-    fn remove(&mut self, worker: WorkerKey) {
-        if let Some(entry) = self.members.remove(&worker) {
-            self.order.remove(&entry);
-        }
-    }
-
-    fn place(&mut self, _request: &Request) -> Option<WorkerKey> {
-        let first = *self.order.first()?;
-        if first.active >= first.capacity {
-            // The least loaded is full, so all are.
-            return None;
-        }
-        self.clock += 1;
-        let clock = self.clock;
-        self.update(first.worker, |e| {
-            e.active += 1;
-            e.last = clock;
-        });
-        Some(first.worker)
-    }
-
-    fn release(&mut self, worker: WorkerKey) {
-        self.update(worker, |e| e.active = e.active.saturating_sub(1));
-    }
-
-    fn occupy(&mut self, worker: WorkerKey) {
-        self.update(worker, |e| e.active = e.active.saturating_add(1));
-    }
-
-    fn load(&self, worker: WorkerKey) -> Option<(u32, u32)> {
-        self.members.get(&worker).map(|e| (e.active, e.capacity))
+    fn worker(key: &ByShare) -> WorkerKey {
+        key.worker
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use proptest::prelude::*;
 
     use super::*;
+    use crate::{Placement, Request};
 
     #[test]
     fn spreads_evenly_and_round_robins_ties() {
