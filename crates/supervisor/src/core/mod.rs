@@ -34,6 +34,7 @@ use crate::validate::{Lease, Open};
 use streamlet_sandbox::cgroup::WorkerCgroup;
 
 mod autoscale;
+mod log;
 mod monitor;
 mod quota_report;
 mod reload;
@@ -80,8 +81,6 @@ pub struct Core {
     waiting: VecDeque<Waiter>,
     /// When the streams' send rates were last sampled for bursts.
     sampled: Instant,
-    /// Connections that asked for lifecycle events.
-    subscribers: Vec<EventSink>,
     /// State of the generator behind the restart jitter.
     rng: u64,
     /// How long a rolling restart's drains wait for streams to end.
@@ -90,13 +89,8 @@ pub struct Core {
     spawn_orders: Option<mpsc::UnboundedSender<SpawnOrder>>,
     /// What `/metrics` shows.
     metrics: Arc<crate::metrics::Metrics>,
-    /// The last lifecycle events, for `events`, and the last one's number.
-    event_log: VecDeque<streamlet_proto::LoggedEvent>,
-    /// The streams' events (opened, ended, moved), kept apart so that a
-    /// busy host's stream churn does not push the streamlets' and pools'
-    /// events out of the log.
-    stream_log: VecDeque<streamlet_proto::LoggedEvent>,
-    event_seq: u64,
+    /// The last events, for `events`, and who hears each as it happens.
+    log: log::EventLog,
     /// The wall-clock minute the demand history was last due to be written.
     saved_minute: Option<u64>,
     /// The history of pools the state file has and the config no longer
@@ -371,13 +365,10 @@ impl Core {
             leases: HashMap::new(),
             waiting: VecDeque::new(),
             sampled: Instant::now(),
-            subscribers: Vec::new(),
             drain_timeout: config.daemon.shutdown_timeout,
             spawn_orders: None,
             metrics: Arc::default(),
-            event_log: VecDeque::with_capacity(streamlet_proto::EVENT_LOG_LEN),
-            stream_log: VecDeque::with_capacity(streamlet_proto::EVENT_LOG_LEN),
-            event_seq: 0,
+            log: log::EventLog::default(),
             saved_minute: None,
             orphan_history: BTreeMap::new(),
             // Any seed will do; only the spread of restarts depends on it.

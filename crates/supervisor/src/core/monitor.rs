@@ -13,7 +13,6 @@ use streamlet_proto::{
 
 use super::{notify_end, Core, Respawn, WorkerEntry, SPARE_SLOT};
 use crate::config::OnWorkerExit;
-use crate::events::SUBSCRIBER_BUDGET;
 use crate::link::SendError;
 use crate::restart;
 
@@ -406,58 +405,18 @@ impl Core {
 
     /// A connection asks for lifecycle events.
     pub fn subscribe(&mut self, sink: crate::events::EventSink) {
-        self.subscribers.retain(|s| !s.is_closed());
-        if !self.subscribers.iter().any(|s| s.same(&sink)) {
-            self.subscribers.push(sink);
-        }
+        self.log.subscribe(sink);
     }
 
-    /// Sends a lifecycle event to every subscriber. One that leaves more than
-    /// [`SUBSCRIBER_BUDGET`] bytes of events unread is dropped, its connection closed: a
-    /// slow reader must not grow the daemon without bound.
+    /// Sends a lifecycle event to every subscriber, and logs it.
     pub(super) fn publish(&mut self, event: Event) {
         self.publish_except(event, None);
     }
 
     /// [`publish`](Self::publish), but not to `owner` (which hears of its
-    /// own streams anyway). Every event goes into the log too.
+    /// own streams anyway).
     pub(super) fn publish_except(&mut self, event: Event, owner: Option<&crate::events::EventSink>) {
-        self.event_seq += 1;
-        let log = match event {
-            Event::StreamOpened(_) | Event::StreamEnded(_) | Event::StreamMigrated(_) => &mut self.stream_log,
-            _ => &mut self.event_log,
-        };
-        if log.len() == streamlet_proto::EVENT_LOG_LEN {
-            log.pop_front();
-        }
-        log.push_back(streamlet_proto::LoggedEvent {
-            seq: self.event_seq,
-            at_ms: super::wall_ms(),
-            event: event.clone(),
-        });
-        if self.subscribers.is_empty() {
-            return;
-        }
-        self.subscribers.retain(|sink| {
-            if sink.is_closed() {
-                return false;
-            }
-            if sink.events_queued() > SUBSCRIBER_BUDGET {
-                let unread = sink.events_queued() as u64;
-                crate::logcap::limiter().warn(
-                    "subscriber_dropped",
-                    format_args!("an event subscriber left {unread} bytes unread; dropping it"),
-                );
-                // Its last frame says why (past the budget: one small frame).
-                sink.send(Event::SubscriberDropped(streamlet_proto::SubscriberDropped { unread }));
-                sink.close();
-                return false;
-            }
-            if owner.is_none_or(|o| !o.same(sink)) {
-                sink.send(event.clone());
-            }
-            true
-        });
+        self.log.publish(event, owner, super::wall_ms());
     }
 
     /// The last `recent` logged events and, with `follow`, this connection
@@ -468,14 +427,9 @@ impl Core {
         follow: bool,
         sink: &crate::events::EventSink,
     ) -> streamlet_proto::EventLog {
-        // The two logs merged by number, newest `recent` of them.
-        let mut events: Vec<streamlet_proto::LoggedEvent> =
-            self.event_log.iter().chain(self.stream_log.iter()).cloned().collect();
-        events.sort_unstable_by_key(|e| e.seq);
-        let keep = recent.map_or(events.len(), |n| (n as usize).min(events.len()));
-        events.drain(..events.len() - keep);
+        let events = self.log.tail(recent);
         if follow {
-            self.subscribe(sink.clone());
+            self.log.subscribe(sink.clone());
         }
         streamlet_proto::EventLog { events, following: follow }
     }
@@ -493,7 +447,7 @@ impl Core {
     /// The monitor's clock work, every 50 ms: draining streamlets past their
     /// deadline are killed, and pools whose cool-down ended recover.
     pub fn tick_monitor(&mut self) {
-        self.subscribers.retain(|s| !s.is_closed());
+        self.log.prune();
         let late: Vec<WorkerId> = self
             .workers
             .iter()
