@@ -23,6 +23,7 @@ use streamlet_proto::{
     WorkerInfo, WorkerState,
 };
 use streamlet_proto::{LeaseGranted, Reply, ReplyBody, ServerMessage};
+use streams::{StreamEntry, StreamFd};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, PoolConfig};
@@ -38,6 +39,7 @@ mod log;
 mod monitor;
 mod quota_report;
 mod reload;
+mod streams;
 #[cfg(test)]
 mod tests;
 
@@ -271,47 +273,6 @@ enum Serving {
     /// Several tenants (streams it had when a reload turned isolation on):
     /// it takes no new stream until it is empty.
     Several,
-}
-
-#[derive(Debug)]
-struct StreamEntry {
-    pool: String,
-    tenant: String,
-    worker: WorkerId,
-    /// The daemon's own copy of the client connection.
-    fd: StreamFd,
-    opened: Instant,
-    bytes_in: u64,
-    bytes_out: u64,
-    owner: Option<EventSink>,
-    /// The daemon ended it (`closed`, `preempted`): reported so, whatever the
-    /// streamlet saw first.
-    closing: Option<EndReason>,
-    /// The rate it is paced at (its streamlet and the kernel were told),
-    /// bytes per second, when the quota covers it.
-    rate: Option<u64>,
-    /// When its send rate was last measured, and `bytes_out` then.
-    usage_base: (Instant, u64),
-    priority: u8,
-    /// Whether the quota covers it (and it must be released there).
-    managed: bool,
-    /// Whether the kernel paces its socket (`sock::kernel_paces`, the
-    /// streamlet's rule too): then the daemon sets `SO_MAX_PACING_RATE`,
-    /// else the streamlet paces it.
-    kernel_paced: bool,
-    /// What the open asked for, to place it again if its streamlet dies.
-    labels: BTreeMap<String, String>,
-    ingress: Option<u64>,
-    region: Option<String>,
-    /// Bytes in and out counted by the streamlets it was on before this one.
-    carried: (u64, u64),
-    /// Its send rate when last measured, bytes per second.
-    sending: Option<u64>,
-    /// Time its writes waited for its rate, on this streamlet and before.
-    stalled_us: u64,
-    carried_stalled_us: u64,
-    /// Corrupt frames its current streamlet reported so far.
-    corrupt_frames: u64,
 }
 
 /// A new streamlet, as the spawner hands it to the core.
@@ -1463,40 +1424,6 @@ impl Core {
 
     fn pool_names(&self) -> String {
         self.pools.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// The daemon's copy of a client connection, held while the stream is
-/// counted. When it goes, the stream has ended for the daemon, whatever any
-/// process still holds: the connection is shut down both ways, so no copy a
-/// streamlet (or a command it ran, or one that escaped it) kept can serve a
-/// stream the daemon no longer counts. It is then closed where a close
-/// cannot hold up the daemon ([`ForeignFd`]: lingering off, on a closer
-/// thread).
-#[derive(Debug)]
-struct StreamFd(ForeignFd);
-
-impl StreamFd {
-    /// Shuts the connection down both ways: the client reads end of file,
-    /// the streamlet's reads and writes fail. A connection already gone has
-    /// nothing left to shut.
-    fn shut_down(&self) {
-        let _ = sock::shutdown(self.0.as_fd(), std::net::Shutdown::Both);
-    }
-
-    /// The kernel paces the socket at `rate` bytes per second, `None` for no
-    /// limit (`SO_MAX_PACING_RATE`, which streamlets may not change). For a
-    /// socket the kernel paces ([`sock::kernel_paces`]).
-    fn pace(&self, rate: Option<u64>) {
-        if let Err(e) = sock::set_max_pacing_rate(self.0.as_fd(), rate.unwrap_or(u64::MAX)) {
-            tracing::debug!(error = %e, "cannot set a stream's pacing rate");
-        }
-    }
-}
-
-impl Drop for StreamFd {
-    fn drop(&mut self) {
-        self.shut_down();
     }
 }
 
