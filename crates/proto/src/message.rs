@@ -286,7 +286,7 @@ pub struct QuotaRequest {
 /// in every page).
 pub const MAX_QUOTA_TENANTS_PAGE: u32 = 1_000;
 
-/// A lease granted or refreshed: `reason` is `"granted"`.
+/// A lease granted or refreshed.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct LeaseGranted {
@@ -295,7 +295,6 @@ pub struct LeaseGranted {
     pub rate: u64,
     /// Milliseconds until it expires unless refreshed.
     pub expires_in_ms: u64,
-    pub reason: String,
 }
 
 /// Bandwidth at one level, bytes per second.

@@ -65,7 +65,7 @@ mod types;
 pub use allocator::{Admission, Allocator, BatchAdmission, Changes};
 pub use burst::Burst;
 pub use lease::LeaseGrant;
-pub use reason::{Reason, Refusal};
+pub use reason::Refusal;
 pub use report::{PoolReport, QuotaReport, TenantReport, Usage};
 pub use types::{Holder, LeaseId, Level, Millis, PoolId, Priority, Rate, StreamKey, TenantId};
 

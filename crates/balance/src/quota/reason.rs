@@ -1,54 +1,8 @@
-//! Reason codes and refusals.
-
-use std::fmt;
+//! Refusals: why the allocator said no.
 
 use super::types::{LeaseId, Level, PoolId, StreamKey, TenantId};
 
-/// The reason code every quota response carries. The names returned by
-/// [`Reason::as_str`] are stable: they go over the wire and into logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// `granted`: the stream or lease got at least its minimum.
-    Granted,
-    /// `insufficient`: the minimum does not fit at the host or the pool.
-    Insufficient,
-    /// `tenant_limit`: the tenant already holds `max_streams` streams and leases.
-    TenantLimit,
-    /// `preempted`: closed to make room for a higher-priority stream.
-    Preempted,
-    /// `expired`: the lease's TTL passed.
-    Expired,
-    /// `unknown`: no such pool or lease.
-    Unknown,
-    /// `duplicate`: the stream key is already admitted.
-    Duplicate,
-    /// `invalid_rate`: `min > max`.
-    InvalidRate,
-}
-
-impl Reason {
-    /// The stable snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Granted => "granted",
-            Reason::Insufficient => "insufficient",
-            Reason::TenantLimit => "tenant_limit",
-            Reason::Preempted => "preempted",
-            Reason::Expired => "expired",
-            Reason::Unknown => "unknown",
-            Reason::Duplicate => "duplicate",
-            Reason::InvalidRate => "invalid_rate",
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why the allocator said no. [`Refusal::reason`] gives the wire code.
+/// Why the allocator said no.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// The tenant holds `limit` streams and leases already.
@@ -92,19 +46,4 @@ pub enum Refusal {
         /// The maximum asked.
         max: u64,
     },
-}
-
-impl Refusal {
-    /// The wire reason code.
-    pub fn reason(&self) -> Reason {
-        match self {
-            Refusal::TenantLimit { .. } => Reason::TenantLimit,
-            Refusal::Insufficient { .. } => Reason::Insufficient,
-            Refusal::Preempted(_) => Reason::Preempted,
-            Refusal::Expired(_) => Reason::Expired,
-            Refusal::UnknownLease(_) | Refusal::UnknownPool(_) => Reason::Unknown,
-            Refusal::Duplicate(_) => Reason::Duplicate,
-            Refusal::InvalidRate { .. } => Reason::InvalidRate,
-        }
-    }
 }

@@ -42,7 +42,8 @@ fn running_streams_keep_their_minimum() {
     a.admit(StreamKey(1), "video", "t", BULK, rate(60, 100), 0).unwrap();
     let refused = a.admit(StreamKey(2), "video", "t", LIVE, rate(50, 50), 0).unwrap_err();
     assert_eq!(refused, Refusal::Insufficient { level: Level::Host, need: 50, free: 40 });
-    assert_eq!(refused.reason(), Reason::Insufficient);
+    let refusal = refused;
+    assert!(matches!(refusal, Refusal::Insufficient { .. }), "{refusal:?}");
     assert_eq!(a.allocation(StreamKey(1)), Some(100));
     let admitted = a.admit(StreamKey(3), "video", "t", LIVE, rate(40, 40), 0).unwrap();
     assert_eq!(admitted.rate, 40);
@@ -61,7 +62,8 @@ fn a_preempting_pool_closes_strictly_lower_priority_newest_first() {
     assert_eq!(a.allocation(StreamKey(1)), Some(30));
     assert!(equal.is_err(), "same or higher priority does not preempt: {equal:?}");
     let too_big = a.admit(StreamKey(5), "video", "t", Priority(9), rate(100, 100), 4).unwrap_err();
-    assert_eq!(too_big.reason(), Reason::Insufficient);
+    let refusal = too_big;
+    assert!(matches!(refusal, Refusal::Insufficient { .. }), "{refusal:?}");
     assert_eq!(a.len(), 3, "a refusal preempts nothing");
 }
 
@@ -75,7 +77,8 @@ fn a_pool_caps_its_streams_and_the_host_shares_the_rest() {
     assert_eq!((a.allocation(StreamKey(1)), a.allocation(StreamKey(2))), (Some(20), Some(80)));
     let refused = a.admit(StreamKey(3), "small", "t", BULK, rate(21, 30), 0).unwrap_err();
     assert!(matches!(refused, Refusal::Insufficient { level: Level::Pool(ref p), .. } if p == "small"));
-    assert_eq!(a.admit(StreamKey(3), "nowhere", "t", BULK, rate(1, 1), 0).unwrap_err().reason(), Reason::Unknown);
+    let refusal = a.admit(StreamKey(3), "nowhere", "t", BULK, rate(1, 1), 0).unwrap_err();
+    assert!(matches!(refusal, Refusal::UnknownLease(_) | Refusal::UnknownPool(_)), "{refusal:?}");
 }
 
 #[test]
@@ -96,7 +99,8 @@ fn tenants_are_limited_by_streams_and_leases_together() {
     assert_eq!(refused, Refusal::TenantLimit { tenant: "other".into(), limit: 1 });
     a.admit(StreamKey(3), "video", "acme", BULK, rate(1, 1), 0).unwrap();
     let lease = a.lease("acme", "video", BULK, rate(1, 1), 10, 0).unwrap();
-    assert_eq!(a.lease("acme", "video", BULK, rate(1, 1), 10, 0).unwrap_err().reason(), Reason::TenantLimit);
+    let refusal = a.lease("acme", "video", BULK, rate(1, 1), 10, 0).unwrap_err();
+    assert!(matches!(refusal, Refusal::TenantLimit { .. }), "{refusal:?}");
     a.expire(10);
     assert_eq!(a.lease_rate(lease.id), None);
     a.lease("acme", "video", BULK, rate(1, 1), 10, 10).expect("the expired lease freed its slot");
@@ -131,8 +135,10 @@ fn leases_expire_exactly_at_their_ttl() {
     assert!(a.expire(1_499).is_empty());
     assert_eq!(a.refresh(grant.id, 1_500), Err(Refusal::Expired(grant.id)));
     assert_eq!(a.expire(1_500), vec![grant.id]);
-    assert_eq!(a.refresh(grant.id, 1_500).unwrap_err().reason(), Reason::Unknown);
-    assert_eq!(a.release_lease(grant.id).unwrap_err().reason(), Reason::Unknown);
+    let refusal = a.refresh(grant.id, 1_500).unwrap_err();
+    assert!(matches!(refusal, Refusal::UnknownLease(_) | Refusal::UnknownPool(_)), "{refusal:?}");
+    let refusal = a.release_lease(grant.id).unwrap_err();
+    assert!(matches!(refusal, Refusal::UnknownLease(_) | Refusal::UnknownPool(_)), "{refusal:?}");
     assert_eq!(a.snapshot().host.reserved, 0);
 }
 
@@ -154,7 +160,8 @@ fn a_preempted_lease_learns_it_on_refresh() {
     let admitted = a.admit(StreamKey(1), "video", "t", LIVE, rate(50, 50), 1).unwrap();
     assert_eq!(admitted.changes.preempted_leases, vec![grant.id]);
     assert_eq!(a.refresh(grant.id, 2), Err(Refusal::Preempted(grant.id)));
-    assert_eq!(a.refresh(grant.id, 2).unwrap_err().reason(), Reason::Unknown);
+    let refusal = a.refresh(grant.id, 2).unwrap_err();
+    assert!(matches!(refusal, Refusal::UnknownLease(_) | Refusal::UnknownPool(_)), "{refusal:?}");
 }
 
 #[test]
@@ -284,31 +291,15 @@ fn the_snapshot_adds_up_per_pool_and_tenant() {
 }
 
 #[test]
-fn reason_codes_have_stable_names() {
-    let names: Vec<&str> = [
-        Reason::Granted,
-        Reason::Insufficient,
-        Reason::TenantLimit,
-        Reason::Preempted,
-        Reason::Expired,
-        Reason::Unknown,
-        Reason::Duplicate,
-        Reason::InvalidRate,
-    ]
-    .iter()
-    .map(|r| r.as_str())
-    .collect();
-    assert_eq!(
-        names,
-        ["granted", "insufficient", "tenant_limit", "preempted", "expired", "unknown", "duplicate", "invalid_rate"]
-    );
+fn refusals_say_what_was_refused() {
     assert_eq!(Refusal::Expired(LeaseId(7)).to_string(), "lease 7 expired");
 }
 
 #[test]
 fn bad_requests_are_refused() {
     let mut a = one_pool(100, false);
-    assert_eq!(a.admit(StreamKey(1), "video", "t", BULK, rate(2, 1), 0).unwrap_err().reason(), Reason::InvalidRate);
+    let refusal = a.admit(StreamKey(1), "video", "t", BULK, rate(2, 1), 0).unwrap_err();
+    assert!(matches!(refusal, Refusal::InvalidRate { .. }), "{refusal:?}");
     a.admit(StreamKey(1), "video", "t", BULK, rate(1, 2), 0).unwrap();
     assert_eq!(a.admit(StreamKey(1), "video", "t", BULK, rate(1, 2), 0), Err(Refusal::Duplicate(StreamKey(1))));
     a.release(StreamKey(42));

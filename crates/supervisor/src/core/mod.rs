@@ -873,19 +873,14 @@ impl Core {
         self.leases.insert(grant.id, request.tenant);
         self.preempted(&grant.changes);
         self.apply_rates(&grant.changes.rates);
-        Ok(LeaseGranted {
-            lease: grant.id.0,
-            rate: grant.rate,
-            expires_in_ms: grant.expires_at.saturating_sub(now),
-            reason: "granted".into(),
-        })
+        Ok(LeaseGranted { lease: grant.id.0, rate: grant.rate, expires_in_ms: grant.expires_at.saturating_sub(now) })
     }
 
     /// Extends a lease by its TTL.
     pub fn refresh(&mut self, lease: u64) -> Result<LeaseGranted, ErrorBody> {
         let now = self.now_ms();
         let (rate, expires_at) = self.quota.refresh(LeaseId(lease), now).map_err(|r| refusal_error(&r))?;
-        Ok(LeaseGranted { lease, rate, expires_in_ms: expires_at.saturating_sub(now), reason: "granted".into() })
+        Ok(LeaseGranted { lease, rate, expires_in_ms: expires_at.saturating_sub(now) })
     }
 
     /// Gives a lease back.
