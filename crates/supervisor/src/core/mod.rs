@@ -24,6 +24,7 @@ use streamlet_proto::{
 };
 use streamlet_proto::{LeaseGranted, Reply, ReplyBody, ServerMessage};
 use streams::{StreamEntry, StreamFd};
+pub use tenants::TenantFull;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, PoolConfig};
@@ -40,6 +41,7 @@ mod monitor;
 mod quota_report;
 mod reload;
 mod streams;
+mod tenants;
 #[cfg(test)]
 mod tests;
 
@@ -70,11 +72,8 @@ pub struct Core {
     quota: Allocator,
     /// Whether the host has an egress capacity to share.
     host_capacity: bool,
-    /// Streams and leases per tenant, of tenants holding any (by name, so
-    /// that the quota report pages through them).
-    tenants: BTreeMap<String, u32>,
-    tenant_limits: BTreeMap<String, u32>,
-    default_tenant_limit: Option<u32>,
+    /// What each tenant holds against its `max_streams`.
+    tenants: tenants::Tenants,
     /// The quota's clock starts here.
     epoch: Instant,
     /// Live leases and their tenants.
@@ -319,9 +318,7 @@ impl Core {
             shutting_down: false,
             quota,
             host_capacity: config.quota.egress.is_some(),
-            tenants: BTreeMap::new(),
-            tenant_limits: config.quota.tenants.clone(),
-            default_tenant_limit: config.quota.default_max_streams,
+            tenants: tenants::Tenants::new(config.quota.tenants.clone(), config.quota.default_max_streams),
             epoch: Instant::now(),
             leases: HashMap::new(),
             waiting: VecDeque::new(),
@@ -592,7 +589,7 @@ impl Core {
         }
         let tenant = request.tenant;
         if self.pools.get(&request.pool).is_some_and(|p| !p.removed) {
-            self.check_tenant(&tenant).map_err(|full| ErrorBody::new(ErrorCode::TenantLimit, full.to_string()))?;
+            self.tenants.check(&tenant).map_err(|full| ErrorBody::new(ErrorCode::TenantLimit, full.to_string()))?;
         }
         let Some(pool) = self.pools.get_mut(&request.pool).filter(|p| !p.removed) else {
             let known: Vec<&str> = self.pools.iter().filter(|(_, p)| !p.removed).map(|(n, _)| n.as_str()).collect();
@@ -773,7 +770,7 @@ impl Core {
                 return Err(error);
             }
         };
-        *self.tenants.entry(tenant.clone()).or_default() += 1;
+        self.tenants.take(&tenant);
         let rate = admission.as_ref().and_then(|a| limit(a.rate));
         let kernel_paced = sock::kernel_paces(fd.as_fd());
         let fd = StreamFd(fd);
@@ -827,24 +824,6 @@ impl Core {
         }
     }
 
-    fn check_tenant(&self, tenant: &str) -> Result<(), TenantFull> {
-        let limit = self.tenant_limits.get(tenant).copied().or(self.default_tenant_limit);
-        let held = self.tenants.get(tenant).copied().unwrap_or(0);
-        if limit.is_some_and(|limit| held >= limit) {
-            return Err(TenantFull { tenant: tenant.to_owned(), held });
-        }
-        Ok(())
-    }
-
-    fn untenant(&mut self, tenant: &str) {
-        if let Some(count) = self.tenants.get_mut(tenant) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.tenants.remove(tenant);
-            }
-        }
-    }
-
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -861,7 +840,7 @@ impl Core {
         if self.leases.len() >= MAX_LEASES {
             return Err(LeaseError::TooMany);
         }
-        self.check_tenant(&request.tenant)?;
+        self.tenants.check(&request.tenant)?;
         let now = self.now_ms();
         let rate = Rate { min: request.rate.min, max: request.rate.max.min(UNLIMITED) };
         let priority = Priority(request.priority);
@@ -869,7 +848,7 @@ impl Core {
             .quota
             .lease(&request.tenant, &request.pool, priority, rate, request.ttl_ms, now)
             .map_err(LeaseError::Refused)?;
-        *self.tenants.entry(request.tenant.clone()).or_default() += 1;
+        self.tenants.take(&request.tenant);
         self.leases.insert(grant.id, request.tenant);
         self.preempted(&grant.changes);
         self.apply_rates(&grant.changes.rates);
@@ -887,7 +866,7 @@ impl Core {
     pub fn release_lease(&mut self, lease: u64) -> Result<(), ErrorBody> {
         self.quota.release_lease(LeaseId(lease)).map_err(|r| refusal_error(&r))?;
         if let Some(tenant) = self.leases.remove(&LeaseId(lease)) {
-            self.untenant(&tenant);
+            self.tenants.give_back(&tenant);
         }
         self.retry_waiting();
         Ok(())
@@ -903,7 +882,7 @@ impl Core {
             if let Some(tenant) = self.leases.remove(lease) {
                 crate::logcap::limiter()
                     .info("lease_expired", format_args!("lease {} of tenant {tenant:?} expired", lease.0));
-                self.untenant(&tenant);
+                self.tenants.give_back(&tenant);
             }
         }
         if !expired.is_empty() {
@@ -951,7 +930,7 @@ impl Core {
         }
         for lease in &changes.preempted_leases {
             if let Some(tenant) = self.leases.remove(lease) {
-                self.untenant(&tenant);
+                self.tenants.give_back(&tenant);
             }
         }
     }
@@ -979,7 +958,7 @@ impl Core {
     /// A stream leaves the quota and its tenant's count; the others' rates
     /// follow at the next [`Core::pace`].
     fn forget_stream(&mut self, stream: StreamId, entry: &StreamEntry) {
-        self.untenant(&entry.tenant);
+        self.tenants.give_back(&entry.tenant);
         if entry.managed {
             self.quota.release(StreamKey(stream.0));
         }
@@ -1514,14 +1493,6 @@ pub const LEASES_EXPIRED_PER_TICK: usize = 4096;
 /// Leases held at once, at most: each costs memory and a place in the
 /// allocator, and a gateway could otherwise ask for them without end.
 pub const MAX_LEASES: usize = 65_536;
-
-/// A tenant that holds its `max_streams` already, in streams and leases.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("tenant {tenant:?} holds {held} streams and leases, its max_streams")]
-pub struct TenantFull {
-    pub tenant: String,
-    pub held: u32,
-}
 
 /// Why a lease was not granted. (Its request was checked before; these
 /// depend on the daemon's state.)

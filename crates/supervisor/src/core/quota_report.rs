@@ -3,7 +3,6 @@
 //! lock.
 
 use std::collections::HashMap;
-use std::ops::Bound;
 
 use streamlet_balance::quota::Usage;
 use streamlet_proto::{QuotaLine, QuotaReport};
@@ -32,7 +31,7 @@ impl Core {
             report.tenants.binary_search_by(|t| t.tenant.as_str().cmp(tenant)).map(|i| report.tenants[i].usage)
         };
         let mut tenant_line = |tenant: &str, held: u32| {
-            let limit = self.tenant_limits.get(tenant).copied().or(self.default_tenant_limit);
+            let limit = self.tenants.limit(tenant);
             let usage = usage_of(tenant).unwrap_or_default();
             // What a tenant holds is its streams, under the quota or not, and its leases.
             let open = held.saturating_sub(usage.leases);
@@ -43,7 +42,7 @@ impl Core {
         let mut next = None;
         match tenants {
             TenantLines::Page { after, limit } => {
-                let mut page = self.tenants_after(after);
+                let mut page = self.tenants.after(after);
                 for (tenant, held) in page.by_ref().take(limit) {
                     tenant_line(tenant, held);
                 }
@@ -52,39 +51,12 @@ impl Core {
                 }
             }
             TenantLines::Configured => {
-                for tenant in self.tenant_limits.keys() {
-                    tenant_line(tenant, self.tenants.get(tenant).copied().unwrap_or(0));
+                for tenant in self.tenants.configured() {
+                    tenant_line(tenant, self.tenants.held(tenant));
                 }
             }
         }
         QuotaReport { lines, next }
-    }
-
-    /// The tenants named after `after`, in name order, with what each holds
-    /// (streams and leases): those holding something, and those the
-    /// configuration names, which hold 0 until their first stream.
-    fn tenants_after<'a>(&'a self, after: Option<&'a str>) -> impl Iterator<Item = (&'a str, u32)> + 'a {
-        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut held = self.tenants.range::<str, _>((from, Bound::Unbounded)).peekable();
-        let mut configured = self.tenant_limits.range::<str, _>((from, Bound::Unbounded)).peekable();
-        std::iter::from_fn(move || {
-            let take_held = match (held.peek().map(|(h, _)| *h), configured.peek().map(|(c, _)| *c)) {
-                (None, None) => return None,
-                (Some(h), Some(c)) => {
-                    if h == c {
-                        // Configured and holding: one line.
-                        configured.next();
-                    }
-                    h <= c
-                }
-                (h, _) => h.is_some(),
-            };
-            if take_held {
-                held.next().map(|(name, count)| (name.as_str(), *count))
-            } else {
-                configured.next().map(|(name, _)| (name.as_str(), 0))
-            }
-        })
     }
 }
 

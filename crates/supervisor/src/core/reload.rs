@@ -35,8 +35,7 @@ impl Core {
         let changes = self.quota.set_host_capacity(config.quota.egress.unwrap_or(u64::MAX));
         self.preempted(&changes);
         self.apply_rates(&changes.rates);
-        self.tenant_limits = config.quota.tenants.clone();
-        self.default_tenant_limit = config.quota.default_max_streams;
+        self.tenants.configure(config.quota.tenants.clone(), config.quota.default_max_streams);
         self.quota.set_burst_window(config.quota.burst.as_millis() as u64);
 
         let gone: Vec<String> = self
