@@ -265,6 +265,30 @@ struct WorkerEntry {
     tenant: Option<Serving>,
 }
 
+impl WorkerEntry {
+    /// It took `stream` (of `tenant`) in a hand-over: no longer idle, and in
+    /// a pool with `tenant_isolation` now of that tenant.
+    fn took(&mut self, stream: StreamId, tenant: &str, isolation: bool) {
+        self.streams.insert(stream);
+        self.idle_since = None;
+        if isolation && self.tenant.is_none() {
+            self.tenant = Some(Serving::One(tenant.to_owned()));
+        }
+    }
+
+    /// Its channel failed, or is stuck past its outbox, during a hand-over
+    /// (`doing` says which): out of placement (`key` in `placement`), killed
+    /// (a stuck one as `protocol_error`), and replaced by its monitor. The
+    /// hand-over tries the next streamlet.
+    fn evict(&mut self, id: WorkerId, placement: &mut dyn Placement, key: u64, error: &SendError, doing: &str) {
+        tracing::warn!(worker = %id, error = %error, "streamlet channel failed while {doing}; killing it");
+        placement.remove(key);
+        self.state = WorkerState::Stopping;
+        let cause = matches!(error, SendError::Stuck).then(|| ExitCause::ProtocolError { message: error.to_string() });
+        let _ = self.kill.send(cause);
+    }
+}
+
 /// Whom a streamlet of a pool with `tenant_isolation` serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Serving {
@@ -719,11 +743,7 @@ impl Core {
             };
             match sent.and_then(|()| entry.link.send_encoded(assign, Some(fd.as_fd()))) {
                 Ok(()) => {
-                    entry.streams.insert(stream);
-                    entry.idle_since = None;
-                    if pool.config.tenant_isolation && entry.tenant.is_none() {
-                        entry.tenant = Some(Serving::One(tenant.clone()));
-                    }
+                    entry.took(stream, &tenant, pool.config.tenant_isolation);
                     break Ok(id);
                 }
                 Err(e @ (SendError::Resources(_) | SendError::Message(_))) => {
@@ -745,14 +765,7 @@ impl Core {
                     break Err(ErrorBody::new(code, e.to_string()));
                 }
                 Err(e @ (SendError::Channel(_) | SendError::Stuck)) => {
-                    // The streamlet is broken: out of placement, killed, and
-                    // replaced by its monitor; try the next one.
-                    tracing::warn!(worker = %id, error = %e, "streamlet channel failed; killing it");
-                    pool.placement.remove(key);
-                    entry.state = WorkerState::Stopping;
-                    let cause =
-                        matches!(e, SendError::Stuck).then(|| ExitCause::ProtocolError { message: e.to_string() });
-                    let _ = entry.kill.send(cause);
+                    entry.evict(id, pool.placement.as_mut(), key, &e, "handing a stream over");
                 }
             }
         };

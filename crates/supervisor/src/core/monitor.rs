@@ -236,12 +236,7 @@ impl Core {
             match worker.link.send(&assign, Some(entry.fd.0.as_fd())) {
                 Ok(()) => {}
                 Err(e @ (SendError::Channel(_) | SendError::Stuck)) => {
-                    tracing::warn!(worker = %to, error = %e, "streamlet channel failed while migrating; killing it");
-                    pool.placement.remove(key);
-                    worker.state = WorkerState::Stopping;
-                    let cause =
-                        matches!(e, SendError::Stuck).then(|| ExitCause::ProtocolError { message: e.to_string() });
-                    let _ = worker.kill.send(cause);
+                    worker.evict(to, pool.placement.as_mut(), key, &e, "migrating");
                     continue;
                 }
                 Err(e) => {
@@ -254,11 +249,7 @@ impl Core {
                     return false;
                 }
             }
-            worker.streams.insert(stream);
-            worker.idle_since = None;
-            if pool.config.tenant_isolation && worker.tenant.is_none() {
-                worker.tenant = Some(super::Serving::One(entry.tenant.clone()));
-            }
+            worker.took(stream, &entry.tenant, pool.config.tenant_isolation);
             let entry = self.streams.get_mut(&stream).expect("checked above");
             entry.worker = to;
             entry.carried = (entry.bytes_in, entry.bytes_out);
