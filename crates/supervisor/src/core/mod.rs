@@ -22,10 +22,11 @@ use streamlet_proto::{
     EndReason, ErrorBody, ErrorCode, Event, ExitCause, Opened, PoolStatus, StreamEnded, StreamId, StreamInfo, WorkerId,
     WorkerInfo, WorkerState,
 };
-use streamlet_proto::{LeaseGranted, Reply, ReplyBody, ServerMessage};
+use streamlet_proto::{LeaseGranted, ReplyBody};
 use streams::{StreamEntry, StreamFd};
 pub use tenants::TenantFull;
 use tokio::sync::{mpsc, oneshot};
+use waiting::{answer, Waiter};
 
 use crate::config::{Config, PoolConfig};
 use crate::events::EventSink;
@@ -44,6 +45,7 @@ mod streams;
 mod tenants;
 #[cfg(test)]
 mod tests;
+mod waiting;
 
 pub use autoscale::{wall_ms, SpawnOrder};
 pub use reload::Reconfigured;
@@ -78,8 +80,8 @@ pub struct Core {
     epoch: Instant,
     /// Live leases and their tenants.
     leases: HashMap<LeaseId, String>,
-    /// Opens waiting for room, oldest first.
-    waiting: VecDeque<Waiter>,
+    /// Opens waiting for room (or for their upstream), oldest first.
+    waiting: waiting::Waiting,
     /// When the streams' send rates were last sampled for bursts.
     sampled: Instant,
     /// State of the generator behind the restart jitter.
@@ -99,24 +101,6 @@ pub struct Core {
     orphan_history: BTreeMap<String, streamlet_autoscale::history::PoolHistory>,
 }
 
-/// An open that asked to wait for room.
-#[derive(Debug)]
-struct Waiter {
-    request: Open,
-    fd: ForeignFd,
-    owner: EventSink,
-    /// The request's id, for the reply.
-    id: u64,
-    deadline: Instant,
-    /// Why it could not be placed the last time it was tried.
-    last: ErrorBody,
-    /// It waits for its upstream to take a connection (retried every
-    /// tick), rather than for room (retried when room may have come).
-    upstream: bool,
-    /// Tells the connection the reply is in its queue.
-    done: oneshot::Sender<()>,
-}
-
 /// An open that could not go now but may wait: its connection, and what it
 /// waits for.
 #[derive(Debug)]
@@ -124,22 +108,6 @@ struct Retry {
     fd: ForeignFd,
     /// Its relay upstream's backlog was full (else: no room).
     upstream: bool,
-}
-
-impl Waiter {
-    fn answer(self, body: ReplyBody) {
-        answer(&self.owner, self.id, self.done, body);
-    }
-}
-
-/// Puts a waiting open's reply into its connection's queue, and says so.
-fn answer(owner: &EventSink, id: u64, done: oneshot::Sender<()>, body: ReplyBody) {
-    let reply = ServerMessage::Reply(Reply { id, body });
-    match owner.encoding().encode_frame(&reply) {
-        Ok(frame) => owner.push(frame),
-        Err(e) => tracing::error!(error = %e, "cannot encode a reply"),
-    }
-    let _ = done.send(());
 }
 
 /// Which tenants a quota report lists.
@@ -345,7 +313,7 @@ impl Core {
             tenants: tenants::Tenants::new(config.quota.tenants.clone(), config.quota.default_max_streams),
             epoch: Instant::now(),
             leases: HashMap::new(),
-            waiting: VecDeque::new(),
+            waiting: waiting::Waiting::default(),
             sampled: Instant::now(),
             drain_timeout: config.daemon.shutdown_timeout,
             spawn_orders: None,
@@ -526,7 +494,7 @@ impl Core {
                     let (done, waiting) = oneshot::channel();
                     // (At most ten minutes: the request's check.)
                     let deadline = Instant::now() + wait;
-                    self.waiting.push_back(Waiter {
+                    self.waiting.push(Waiter {
                         request: keep,
                         fd,
                         owner,
@@ -549,7 +517,7 @@ impl Core {
         if self.waiting.is_empty() || self.shutting_down {
             return;
         }
-        let queue = std::mem::take(&mut self.waiting);
+        let queue = self.waiting.take_all();
         let mut ask: Vec<String> = Vec::new();
         for Waiter { request, fd, owner, id, deadline, last: _, upstream: _, done } in queue {
             let mut retry = None;
@@ -561,7 +529,7 @@ impl Core {
                 Ok(opened) => answer(&owner, id, done, ReplyBody::Opened(opened)),
                 Err(error) => match retry {
                     Some(Retry { fd, upstream }) => {
-                        self.waiting.push_back(Waiter { request, fd, owner, id, deadline, last: error, upstream, done })
+                        self.waiting.push(Waiter { request, fd, owner, id, deadline, last: error, upstream, done })
                     }
                     None => answer(&owner, id, done, ReplyBody::Error(error)),
                 },
@@ -576,7 +544,7 @@ impl Core {
     /// the daemon when an upstream accepts: the tick asks), then answers
     /// those whose time is up.
     pub fn tick_waiting(&mut self) {
-        if self.waiting.iter().any(|w| w.upstream) {
+        if self.waiting.any_for_upstream() {
             self.retry_waiting();
         }
         self.expire_waiting();
@@ -585,17 +553,7 @@ impl Core {
     /// Answers the waiting opens whose time is up with the error that made
     /// them wait.
     pub fn expire_waiting(&mut self) {
-        let now = Instant::now();
-        if self.waiting.iter().all(|w| w.deadline > now) {
-            return;
-        }
-        let (due, keep): (VecDeque<Waiter>, VecDeque<Waiter>) =
-            std::mem::take(&mut self.waiting).into_iter().partition(|w| w.deadline <= now);
-        self.waiting = keep;
-        for w in due {
-            let error = w.last.clone();
-            w.answer(ReplyBody::Error(error));
-        }
+        self.waiting.expire(Instant::now());
     }
 
     fn open_now(
@@ -1107,7 +1065,7 @@ impl Core {
     /// Drops the waiting opens of a connection that went away: its client
     /// connections close, and nothing is placed for a gateway that is gone.
     pub fn cancel_waiting(&mut self, sink: &EventSink) {
-        self.waiting.retain(|w| !w.owner.same(sink));
+        self.waiting.cancel(sink);
     }
 
     /// Stops taking streams, ends every stream with `shutdown`, and returns
@@ -1117,9 +1075,7 @@ impl Core {
         // The order task drains what was ordered (settling each, as the
         // daemon is shutting down) and ends.
         self.spawn_orders = None;
-        for w in std::mem::take(&mut self.waiting) {
-            w.answer(ReplyBody::Error(ErrorBody::new(ErrorCode::ShuttingDown, "streamletd is shutting down")));
-        }
+        self.waiting.refuse_all(&ErrorBody::new(ErrorCode::ShuttingDown, "streamletd is shutting down"));
         for (id, entry) in std::mem::take(&mut self.streams) {
             entry.fd.shut_down();
             notify_end(id, entry, EndReason::Shutdown, None);
