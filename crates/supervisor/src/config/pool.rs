@@ -3,15 +3,100 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 use streamlet_balance::policies::PolicyKind;
 use streamlet_proto::worker::{HandlerSpec, OnCorrupt};
 
+use super::autoscale::Autoscale;
 use super::handler::{self, RawHandler};
+use super::monitor::OnWorkerExit;
+use super::quota::RateRange;
+use super::sandbox::{Limits, Network, RunAs};
 use super::{autoscale, error, monitor, quota, sandbox};
-use super::{Network, OnWorkerExit, PoolConfig, RunAs, STREAMLET_OWN_FDS};
+use crate::restart::RestartPolicy;
 use crate::upstream::Upstream;
+
+/// Descriptors a streamlet holds besides its streams' (its channel, its
+/// standard streams, its runtime's: about eight), with room to spare.
+pub const STREAMLET_OWN_FDS: u64 = 16;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    pub name: String,
+    pub handler: HandlerSpec,
+    pub workers_min: u32,
+    pub workers_max: u32,
+    /// Streamlets with no stream kept ready (`workers.min_free`).
+    pub min_free: u32,
+    pub streams_per_worker: u32,
+    /// How the pool grows and shrinks between min and max.
+    pub autoscale: Autoscale,
+    pub placement: PolicyKind,
+    pub limits: Limits,
+    pub network: Network,
+    pub run_as: RunAs,
+    /// The whole tree read-only in the streamlet's mount namespace (the
+    /// default; `false` needs a `user`).
+    pub readonly_root: bool,
+    /// The pool's share of the host's egress, bytes per second.
+    pub egress: Option<u64>,
+    /// Whether a higher-priority stream may push out a lower-priority one.
+    pub preempt: bool,
+    /// The rate of streams that ask for none.
+    pub default_rate: Option<RateRange>,
+    /// Labels every streamlet of the pool carries (`region`, `zone`, ...).
+    pub labels: BTreeMap<String, String>,
+    /// Labels of single streamlets: the one in slot `i` carries entry
+    /// `i mod len` over the pool's `labels`.
+    pub worker_labels: Vec<BTreeMap<String, String>>,
+    /// Labels `layered` placement prefers in a tie.
+    pub prefer: BTreeMap<String, String>,
+    /// What becomes of a dead streamlet's streams.
+    pub on_worker_exit: OnWorkerExit,
+    /// Keep one streamlet spawned and ready to take a dead one's place.
+    pub spare: bool,
+    /// For `relay`: the upstream streams go to, unless an open's `upstream`
+    /// label names another of `upstream_allow`.
+    pub upstream: Option<crate::upstream::Upstream>,
+    pub upstream_allow: Vec<crate::upstream::Upstream>,
+    /// Streamlets read from each client at most at the stream's max rate.
+    pub ingress_limit: bool,
+    /// A streamlet serves streams of one tenant at a time: streams of two
+    /// tenants never share a streamlet (its memory, its uid, its /tmp).
+    pub tenant_isolation: bool,
+    /// A streamlet silent this long is killed as `hung`.
+    pub heartbeat_timeout: Duration,
+    /// Backoff and crash-loop breaker.
+    pub restart: RestartPolicy,
+}
+
+impl PoolConfig {
+    /// The pool's scaling rules, for the daemon and the simulator alike.
+    pub fn rules(&self) -> streamlet_autoscale::Rules {
+        streamlet_autoscale::Rules {
+            min: self.workers_min,
+            max: self.workers_max,
+            min_free: self.min_free,
+            streams_per_worker: self.streams_per_worker,
+            lookahead: true,
+            idle_grace_ms: self.autoscale.idle_grace.as_millis() as u64,
+            mode: self.autoscale.mode,
+            headroom: self.autoscale.headroom,
+        }
+    }
+
+    /// The labels of the streamlet in `slot`.
+    pub fn labels_of(&self, slot: usize) -> BTreeMap<String, String> {
+        let mut labels = self.labels.clone();
+        if !self.worker_labels.is_empty() {
+            let own = &self.worker_labels[slot % self.worker_labels.len()];
+            labels.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        labels
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

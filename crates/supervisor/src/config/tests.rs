@@ -1,8 +1,10 @@
 //! The configuration's tests: each key parsed, checked and reported.
 
-use streamlet_proto::worker::OnCorrupt;
+use streamlet_balance::policies::PolicyKind;
+use streamlet_proto::worker::{HandlerSpec, OnCorrupt};
 
 use super::*;
+use crate::restart::RestartPolicy;
 
 fn error(text: &str) -> ConfigError {
     Config::parse(text, "test.toml").unwrap_err()
