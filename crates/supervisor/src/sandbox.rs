@@ -6,7 +6,7 @@
 //! missing: with `[sandbox] required = true` it then refuses to start, with
 //! `false` it runs with what it has and warns, on every start.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -63,7 +63,7 @@ impl Programs {
 mod missing;
 mod uids;
 pub use missing::Missing;
-use uids::UidPool;
+use uids::Uids;
 
 /// What a streamlet was confined with, to undo when it ends.
 #[derive(Debug, Default)]
@@ -79,12 +79,8 @@ pub struct Sandbox {
     privileged: bool,
     last_cap: u32,
     missing: Vec<Missing>,
-    /// `[sandbox] uids` until [`prepare`](Self::prepare) leases the range
-    /// this daemon hands out; then that range.
-    uid_range: (u32, u32),
-    uids_given: bool,
-    uid_lease: Option<streamlet_sandbox::uids::Lease>,
-    uids: Mutex<UidPool>,
+    /// The uids this daemon hands out (leased in [`prepare`](Self::prepare)).
+    uids: Uids,
     /// The seccomp programs, built once: for `network = "none"` and for
     /// `"host"` (which may make sockets of any family).
     seccomp: Option<Programs>,
@@ -126,10 +122,7 @@ impl Sandbox {
             privileged,
             last_cap: last_capability(),
             missing,
-            uid_range: config.sandbox.uids,
-            uids_given: config.sandbox.uids_given,
-            uid_lease: None,
-            uids: Mutex::new(UidPool { next_fresh: config.sandbox.uids.0, freed: VecDeque::new() }),
+            uids: Uids::new(config.sandbox.uids, config.sandbox.uids_given),
             seccomp,
             socket: socket.to_owned(),
             fixed_users: config
@@ -154,7 +147,8 @@ impl Sandbox {
         if self.privileged {
             parts.push(format!(
                 "namespaces (pid included), private /tmp and /dev, a uid each from {}-{} (unless a pool names a user)",
-                self.uid_range.0, self.uid_range.1
+                self.uids.range().0,
+                self.uids.range().1
             ));
         }
         parts.push("no capabilities, no_new_privs".to_owned());
@@ -171,7 +165,7 @@ impl Sandbox {
     pub fn prepare(&mut self, socket: &Path, required: bool) -> Result<(), SandboxError> {
         self.check_socket_reach(socket)?;
         if self.privileged {
-            self.lease_uids(Path::new(streamlet_sandbox::uids::REGISTRY))?;
+            self.uids.lease(Path::new(streamlet_sandbox::uids::REGISTRY), &self.socket)?;
         }
         let Some(manager) = &self.cgroups else { return Ok(()) };
         if let Err(e) = manager.prepare() {
@@ -225,7 +219,8 @@ impl Sandbox {
             (false, _) => (None, None),
             (true, RunAs::User { uid, gid }) => (Some((uid, gid)), None),
             (true, RunAs::Dynamic) => {
-                let uid = self.allocate_uid()?;
+                let (first, last) = self.uids.range();
+                let uid = self.uids.allocate().ok_or(SandboxError::NoUid(first, last))?;
                 (Some((uid, uid)), Some(uid))
             }
         };
@@ -234,7 +229,7 @@ impl Sandbox {
                 Ok(cgroup) => Some(cgroup),
                 Err(e) => {
                     if let Some(uid) = uid {
-                        self.free_uid(uid);
+                        self.uids.free(uid);
                     }
                     return Err(e.into());
                 }
@@ -336,7 +331,7 @@ impl Sandbox {
             }
         }
         match confinement.uid {
-            Some(uid) if clean => self.free_uid(uid),
+            Some(uid) if clean => self.uids.free(uid),
             // Something of the streamlet's may still run under it: never hand
             // that uid out again.
             Some(uid) => tracing::warn!(uid, "quarantining a uid whose streamlet's cgroup could not be removed"),

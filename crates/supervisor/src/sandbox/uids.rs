@@ -2,8 +2,10 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::Mutex;
 
-use super::{Sandbox, SandboxError};
+use streamlet_sandbox::uids::{Lease, Registry, UidError};
+
 use crate::config::AUTO_UIDS_SLICE;
 use crate::instance;
 
@@ -26,44 +28,63 @@ impl UidPool {
     }
 }
 
-impl Sandbox {
+/// This daemon's uids: the range (configured, or until leased the default
+/// one), its lease in the host's registry, and which are free.
+#[derive(Debug)]
+pub(super) struct Uids {
+    /// `[sandbox] uids` until [`lease`](Self::lease); then the range leased.
+    range: (u32, u32),
+    /// Whether the config named the range (else a slice of it is leased).
+    given: bool,
+    lease: Option<Lease>,
+    pool: Mutex<UidPool>,
+}
+
+impl Uids {
+    pub(super) fn new(range: (u32, u32), given: bool) -> Self {
+        Self { range, given, lease: None, pool: Mutex::new(UidPool { next_fresh: range.0, freed: VecDeque::new() }) }
+    }
+
+    /// The range handed out from, first and last.
+    pub(super) fn range(&self) -> (u32, u32) {
+        self.range
+    }
+
     /// Leases this daemon's uids in the host's registry (`registry`): the
     /// configured range, refused if another live daemon holds any of it, or
-    /// without one a free slice of the default range, the socket's own
-    /// slice first (so a daemon restarted on its socket usually gets its
-    /// old one).
-    pub(super) fn lease_uids(&mut self, registry: &Path) -> Result<(), SandboxError> {
-        let registry = streamlet_sandbox::uids::Registry::new(registry);
-        let lease = if self.uids_given {
-            registry.take(self.uid_range)?
+    /// without one a free slice of the default range, the slice of the
+    /// daemon's `socket` first (so a daemon restarted on its socket usually
+    /// gets its old one).
+    pub(super) fn lease(&mut self, registry: &Path, socket: &Path) -> Result<(), UidError> {
+        let registry = Registry::new(registry);
+        let lease = if self.given {
+            registry.take(self.range)?
         } else {
-            let slices = ((self.uid_range.1 - self.uid_range.0 + 1) / AUTO_UIDS_SLICE).max(1) as u64;
-            registry.take_slice(self.uid_range, AUTO_UIDS_SLICE, (instance::hash(&self.socket) % slices) as usize)?
+            let slices = ((self.range.1 - self.range.0 + 1) / AUTO_UIDS_SLICE).max(1) as u64;
+            registry.take_slice(self.range, AUTO_UIDS_SLICE, (instance::hash(socket) % slices) as usize)?
         };
-        self.uid_range = lease.range();
-        *self.uids.lock().unwrap_or_else(|p| p.into_inner()) =
+        self.range = lease.range();
+        *self.pool.lock().unwrap_or_else(|p| p.into_inner()) =
             UidPool { next_fresh: lease.range().0, freed: VecDeque::new() };
-        self.uid_lease = Some(lease);
+        self.lease = Some(lease);
         Ok(())
     }
 
     /// A uid no live streamlet has: one never used yet while there are
     /// any, then the one freed longest ago, so a uid's next holder comes as
-    /// late as possible after its last.
-    pub(super) fn allocate_uid(&self) -> Result<u32, SandboxError> {
-        let (first, last) = self.uid_range;
-        self.uids.lock().unwrap_or_else(|p| p.into_inner()).allocate(last).ok_or(SandboxError::NoUid(first, last))
+    /// late as possible after its last. `None`: all are held.
+    pub(super) fn allocate(&self) -> Option<u32> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).allocate(self.range.1)
     }
 
-    pub(super) fn free_uid(&self, uid: u32) {
-        self.uids.lock().unwrap_or_else(|p| p.into_inner()).freed.push_back(uid);
+    pub(super) fn free(&self, uid: u32) {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).freed.push_back(uid);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     #[test]
     fn uids_are_fresh_first_then_least_recently_freed() {
@@ -80,25 +101,20 @@ mod tests {
     #[test]
     fn daemons_lease_disjoint_uids_and_an_overlap_is_refused() {
         let registry = tempfile::tempdir().unwrap();
-        let config = Config::embedded();
-        let mut a = Sandbox::probe(&config, Path::new("/run/a.sock"));
-        let mut b = Sandbox::probe(&config, Path::new("/run/b.sock"));
-        a.lease_uids(registry.path()).unwrap();
-        b.lease_uids(registry.path()).unwrap();
-        let (ra, rb) = (a.uid_range, b.uid_range);
+        let default = crate::config::Config::embedded().sandbox.uids;
+        let mut a = Uids::new(default, false);
+        let mut b = Uids::new(default, false);
+        a.lease(registry.path(), Path::new("/run/a.sock")).unwrap();
+        b.lease(registry.path(), Path::new("/run/b.sock")).unwrap();
+        let (ra, rb) = (a.range(), b.range());
         assert_eq!((ra.1 - ra.0 + 1, rb.1 - rb.0 + 1), (AUTO_UIDS_SLICE, AUTO_UIDS_SLICE));
         assert!(ra.1 < rb.0 || rb.1 < ra.0, "{ra:?} and {rb:?} overlap");
-        assert_eq!(a.allocate_uid().unwrap(), ra.0, "handed out from the lease");
-        let explicit =
-            Config::parse(&format!("[sandbox]\nuids = \"{}-{}\"\n{POOL}", ra.0 + 10, ra.0 + 20), "x").unwrap();
-        let mut c = Sandbox::probe(&explicit, Path::new("/run/c.sock"));
-        let err = c.lease_uids(registry.path()).unwrap_err().to_string();
+        assert_eq!(a.allocate(), Some(ra.0), "handed out from the lease");
+        let mut c = Uids::new((ra.0 + 10, ra.0 + 20), true);
+        let err = c.lease(registry.path(), Path::new("/run/c.sock")).unwrap_err().to_string();
         assert!(err.contains("overlap") && err.contains("another streamletd"), "{err}");
         drop(a);
-        c.lease_uids(registry.path()).unwrap();
-        assert_eq!(c.uid_range, (ra.0 + 10, ra.0 + 20));
+        c.lease(registry.path(), Path::new("/run/c.sock")).unwrap();
+        assert_eq!(c.range(), (ra.0 + 10, ra.0 + 20));
     }
-
-    const POOL: &str =
-        "[pools.echo]\nhandler = { kind = \"echo\" }\nworkers = { min = 1, max = 1 }\nstreams_per_worker = 1\n";
 }
