@@ -121,7 +121,9 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream, who: requests::Peer)
     reader.set_max_frame(MAX_REQUEST_LEN);
     reader.set_frame_timeout(Some(FRAME_TIMEOUT));
 
-    let (sink, rx) = EventSink::in_backlog(encoding, daemon.backlog.clone());
+    // A non-admin's connections share their uid's budget (UID_BUDGET).
+    let share = (who.role(&daemon) < requests::Role::Admin).then(|| daemon.backlog.share_of(who.uid));
+    let (sink, rx) = EventSink::in_share(encoding, daemon.backlog.clone(), share);
     let mut writer_task = tokio::spawn(Writer::new(writer, last_copy.clone(), rx, sink.clone()).run());
     let mut stopping = daemon.stopping.subscribe();
     let idle_timeout = daemon.config.daemon.idle_timeout;

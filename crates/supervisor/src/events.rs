@@ -29,11 +29,25 @@ pub const SUBSCRIBER_BUDGET: usize = 4 * 1024 * 1024;
 /// reader (the one with the most) is closed.
 pub const TOTAL_BUDGET: usize = 64 * 1024 * 1024;
 
+/// Bytes all connections of one non-admin uid together may leave unread:
+/// past it, that uid's slowest reader is closed. One local user with many
+/// connections cannot take the whole [`TOTAL_BUDGET`] (and so have others'
+/// connections closed for it).
+pub const UID_BUDGET: usize = 16 * 1024 * 1024;
+
+/// What the connections of one uid have queued together.
+#[derive(Debug, Default)]
+pub struct Share {
+    queued: AtomicUsize,
+}
+
 /// What every connection has queued, together, and who holds it.
 #[derive(Debug, Default)]
 pub struct Backlog {
     total: AtomicUsize,
     queues: Mutex<Vec<Weak<Queue>>>,
+    /// Each non-admin uid's share, while it has a connection.
+    shares: Mutex<std::collections::HashMap<u32, Weak<Share>>>,
 }
 
 impl Backlog {
@@ -48,6 +62,38 @@ impl Backlog {
 
     fn sub(&self, len: usize) {
         self.total.fetch_sub(len, Ordering::AcqRel);
+    }
+
+    /// The share of `uid`'s connections (one for all of them).
+    pub fn share_of(&self, uid: u32) -> Arc<Share> {
+        let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(share) = shares.get(&uid).and_then(Weak::upgrade) {
+            return share;
+        }
+        // (Bounded by the uids with a connection: forget those gone.)
+        shares.retain(|_, s| s.strong_count() > 0);
+        let share = Arc::new(Share::default());
+        shares.insert(uid, Arc::downgrade(&share));
+        share
+    }
+
+    /// While `share` is over `limit`, closes its connection with the most
+    /// queued.
+    fn enforce_share(&self, share: &Arc<Share>, limit: usize) {
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live: Vec<Arc<Queue>> = queues
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|q| !q.closed.load(Ordering::Acquire) && q.share.as_ref().is_some_and(|s| Arc::ptr_eq(s, share)))
+            .collect();
+        drop(queues);
+        live.sort_by_key(|q| std::cmp::Reverse(q.queued.load(Ordering::Acquire)));
+        for queue in live {
+            if share.queued.load(Ordering::Acquire) <= limit || queue.queued.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            queue.abort();
+        }
     }
 
     /// While the total is over `limit`, closes the connection with the most
@@ -104,6 +150,8 @@ struct Queue {
     drained: Notify,
     encoding: Encoding,
     backlog: Arc<Backlog>,
+    /// Its uid's share, for a non-admin's connection.
+    share: Option<Arc<Share>>,
 }
 
 impl Queue {
@@ -114,7 +162,11 @@ impl Queue {
         if self.aborted.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.backlog.sub(self.queued.load(Ordering::Acquire));
+        let queued = self.queued.load(Ordering::Acquire);
+        self.backlog.sub(queued);
+        if let Some(share) = &self.share {
+            share.queued.fetch_sub(queued, Ordering::AcqRel);
+        }
         self.closed.store(true, Ordering::Release);
         self.abort.notify_one();
         self.drained.notify_waiters();
@@ -133,6 +185,16 @@ impl EventSink {
 
     /// A queue counted in `backlog`, with every other connection's.
     pub fn in_backlog(encoding: Encoding, backlog: Arc<Backlog>) -> (Self, mpsc::UnboundedReceiver<Outgoing>) {
+        Self::in_share(encoding, backlog, None)
+    }
+
+    /// A queue counted in `backlog` and, for a non-admin's connection, in
+    /// its uid's `share` ([`UID_BUDGET`]).
+    pub fn in_share(
+        encoding: Encoding,
+        backlog: Arc<Backlog>,
+        share: Option<Arc<Share>>,
+    ) -> (Self, mpsc::UnboundedReceiver<Outgoing>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let queue = Arc::new(Queue {
             tx,
@@ -144,6 +206,7 @@ impl EventSink {
             drained: Notify::new(),
             encoding,
             backlog: backlog.clone(),
+            share,
         });
         backlog.queues.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&queue));
         (Self(queue), rx)
@@ -218,6 +281,11 @@ impl EventSink {
         self.0.queued.fetch_add(len, Ordering::AcqRel);
         self.0.backlog.add(len);
         // The one place every queued byte passes: the total is kept here.
+        if let Some(share) = &self.0.share {
+            if share.queued.fetch_add(len, Ordering::AcqRel) + len > UID_BUDGET {
+                self.0.backlog.enforce_share(share, UID_BUDGET);
+            }
+        }
         if self.0.backlog.total() > TOTAL_BUDGET {
             self.0.backlog.enforce(TOTAL_BUDGET);
         }
@@ -228,6 +296,9 @@ impl EventSink {
         // (An aborted queue left the backlog whole when it was aborted.)
         if !self.0.aborted.load(Ordering::Acquire) {
             self.0.backlog.sub(len);
+            if let Some(share) = &self.0.share {
+                share.queued.fetch_sub(len, Ordering::AcqRel);
+            }
         }
     }
 
@@ -357,6 +428,30 @@ mod backlog_tests {
 
     /// Past the total, the connection holding the most is aborted and what
     /// it held no longer counts; the others keep theirs.
+    #[tokio::test]
+    async fn one_uids_connections_share_a_budget_past_which_its_slowest_is_closed() {
+        let backlog = Arc::new(Backlog::default());
+        let share = backlog.share_of(65534);
+        assert!(Arc::ptr_eq(&share, &backlog.share_of(65534)), "one share per uid");
+        let (a, a_rx) = EventSink::in_share(Encoding::Json, backlog.clone(), Some(share.clone()));
+        let (b, _b_rx) = EventSink::in_share(Encoding::Json, backlog.clone(), Some(backlog.share_of(65534)));
+        let (other, _other_rx) = EventSink::in_share(Encoding::Json, backlog.clone(), Some(backlog.share_of(1000)));
+        let (admin, _admin_rx) = EventSink::in_backlog(Encoding::Json, backlog.clone());
+        other.push(vec![0; UID_BUDGET / 2 + 1]);
+        admin.push(vec![0; UID_BUDGET]);
+        a.push(vec![0; UID_BUDGET / 2]);
+        assert!(!a.is_closed() && !b.is_closed(), "at the budget: nothing closed");
+        b.push(vec![0; UID_BUDGET / 2 + 1]);
+        assert!(b.was_aborted(), "past it, the uid's connection holding the most goes");
+        assert!(!a.is_closed() && !other.is_closed() && !admin.is_closed(), "no one else's");
+        assert_eq!(share.queued.load(Ordering::Acquire), UID_BUDGET / 2);
+        assert_eq!(backlog.total(), UID_BUDGET / 2 + UID_BUDGET / 2 + 1 + UID_BUDGET);
+        // What a's writer writes leaves the share too.
+        a.written(UID_BUDGET / 2);
+        assert_eq!(share.queued.load(Ordering::Acquire), 0);
+        drop(a_rx);
+    }
+
     #[tokio::test]
     async fn past_the_total_the_slowest_reader_is_closed() {
         let backlog = Arc::new(Backlog::default());
