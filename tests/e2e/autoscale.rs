@@ -364,14 +364,9 @@ fn each_daemon_keeps_a_history_of_its_own() {
     if !crate::support::privileged() {
         return;
     }
-    // FNV-1a of the socket path, as the daemon names its cgroup subtree.
+    // Named as the daemon names its cgroup subtree.
     let instance = |socket: &std::path::Path| {
-        let hash = socket
-            .as_os_str()
-            .as_encoded_bytes()
-            .iter()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
-        std::path::Path::new("/var/lib/streamlet").join(format!("streamlet-{:08x}", hash as u32))
+        std::path::Path::new("/var/lib/streamlet").join(crate::support::instance_name(socket))
     };
     /// Removes a daemon's state directory, whatever the test's fate.
     struct Remove(std::path::PathBuf);

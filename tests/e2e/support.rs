@@ -185,12 +185,60 @@ impl Drop for Daemon {
                 let _ = child.wait();
             }
         }
+        // A daemon that shut down removed its cgroups; one a test killed
+        // could not: what it left (empty by now) goes with it.
+        remove_cgroups_of(&self.socket);
         if std::thread::panicking() {
             let log = self.log();
             if !log.is_empty() {
                 eprintln!("--- the log of streamletd on {} ---\n{log}--- end of its log ---", self.socket.display());
             }
         }
+    }
+}
+
+/// The name a daemon on `socket` gives what it must have of its own (its
+/// cgroup subtree, its state directory): `streamlet-` and the FNV-1a hash of
+/// the socket's path.
+pub fn instance_name(socket: &Path) -> String {
+    let hash = socket
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+    format!("streamlet-{:08x}", hash as u32)
+}
+
+/// Removes the empty cgroups a daemon on `socket` left in the v1 hierarchies
+/// (its subtree, under its own cgroup or at the top). A cgroup with a
+/// process in it stays: rmdir refuses it.
+pub fn remove_cgroups_of(socket: &Path) {
+    fn remove_tree(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&entry.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    fn find(dir: &Path, name: &str, depth: u32) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if entry.file_name() == name {
+                remove_tree(&entry.path());
+            } else if depth > 0 {
+                find(&entry.path(), name, depth - 1);
+            }
+        }
+    }
+    let name = instance_name(socket);
+    for controller in ["cpu", "cpuacct", "memory", "pids"] {
+        find(&Path::new("/sys/fs/cgroup").join(controller), &name, 3);
     }
 }
 
