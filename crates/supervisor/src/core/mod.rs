@@ -24,7 +24,7 @@ use streamlet_proto::{
 };
 use streamlet_proto::{LeaseGranted, ReplyBody};
 use streams::{StreamEntry, StreamFd};
-pub use tenants::TenantFull;
+pub use tenants::{TenantFull, MAX_LEASES};
 use tokio::sync::{mpsc, oneshot};
 use waiting::{answer, Waiter};
 
@@ -78,8 +78,6 @@ pub struct Core {
     tenants: tenants::Tenants,
     /// The quota's clock starts here.
     epoch: Instant,
-    /// Live leases and their tenants.
-    leases: HashMap<LeaseId, String>,
     /// Opens waiting for room (or for their upstream), oldest first.
     waiting: waiting::Waiting,
     /// When the streams' send rates were last sampled for bursts.
@@ -312,7 +310,6 @@ impl Core {
             host_capacity: config.quota.egress.is_some(),
             tenants: tenants::Tenants::new(config.quota.tenants.clone(), config.quota.default_max_streams),
             epoch: Instant::now(),
-            leases: HashMap::new(),
             waiting: waiting::Waiting::default(),
             sampled: Instant::now(),
             drain_timeout: config.daemon.shutdown_timeout,
@@ -808,7 +805,7 @@ impl Core {
         if !self.pools.contains_key(&request.pool) {
             return Err(LeaseError::UnknownPool { pool: request.pool, known: self.pool_names() });
         }
-        if self.leases.len() >= MAX_LEASES {
+        if self.tenants.leases_full() {
             return Err(LeaseError::TooMany);
         }
         self.tenants.check(&request.tenant)?;
@@ -819,8 +816,7 @@ impl Core {
             .quota
             .lease(&request.tenant, &request.pool, priority, rate, request.ttl_ms, now)
             .map_err(LeaseError::Refused)?;
-        self.tenants.take(&request.tenant);
-        self.leases.insert(grant.id, request.tenant);
+        self.tenants.take_lease(grant.id, request.tenant);
         self.preempted(&grant.changes);
         self.apply_rates(&grant.changes.rates);
         Ok(LeaseGranted { lease: grant.id.0, rate: grant.rate, expires_in_ms: grant.expires_at.saturating_sub(now) })
@@ -836,9 +832,7 @@ impl Core {
     /// Gives a lease back.
     pub fn release_lease(&mut self, lease: u64) -> Result<(), ErrorBody> {
         self.quota.release_lease(LeaseId(lease)).map_err(|r| refusal_error(&r))?;
-        if let Some(tenant) = self.leases.remove(&LeaseId(lease)) {
-            self.tenants.give_back(&tenant);
-        }
+        self.tenants.end_lease(LeaseId(lease));
         self.retry_waiting();
         Ok(())
     }
@@ -850,10 +844,9 @@ impl Core {
         // otherwise hold the thread for a whole tick.)
         let expired = self.quota.expire_up_to(self.now_ms(), LEASES_EXPIRED_PER_TICK);
         for lease in &expired {
-            if let Some(tenant) = self.leases.remove(lease) {
+            if let Some(tenant) = self.tenants.end_lease(*lease) {
                 crate::logcap::limiter()
                     .info("lease_expired", format_args!("lease {} of tenant {tenant:?} expired", lease.0));
-                self.tenants.give_back(&tenant);
             }
         }
         if !expired.is_empty() {
@@ -900,9 +893,7 @@ impl Core {
             self.end_by_daemon(StreamId(victim.0), EndReason::Preempted);
         }
         for lease in &changes.preempted_leases {
-            if let Some(tenant) = self.leases.remove(lease) {
-                self.tenants.give_back(&tenant);
-            }
+            self.tenants.end_lease(*lease);
         }
     }
 
@@ -1458,10 +1449,6 @@ fn limit(rate: u64) -> Option<u64> {
 
 /// Leases freed at their expiry per tick, at most; the rest the next tick.
 pub const LEASES_EXPIRED_PER_TICK: usize = 4096;
-
-/// Leases held at once, at most: each costs memory and a place in the
-/// allocator, and a gateway could otherwise ask for them without end.
-pub const MAX_LEASES: usize = 65_536;
 
 /// Why a lease was not granted. (Its request was checked before; these
 /// depend on the daemon's state.)

@@ -1,8 +1,15 @@
 //! What each tenant holds (its streams and leases) against its
-//! `max_streams`: the one owner of the tenant counts.
+//! `max_streams`: the one owner of the tenant counts, and of which tenant
+//! holds each lease.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+
+use streamlet_balance::quota::LeaseId;
+
+/// Leases held at once, at most: each costs memory and a place in the
+/// allocator, and a gateway could otherwise ask for them without end.
+pub const MAX_LEASES: usize = 65_536;
 
 /// A tenant that holds its `max_streams` already, in streams and leases.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,11 +28,13 @@ pub struct Tenants {
     limits: BTreeMap<String, u32>,
     /// `[quota] default_max_streams`, for the tenants the config names not.
     default_limit: Option<u32>,
+    /// The tenant of each live lease.
+    leases: HashMap<LeaseId, String>,
 }
 
 impl Tenants {
     pub fn new(limits: BTreeMap<String, u32>, default_limit: Option<u32>) -> Self {
-        Self { held: BTreeMap::new(), limits, default_limit }
+        Self { held: BTreeMap::new(), limits, default_limit, leases: HashMap::new() }
     }
 
     /// New limits (a reload); what each holds stays.
@@ -66,6 +75,25 @@ impl Tenants {
                 self.held.remove(tenant);
             }
         }
+    }
+
+    /// Whether [`MAX_LEASES`] are held.
+    pub fn leases_full(&self) -> bool {
+        self.leases.len() >= MAX_LEASES
+    }
+
+    /// `tenant` took `lease`.
+    pub fn take_lease(&mut self, lease: LeaseId, tenant: String) {
+        self.take(&tenant);
+        self.leases.insert(lease, tenant);
+    }
+
+    /// `lease` ended (released, expired, preempted): its tenant gives it
+    /// back. The tenant, if the lease was held.
+    pub fn end_lease(&mut self, lease: LeaseId) -> Option<String> {
+        let tenant = self.leases.remove(&lease)?;
+        self.give_back(&tenant);
+        Some(tenant)
     }
 
     /// The tenants the config names, in name order.
@@ -136,6 +164,17 @@ mod tests {
         t.give_back("b");
         assert_eq!(t.held("b"), 0);
         assert_eq!(t.after(None).map(|(n, _)| n).collect::<Vec<_>>(), ["acme", "zeta"], "only the configured remain");
+    }
+
+    #[test]
+    fn a_lease_counts_for_its_tenant_until_it_ends_once() {
+        let mut t = tenants();
+        t.take_lease(LeaseId(7), "zeta".into());
+        assert!(t.check("zeta").is_err(), "zeta's one slot is the lease");
+        assert_eq!(t.end_lease(LeaseId(7)).as_deref(), Some("zeta"));
+        assert_eq!(t.end_lease(LeaseId(7)), None, "ended once");
+        assert_eq!(t.held("zeta"), 0);
+        assert!(!t.leases_full());
     }
 
     #[test]
