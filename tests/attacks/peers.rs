@@ -362,9 +362,9 @@ async fn idle_connections_lock_no_one_out() {
     half.clear();
 }
 
-/// A streamlet (a Python program speaking the channel by hand) that reports
-/// the end of a stream it never had, 100,000 times, heartbeating meanwhile.
-const LIAR: &str = r#"#!/usr/bin/python3
+/// What every hand-written Python streamlet below starts with: the channel
+/// on fd 3, its `Init` read, `Ready` sent, and heartbeats from a thread.
+const PREAMBLE: &str = r#"#!/usr/bin/python3
 import os, socket, threading, time
 s = socket.socket(fileno=3)
 s.recv(65536)
@@ -384,7 +384,16 @@ def heartbeats():
         s.send(b'\x03')
         time.sleep(0.2)
 threading.Thread(target=heartbeats, daemon=True).start()
-lie = b'\x01' + varint(999) + b'\x00\x01\x01'
+"#;
+
+/// A streamlet program: [`PREAMBLE`], then what it does.
+fn streamlet(body: &str) -> String {
+    format!("{PREAMBLE}{body}")
+}
+
+/// A streamlet (a Python program speaking the channel by hand) that reports
+/// the end of a stream it never had, 100,000 times, heartbeating meanwhile.
+const LIAR: &str = r#"lie = b'\x01' + varint(999) + b'\x00\x01\x01'
 for _ in range(100000):
     s.send(lie)
 time.sleep(60)
@@ -402,7 +411,7 @@ async fn a_flood_of_refusals_and_lies_is_counted_not_logged() {
     let scripts = tempfile::Builder::new().prefix("streamlet-attack-").tempdir_in("/run").unwrap();
     std::fs::set_permissions(scripts.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let liar = scripts.path().join("liar");
-    std::fs::write(&liar, LIAR).unwrap();
+    std::fs::write(&liar, streamlet(LIAR)).unwrap();
     std::fs::set_permissions(&liar, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let nobody = crate::support::NOBODY;
     let config = format!(
@@ -674,53 +683,13 @@ async fn a_descriptor_handed_back_by_a_streamlet_stalls_no_one() {
 }
 
 /// A streamlet that writes to its stderr as fast as it can.
-const CHATTERBOX: &str = r#"#!/usr/bin/python3
-import os, socket, threading, time
-s = socket.socket(fileno=3)
-s.recv(65536)
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7f
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-s.send(b"\x00" + varint(os.getpid()))
-def heartbeats():
-    while True:
-        s.send(b'\x03')
-        time.sleep(0.2)
-threading.Thread(target=heartbeats, daemon=True).start()
-line = b"x" * 99 + b"\n"
+const CHATTERBOX: &str = r#"line = b"x" * 99 + b"\n"
 while True:
     os.write(2, line * 40)
 "#;
 
 /// The same, without a single newline.
-const RAMBLER: &str = r#"#!/usr/bin/python3
-import os, socket, threading, time
-s = socket.socket(fileno=3)
-s.recv(65536)
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7f
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-s.send(b"\x00" + varint(os.getpid()))
-def heartbeats():
-    while True:
-        s.send(b'\x03')
-        time.sleep(0.2)
-threading.Thread(target=heartbeats, daemon=True).start()
-chunk = b"x" * 65536
+const RAMBLER: &str = r#"chunk = b"x" * 65536
 while True:
     os.write(2, chunk)
 "#;
@@ -743,7 +712,7 @@ fn cpu_time(pid: u32) -> Duration {
 async fn a_streamlet_flooding_its_stderr_costs_the_daemon_little() {
     let _one = crate::one_at_a_time().await;
     for script in [CHATTERBOX, RAMBLER] {
-        stderr_flood(script).await;
+        stderr_flood(&streamlet(script)).await;
     }
 }
 
@@ -1002,27 +971,7 @@ fn hand_over_socket(sock: &std::os::unix::net::UnixStream, frame: &[u8], fd: std
 /// A streamlet that reports counters for a stream it does not have, in
 /// messages as full as the protocol allows (1024 counters), as fast as it
 /// can; with `TOO_MANY`, one message of 2000 counters first.
-const STATS_FLOOD: &str = r#"#!/usr/bin/python3
-import os, socket, threading, time
-s = socket.socket(fileno=3)
-s.recv(65536)
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7f
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-s.send(b"\x00" + varint(os.getpid()))
-def heartbeats():
-    while True:
-        s.send(b'\x03')
-        time.sleep(0.2)
-threading.Thread(target=heartbeats, daemon=True).start()
-one = varint(999999) + varint(1) + varint(1) + varint(0) + varint(0)
+const STATS_FLOOD: &str = r#"one = varint(999999) + varint(1) + varint(1) + varint(0) + varint(0)
 full = b'\x02' + varint(1024) + one * 1024
 while True:
     s.send(full)
@@ -1037,7 +986,7 @@ async fn streamlets_flooding_counters_cost_the_daemon_little() {
     let scripts = tempfile::Builder::new().prefix("streamlet-attack-").tempdir_in("/run").unwrap();
     std::fs::set_permissions(scripts.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let worker = scripts.path().join("stats-flood");
-    std::fs::write(&worker, STATS_FLOOD).unwrap();
+    std::fs::write(&worker, streamlet(STATS_FLOOD)).unwrap();
     std::fs::set_permissions(&worker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let config = format!(
         "[daemon]\nworker_binary = \"{}\"\nshutdown_timeout = \"1s\"\n\n[pools.flood]\nhandler = {{ kind = \"echo\" }}\n\
@@ -1054,7 +1003,7 @@ async fn streamlets_flooding_counters_cost_the_daemon_little() {
     assert!(workers.iter().all(|w| w.restarts == 0), "within the protocol's bounds: not killed {workers:?}");
 
     // More counters in one message than the protocol allows: killed.
-    let too_many = STATS_FLOOD
+    let too_many = streamlet(STATS_FLOOD)
         .replace("while True:\n    s.send(full)", "s.send(b'\\x02' + varint(2000) + one * 2000)\ntime.sleep(60)");
     std::fs::write(&worker, too_many).unwrap();
     // Each death is an event: a replacement killed a few milliseconds after
