@@ -10,26 +10,15 @@
 //! becomes ready, and on its 50 ms tick (idle grace, the forecast).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use streamlet_autoscale::history::HistoryFile;
 use streamlet_autoscale::{Decision, Demand, Mode, Reason, Snapshot, WorkerLoad};
 use streamlet_proto::{Event, PoolScaled, ScaleDirection, WorkerId, WorkerState};
 
-use super::{Core, Slot};
-
-/// A streamlet the autoscaler wants: the spawner starts it in this slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpawnOrder {
-    pub pool: String,
-    pub slot: usize,
-}
-
-/// Milliseconds since the Unix epoch: the history's clock, which must go on
-/// across restarts (the scaling rules use the core's monotonic clock).
-pub fn wall_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+use super::coordinator::{wall_ms, Core};
+use super::fleet::SpawnOrder;
+use super::pool::Slot;
 
 impl Core {
     /// Where the autoscaler's spawns go (the daemon's spawner). Until this
@@ -41,14 +30,14 @@ impl Core {
     /// Every pool's history, to be written to the state file.
     pub fn history_file(&self) -> HistoryFile {
         let mut file = HistoryFile { pools: self.orphan_history.clone() };
-        file.pools.extend(self.pools.iter().map(|(name, p)| (name.clone(), p.demand.history().clone())));
+        file.pools.extend(self.fleet.pools.iter().map(|(name, p)| (name.clone(), p.demand.history().clone())));
         file
     }
 
     /// Goes on from the history read at start: each configured pool's
     /// record, with the minutes the daemon was down marked missing.
     pub fn resume_history(&mut self, mut file: HistoryFile, now_wall_ms: u64) {
-        for (name, pool) in &mut self.pools {
+        for (name, pool) in &mut self.fleet.pools {
             if let Some(history) = file.pools.remove(name) {
                 pool.demand = Demand::resume(history, now_wall_ms);
             }
@@ -71,13 +60,13 @@ impl Core {
             self.saved_minute = Some(minute);
         }
         self.forget_removed_pools();
-        let names: Vec<String> = self.pools.keys().cloned().collect();
+        let names: Vec<String> = self.fleet.pools.keys().cloned().collect();
         for name in names {
-            let pool = self.pools.get_mut(&name).expect("listed above");
+            let pool = self.fleet.pools.get_mut(&name).expect("listed above");
             pool.demand.tick(now_wall_ms);
             if pool.scaler.rules().mode != Mode::Reactive {
                 let lead = self.lead(&name);
-                let pool = self.pools.get_mut(&name).expect("listed above");
+                let pool = self.fleet.pools.get_mut(&name).expect("listed above");
                 let predicted = pool.demand.predicted_concurrency(now_wall_ms, lead.as_millis() as u64);
                 pool.scaler.set_prediction(predicted);
             }
@@ -89,11 +78,11 @@ impl Core {
     /// Refits of pools' models that fell due: to run off the lock, each
     /// installed with [`install_model`](Self::install_model).
     pub fn refit_jobs(&mut self) -> Vec<(String, streamlet_autoscale::demand::RefitJob)> {
-        self.pools.iter_mut().filter_map(|(name, p)| Some((name.clone(), p.demand.refit_job()?))).collect()
+        self.fleet.pools.iter_mut().filter_map(|(name, p)| Some((name.clone(), p.demand.refit_job()?))).collect()
     }
 
     pub fn install_model(&mut self, pool: &str, model: streamlet_autoscale::forecast::Model) {
-        if let Some(p) = self.pools.get_mut(pool) {
+        if let Some(p) = self.fleet.pools.get_mut(pool) {
             p.demand.install(model);
         }
     }
@@ -102,7 +91,7 @@ impl Core {
     /// streamlet of it took to become ready if that is longer, so that what
     /// the forecast asks for is ready when the demand comes.
     pub(super) fn lead(&self, pool: &str) -> Duration {
-        let Some(p) = self.pools.get(pool) else { return Duration::ZERO };
+        let Some(p) = self.fleet.pools.get(pool) else { return Duration::ZERO };
         p.config.autoscale.lead.max(p.spawn_time)
     }
 
@@ -111,21 +100,21 @@ impl Core {
     /// arrival for its demand. Refusals of the request itself (a tenant's
     /// limit, a bad rate) are no demand for capacity.
     pub(super) fn record_arrival(&mut self, pool: &str) {
-        if let Some(p) = self.pools.get_mut(pool) {
+        if let Some(p) = self.fleet.pools.get_mut(pool) {
             p.demand.arrival(wall_ms());
         }
     }
 
     /// A stream of `pool` ended after `lived`.
     pub(super) fn record_duration(&mut self, pool: &str, lived: Duration) {
-        if let Some(p) = self.pools.get_mut(pool) {
+        if let Some(p) = self.fleet.pools.get_mut(pool) {
             p.demand.ended(lived.as_millis() as u64);
         }
     }
 
     /// A streamlet of `pool` took `took` from spawn to ready.
     pub(super) fn record_spawn_time(&mut self, pool: &str, took: Duration) {
-        if let Some(p) = self.pools.get_mut(pool) {
+        if let Some(p) = self.fleet.pools.get_mut(pool) {
             // The slowest of the recent ones, fading: one slow start is
             // remembered for a while, not for ever.
             p.spawn_time = took.max(p.spawn_time.mul_f64(0.9));
@@ -136,17 +125,17 @@ impl Core {
     /// and how many more are on their way (spawns scheduled, starting, or a
     /// slot whose streamlet is being replaced).
     fn snapshot(&self, pool: &str) -> (Vec<WorkerLoad>, u32, u32) {
-        let Some(p) = self.pools.get(pool) else { return (Vec::new(), 0, 0) };
+        let Some(p) = self.fleet.pools.get(pool) else { return (Vec::new(), 0, 0) };
         let mut ready = Vec::with_capacity(p.slots.len());
         let (mut starting, mut replacing) = (0, 0);
         for slot in p.slots.iter().filter(|s| s.in_use) {
-            let live = slot.worker.and_then(|id| self.workers.get(&id).map(|w| (id, w)));
+            let live = slot.worker.and_then(|id| self.fleet.workers.get(&id).map(|w| (id, w)));
             match live {
                 Some((id, w)) if w.state == WorkerState::Ready => ready.push(WorkerLoad {
                     id: id.0,
                     streams: w.streams.len() as u32,
-                    started_ms: w.started.saturating_duration_since(self.epoch).as_millis() as u64,
-                    idle_since_ms: w.idle_since.map(|t| t.saturating_duration_since(self.epoch).as_millis() as u64),
+                    started_ms: self.bandwidth.since_epoch(w.started),
+                    idle_since_ms: w.idle_since.map(|t| self.bandwidth.since_epoch(t)),
                 }),
                 // Spawned, not ready yet: empty capacity on its way.
                 Some((_, w)) if w.state == WorkerState::Starting => starting += 1,
@@ -164,15 +153,15 @@ impl Core {
 
     /// Asks `pool`'s scaler what to do now, and does it.
     pub(super) fn autoscale(&mut self, pool: &str) {
-        if self.shutting_down || self.spawn_orders.is_none() || self.pools.get(pool).is_none_or(|p| p.removed) {
+        if self.shutting_down || self.spawn_orders.is_none() || self.fleet.pools.get(pool).is_none_or(|p| p.removed) {
             return;
         }
         let (workers, starting, replacing) = self.snapshot(pool);
         let now_ms = self.now_ms();
-        let Some(state) = self.pools.get_mut(pool) else { return };
+        let Some(state) = self.fleet.pools.get_mut(pool) else { return };
         let decision = state.scaler.decide(&Snapshot { now_ms, workers: &workers, starting, replacing });
         self.report_forecast_only(pool, &decision);
-        let state = self.pools.get_mut(pool).expect("checked above");
+        let state = self.fleet.pools.get_mut(pool).expect("checked above");
         state.desired = decision.desired;
         state.forecast = decision.forecast;
         if decision.is_empty() {
@@ -198,15 +187,14 @@ impl Core {
         let mut retired: BTreeMap<Reason, Vec<WorkerId>> = BTreeMap::new();
         for &(key, why) in &decision.retire {
             let id = WorkerId(key);
-            let Some(worker) = self.workers.get_mut(&id) else { continue };
-            let state = self.pools.get_mut(pool).expect("checked above");
+            let Some(worker) = self.fleet.workers.get_mut(&id) else { continue };
+            let state = self.fleet.pools.get_mut(pool).expect("checked above");
             state.placement.remove(key);
             if let Some(slot) = state.slots.get_mut(worker.slot) {
                 slot.in_use = false;
             }
-            worker.state = WorkerState::Stopping;
             worker.retiring = true;
-            worker.link.hang_up();
+            worker.stop();
             retired.entry(why).or_default().push(id);
         }
         let forecast = decision.forecast;
@@ -238,7 +226,7 @@ impl Core {
 
     /// `forecast-only`: says, once per change, what the forecast would do.
     fn report_forecast_only(&mut self, pool: &str, decision: &Decision) {
-        let Some(state) = self.pools.get_mut(pool) else { return };
+        let Some(state) = self.fleet.pools.get_mut(pool) else { return };
         if state.scaler.rules().mode != Mode::ForecastOnly || decision.would_spawn == state.would_spawn {
             return;
         }
@@ -252,7 +240,7 @@ impl Core {
 
     /// A spawn the autoscaler ordered started its streamlet.
     pub fn autoscale_spawned(&mut self, pool: &str) {
-        if let Some(p) = self.pools.get_mut(pool) {
+        if let Some(p) = self.fleet.pools.get_mut(pool) {
             p.scaler.spawn_succeeded();
         }
         self.spawn_settled(pool);
@@ -262,7 +250,7 @@ impl Core {
     /// pool's next spawns back off.
     pub fn autoscale_spawn_failed(&mut self, pool: &str, slot: usize) {
         let now = self.now_ms();
-        if let Some(p) = self.pools.get_mut(pool) {
+        if let Some(p) = self.fleet.pools.get_mut(pool) {
             if let Some(s) = p.slots.get_mut(slot).filter(|s| s.worker.is_none()) {
                 s.in_use = false;
             }
@@ -277,19 +265,10 @@ impl Core {
     /// stream of full (lookahead).
     /// (A pool of a fixed size, `min == max`, has nothing to ask.)
     pub(super) fn worth_asking(&self, pool: &str, streams: usize) -> bool {
-        self.pools.get(pool).is_some_and(|p| {
+        self.fleet.pools.get(pool).is_some_and(|p| {
             let per = p.config.streams_per_worker.max(1) as usize;
             p.config.workers_min < p.config.workers_max && (streams == 1 || streams + 1 >= per)
         })
-    }
-
-    /// Since when a ready streamlet has had no stream, for its idle grace.
-    pub(super) fn mark_idle(&mut self, id: WorkerId) {
-        if let Some(w) = self.workers.get_mut(&id) {
-            if w.streams.is_empty() && w.idle_since.is_none() {
-                w.idle_since = Some(Instant::now());
-            }
-        }
     }
 }
 
@@ -308,7 +287,7 @@ mod tests {
         assert!(!core.tick_autoscale(t + 60));
         // (An open may close the minute through the demand before the tick
         // sees it; the minute of the clock decides, not who closed it.)
-        core.pools.get_mut("echo").unwrap().demand.tick(t + MINUTE + 1);
+        core.fleet.pools.get_mut("echo").unwrap().demand.tick(t + MINUTE + 1);
         assert!(core.tick_autoscale(t + MINUTE + 20), "a new minute: write");
         assert!(!core.tick_autoscale(t + MINUTE + 70), "once");
         assert!(core.tick_autoscale(t + 5 * MINUTE), "after a pause too");

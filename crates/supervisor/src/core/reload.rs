@@ -8,11 +8,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use streamlet_balance::quota::{Priority, Rate, StreamKey};
+use streamlet_balance::quota::StreamKey;
 use streamlet_proto::{ErrorBody, ErrorCode, Event, Reloaded, ScaleAccepted, StreamId, WorkerId, WorkerState};
 use streamlet_sandbox::cgroup::WorkerCgroup;
 
-use super::{Core, PoolState, SPARE_SLOT};
+use super::coordinator::Core;
+use super::fleet::{SpawnOrder, SPARE_SLOT};
+use super::pool::{placement_for, PoolState};
+use super::worker::Serving;
 use crate::config::{Config, PoolConfig};
 use crate::validate::Scale;
 
@@ -31,14 +34,11 @@ impl Core {
         out.summary.source = config.source.clone();
 
         // The host's bandwidth and the tenants.
-        self.host_capacity = config.quota.egress.is_some();
-        let changes = self.quota.set_host_capacity(config.quota.egress.unwrap_or(u64::MAX));
-        self.preempted(&changes);
-        self.apply_rates(&changes.rates);
-        self.tenants.configure(config.quota.tenants.clone(), config.quota.default_max_streams);
-        self.quota.set_burst_window(config.quota.burst.as_millis() as u64);
+        let changes = self.bandwidth.reconfigure(config);
+        self.apply_changes(&changes);
 
         let gone: Vec<String> = self
+            .fleet
             .pools
             .iter()
             .filter(|(n, p)| !p.removed && !config.pools.contains_key(*n))
@@ -49,7 +49,7 @@ impl Core {
             out.summary.removed.push(name);
         }
         for (name, pool) in &config.pools {
-            match self.pools.get(name) {
+            match self.fleet.pools.get(name) {
                 None => {
                     self.add_pool(pool, config);
                     out.summary.added.push(name.clone());
@@ -81,35 +81,26 @@ impl Core {
     /// (min 0, or the pool's default rate), so the new capacity holds for
     /// them too.
     fn manage_unmanaged(&mut self, notes: &mut Vec<String>) {
-        let now = self.now_ms();
         let mut pending: Vec<StreamId> = self
             .streams
             .iter()
             .filter(|(_, e)| !e.managed)
-            .filter(|(_, e)| {
-                self.pools
-                    .get(&e.pool)
-                    .is_some_and(|p| self.host_capacity || p.config.egress.is_some() || p.config.default_rate.is_some())
-            })
+            .filter(|(_, e)| self.fleet.pools.get(&e.pool).is_some_and(|p| self.bandwidth.would_manage(&p.config)))
             .map(|(id, _)| *id)
             .collect();
         pending.sort_unstable();
         let mut refused = 0;
         for id in pending {
-            let entry = &self.streams[&id];
-            let pool = &self.pools[&entry.pool].config;
-            let rate = pool.default_rate.map_or(Rate { min: 0, max: super::UNLIMITED }, |r| Rate {
-                min: r.min,
-                max: r.max.min(super::UNLIMITED),
-            });
-            let (pool_name, tenant, priority) = (entry.pool.clone(), entry.tenant.clone(), entry.priority);
-            match self.quota.admit(StreamKey(id.0), &pool_name, &tenant, Priority(priority), rate, now) {
+            let Some(entry) = self.streams.get(&id) else { continue };
+            // (As it is: min 0, or the pool's default rate.)
+            let ask = self.bandwidth.ask(&self.fleet.pools[&entry.pool].config, None);
+            let (pool, tenant, priority) = (entry.pool.clone(), entry.tenant.clone(), entry.priority);
+            match self.bandwidth.admit(id, &pool, &tenant, priority, ask.rate) {
                 Ok(admission) => {
                     if let Some(entry) = self.streams.get_mut(&id) {
                         entry.managed = true;
                     }
-                    self.preempted(&admission.changes);
-                    self.apply_rates(&admission.changes.rates);
+                    self.apply_changes(&admission.changes);
                     self.apply_rates(&[(StreamKey(id.0), admission.rate)]);
                 }
                 Err(_) => refused += 1,
@@ -126,9 +117,9 @@ impl Core {
     /// A new pool: the autoscaler fills it to its minimum at once (and its
     /// spare is ordered).
     fn add_pool(&mut self, pool: &Arc<PoolConfig>, config: &Config) {
-        let changes = self.quota.set_pool(&pool.name, pool.egress, pool.preempt);
+        let changes = self.bandwidth.set_pool(&pool.name, pool.egress, pool.preempt);
         self.apply_rates(&changes.rates);
-        self.pools.insert(pool.name.clone(), PoolState::new(pool, config, 0));
+        self.fleet.pools.insert(pool.name.clone(), PoolState::new(pool, config, 0));
         if pool.spare {
             self.order_spawn(&pool.name, SPARE_SLOT);
         }
@@ -139,21 +130,20 @@ impl Core {
     /// streamlets drain (no deadline: a stream is never cut for a reload)
     /// and nothing replaces them.
     fn remove_pool(&mut self, name: &str) {
-        let Some(pool) = self.pools.get_mut(name) else { return };
+        let Some(pool) = self.fleet.pools.get_mut(name) else { return };
         pool.removed = true;
         pool.restarting.clear();
         for slot in &mut pool.slots {
             slot.in_use = false;
         }
         let spare = pool.spare.take();
-        let ids: Vec<WorkerId> = self.workers.iter().filter(|(_, w)| w.pool == name).map(|(id, _)| *id).collect();
+        let ids: Vec<WorkerId> = self.fleet.workers.iter().filter(|(_, w)| w.pool == name).map(|(id, _)| *id).collect();
         for id in ids {
-            let pool = self.pools.get_mut(name).expect("checked above");
+            let pool = self.fleet.pools.get_mut(name).expect("checked above");
             pool.placement.remove(id.0);
-            let Some(worker) = self.workers.get_mut(&id) else { continue };
+            let Some(worker) = self.fleet.workers.get_mut(&id) else { continue };
             if Some(id) == spare || worker.state == WorkerState::Starting {
-                worker.state = WorkerState::Stopping;
-                worker.link.hang_up();
+                worker.stop();
                 continue;
             }
             if matches!(worker.state, WorkerState::Ready | WorkerState::Draining) {
@@ -170,10 +160,9 @@ impl Core {
     /// A pool whose settings changed, in place.
     fn change_pool(&mut self, pool: &Arc<PoolConfig>, config: &Config, out: &mut Reconfigured) {
         let name = pool.name.clone();
-        let changes = self.quota.set_pool(&name, pool.egress, pool.preempt);
-        self.preempted(&changes);
-        self.apply_rates(&changes.rates);
-        let state = self.pools.get_mut(&name).expect("the caller found it");
+        let changes = self.bandwidth.set_pool(&name, pool.egress, pool.preempt);
+        self.apply_changes(&changes);
+        let state = self.fleet.pools.get_mut(&name).expect("the caller found it");
         let old = std::mem::replace(&mut state.config, pool.clone());
         let revived = std::mem::take(&mut state.removed);
         state.scaler.set_rules(pool.rules());
@@ -197,12 +186,12 @@ impl Core {
             for stream in self.streams.values().filter(|s| s.pool == name) {
                 tenants.entry(stream.worker).or_default().insert(stream.tenant.as_str());
             }
-            for (id, worker) in self.workers.iter_mut().filter(|(_, w)| w.pool == name) {
+            for (id, worker) in self.fleet.workers.iter_mut().filter(|(_, w)| w.pool == name) {
                 let serves = tenants.get(id).map(|t| t.iter().copied().collect::<Vec<_>>()).unwrap_or_default();
                 worker.tenant = match serves.as_slice() {
                     [] => None,
-                    [one] => Some(super::Serving::One((*one).to_owned())),
-                    _ => Some(super::Serving::Several),
+                    [one] => Some(Serving::One((*one).to_owned())),
+                    _ => Some(Serving::Several),
                 };
             }
             let mixed = tenants.values().filter(|t| t.len() > 1).count();
@@ -221,7 +210,7 @@ impl Core {
             || old.worker_labels != pool.worker_labels
             || revived;
         if placement_changed {
-            let mut placement = super::placement_for(pool, config);
+            let mut placement = placement_for(pool, config);
             let live: Vec<(usize, WorkerId)> = state
                 .slots
                 .iter()
@@ -230,7 +219,7 @@ impl Core {
                 .filter_map(|(i, s)| s.worker.map(|w| (i, w)))
                 .collect();
             for (slot, id) in live {
-                let Some(worker) = self.workers.get_mut(&id) else { continue };
+                let Some(worker) = self.fleet.workers.get_mut(&id) else { continue };
                 worker.labels = pool.labels_of(slot);
                 if worker.state == WorkerState::Ready {
                     placement.add(id.0, pool.streams_per_worker, &worker.labels);
@@ -239,11 +228,12 @@ impl Core {
                     }
                 }
             }
-            let state = self.pools.get_mut(&name).expect("the caller found it");
+            let state = self.fleet.pools.get_mut(&name).expect("the caller found it");
             state.placement = placement;
         }
         if old.limits != pool.limits {
             let cgroups = self
+                .fleet
                 .workers
                 .values()
                 .filter(|w| w.pool == name && w.state != WorkerState::Stopping)
@@ -252,15 +242,14 @@ impl Core {
         }
         // The spare: ordered if the pool now keeps one and has none (or
         // came back), told to exit if it no longer does.
-        let state = self.pools.get_mut(&name).expect("the caller found it");
+        let state = self.fleet.pools.get_mut(&name).expect("the caller found it");
         let spare_coming = state.spare.is_some() || (old.spare && !revived && state.pending > 0);
         if pool.spare && !spare_coming {
             self.order_spawn(&name, SPARE_SLOT);
         } else if !pool.spare {
             if let Some(spare) = state.spare.take() {
-                if let Some(w) = self.workers.get_mut(&spare) {
-                    w.state = WorkerState::Stopping;
-                    w.link.hang_up();
+                if let Some(w) = self.fleet.workers.get_mut(&spare) {
+                    w.stop();
                 }
             }
         }
@@ -275,8 +264,8 @@ impl Core {
     /// pool's other bound.
     pub(crate) fn scale(&mut self, request: &Scale) -> Result<ScaleAccepted, ErrorBody> {
         let pool = request.pool.as_str();
-        self.check_pool(Some(pool))?;
-        let state = self.pools.get_mut(pool).expect("checked above");
+        self.fleet.check(Some(pool))?;
+        let state = self.fleet.pools.get_mut(pool).expect("checked above");
         let (min, max) =
             (request.min.unwrap_or(state.config.workers_min), request.max.unwrap_or(state.config.workers_max));
         if min > max {
@@ -294,7 +283,7 @@ impl Core {
         state.scaler.set_rules(state.config.rules());
         tracing::info!(pool, min, max, "pool bounds set by an operator (until the next reload)");
         self.autoscale(pool);
-        let desired = self.pools.get(pool).map_or(0, |p| p.desired);
+        let desired = self.fleet.pools.get(pool).map_or(0, |p| p.desired);
         Ok(ScaleAccepted { pool: pool.to_owned(), min, max, desired })
     }
 
@@ -302,23 +291,24 @@ impl Core {
     /// pending until it settles).
     pub(super) fn order_spawn(&mut self, pool: &str, slot: usize) {
         let Some(orders) = self.spawn_orders.clone() else { return };
-        if let Some(p) = self.pools.get_mut(pool) {
+        if let Some(p) = self.fleet.pools.get_mut(pool) {
             p.pending += 1;
-            let _ = orders.send(super::SpawnOrder { pool: pool.to_owned(), slot });
+            let _ = orders.send(SpawnOrder { pool: pool.to_owned(), slot });
         }
     }
 
     /// Removed pools whose last streamlet is gone are forgotten.
     pub(super) fn forget_removed_pools(&mut self) {
         let empty: Vec<String> = self
+            .fleet
             .pools
             .iter()
-            .filter(|(name, p)| p.removed && p.pending == 0 && !self.workers.values().any(|w| &w.pool == *name))
+            .filter(|(name, p)| p.removed && p.pending == 0 && !self.fleet.workers.values().any(|w| &w.pool == *name))
             .map(|(name, _)| name.clone())
             .collect();
         for name in empty {
-            self.pools.remove(&name);
-            let changes = self.quota.set_pool(&name, None, false);
+            self.fleet.pools.remove(&name);
+            let changes = self.bandwidth.set_pool(&name, None, false);
             self.apply_rates(&changes.rates);
             tracing::info!(pool = %name, "removed pool's last streamlet is gone");
         }
