@@ -33,8 +33,8 @@ pub use autoscale::Autoscale;
 pub use error::{ConfigError, Problem};
 pub use monitor::{OnWorkerExit, DEFAULT_HEARTBEAT_TIMEOUT};
 pub use pool::{
-    Framing, PoolConfig, DEFAULT_STREAMS_PER_WORKER, DEFAULT_WORKERS, MAX_STREAMS_PER_WORKER, MAX_WORKERS_PER_POOL,
-    STREAMLET_OWN_FDS,
+    Framing, PoolConfig, DEFAULT_STREAMS_PER_WORKER, DEFAULT_WORKERS, GEO_DISTANCE_PER_FULL_LOAD,
+    MAX_STREAMS_PER_WORKER, MAX_WORKERS_PER_POOL, STREAMLET_OWN_FDS,
 };
 pub use quota::{QuotaConfig, RateRange};
 pub use restart::RestartPolicy;

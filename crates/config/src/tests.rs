@@ -421,6 +421,28 @@ fn worker_labels_go_over_the_pools_by_slot() {
 }
 
 #[test]
+fn a_geo_pool_weighs_the_configured_distances_against_load() {
+    use streamlet_balance::{Labels, Request};
+    // A streamlet in the stream's region with 7 of 8 streams (a share of
+    // 0.875), and an empty one elsewhere: a distance under 87.5 makes the
+    // empty one the better choice.
+    let choice = |distance: u32| {
+        let text = format!("{POOL}placement = \"geo\"\n[regions.distance]\n\"eu-west:us-east\" = {distance}\n");
+        let config = Config::parse(&text, "x").unwrap();
+        let mut placement = config.pools["echo"].placement(&config);
+        let region = |r: &str| Labels::from([("region".to_owned(), r.to_owned())]);
+        placement.add(1, 8, &region("us-east"));
+        placement.add(2, 8, &region("eu-west"));
+        for _ in 0..7 {
+            placement.occupy(1);
+        }
+        placement.place(&Request { region: Some("us-east".into()) })
+    };
+    assert_eq!(choice(80), Some(2));
+    assert_eq!(choice(95), Some(1));
+}
+
+#[test]
 fn the_quota_keys_of_the_issue_parse() {
     let text = r#"
 [capacity]
