@@ -35,7 +35,6 @@ pub mod restart;
 pub mod sandbox;
 mod scrape;
 mod server;
-pub mod simulate;
 mod spawn_thread;
 mod spawner;
 pub mod state;
