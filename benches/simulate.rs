@@ -13,8 +13,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use streamlet_supervisor::simulate::{self, Durations, Options, Policy, Trace, Workload};
-use streamlet_supervisor::Config;
+use streamlet_config::Config;
+use streamlet_simulate::{self as simulate, Durations, Options, Policy, Trace, Workload};
 
 const TRACE: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/traces/nasa_http_1995/nasa_requests_per_minute.csv");

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use streamlet_supervisor::Config;
+use streamlet_config::Config;
 
 /// What `--help` says after the options.
 pub const AFTER_HELP: &str = "\

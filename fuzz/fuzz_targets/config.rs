@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use streamlet_config::Config;
+use streamlet_config::{RunAs, MAX_STREAMS_PER_WORKER, MAX_WORKERS_PER_POOL};
 use streamlet_fuzz::heap;
-use streamlet_supervisor::config::{RunAs, MAX_STREAMS_PER_WORKER, MAX_WORKERS_PER_POOL};
-use streamlet_supervisor::Config;
 
 /// TOML's parse tree: the densest inputs measured (nested inline tables,
 /// 3000 empty `worker_labels`) take under 100 bytes per input byte.

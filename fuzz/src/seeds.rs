@@ -244,7 +244,7 @@ const POOL: &str =
 pub fn config() -> Vec<Seed> {
     let shipped = [
         ("systemd", include_str!("../../systemd/streamletd.toml")),
-        ("default", include_str!("../../crates/supervisor/src/config/default.toml")),
+        ("default", include_str!("../../crates/config/src/default.toml")),
         ("bench-azure", include_str!("../../benches/autoscale/azure.toml")),
         ("bench-nasa-spread", include_str!("../../benches/autoscale/nasa-spread.toml")),
     ];
@@ -306,7 +306,7 @@ mod tests {
         }
         for (name, text) in config() {
             let text = String::from_utf8(text).unwrap();
-            if let Err(e) = streamlet_supervisor::Config::parse(&text, &name) {
+            if let Err(e) = streamlet_config::Config::parse(&text, &name) {
                 panic!("{name}: {e}");
             }
         }

@@ -239,11 +239,11 @@ type Step = (ScaleDirection, ScaleReason, Option<usize>);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_and_the_daemon_make_the_same_decisions() {
-    use streamlet_supervisor::simulate::{self, Action, Options, Policy, Trace, Workload};
+    use streamlet_simulate::{self as simulate, Action, Options, Policy, Trace, Workload};
     let config_text = ELASTIC;
 
     // The simulator, on the same config and script.
-    let config = streamlet_supervisor::Config::parse(config_text, "elastic").unwrap();
+    let config = streamlet_config::Config::parse(config_text, "elastic").unwrap();
     let rows: String = SCRIPT.iter().map(|(at, d)| format!("{at},{d}\n")).collect();
     let trace = Trace::parse(&format!("at_ms,duration_ms\n{rows}"), "script.csv").unwrap();
     let options = Options { spawn_delay_ms: 5, warm_up_ms: 0, ..Options::default() };

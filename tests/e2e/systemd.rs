@@ -219,7 +219,7 @@ fn the_install_script_honours_destdir_and_keeps_a_config() {
     assert!(std::fs::read_to_string(at("/usr/share/man/man1/streamletctl.1")).unwrap().contains(".TH streamletctl"));
     assert!(at("/usr/share/bash-completion/completions/streamletctl").is_file());
     let config = at("/etc/streamlet/streamletd.toml");
-    streamlet_supervisor::Config::load(&config).expect("the installed example is a valid config");
+    streamlet_config::Config::load(&config).expect("the installed example is a valid config");
     // An operator's config is never overwritten.
     std::fs::write(&config, "# mine\n").unwrap();
     let out = install();

@@ -7,12 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Map, Value};
-use streamlet_supervisor::config::PoolConfig;
-use streamlet_supervisor::simulate::{
-    self, format_duration, format_minute, format_span, parse_duration, Durations, Options, Outcome, Policy,
+use streamlet_config::{Config, PoolConfig};
+use streamlet_simulate::{
+    self as simulate, format_duration, format_minute, format_span, parse_duration, Durations, Options, Outcome, Policy,
     SimulateError, Trace, Workload,
 };
-use streamlet_supervisor::Config;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -335,6 +335,9 @@ pub struct QuotaReport {
     pub next: Option<String>,
 }
 
+/// The tenant of an open or a lease that names none.
+pub const DEFAULT_TENANT: &str = "default";
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct OpenRequest {

@@ -1,5 +1,6 @@
-//! The daemon's core: configuration, the pools and their streamlets, the
-//! monitor that reaps and replaces them, and the control server.
+//! The daemon's core: the pools and their streamlets, the monitor that reaps
+//! and replaces them, and the control server. Its configuration is
+//! [`streamlet_config`], re-exported as [`config`].
 //!
 //! `streamletd`'s `main` parses its flags, loads a [`Config`] (refusing a bad
 //! one before any socket is bound) and calls [`run`]:
@@ -15,7 +16,6 @@
 //! `ARCHITECTURE.md` at the top of the repository names the tasks and who
 //! owns which state.
 
-pub mod config;
 mod conn;
 mod context;
 pub mod core;
@@ -35,15 +35,19 @@ pub mod restart;
 pub mod sandbox;
 mod scrape;
 mod server;
-pub mod simulate;
 mod spawn_thread;
 mod spawner;
 pub mod state;
 mod stderr;
 pub mod systemd;
-pub mod upstream;
 pub(crate) mod validate;
 mod writer;
+
+/// The configuration is a crate of its own (the simulator reads it too);
+/// here it keeps its old path.
+pub use streamlet_config as config;
+/// A relay's upstream is parsed with the configuration; the daemon connects it.
+pub use streamlet_config::upstream;
 
 pub use config::{Config, ConfigError};
 pub use daemon::{run, Daemon, DaemonError};

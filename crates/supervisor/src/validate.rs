@@ -21,8 +21,7 @@ use streamlet_proto::{
 
 use crate::config::MAX_WORKERS_PER_POOL;
 
-/// The tenant of streams opened without one.
-pub const DEFAULT_TENANT: &str = "default";
+pub use streamlet_proto::DEFAULT_TENANT;
 
 /// Bytes in a tenant name, at most.
 pub const MAX_TENANT_LEN: usize = 128;

@@ -67,7 +67,7 @@ pub use burst::Burst;
 pub use lease::LeaseGrant;
 pub use reason::Refusal;
 pub use report::{PoolReport, QuotaReport, TenantReport, Usage};
-pub use types::{Holder, LeaseId, Level, Millis, PoolId, Priority, Rate, StreamKey, TenantId};
+pub use types::{Holder, LeaseId, Level, Millis, PoolId, Priority, Rate, StreamKey, TenantId, UNLIMITED};
 
 #[cfg(test)]
 mod props;

@@ -12,6 +12,11 @@ pub type TenantId = String;
 /// A pool's name, as written in `[pools.NAME]`.
 pub type PoolId = String;
 
+/// An allocation at or above this is no limit: the stream is not paced.
+/// (A stream's max is capped here too: many unlimited maxima must not add
+/// up to a cap.)
+pub const UNLIMITED: u64 = 1 << 60;
+
 /// What a stream or lease asks for, in bytes per second: `min <= max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rate {

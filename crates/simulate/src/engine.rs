@@ -34,14 +34,14 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use streamlet_autoscale::{Demand, Mode, Reason, Rules, Scaler, Snapshot, WorkerLoad};
-use streamlet_balance::quota::{Allocator, Priority, Rate, StreamKey};
+use streamlet_balance::quota::{Allocator, Priority, Rate, StreamKey, UNLIMITED};
 use streamlet_balance::{Placement, Request};
+use streamlet_config::{Config, PoolConfig};
+use streamlet_proto::DEFAULT_TENANT;
 
 use super::clock::{tick_at_or_after, MINUTE_MS, TICK_MS};
 use super::workload::Workload;
 use super::{Action, Logged, Minute, Options, Outcome, Policy, Totals};
-use crate::config::{Config, PoolConfig};
-use crate::core::{placement_for, DEFAULT_TENANT, UNLIMITED};
 
 /// Plays `workload` against `pool` under `policy`.
 pub fn run(pool: &PoolConfig, config: &Config, policy: Policy, workload: &Workload, options: &Options) -> Outcome {
@@ -163,7 +163,7 @@ impl<'a> Engine<'a> {
             lead_ms,
             spawn_delay_ms: options.spawn_delay_ms,
             wait_ms: options.wait_ms,
-            placement: placement_for(pool, config),
+            placement: pool.placement(config),
             quota,
             managed: pool.default_rate.is_some() || config.quota.egress.is_some() || pool.egress.is_some(),
             rate,

@@ -5,7 +5,7 @@ use streamlet_autoscale::history::MISSING;
 use streamlet_autoscale::Reason;
 
 use super::*;
-use crate::Config;
+use streamlet_config::Config;
 
 /// One pool `p` with these keys after its handler.
 fn config(keys: &str) -> Config {

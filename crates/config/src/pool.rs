@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use streamlet_balance::policies::PolicyKind;
+use streamlet_balance::policies::{PolicyKind, PolicyOptions};
+use streamlet_balance::Placement;
 use streamlet_proto::worker::{HandlerSpec, OnCorrupt};
 
 use super::autoscale::Autoscale;
@@ -17,6 +18,10 @@ use super::sandbox::{Limits, Network, RunAs};
 use super::{autoscale, error, monitor, quota, sandbox};
 use crate::restart::RestartPolicy;
 use crate::upstream::Upstream;
+
+/// A distance of this many units weighs, in `geo`'s score, as much as a
+/// streamlet's whole capacity in use.
+pub const GEO_DISTANCE_PER_FULL_LOAD: f64 = 100.0;
 
 /// Descriptors a streamlet holds besides its streams' (its channel, its
 /// standard streams, its runtime's: about eight), with room to spare.
@@ -85,6 +90,19 @@ impl PoolConfig {
             mode: self.autoscale.mode,
             headroom: self.autoscale.headroom,
         }
+    }
+
+    /// The pool's placement policy, with what it needs from the
+    /// configuration (the regions' distances, for `geo`).
+    pub fn placement(&self, config: &super::Config) -> Box<dyn Placement> {
+        let options = PolicyOptions {
+            prefer: self.prefer.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            distances: config.quota.distances.iter().map(|(pair, d)| (pair.clone(), *d)).collect(),
+            penalty_per_unit: 1.0 / GEO_DISTANCE_PER_FULL_LOAD,
+            // A seed of the pool's name: the same choices on every run.
+            seed: self.name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| h.rotate_left(5) ^ u64::from(b)),
+        };
+        self.placement.build(&options)
     }
 
     /// The labels of the streamlet in `slot`.

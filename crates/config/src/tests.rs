@@ -81,7 +81,7 @@ fn a_pool_that_could_reach_the_control_socket_is_refused() {
 
 #[test]
 fn the_documented_example_is_valid() {
-    let config = Config::parse(include_str!("../../../../systemd/streamletd.toml"), "example").unwrap();
+    let config = Config::parse(include_str!("../../../systemd/streamletd.toml"), "example").unwrap();
     assert_eq!(config.pools["echo"].streams_per_worker, 8);
     assert_eq!(config.daemon.shutdown_timeout, Duration::from_secs(5));
 }
@@ -93,7 +93,7 @@ fn the_documented_example_is_valid() {
 /// gets, and the embedded default's pool is the example's.
 #[test]
 fn the_documented_example_shows_the_defaults() {
-    let example = Config::parse(include_str!("../../../../systemd/streamletd.toml"), "example").unwrap();
+    let example = Config::parse(include_str!("../../../systemd/streamletd.toml"), "example").unwrap();
     let bare = Config::parse("[pools.echo]\nhandler = { kind = \"echo\" }\n", "bare").unwrap();
     assert_eq!(example.daemon.socket.as_deref(), Some(Path::new("/run/streamlet/streamletd.sock")));
     assert!(example.sandbox.required && !bare.sandbox.required);
@@ -156,7 +156,7 @@ fn a_bad_value_names_its_key() {
 
 #[test]
 fn metrics_listen_on_loopback_or_a_unix_socket_only() {
-    use crate::config::MetricsListen;
+    use crate::MetricsListen;
     let with = |listen: &str| Config::parse(&format!("[metrics]\nlisten = {listen:?}\n{POOL}"), "x");
     assert_eq!(with("127.0.0.1:9464").unwrap().metrics, Some(MetricsListen::Tcp("127.0.0.1:9464".parse().unwrap())));
     assert_eq!(with("[::1]:9464").unwrap().metrics, Some(MetricsListen::Tcp("[::1]:9464".parse().unwrap())));
@@ -418,6 +418,28 @@ fn worker_labels_go_over_the_pools_by_slot() {
     let e = error(&too_many);
     assert_eq!(e.key, "pools.echo.worker_labels");
     assert!(e.reason.contains("workers.max"), "{e}");
+}
+
+#[test]
+fn a_geo_pool_weighs_the_configured_distances_against_load() {
+    use streamlet_balance::{Labels, Request};
+    // A streamlet in the stream's region with 7 of 8 streams (a share of
+    // 0.875), and an empty one elsewhere: a distance under 87.5 makes the
+    // empty one the better choice.
+    let choice = |distance: u32| {
+        let text = format!("{POOL}placement = \"geo\"\n[regions.distance]\n\"eu-west:us-east\" = {distance}\n");
+        let config = Config::parse(&text, "x").unwrap();
+        let mut placement = config.pools["echo"].placement(&config);
+        let region = |r: &str| Labels::from([("region".to_owned(), r.to_owned())]);
+        placement.add(1, 8, &region("us-east"));
+        placement.add(2, 8, &region("eu-west"));
+        for _ in 0..7 {
+            placement.occupy(1);
+        }
+        placement.place(&Request { region: Some("us-east".into()) })
+    };
+    assert_eq!(choice(80), Some(2));
+    assert_eq!(choice(95), Some(1));
 }
 
 #[test]

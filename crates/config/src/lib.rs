@@ -3,6 +3,11 @@
 //!
 //! Every error names the file, the key and the reason, so an operator can fix
 //! it without reading code.
+//!
+//! `streamletd` reads it (at start, on reload and for `check-config`), and so
+//! does `streamletctl simulate`, which needs none of the daemon: this crate
+//! depends on the protocol, the sandbox's mount plan, placement and the
+//! autoscaler, never on the daemon.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,20 +23,24 @@ mod handler;
 mod monitor;
 mod pool;
 mod quota;
+pub mod restart;
 mod sandbox;
 mod units;
+pub mod upstream;
 
 pub use access::{Access, Role};
 pub use autoscale::Autoscale;
 pub use error::{ConfigError, Problem};
 pub use monitor::{OnWorkerExit, DEFAULT_HEARTBEAT_TIMEOUT};
 pub use pool::{
-    Framing, PoolConfig, DEFAULT_STREAMS_PER_WORKER, DEFAULT_WORKERS, MAX_STREAMS_PER_WORKER, MAX_WORKERS_PER_POOL,
-    STREAMLET_OWN_FDS,
+    Framing, PoolConfig, DEFAULT_STREAMS_PER_WORKER, DEFAULT_WORKERS, GEO_DISTANCE_PER_FULL_LOAD,
+    MAX_STREAMS_PER_WORKER, MAX_WORKERS_PER_POOL, STREAMLET_OWN_FDS,
 };
 pub use quota::{QuotaConfig, RateRange};
+pub use restart::RestartPolicy;
 pub use sandbox::{check_socket_reach, Limits, Network, RunAs, SandboxConfig, AUTO_UIDS_SLICE};
 use units::duration;
+pub use upstream::Upstream;
 
 /// The configuration used when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -66,7 +75,9 @@ pub struct DaemonConfig {
     /// How often streamlets report the byte counts of busy streams.
     pub stats_interval: Duration,
     /// Where state that outlives the daemon (the demand history) is kept;
-    /// `None`: [`default_state_dir`](crate::state::default_state_dir).
+    /// `None`: the daemon's default (systemd's `$STATE_DIRECTORY`, else a
+    /// directory of its own under `/var/lib/streamlet` or
+    /// `$XDG_STATE_HOME/streamlet`).
     pub state_dir: Option<PathBuf>,
     /// A control connection that sends nothing for this long, and holds
     /// nothing (no stream, no waiting open, no subscription), is closed.

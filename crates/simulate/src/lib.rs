@@ -4,17 +4,22 @@
 //! with its arrival and duration, and the minutes before them as the pool's
 //! demand history (the forecast trains on them; no stream of theirs is
 //! played). [`run`] plays a workload against one pool under one [`Policy`]
-//! with the pool's own placement policy (`core::placement_for`), the quota
-//! allocator, the [`Scaler`](streamlet_autoscale::Scaler) and the
+//! with the pool's own placement policy
+//! ([`PoolConfig::placement`](streamlet_config::PoolConfig::placement)), the
+//! quota allocator, the [`Scaler`](streamlet_autoscale::Scaler) and the
 //! [`Demand`](streamlet_autoscale::Demand) forecast, driven as the daemon
 //! drives them, and counts what clients would have seen over the evaluation
 //! window: streams admitted, cold waits, rejections, and the streamlets paid
 //! for ([`Totals`]), with the scaler's decisions and a minute-by-minute
 //! series ([`Outcome`]) that [`csv`] and [`svg`] write out.
 //!
+//! It is `streamletctl simulate`'s, and needs no daemon: it takes the pool
+//! from the configuration ([`streamlet_config`]) and drives the same pure
+//! code the daemon does (`streamlet-balance`, `streamlet-autoscale`).
+//!
 //! ```
-//! use streamlet_supervisor::simulate::{self, Options, Policy, Trace, Workload};
-//! use streamlet_supervisor::Config;
+//! use streamlet_config::Config;
+//! use streamlet_simulate::{self as simulate, Options, Policy, Trace, Workload};
 //!
 //! let config = Config::embedded();
 //! let pool = &config.pools["echo"];
@@ -80,7 +85,7 @@ impl Policy {
     }
 
     /// The pool's rules under this policy.
-    pub fn rules(self, pool: &crate::config::PoolConfig) -> streamlet_autoscale::Rules {
+    pub fn rules(self, pool: &streamlet_config::PoolConfig) -> streamlet_autoscale::Rules {
         use streamlet_autoscale::Mode;
         let rules = pool.rules();
         match self {
