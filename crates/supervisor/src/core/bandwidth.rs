@@ -12,10 +12,7 @@ use super::tenants::{TenantFull, Tenants, MAX_LEASES};
 use crate::config::{Config, PoolConfig};
 use crate::validate::Lease;
 
-/// An allocation at or above this is no limit: the stream is not paced.
-/// (A stream's max is capped here too: many unlimited maxima must not add
-/// up to a cap.)
-pub(crate) const UNLIMITED: u64 = 1 << 60;
+pub(crate) use streamlet_balance::quota::UNLIMITED;
 
 /// Leases freed at their expiry per tick, at most; the rest the next tick.
 pub const LEASES_EXPIRED_PER_TICK: usize = 4096;

@@ -45,16 +45,14 @@ mod views;
 mod waiting;
 mod worker;
 
-pub(crate) use bandwidth::{refusal_error, UNLIMITED};
+pub(crate) use bandwidth::refusal_error;
 pub use bandwidth::{LeaseError, LEASES_EXPIRED_PER_TICK};
 pub use coordinator::{wall_ms, Core};
 pub use fleet::{unknown_worker, DrainOutcome, NewWorker, Respawn, SpawnOrder, WorkerRow, SPARE_SLOT};
 pub use open::{OpenOutcome, UPSTREAM_WAIT};
-pub(crate) use pool::placement_for;
 pub use pool::DEATHS_KEPT;
 pub use reload::Reconfigured;
 pub use tenants::{TenantFull, MAX_LEASES};
 pub use views::TenantLines;
 pub use worker::KillRequest;
 
-pub use crate::validate::DEFAULT_TENANT;

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streamlet_balance::policies::PolicyOptions;
 use streamlet_balance::Placement;
 use streamlet_proto::{ExitCause, WorkerId, WorkerState};
 
@@ -54,7 +53,7 @@ impl PoolState {
     pub(super) fn new(pool: &Arc<PoolConfig>, config: &Config, slots: u32) -> Self {
         PoolState {
             config: pool.clone(),
-            placement: placement_for(pool, config),
+            placement: pool.placement(config),
             slots: (0..slots).map(|_| Slot { in_use: true, ..Slot::default() }).collect(),
             breaker: Breaker::default(),
             degraded: false,
@@ -166,20 +165,4 @@ pub(super) fn place_for(
     let choice = choice?;
     pool.placement.occupy(choice);
     Some(choice)
-}
-
-/// A distance of this many units weighs, in `geo`'s score, as much as a
-/// streamlet's whole capacity in use.
-const GEO_DISTANCE_PER_FULL_LOAD: f64 = 100.0;
-
-/// The pool's placement policy, with what it needs from the configuration.
-pub(crate) fn placement_for(pool: &PoolConfig, config: &Config) -> Box<dyn Placement> {
-    let options = PolicyOptions {
-        prefer: pool.prefer.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        distances: config.quota.distances.iter().map(|(pair, d)| (pair.clone(), *d)).collect(),
-        penalty_per_unit: 1.0 / GEO_DISTANCE_PER_FULL_LOAD,
-        // A seed of the pool's name: the same choices on every run.
-        seed: pool.name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| h.rotate_left(5) ^ u64::from(b)),
-    };
-    pool.placement.build(&options)
 }

@@ -14,7 +14,7 @@ use streamlet_sandbox::cgroup::WorkerCgroup;
 
 use super::coordinator::Core;
 use super::fleet::{SpawnOrder, SPARE_SLOT};
-use super::pool::{placement_for, PoolState};
+use super::pool::PoolState;
 use super::worker::Serving;
 use crate::config::{Config, PoolConfig};
 use crate::validate::Scale;
@@ -210,7 +210,7 @@ impl Core {
             || old.worker_labels != pool.worker_labels
             || revived;
         if placement_changed {
-            let mut placement = placement_for(pool, config);
+            let mut placement = pool.placement(config);
             let live: Vec<(usize, WorkerId)> = state
                 .slots
                 .iter()
