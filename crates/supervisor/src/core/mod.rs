@@ -55,4 +55,3 @@ pub use reload::Reconfigured;
 pub use tenants::{TenantFull, MAX_LEASES};
 pub use views::TenantLines;
 pub use worker::KillRequest;
-
