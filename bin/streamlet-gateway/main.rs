@@ -26,6 +26,12 @@ struct Args {
     /// The tenant to account the streams to [default: default]
     #[arg(long, value_name = "TENANT")]
     tenant: Option<String>,
+    /// Opens sent to the daemon before their replies come, at most (1 to 1024)
+    #[arg(long, value_name = "N", default_value_t = streamlet_client::gateway::DEFAULT_IN_FLIGHT)]
+    in_flight: usize,
+    /// Label each stream with `peer`, the client's address
+    #[arg(long)]
+    peer_label: bool,
     /// The daemon's control socket [default: as streamletctl]
     #[arg(long, env = "STREAMLET_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
@@ -65,6 +71,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .and_then(|()| stdout.flush())
         .context("writing to stdout")?;
     drop(stdout);
-    Gateway::new(socket, args.pool).tenant(args.tenant).run(listener).await?;
+    Gateway::new(socket, args.pool)
+        .tenant(args.tenant)
+        .in_flight(args.in_flight)
+        .peer_label(args.peer_label)
+        .run(listener)
+        .await?;
     Ok(())
 }
