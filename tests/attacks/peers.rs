@@ -1029,3 +1029,47 @@ async fn streamlets_flooding_counters_cost_the_daemon_little() {
         }
     }
 }
+
+/// A flood of TCP clients at a pool's `listen` address: the daemon accepts
+/// no more than the pool has room for (the rest wait in the kernel's queue,
+/// unaccepted: they cost the daemon no descriptor), other clients of the
+/// control socket are answered throughout, and a client that comes once the
+/// flood goes is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_tcp_clients_takes_only_the_room_the_pool_has() {
+    let _one = crate::one_at_a_time().await;
+    crate::support::raise_nofile();
+    const CONFIG: &str = r#"
+[pools.echo]
+handler = { kind = "echo" }
+workers = { min = 2, max = 2 }
+streams_per_worker = 16
+spare = false
+listen = ["127.0.0.1:0"]
+"#;
+    let daemon = Daemon::start(CONFIG);
+    let status = daemon.wait_until(|s| !s.pools[0].listening.is_empty());
+    let addr: std::net::SocketAddr = status.pools[0].listening[0].parse().unwrap();
+    let before = open_fds(daemon.pid());
+    let probe = Probe::start_fresh(&daemon.socket);
+    // 2,000 clients, each connected and silent: far past the pool's 32 places.
+    let flood: Vec<TcpStream> = (0..2000).filter_map(|_| TcpStream::connect(addr).ok()).collect();
+    assert!(flood.len() > 1000, "the kernel queued {} connections", flood.len());
+    let full = daemon.wait_until(|s| s.pools[0].streams == 32);
+    assert_eq!(full.pools[0].streams, 32, "exactly the pool's room is taken");
+    std::thread::sleep(Duration::from_millis(300));
+    let during = open_fds(daemon.pid());
+    // The 32 streams' copies, and a few of the daemon's own: not the flood.
+    assert!(during < before + 64, "{before} descriptors before, {during} during the flood");
+    let slowest = probe.finish();
+    assert!(slowest < PROBE_BOUND, "another client waited {slowest:?}");
+    drop(flood);
+    // The flood's connections end (their streams, and those still queued,
+    // which the daemon now takes and sees closed): a newcomer is served.
+    let mut late = TcpStream::connect(addr).unwrap();
+    late.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    late.write_all(b"still here\n").unwrap();
+    let mut buf = [0u8; 11];
+    std::io::Read::read_exact(&mut late, &mut buf).unwrap();
+    assert_eq!(&buf, b"still here\n");
+}

@@ -76,9 +76,21 @@ async fn every_command_prints_the_json_docs_json_md_gives() {
     assert!(status["uptime"].as_f64().unwrap() > 0.0, "{status}");
     assert_eq!(
         keys(only(&status["pools"])),
-        ["capacity", "degraded_for", "errors", "handler", "placement", "pool", "ready", "streams", "workers"]
+        [
+            "capacity",
+            "degraded_for",
+            "errors",
+            "handler",
+            "listening",
+            "placement",
+            "pool",
+            "ready",
+            "streams",
+            "workers"
+        ]
     );
     assert_eq!(status["pools"][0]["streams"], 1);
+    assert_eq!(status["pools"][0]["listening"], serde_json::json!([]), "no listen: none");
 
     let pools = json(&daemon, &["pools"]);
     assert_eq!(

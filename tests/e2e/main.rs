@@ -14,6 +14,7 @@ mod hostile;
 mod idle;
 mod json;
 mod lifecycle;
+mod listen;
 mod metrics;
 mod monitor;
 mod pacing;

@@ -285,6 +285,7 @@ mod tests {
                 forecast: Some(3),
                 predicted_streams: Some(20),
                 autoscale: "predictive".into(),
+                listening: Vec::new(),
             }],
         }
     }

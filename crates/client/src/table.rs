@@ -254,7 +254,8 @@ pub fn worker_detail(detail: &streamlet_proto::WorkerDetail) -> String {
 }
 
 /// A line about the daemon, then POOL HANDLER PLACEMENT WORKERS READY STREAMS
-/// CAPACITY, and STATE when a pool is degraded.
+/// CAPACITY, STATE when a pool is degraded, ERRORS when one has errors and
+/// LISTEN when one accepts its clients itself.
 pub fn status_table(status: &StatusReport) -> String {
     let any_degraded = status.pools.iter().any(|p| p.degraded_for_ms.is_some());
     let mut columns = vec![
@@ -272,6 +273,10 @@ pub fn status_table(status: &StatusReport) -> String {
     let any_errors = status.pools.iter().any(|p| !p.errors.is_empty());
     if any_errors {
         columns.push(("ERRORS", Align::Left));
+    }
+    let any_listening = status.pools.iter().any(|p| !p.listening.is_empty());
+    if any_listening {
+        columns.push(("LISTEN", Align::Left));
     }
     let mut grid = Grid::new(&columns);
     for p in &status.pools {
@@ -293,6 +298,9 @@ pub fn status_table(status: &StatusReport) -> String {
         if any_errors {
             let errors: Vec<String> = p.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
             row.push(if errors.is_empty() { "-".to_owned() } else { errors.join(",") });
+        }
+        if any_listening {
+            row.push(if p.listening.is_empty() { "-".to_owned() } else { p.listening.join(",") });
         }
         grid.row(row);
     }
@@ -389,6 +397,7 @@ pub(crate) mod tests {
                 forecast: None,
                 predicted_streams: None,
                 autoscale: "reactive".into(),
+                listening: Vec::new(),
             }],
         }
     }
@@ -493,6 +502,20 @@ pub(crate) mod tests {
              POOL  HANDLER  PLACEMENT     WORKERS  READY  STREAMS  CAPACITY\n\
              echo  echo     least_loaded        2      2        3        16\n"
         );
+    }
+
+    #[test]
+    fn status_table_says_where_a_pool_listens_when_one_does() {
+        let mut report = status();
+        report.pools[0].listening = vec!["127.0.0.1:7000".into(), "[::1]:7000".into()];
+        let mut other = report.pools[0].clone();
+        other.name = "relay".into();
+        other.listening.clear();
+        report.pools.push(other);
+        let table = status_table(&report);
+        assert!(table.lines().nth(1).is_some_and(|l| l.ends_with("LISTEN")), "{table}");
+        assert!(table.contains("127.0.0.1:7000,[::1]:7000"), "{table}");
+        assert!(table.lines().last().is_some_and(|l| l.starts_with("relay") && l.ends_with('-')), "{table}");
     }
 
     /// What a gateway, a streamlet or a client may write into a field.

@@ -39,6 +39,7 @@ fn status_report() -> StatusReport {
             forecast: None,
             predicted_streams: None,
             autoscale: "reactive".into(),
+            listening: Vec::new(),
         }],
     }
 }

@@ -20,6 +20,7 @@ mod access;
 mod autoscale;
 mod error;
 mod handler;
+pub mod listen;
 mod monitor;
 mod pool;
 mod quota;
@@ -31,6 +32,7 @@ pub mod upstream;
 pub use access::{Access, Role};
 pub use autoscale::Autoscale;
 pub use error::{ConfigError, Problem};
+pub use listen::Listen;
 pub use monitor::{OnWorkerExit, DEFAULT_HEARTBEAT_TIMEOUT};
 pub use pool::{
     Framing, PoolConfig, DEFAULT_STREAMS_PER_WORKER, DEFAULT_WORKERS, GEO_DISTANCE_PER_FULL_LOAD,
@@ -245,8 +247,26 @@ impl Config {
             pools.insert(name, Arc::new(config));
         }
         check_pools_against_socket(&pools, &sandbox, &access).map_err(|(key, reason)| err(&key, reason))?;
+        check_listen_once(&pools).map_err(|(key, reason)| err(&key, reason))?;
         Ok(Self { source: source.to_owned(), daemon, sandbox, quota, access, metrics, pools })
     }
+}
+
+/// No place is listened on by two pools (nor the metrics' address, which
+/// the daemon binds too).
+fn check_listen_once(pools: &BTreeMap<String, Arc<PoolConfig>>) -> Result<(), (String, String)> {
+    let mut seen: BTreeMap<&Listen, &str> = BTreeMap::new();
+    for (name, pool) in pools {
+        for place in &pool.listen {
+            if let Some(other) = seen.insert(place, name) {
+                return Err((
+                    format!("pools.{name}.listen"),
+                    format!("{place} is pool {other}'s already: each address or passed socket serves one pool"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// No streamlet may reach the control socket: a pool's user or group must

@@ -12,6 +12,7 @@ use streamlet_proto::worker::{HandlerSpec, OnCorrupt};
 
 use super::autoscale::Autoscale;
 use super::handler::{self, RawHandler};
+use super::listen::{self, Listen};
 use super::monitor::OnWorkerExit;
 use super::quota::RateRange;
 use super::sandbox::{Limits, Network, RunAs};
@@ -75,6 +76,10 @@ pub struct PoolConfig {
     pub heartbeat_timeout: Duration,
     /// Backoff and crash-loop breaker.
     pub restart: RestartPolicy,
+    /// Where the daemon accepts the pool's clients itself (TCP), with no
+    /// gateway: each connection is opened as a stream of `listen_tenant`.
+    pub listen: Vec<Listen>,
+    pub listen_tenant: String,
 }
 
 impl PoolConfig {
@@ -160,6 +165,9 @@ pub(super) struct RawPool {
     spare: bool,
     heartbeat_timeout: Option<String>,
     restart: Option<monitor::RawRestart>,
+    #[serde(default)]
+    listen: Vec<String>,
+    listen_tenant: Option<String>,
 }
 
 /// An `exec` command: a program given by absolute path (streamlets have no
@@ -284,6 +292,11 @@ pub(super) fn pool(name: &str, raw: RawPool) -> Result<PoolConfig, (String, Stri
         upstreams(relay_upstream.as_deref(), &raw.upstream_allow).map_err(|(k, r)| (key(&k), r))?;
     let heartbeat_timeout = monitor::heartbeat_timeout(raw.heartbeat_timeout.as_deref()).map_err(at)?;
     let restart = monitor::restart(raw.restart).map_err(at)?;
+    let listen = listen::listen(&raw.listen).map_err(at)?;
+    let listen_tenant = raw.listen_tenant.unwrap_or_else(|| streamlet_proto::DEFAULT_TENANT.to_owned());
+    if listen_tenant.is_empty() || listen_tenant.len() > streamlet_proto::MAX_TENANT_LEN {
+        return Err((key("listen_tenant"), format!("must be 1 to {} bytes", streamlet_proto::MAX_TENANT_LEN)));
+    }
     Ok(PoolConfig {
         name: name.to_owned(),
         handler,
@@ -311,6 +324,8 @@ pub(super) fn pool(name: &str, raw: RawPool) -> Result<PoolConfig, (String, Stri
         tenant_isolation: raw.tenant_isolation,
         heartbeat_timeout,
         restart,
+        listen,
+        listen_tenant,
     })
 }
 

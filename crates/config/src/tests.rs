@@ -518,3 +518,21 @@ fn pool_names_and_durations_are_checked() {
     let e = error(&format!("[daemon]\nsocket = \"/tmp/a\\u0000b\"\n{POOL}"));
     assert_eq!(e.key, "daemon.socket");
 }
+
+#[test]
+fn listen_places_parse_and_no_two_pools_share_one() {
+    let two = "[pools.a]\nhandler = \"echo\"\nlisten = [\"127.0.0.1:7000\", \"fd:a-tcp\"]\nlisten_tenant = \"web\"\n\n\
+               [pools.b]\nhandler = \"echo\"\n";
+    let config = Config::parse(two, "test").unwrap();
+    let a = &config.pools["a"];
+    assert_eq!(a.listen, [Listen::Tcp("127.0.0.1:7000".parse().unwrap()), Listen::Systemd("a-tcp".into())]);
+    assert_eq!((a.listen_tenant.as_str(), config.pools["b"].listen_tenant.as_str()), ("web", "default"));
+    let shared = format!("{two}listen = [\"fd:a-tcp\"]\n");
+    let e = error(&shared).to_string();
+    assert!(e.contains("pools.b.listen") && e.contains("fd:a-tcp is pool a's already"), "{e}");
+    let e = error("[pools.a]\nhandler = \"echo\"\nlisten = [\"localhost:7000\"]\n").to_string();
+    assert!(e.contains("pools.a.listen") && e.contains("no host names"), "{e}");
+    let long = "t".repeat(129);
+    let e = error(&format!("[pools.a]\nhandler = \"echo\"\nlisten_tenant = \"{long}\"\n")).to_string();
+    assert!(e.contains("pools.a.listen_tenant") && e.contains("1 to 128 bytes"), "{e}");
+}

@@ -338,6 +338,9 @@ pub struct QuotaReport {
 /// The tenant of an open or a lease that names none.
 pub const DEFAULT_TENANT: &str = "default";
 
+/// Bytes in a tenant name, at most.
+pub const MAX_TENANT_LEN: usize = 128;
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct OpenRequest {
@@ -571,6 +574,10 @@ pub struct PoolStatus {
     /// `reactive`, `predictive` or `forecast-only`.
     #[serde(default)]
     pub autoscale: String,
+    /// Where the daemon accepts the pool's clients itself (`listen`), as
+    /// bound: `"127.0.0.1:7000"`.
+    #[serde(default)]
+    pub listening: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

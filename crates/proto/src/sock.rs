@@ -162,6 +162,17 @@ pub fn is_listening(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(get_int(fd, libc::SO_ACCEPTCONN)? == 1)
 }
 
+/// Puts a bound socket in the listening state with a backlog of `backlog`
+/// connections (or raises the backlog of one already listening).
+pub fn listen(fd: BorrowedFd<'_>, backlog: u32) -> io::Result<()> {
+    let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
+    // SAFETY: listen(2) on a descriptor we borrow; no memory is passed.
+    if unsafe { libc::listen(fd.as_raw_fd(), backlog) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sets the rate the kernel paces the socket at, in bytes per second
 /// (`SO_MAX_PACING_RATE`; `u64::MAX` is no limit). It takes effect for what
 /// is sent from now on, on every copy of the descriptor; streamlets cannot

@@ -42,6 +42,8 @@ pub struct Daemon {
     pub(crate) listing_time: crate::fairness::ListingTime,
     /// What descriptors the daemon may hold, and holds.
     pub(crate) fds: crate::fds::FdBudget,
+    /// Where each pool with `listen` accepts its clients, as bound.
+    pub(crate) listening: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Daemon {

@@ -27,6 +27,8 @@ pub enum DaemonError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Front(#[from] crate::front::FrontError),
 }
 
 /// How often leases and waits past their time are freed, and the streams'
@@ -132,7 +134,8 @@ pub async fn run(
             tracing::warn!("sandbox incomplete (running anyway: [sandbox] required = false): {line}");
         }
     }
-    let mut socket = match crate::systemd::listen_fd()? {
+    let mut passed = crate::systemd::passed_sockets()?;
+    let mut socket = match crate::systemd::control_socket(&mut passed)? {
         Some(fd) => {
             let socket = ControlSocket::from_activation(fd)?;
             if socket.path() != socket_path {
@@ -146,6 +149,8 @@ pub async fn run(
         None => ControlSocket::bind_with_group(&socket_path, config.access.socket_group)?,
     };
     let listener = socket.take_listener()?;
+    // The pools' own listeners, before anything says the daemon is ready.
+    let doors = crate::front::open_doors(&config, passed)?;
     sandbox.prepare(socket.path(), config.sandbox.required)?;
     tracing::info!(sandbox = %sandbox.describe(), "sandbox ready");
     let (stopping, _) = watch::channel(false);
@@ -174,6 +179,7 @@ pub async fn run(
         worker_reaped: Notify::new(),
         stopping,
         spawner: crate::spawn_thread::SpawnThread::new(tokio::runtime::Handle::current()),
+        listening: crate::front::places(&doors),
     });
     tracing::info!(
         socket = %daemon.socket_path.display(), config = %daemon.config.source,
@@ -205,6 +211,9 @@ pub async fn run(
         });
     }
     tokio::spawn(quota_tick(daemon.clone()));
+    for door in doors {
+        tokio::spawn(crate::front::serve(daemon.clone(), door));
+    }
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let signal = loop {

@@ -24,6 +24,7 @@ mod events;
 pub mod exe;
 mod fairness;
 pub mod fds;
+mod front;
 pub mod instance;
 pub mod link;
 pub mod listener;

@@ -116,17 +116,18 @@ fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<D
     Some(Duration::from_micros(usec / 2))
 }
 
-/// The listening socket systemd passed (`streamletd.socket`), if it passed
-/// one to this process: descriptor 3, checked to be a listening Unix stream
-/// socket, made close-on-exec and non-blocking. The variables are removed
-/// so that nothing started later takes them for its own.
-pub fn listen_fd() -> io::Result<Option<OwnedFd>> {
+/// The sockets systemd passed to this process, each with its name
+/// (`FileDescriptorName=`; systemd says `unknown` for one without), made
+/// close-on-exec and non-blocking. The variables are removed so that
+/// nothing started later takes them for its own. Which is the control
+/// socket and which a pool's is the caller's to tell ([`control_socket`]).
+pub fn passed_sockets() -> io::Result<Vec<(String, OwnedFd)>> {
     let fds = listen_fds(
         std::env::var("LISTEN_PID").ok().as_deref(),
         std::env::var("LISTEN_FDS").ok().as_deref(),
         std::process::id(),
     );
-    let Some(count) = fds else { return Ok(None) };
+    let names = std::env::var("LISTEN_FDNAMES").ok();
     // SAFETY: the daemon's start is single-threaded here (no thread of ours
     // reads the environment concurrently).
     unsafe {
@@ -134,32 +135,61 @@ pub fn listen_fd() -> io::Result<Option<OwnedFd>> {
         std::env::remove_var("LISTEN_FDS");
         std::env::remove_var("LISTEN_FDNAMES");
     }
-    if count != 1 {
-        return Err(io::Error::other(format!(
-            "systemd passed {count} sockets; streamletd.socket must have exactly one ListenStream="
-        )));
+    let Some(count) = fds else { return Ok(Vec::new()) };
+    if count > MAX_PASSED {
+        return Err(io::Error::other(format!("systemd passed {count} sockets; streamletd takes at most {MAX_PASSED}")));
     }
-    let fd = LISTEN_FDS_START;
-    // SAFETY: fcntl on a descriptor systemd passed us; a failure is reported.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0 {
-            return Err(io::Error::last_os_error());
+    let names = fd_names(names.as_deref(), count);
+    let mut passed = Vec::with_capacity(count as usize);
+    for (i, name) in names.into_iter().enumerate() {
+        let fd = LISTEN_FDS_START + i as i32;
+        // SAFETY: fcntl on a descriptor systemd passed us; a failure is reported.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let status = libc::fcntl(fd, libc::F_GETFL);
+            if status < 0 || libc::fcntl(fd, libc::F_SETFL, status | libc::O_NONBLOCK) < 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
-        let status = libc::fcntl(fd, libc::F_GETFL);
-        if status < 0 || libc::fcntl(fd, libc::F_SETFL, status | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
+        // SAFETY: systemd handed this descriptor to us; nothing else owns it.
+        passed.push((name, unsafe { OwnedFd::from_raw_fd(fd) }));
+    }
+    Ok(passed)
+}
+
+/// Sockets systemd may pass, at most (a pool listens on 16 places; the
+/// control socket is one more).
+const MAX_PASSED: u32 = 1024;
+
+/// `$LISTEN_FDNAMES` for `count` sockets: a name each, `unknown` for one it
+/// does not name (as systemd itself says).
+fn fd_names(names: Option<&str>, count: u32) -> Vec<String> {
+    let mut given = names.unwrap_or("").split(':').filter(|_| names.is_some());
+    (0..count).map(|_| given.next().filter(|n| !n.is_empty()).unwrap_or("unknown").to_owned()).collect()
+}
+
+/// Takes the control socket out of what systemd passed: the one listening
+/// Unix stream socket (`streamletd.socket`'s `ListenStream=/path`). The
+/// rest (TCP sockets for pools' `listen = ["fd:NAME"]`) stay.
+pub fn control_socket(passed: &mut Vec<(String, OwnedFd)>) -> io::Result<Option<OwnedFd>> {
+    let mut unix = Vec::new();
+    for (i, (_, fd)) in passed.iter().enumerate() {
+        let kind = streamlet_proto::sock::kind(fd.as_fd())?;
+        if kind.is_some_and(|k| k.is_unix() && k.is_stream()) && streamlet_proto::sock::is_listening(fd.as_fd())? {
+            unix.push(i);
         }
     }
-    // SAFETY: systemd handed this descriptor to us; nothing else owns it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let kind = streamlet_proto::sock::kind(owned.as_fd())?;
-    if !kind.is_some_and(|k| k.is_unix() && k.is_stream()) || !streamlet_proto::sock::is_listening(owned.as_fd())? {
-        return Err(io::Error::other(
-            "the socket systemd passed is not a listening Unix stream socket (streamletd.socket: ListenStream=/path)",
-        ));
+    match unix.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(passed.remove(*one).1)),
+        _ => Err(io::Error::other(format!(
+            "systemd passed {} listening Unix sockets; streamletd takes one, its control socket (streamletd.socket: one ListenStream=/path)",
+            unix.len()
+        ))),
     }
-    Ok(Some(owned))
 }
 
 /// How many sockets systemd passed to `me`, if any.
@@ -182,6 +212,33 @@ mod tests {
         assert_eq!(watchdog_interval(Some("0"), None, 7), None);
         assert_eq!(watchdog_interval(Some("soon"), None, 7), None);
         assert_eq!(watchdog_interval(None, Some("7"), 7), None);
+    }
+
+    #[test]
+    fn each_passed_socket_has_a_name_or_unknown() {
+        assert_eq!(fd_names(Some("control:echo-tcp"), 2), ["control", "echo-tcp"]);
+        assert_eq!(fd_names(Some("control"), 3), ["control", "unknown", "unknown"]);
+        assert_eq!(fd_names(Some("a::b:c"), 3), ["a", "unknown", "b"]);
+        assert_eq!(fd_names(None, 1), ["unknown"]);
+    }
+
+    #[test]
+    fn the_control_socket_is_the_one_listening_unix_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let unix = std::os::unix::net::UnixListener::bind(dir.path().join("s")).unwrap();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut passed = vec![("echo-tcp".to_owned(), OwnedFd::from(tcp)), ("control".to_owned(), OwnedFd::from(unix))];
+        assert!(control_socket(&mut passed).unwrap().is_some());
+        assert_eq!(passed.len(), 1, "the TCP one stays");
+        assert_eq!(passed[0].0, "echo-tcp");
+        assert!(control_socket(&mut passed).unwrap().is_none(), "none left");
+        let two = (0..2).map(|i| {
+            let l = std::os::unix::net::UnixListener::bind(dir.path().join(format!("u{i}"))).unwrap();
+            (format!("u{i}"), OwnedFd::from(l))
+        });
+        let mut passed: Vec<_> = two.collect();
+        let err = control_socket(&mut passed).unwrap_err();
+        assert!(err.to_string().contains("2 listening Unix sockets"), "{err}");
     }
 
     #[test]

@@ -21,10 +21,7 @@ use streamlet_proto::{
 
 use crate::config::MAX_WORKERS_PER_POOL;
 
-pub use streamlet_proto::DEFAULT_TENANT;
-
-/// Bytes in a tenant name, at most.
-pub const MAX_TENANT_LEN: usize = 128;
+pub use streamlet_proto::{DEFAULT_TENANT, MAX_TENANT_LEN};
 /// Labels on one stream, at most.
 pub const MAX_LABELS: usize = 32;
 /// Bytes in a label's key, at most.

@@ -71,6 +71,8 @@ struct PoolRow<'a> {
     degraded_for: Option<f64>,
     /// Error counts by kind.
     errors: &'a std::collections::BTreeMap<String, u64>,
+    /// Where the daemon accepts the pool's clients itself; empty without `listen`.
+    listening: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -195,7 +197,7 @@ struct StatusRow<'a> {
 
 /// The daemon, `version, pid, uptime, socket`, and `pools`, one object per
 /// pool: `pool, handler, placement, workers, ready, streams, capacity,
-/// degraded_for, errors`.
+/// degraded_for, errors, listening`.
 pub fn status_json(status: &StatusReport) -> Value {
     let row = StatusRow {
         version: &status.version,
@@ -218,6 +220,7 @@ fn status_pools_json(status: &StatusReport) -> Value {
         capacity: p.capacity,
         degraded_for: p.degraded_for_ms.map(seconds),
         errors: &p.errors,
+        listening: &p.listening,
     }))
 }
 
@@ -310,7 +313,18 @@ mod tests {
         let pools = &value["pools"];
         assert_eq!(
             keys(pools),
-            ["capacity", "degraded_for", "errors", "handler", "placement", "pool", "ready", "streams", "workers"]
+            [
+                "capacity",
+                "degraded_for",
+                "errors",
+                "handler",
+                "listening",
+                "placement",
+                "pool",
+                "ready",
+                "streams",
+                "workers"
+            ]
         );
         assert_eq!(pools[0]["pool"], json!("echo"));
         assert_eq!(pools[0]["degraded_for"], Value::Null);

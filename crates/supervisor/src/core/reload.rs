@@ -53,6 +53,9 @@ impl Core {
                 None => {
                     self.add_pool(pool, config);
                     out.summary.added.push(name.clone());
+                    if !pool.listen.is_empty() {
+                        out.summary.notes.push(listen_note(name));
+                    }
                 }
                 Some(state) if state.removed || *state.config != **pool => {
                     let was_removed = state.removed;
@@ -177,6 +180,9 @@ impl Core {
                 "pool {name}: its handler or sandbox changed; streamlets started from now on have it \
                  (`streamletctl restart {name}` replaces the running ones one at a time)"
             ));
+        }
+        if old.listen != pool.listen || old.listen_tenant != pool.listen_tenant {
+            notes.push(listen_note(&name));
         }
         // Tenant isolation turned on: each streamlet's tenant is learnt from
         // the streams it serves now; one that serves several is nobody's
@@ -313,4 +319,12 @@ impl Core {
             tracing::info!(pool = %name, "removed pool's last streamlet is gone");
         }
     }
+}
+
+/// What a reload cannot do for a pool's `listen`.
+fn listen_note(pool: &str) -> String {
+    format!(
+        "pool {pool}: its listen or listen_tenant is new or changed; the daemon opens its listeners at start: \
+         restart streamletd to apply (a removed pool's listeners close at their next client)"
+    )
 }

@@ -32,6 +32,18 @@ impl Core {
         self.fleet.at_min()
     }
 
+    /// Places free for new streams on `pool`'s ready streamlets (0 for a pool
+    /// not configured): what its front door may accept now.
+    pub fn room_in(&self, pool: &str) -> usize {
+        let Some(state) = self.fleet.live(pool) else { return 0 };
+        let per = state.config.streams_per_worker as usize;
+        self.fleet
+            .workers_of(pool)
+            .filter(|(_, w)| w.state == WorkerState::Ready)
+            .map(|(_, w)| per.saturating_sub(w.streams.len()))
+            .sum()
+    }
+
     /// The streamlets the pools start with.
     pub fn starting_count(&self) -> u32 {
         self.fleet.pools.values().map(|p| p.slots.iter().filter(|s| s.in_use).count() as u32).sum()
@@ -79,6 +91,7 @@ impl Core {
                     forecast: pool.forecast,
                     predicted_streams: pool.scaler.prediction().map(|p| p.round() as u32),
                     autoscale: pool.config.autoscale.mode.as_str().to_owned(),
+                    listening: Vec::new(),
                 }
             })
             .collect()
