@@ -33,19 +33,41 @@ struct WriteEnd {
     _copy: SocketCopy,
 }
 
+/// Bytes of frames already queued that one write takes together, at most:
+/// a wakeup of the writer writes whatever is queued by then in one call.
+pub const WRITE_BATCH: usize = 64 * 1024;
+
 /// The writer task's state; what its `Drop` settles.
 pub struct Writer {
     end: WriteEnd,
     rx: Option<UnboundedReceiver<Outgoing>>,
     sink: EventSink,
-    /// A frame taken from the queue and not yet all written: its length,
-    /// and whether it is an event's.
-    in_flight: Option<(usize, bool)>,
+    /// Frames taken from the queue and not yet all written: the bytes of
+    /// replies and the bytes of events among them.
+    in_flight: Option<InFlight>,
+    /// Where queued frames are put together for one write.
+    batch: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct InFlight {
+    replies: usize,
+    events: usize,
+}
+
+impl InFlight {
+    fn add(&mut self, item: &Outgoing) {
+        match item {
+            Outgoing::Frame(frame) => self.replies += frame.len(),
+            Outgoing::Event(frame) => self.events += frame.len(),
+            Outgoing::Close => {}
+        }
+    }
 }
 
 impl Writer {
     pub fn new(writer: FrameWriter, copy: SocketCopy, rx: UnboundedReceiver<Outgoing>, sink: EventSink) -> Self {
-        Self { end: WriteEnd { writer, _copy: copy }, rx: Some(rx), sink, in_flight: None }
+        Self { end: WriteEnd { writer, _copy: copy }, rx: Some(rx), sink, in_flight: None, batch: Vec::new() }
     }
 
     /// Writes what is queued until the close marker, a failed write or an
@@ -57,20 +79,46 @@ impl Writer {
                 item = rx.recv() => item,
                 () = self.sink.aborted() => break true,
             };
-            let (frame, event) = match item {
-                Some(Outgoing::Frame(frame)) => (frame, false),
-                Some(Outgoing::Event(frame)) => (frame, true),
+            let first = match item {
+                Some(item @ (Outgoing::Frame(_) | Outgoing::Event(_))) => item,
                 Some(Outgoing::Close) | None => break false,
             };
-            self.in_flight = Some((frame.len(), event));
+            // Whatever else is queued by now goes in the same write.
+            let mut in_flight = InFlight::default();
+            in_flight.add(&first);
+            let mut closing = false;
+            let mut single = Some(first);
+            while in_flight.replies + in_flight.events < WRITE_BATCH {
+                let Ok(next) = rx.try_recv() else { break };
+                if matches!(next, Outgoing::Close) {
+                    closing = true;
+                    break;
+                }
+                if let Some(Outgoing::Frame(frame) | Outgoing::Event(frame)) = single.take() {
+                    self.batch.clear();
+                    self.batch.extend_from_slice(&frame);
+                }
+                in_flight.add(&next);
+                if let Outgoing::Frame(frame) | Outgoing::Event(frame) = next {
+                    self.batch.extend_from_slice(&frame);
+                }
+            }
+            self.in_flight = Some(in_flight);
+            let bytes: &[u8] = match &single {
+                Some(Outgoing::Frame(frame) | Outgoing::Event(frame)) => frame,
+                _ => &self.batch,
+            };
             // An abort (the client left too much unread) stops a write that
             // the client never lets finish.
             let wrote = tokio::select! {
-                wrote = self.end.writer.write_frame(&frame) => wrote.is_ok(),
+                wrote = self.end.writer.write_frame(bytes) => wrote.is_ok(),
                 () = self.sink.aborted() => false,
             };
             self.settle_in_flight();
-            if !wrote {
+            if self.batch.capacity() > 4 * WRITE_BATCH {
+                self.batch = Vec::new();
+            }
+            if !wrote || closing {
                 break false;
             }
         };
@@ -81,10 +129,13 @@ impl Writer {
     }
 
     fn settle_in_flight(&mut self) {
-        match self.in_flight.take() {
-            Some((len, true)) => self.sink.written_event(len),
-            Some((len, false)) => self.sink.written(len),
-            None => {}
+        if let Some(InFlight { replies, events }) = self.in_flight.take() {
+            if events > 0 {
+                self.sink.written_event(events);
+            }
+            if replies > 0 {
+                self.sink.written(replies);
+            }
         }
     }
 
@@ -106,6 +157,33 @@ impl Drop for Writer {
 
 #[cfg(test)]
 mod tests {
+    /// What is queued before the writer wakes goes out in one write, in
+    /// order, and every byte is settled once.
+    #[tokio::test]
+    async fn what_is_queued_together_is_written_together_in_order() {
+        let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+        let copy: SocketCopy = Arc::new(ForeignFd::new(std::os::fd::AsFd::as_fd(&ours).try_clone_to_owned().unwrap()));
+        let (_read, write) = ours.into_split();
+        let backlog = Arc::new(Backlog::default());
+        let (sink, rx) = EventSink::in_backlog(Encoding::Json, backlog.clone());
+        let event = streamlet_proto::Event::PoolRecovered(streamlet_proto::PoolRecovered { pool: "echo".into() });
+        let event_frame = Encoding::Json.encode_frame(&streamlet_proto::ServerMessage::Event(event.clone())).unwrap();
+        sink.push(b"reply-1;".to_vec());
+        sink.send(event);
+        sink.push(b"reply-2;".to_vec());
+        sink.close();
+        sink.push(b"after the close".to_vec());
+        let writer = Writer::new(FrameWriter::new(write), copy, rx, sink.clone());
+        writer.run().await;
+        let mut got = Vec::new();
+        let mut theirs = theirs.into_std().unwrap();
+        theirs.set_nonblocking(false).unwrap();
+        std::io::Read::read_to_end(&mut theirs, &mut got).unwrap();
+        let expected = [&b"reply-1;"[..], &event_frame, b"reply-2;"].concat();
+        assert_eq!(got, expected, "in order, and nothing after the close marker");
+        assert_eq!((backlog.total(), sink.events_queued()), (0, 0), "every byte settled once");
+    }
+
     use std::sync::Arc;
 
     use streamlet_proto::Encoding;
