@@ -6,6 +6,12 @@
 //! streamlet is its namespace's init: when it dies, the kernel kills
 //! everything it started, and nothing inside can stop or kill it.
 //!
+//! Where `clone3` is refused with `ENOSYS` (Linux before 5.3, container
+//! runtimes whose seccomp profile refuses it so that their filters can read
+//! the flags, tools such as valgrind), the same child is made by the older
+//! `clone`, which takes the same flags here and returns the pidfd through
+//! its `parent_tid` argument (Linux 5.2).
+//!
 //! The child is held by the pidfd `CLONE_PIDFD` returns ([`Child`]). Whether
 //! the exec worked comes back over a close-on-exec pipe: end of file means
 //! it did, four bytes are the errno of the step that failed.
@@ -20,6 +26,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::child::Child;
 
@@ -148,10 +155,25 @@ pub fn spawn(spec: SpawnSpec) -> Result<Child, SpawnError> {
         ..CloneArgs::default()
     };
     let plan = spec.plan.as_deref();
-    // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy of
-    // this thread alone, on a copy of its stack, and runs `child` only, which
-    // makes async-signal-safe calls and never returns.
-    let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    let legacy = CLONE3_REFUSED.load(Ordering::Relaxed);
+    let mut pid = if legacy {
+        -1
+    } else {
+        // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy of
+        // this thread alone, on a copy of its stack, and runs `child` only,
+        // which makes async-signal-safe calls and never returns.
+        unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) }
+    };
+    if legacy || (pid < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)) {
+        if !legacy {
+            CLONE3_REFUSED.store(true, Ordering::Relaxed);
+            tracing_note_clone3_refused();
+        }
+        // SAFETY: as above: clone without CLONE_VM and with no new stack is
+        // a fork (x86_64 and aarch64 order: flags, stack, parent_tid,
+        // child_tid, tls); CLONE_PIDFD stores the pidfd at `parent_tid`.
+        pid = unsafe { legacy_clone(args.flags | args.exit_signal, &mut pidfd) };
+    }
     if pid == 0 {
         // SAFETY: in the child, as above.
         unsafe { child(&prepared, plan) }
@@ -176,6 +198,25 @@ pub fn spawn(spec: SpawnSpec) -> Result<Child, SpawnError> {
         return Err(SpawnError::Exec { program: spec.program, source: io::Error::from_raw_os_error(errno) });
     }
     Ok(child)
+}
+
+/// `clone3` was refused with `ENOSYS` once: every spawn after goes straight
+/// to `clone`.
+static CLONE3_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// The older `clone`, as a fork with `flags` (the exit signal in its low
+/// byte) and the pidfd stored in `pidfd`.
+///
+/// # Safety
+/// As a fork: the caller's child must run only async-signal-safe code.
+unsafe fn legacy_clone(flags: u64, pidfd: &mut libc::c_int) -> libc::c_long {
+    // SAFETY: the caller's; the pointer is to a live c_int of ours.
+    unsafe { libc::syscall(libc::SYS_clone, flags as libc::c_ulong, 0usize, pidfd as *mut libc::c_int, 0usize, 0usize) }
+}
+
+/// Said once, to stderr (this crate logs nothing else): the spawns go on.
+fn tracing_note_clone3_refused() {
+    eprintln!("streamlet-sandbox: clone3 is refused here (ENOSYS); starting streamlets with clone instead");
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -325,6 +366,44 @@ mod tests {
         assert!(fds.len() <= 5, "inherited descriptors: {fds:?}");
         assert!(fds.contains(&"3"));
         assert!(text.contains("env=0"), "{text}");
+    }
+
+    /// Where clone3 is refused, clone makes the same child: its pidfd
+    /// works, it sees fd 3, and its exit is reported.
+    #[tokio::test]
+    async fn clone_makes_the_same_child_where_clone3_is_refused() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (report_read, report_write) = pipe().unwrap();
+        let spec = SpawnSpec {
+            program: "/bin/sh".into(),
+            arg0: None,
+            args: vec!["-c".into(), "echo through-clone >&3; exit 7".into()],
+            control: theirs.into(),
+            stderr: None,
+            plan: None,
+        };
+        let prepared = Prepared::new(&spec, report_write).unwrap();
+        let mut pidfd: libc::c_int = -1;
+        // SAFETY: the child runs `child` only, as in `spawn`.
+        let pid = unsafe { legacy_clone(CLONE_PIDFD | libc::SIGCHLD as u64, &mut pidfd) };
+        if pid == 0 {
+            // SAFETY: in the child.
+            unsafe { child(&prepared, None) }
+        }
+        assert!(pid > 0, "clone: {}", io::Error::last_os_error());
+        assert!(pidfd >= 0, "clone stored a pidfd");
+        drop(prepared);
+        drop(spec.control);
+        assert_eq!(exec_error(&report_read, EXEC_TIMEOUT), None, "it exec'd");
+        // SAFETY: CLONE_PIDFD gave us this descriptor.
+        let mut child = Child::new(pid as u32, unsafe { OwnedFd::from_raw_fd(pidfd) }).unwrap();
+        let status = child.wait().await.unwrap();
+        assert_eq!(status.code(), Some(7));
+        let mut text = String::new();
+        use std::io::Read;
+        ours.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        (&ours).read_to_string(&mut text).unwrap();
+        assert_eq!(text, "through-clone\n");
     }
 
     #[tokio::test]
