@@ -61,6 +61,9 @@ pub struct Metrics {
     pub desired: Family<PoolLabel, Gauge>,
     pub forecast: Family<PoolLabel, Gauge>,
     pub predicted_streams: Family<PoolLabel, Gauge>,
+    /// The `opens` counters already made, by pool and result: an open
+    /// counts without building its labels (two strings) and hashing them.
+    open_counters: std::sync::Mutex<std::collections::HashMap<String, Vec<(&'static str, Counter)>>>,
 }
 
 impl Default for Metrics {
@@ -80,6 +83,7 @@ impl Default for Metrics {
             forecast: Family::default(),
             predicted_streams: Family::default(),
             registry: Registry::default(),
+            open_counters: Default::default(),
         };
         registry.register("workers", "Streamlets by pool and state", m.workers.clone());
         registry.register("streams", "Open streams by pool", m.streams.clone());
@@ -117,8 +121,57 @@ impl Metrics {
         text
     }
 
-    pub fn opened(&self, pool: &str, result: &str, took: Duration) {
-        self.opens.get_or_create(&OpenLabels { pool: pool.to_owned(), result: result.to_owned() }).inc();
+    /// An open of `pool` ended with `result` (`opened`, or the refusal's
+    /// error code) after `took`.
+    pub fn opened(&self, pool: &str, result: &'static str, took: Duration) {
+        let mut cache = self.open_counters.lock().unwrap_or_else(|p| p.into_inner());
+        let counters = match cache.get_mut(pool) {
+            Some(counters) => counters,
+            None => cache.entry(pool.to_owned()).or_default(),
+        };
+        match counters.iter().find(|(r, _)| *r == result) {
+            Some((_, counter)) => {
+                counter.inc();
+            }
+            None => {
+                let labels = OpenLabels { pool: pool.to_owned(), result: result.to_owned() };
+                let counter = self.opens.get_or_create(&labels).clone();
+                counter.inc();
+                counters.push((result, counter));
+            }
+        }
+        drop(cache);
         self.placement.observe(took.as_secs_f64());
+    }
+
+    /// Forgets the cached `opens` counters of a pool gone from the
+    /// configuration (its series stay, as counters do).
+    pub fn forget_pool(&self, pool: &str) {
+        self.open_counters.lock().unwrap_or_else(|p| p.into_inner()).remove(pool);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_count_by_pool_and_result_through_their_cached_counters() {
+        let metrics = Metrics::default();
+        for result in ["opened", "opened", "no_capacity", "opened"] {
+            metrics.opened("echo", result, Duration::from_micros(5));
+        }
+        metrics.opened("relay", "opened", Duration::from_micros(5));
+        metrics.forget_pool("relay");
+        metrics.opened("relay", "opened", Duration::from_micros(5));
+        let text = metrics.encode();
+        for line in [
+            "streamlet_opens_total{pool=\"echo\",result=\"opened\"} 3",
+            "streamlet_opens_total{pool=\"echo\",result=\"no_capacity\"} 1",
+            "streamlet_opens_total{pool=\"relay\",result=\"opened\"} 2",
+            "streamlet_placement_seconds_count 6",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 }

@@ -316,6 +316,7 @@ impl Core {
             self.fleet.pools.remove(&name);
             let changes = self.bandwidth.set_pool(&name, None, false);
             self.apply_rates(&changes.rates);
+            self.metrics.forget_pool(&name);
             tracing::info!(pool = %name, "removed pool's last streamlet is gone");
         }
     }
