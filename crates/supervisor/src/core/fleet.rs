@@ -4,7 +4,7 @@
 //! not draining, retiring or evicted), and each slot names at most the one
 //! streamlet that serves it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use streamlet_proto::{ErrorBody, ErrorCode, ExitCause, StreamId, WorkerId, Worke
 use streamlet_sandbox::cgroup::WorkerCgroup;
 use tokio::sync::mpsc;
 
+use super::idmap::{IdMap, IdSet};
 use super::pool::{place_for, PoolState};
 use super::worker::{KillRequest, Serving, WorkerEntry};
 use crate::config::Config;
@@ -56,7 +57,7 @@ pub type WorkerRow = (WorkerInfo, Option<Arc<WorkerCgroup>>);
 #[derive(Debug, Default)]
 pub(super) struct Fleet {
     pub(super) pools: BTreeMap<String, PoolState>,
-    pub(super) workers: HashMap<WorkerId, WorkerEntry>,
+    pub(super) workers: IdMap<WorkerId, WorkerEntry>,
     next_worker: u64,
 }
 
@@ -85,7 +86,7 @@ impl Fleet {
             .values()
             .map(|pool| (pool.name.clone(), PoolState::new(pool, config, pool.workers_min)))
             .collect();
-        Fleet { pools, workers: HashMap::new(), next_worker: 1 }
+        Fleet { pools, workers: IdMap::default(), next_worker: 1 }
     }
 
     pub(super) fn next_worker_id(&mut self) -> WorkerId {
@@ -145,7 +146,7 @@ impl Fleet {
             kill: new.kill,
             spawned: Instant::now(),
             started: Instant::now(),
-            streams: HashSet::new(),
+            streams: IdSet::default(),
             confinement: new.confinement,
             labels,
             drain_deadline: None,

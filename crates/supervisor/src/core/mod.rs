@@ -29,6 +29,7 @@ mod coordinator;
 mod end;
 mod fleet;
 mod handover;
+mod idmap;
 mod log;
 mod monitor;
 mod open;

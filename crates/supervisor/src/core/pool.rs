@@ -2,13 +2,14 @@
 //! deaths it remembers), crash-loop breaker, spare, scaler and demand; and
 //! how a place is chosen for a stream in it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamlet_balance::Placement;
 use streamlet_proto::{ExitCause, WorkerId, WorkerState};
 
+use super::idmap::IdMap;
 use super::worker::{Serving, WorkerEntry};
 use crate::config::{Config, PoolConfig};
 use crate::restart::{Breaker, SlotBackoff};
@@ -131,7 +132,7 @@ impl Slot {
 /// empty; else any empty one.
 pub(super) fn place_for(
     pool: &mut PoolState,
-    workers: &HashMap<WorkerId, WorkerEntry>,
+    workers: &IdMap<WorkerId, WorkerEntry>,
     tenant: &str,
     wanted: &streamlet_balance::Request,
 ) -> Option<u64> {

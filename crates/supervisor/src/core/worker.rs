@@ -1,13 +1,14 @@
 //! A streamlet as the core knows it: its pool and slot, its state, its
 //! link and its monitor's kill switch, the streams it serves.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use streamlet_proto::{ExitCause, StreamId, WorkerState};
 use tokio::sync::mpsc;
 
+use super::idmap::IdSet;
 use crate::link::WorkerLink;
 use crate::sandbox::Confinement;
 
@@ -28,7 +29,7 @@ pub(super) struct WorkerEntry {
     /// When it began to serve its slot: at its spawn, or when it took the
     /// slot as the spare. `healthy_after` counts from here.
     pub(super) started: Instant,
-    pub(super) streams: HashSet<StreamId>,
+    pub(super) streams: IdSet<StreamId>,
     pub(super) confinement: Confinement,
     /// Its labels, for placement and listings.
     pub(super) labels: BTreeMap<String, String>,
