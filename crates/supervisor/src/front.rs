@@ -227,7 +227,7 @@ fn admit(daemon: &Daemon, request: &Open, batch: Vec<OwnedFd>) -> bool {
             continue;
         }
         let fd = ForeignFd::new(fd);
-        match core.open(request.clone(), fd, None, 0) {
+        match core.open(request, fd, None, 0) {
             OpenOutcome::Done(Ok(_)) => {}
             OpenOutcome::Done(Err(error)) => {
                 pool_gone |= error.code == ErrorCode::UnknownPool;

@@ -111,29 +111,28 @@ impl Core {
     /// to refuse depends on the daemon's state.
     pub(crate) fn open(
         &mut self,
-        request: Open,
+        request: &Open,
         fd: ForeignFd,
         owner: Option<EventSink>,
         reply_id: u64,
     ) -> OpenOutcome {
         let wait = request.wait;
-        let keep = request.clone();
         let mut retry = None;
-        let pool = request.pool.clone();
+        let pool = request.pool.as_str();
         let began = Instant::now();
         let result = self.open_now(request, fd, owner.clone(), &mut retry);
-        if self.fleet.pools.contains_key(&pool) {
+        if self.fleet.pools.contains_key(pool) {
             let outcome = match &result {
                 Ok(_) => "opened",
                 Err(e) => e.code.as_str(),
             };
-            self.metrics.opened(&pool, outcome, began.elapsed());
+            self.metrics.opened(pool, outcome, began.elapsed());
         }
         if result.is_ok() || retry.as_ref().is_some_and(|r| !r.upstream) {
-            self.record_arrival(&pool);
+            self.record_arrival(pool);
         }
-        if self.after_open(&pool, &result) {
-            self.autoscale(&pool);
+        if self.after_open(pool, &result) {
+            self.autoscale(pool);
         }
         // An open waits if it asked to, or for a busy upstream (for as long
         // as it asked, or UPSTREAM_WAIT if longer).
@@ -150,7 +149,7 @@ impl Core {
                     // (At most ten minutes: the request's check.)
                     let deadline = Instant::now() + wait;
                     self.waiting.push(Waiter {
-                        request: keep,
+                        request: request.clone(),
                         fd,
                         owner,
                         id: reply_id,
@@ -176,7 +175,7 @@ impl Core {
         let mut ask: Vec<String> = Vec::new();
         for Waiter { request, fd, owner, id, deadline, last: _, upstream: _, done } in queue {
             let mut retry = None;
-            let result = self.open_now(request.clone(), fd, Some(owner.clone()), &mut retry);
+            let result = self.open_now(&request, fd, Some(owner.clone()), &mut retry);
             if self.after_open(&request.pool, &result) && !ask.contains(&request.pool) {
                 ask.push(request.pool.clone());
             }
@@ -216,12 +215,12 @@ impl Core {
     /// the connection in `retry`.
     fn open_now(
         &mut self,
-        request: Open,
+        request: &Open,
         fd: ForeignFd,
         owner: Option<EventSink>,
         retry: &mut Option<Retry>,
     ) -> Result<Opened, ErrorBody> {
-        let pool = self.admissible(&request)?;
+        let pool = self.admissible(request)?;
         let target = relay_upstream(&pool, &request.labels)?.cloned();
         let stream = self.streams.next_id();
         let ask = self.bandwidth.ask(&pool, request.rate.map(|r| Rate { min: r.min, max: r.max }));
@@ -250,20 +249,20 @@ impl Core {
         let admission = gate.admission.take();
         let worker = match handed {
             Ok(worker) => worker,
-            Err(error) => return Err(self.not_opened(&request, stream, admission, error, fd, retry)),
+            Err(error) => return Err(self.not_opened(request, stream, admission, error, fd, retry)),
         };
         let rate = admission.as_ref().and_then(|a| limit(a.rate));
-        let mut entry = StreamEntry::new(request.pool.clone(), request.tenant, worker, StreamFd(fd));
+        let mut entry = StreamEntry::new(request.pool.clone(), request.tenant.clone(), worker, StreamFd(fd));
         entry.owner = owner;
         entry.rate = rate;
         entry.priority = request.priority;
         entry.managed = ask.managed;
         entry.kernel_paced = sock::kernel_paces(entry.fd.0.as_fd());
-        entry.labels = request.labels;
+        entry.labels = request.labels.clone();
         entry.ingress = ingress;
-        entry.region = request.region;
+        entry.region = request.region.clone();
         self.enter(stream, entry, admission);
-        Ok(Opened { stream, pool: request.pool, worker, rate })
+        Ok(Opened { stream, pool: request.pool.clone(), worker, rate })
     }
 
     /// What may be opened in `request`'s pool now: refused while shutting

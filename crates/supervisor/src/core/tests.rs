@@ -153,7 +153,7 @@ mod machine {
         let mut core = Core::new(&pool(1, 1, 2, ""));
         let peer = ready_in_core(&mut core, "echo", 0);
         let (_client, fd) = client();
-        let done = opened(core.open(open("acme"), fd, None, 1)).unwrap();
+        let done = opened(core.open(&open("acme"), fd, None, 1)).unwrap();
         assert_eq!((done.worker, done.rate), (peer.id, None));
         assert_eq!(assigned(&peer).await, done.stream);
         assert_eq!(core.stream_count(), 1);
@@ -172,7 +172,7 @@ mod machine {
         let mut core = Core::new(&pool(1, 1, 2, ""));
         let peer = ready_in_core(&mut core, "echo", 0);
         let (_client, fd) = client();
-        let stream = opened(core.open(open("acme"), fd, None, 1)).unwrap().stream;
+        let stream = opened(core.open(&open("acme"), fd, None, 1)).unwrap().stream;
         assigned(&peer).await;
         core.close(stream).unwrap();
         assert!(matches!(peer.next().await.0, ToWorker::Close { stream: s } if s == stream));
@@ -190,7 +190,7 @@ mod machine {
         let (owner, mut replies) = EventSink::new(Encoding::Json);
         let (_client, fd) = client();
         let request = OpenRequest { wait_ms: Some(10_000), ..OpenRequest::new("echo") };
-        let outcome = core.open(crate::validate::open(request).unwrap(), fd, Some(owner), 42);
+        let outcome = core.open(&crate::validate::open(request).unwrap(), fd, Some(owner), 42);
         let OpenOutcome::Waiting(mut answered) = outcome else { panic!("it waits for a streamlet") };
         assert!(answered.try_recv().is_err(), "not yet");
         let peer = ready_in_core(&mut core, "echo", 0);
@@ -212,7 +212,7 @@ mod machine {
         let a = ready_in_core(&mut core, "echo", 0);
         let b = ready_in_core(&mut core, "echo", 1);
         let (_client, fd) = client();
-        let done = opened(core.open(open("acme"), fd, None, 1)).unwrap();
+        let done = opened(core.open(&open("acme"), fd, None, 1)).unwrap();
         let (dead, alive, slot) = if done.worker == a.id { (&a, &b, 0) } else { (&b, &a, 1) };
         assigned(dead).await;
         let cause = ExitCause::Signaled { signal: 9, core_dumped: false };
@@ -232,7 +232,7 @@ mod machine {
         let peer = ready_in_core(&mut core, "echo", 0);
         for _ in 0..2 {
             let (_client, fd) = client();
-            opened(core.open(open("acme"), fd, None, 1)).unwrap();
+            opened(core.open(&open("acme"), fd, None, 1)).unwrap();
         }
         let cause = ExitCause::Exited { code: 3 };
         core.worker_exited(peer.id, cause.clone());
@@ -258,7 +258,7 @@ mod machine {
             log.iter().position(|e| matches!(e, Event::WorkerReady(r) if r.worker == spare.id && r.startup_ms == 0));
         assert!(exited.is_some() && exited < took, "exit, then the spare's ready: {log:?}");
         let (_client, fd) = client();
-        assert_eq!(opened(core.open(open("acme"), fd, None, 1)).unwrap().worker, spare.id);
+        assert_eq!(opened(core.open(&open("acme"), fd, None, 1)).unwrap().worker, spare.id);
     }
 
     #[tokio::test]
@@ -270,10 +270,10 @@ mod machine {
             crate::validate::open(OpenRequest { rate, ..OpenRequest::new("echo") }).unwrap()
         };
         let (_client, fd) = client();
-        let first = opened(core.open(request(800), fd, None, 1)).unwrap();
+        let first = opened(core.open(&request(800), fd, None, 1)).unwrap();
         assert!(first.rate.is_some_and(|r| r >= 800), "{first:?}");
         let (_client, fd) = client();
-        let refused = opened(core.open(request(800), fd, None, 2)).unwrap_err();
+        let refused = opened(core.open(&request(800), fd, None, 2)).unwrap_err();
         assert_eq!(refused.code, ErrorCode::Insufficient);
         assert_eq!(core.fleet.workers[&peer.id].streams.len(), 1, "its place was given back");
         assert_eq!(core.stream_count(), 1);
@@ -285,7 +285,7 @@ mod machine {
         let _peer = ready_in_core(&mut core, "echo", 0);
         let (owner, mut heard) = EventSink::new(Encoding::Json);
         let (_client, fd) = client();
-        opened(core.open(open("acme"), fd, Some(owner), 1)).unwrap();
+        opened(core.open(&open("acme"), fd, Some(owner), 1)).unwrap();
         let links = core.begin_shutdown();
         assert_eq!((links.len(), core.stream_count()), (1, 0));
         let told = std::iter::from_fn(|| heard.try_recv().ok()).any(|out| match out {
@@ -297,7 +297,7 @@ mod machine {
         });
         assert!(told, "the owner hears its stream ended with shutdown");
         let (_client, fd) = client();
-        assert_eq!(opened(core.open(open("acme"), fd, None, 2)).unwrap_err().code, ErrorCode::ShuttingDown);
+        assert_eq!(opened(core.open(&open("acme"), fd, None, 2)).unwrap_err().code, ErrorCode::ShuttingDown);
         assert_eq!(core.lease(super::lease("acme")).unwrap_err(), LeaseError::ShuttingDown);
         assert!(!core.spawning_in("echo"));
     }

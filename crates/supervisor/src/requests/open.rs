@@ -50,7 +50,7 @@ pub fn open(
         }
         Err(e) => return Err(ErrorBody::new(ErrorCode::BadFd, format!("cannot inspect the attached descriptor: {e}"))),
     }
-    match daemon.core().open(request, fd, Some(sink.clone()), id) {
+    match daemon.core().open(&request, fd, Some(sink.clone()), id) {
         OpenOutcome::Done(Ok(opened)) => {
             tracing::debug!(stream = %opened.stream, worker = %opened.worker, pool = %opened.pool, "stream opened");
             Ok(Dispatched::Reply(ReplyBody::Opened(opened)))
