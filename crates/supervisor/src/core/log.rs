@@ -53,6 +53,7 @@ impl EventLog {
     /// [`Event::SubscriberDropped`] instead, and is closed and forgotten.
     pub fn publish(&mut self, event: Event, except: Option<&EventSink>, at_ms: u64) {
         self.seq += 1;
+        self.send(&event, except);
         let log = match event {
             Event::StreamOpened(_) | Event::StreamEnded(_) | Event::StreamMigrated(_) => &mut self.streams,
             _ => &mut self.lifecycle,
@@ -60,7 +61,12 @@ impl EventLog {
         if log.len() == EVENT_LOG_LEN {
             log.pop_front();
         }
-        log.push_back(LoggedEvent { seq: self.seq, at_ms, event: event.clone() });
+        // (The event itself goes into the log: a copy only for each subscriber.)
+        log.push_back(LoggedEvent { seq: self.seq, at_ms, event });
+    }
+
+    /// Sends `event` to every subscriber but `except`.
+    fn send(&mut self, event: &Event, except: Option<&EventSink>) {
         if self.subscribers.is_empty() {
             return;
         }
