@@ -170,7 +170,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ChannelError> {
 
 /// The postcard bytes of one channel message.
 pub fn encode<T: Serialize>(message: &T) -> io::Result<Vec<u8>> {
-    let bytes = postcard::to_stdvec(message).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // (Room for an `Assign` with a few labels at once, rather than growing.)
+    let mut bytes = postcard::to_extend(message, Vec::with_capacity(256))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // (A message may wait in a streamlet's outbox: it holds no more than it is.)
+    bytes.shrink_to_fit();
     if bytes.len() > MAX_MESSAGE_LEN {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

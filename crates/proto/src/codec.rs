@@ -42,13 +42,19 @@ impl Encoding {
     /// A whole frame: the 4-byte big-endian length, then the message, in one
     /// buffer so that it goes out in one write.
     pub fn encode_frame<T: Serialize>(self, message: &T) -> Result<Vec<u8>, CodecError> {
-        let mut frame = vec![0u8; HEADER_LEN];
+        const FRAME_START: usize = 256;
+        // Room for the common message at once: a frame grown from the header
+        // up reallocates a few times on the way.
+        let mut frame = Vec::with_capacity(FRAME_START);
+        frame.extend_from_slice(&[0u8; HEADER_LEN]);
         match self {
             Self::Json => serde_json::to_writer(&mut frame, message)?,
             Self::Postcard => frame = postcard::to_extend(message, frame)?,
         }
         let len = u32::try_from(frame.len() - HEADER_LEN).unwrap_or(u32::MAX);
         frame[..HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+        // Queued frames are counted by their length: they hold no more.
+        frame.shrink_to_fit();
         Ok(frame)
     }
 
