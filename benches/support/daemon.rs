@@ -27,6 +27,8 @@ impl Daemon {
             .arg("--socket")
             .arg(&socket)
             .env("STREAMLET_LOG", std::env::var("BENCH_LOG").unwrap_or("error".into()))
+            // Its demand history goes with the temporary directory.
+            .env("STATE_DIRECTORY", dir.path().join("state"))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
