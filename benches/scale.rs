@@ -27,7 +27,10 @@
 
 #[path = "support/daemon.rs"]
 mod daemon;
+#[path = "support/machine.rs"]
+mod machine;
 use daemon::Daemon;
+use machine::machine;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -700,21 +703,4 @@ impl Lines<'_> {
             println!("| streamlets' cgroup memory per stream | {:.2} KiB |", per[3] / 1024.0);
         }
     }
-}
-
-fn machine() {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let date = std::process::Command::new("date")
-        .arg("-u")
-        .arg("+%F")
-        .output()
-        .map_or(String::new(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    println!("machine: {cores} cores, {cpu}, Linux {}, {date}", kernel.trim());
 }
