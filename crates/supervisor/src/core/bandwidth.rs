@@ -133,11 +133,6 @@ impl Bandwidth {
         Ask { managed, rate: rate.map_or(Rate { min: 0, max: UNLIMITED }, capped) }
     }
 
-    /// Whether a stream opened unmanaged would be managed under `pool` now.
-    pub(super) fn would_manage(&self, pool: &PoolConfig) -> bool {
-        self.host_capacity || pool.egress.is_some() || pool.default_rate.is_some()
-    }
-
     pub(super) fn admit(
         &mut self,
         stream: StreamId,

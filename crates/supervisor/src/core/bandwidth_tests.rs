@@ -28,12 +28,10 @@ fn a_stream_is_managed_when_a_rate_or_a_capacity_covers_it() {
     assert_eq!(ask, Ask { managed: false, rate: Rate { min: 0, max: UNLIMITED } }, "nothing covers it");
     let ask = bandwidth.ask(echo, Some(Rate { min: 10, max: u64::MAX }));
     assert_eq!(ask, Ask { managed: true, rate: Rate { min: 10, max: UNLIMITED } }, "a max above UNLIMITED is none");
-    assert!(!bandwidth.would_manage(echo));
 
     let capped = pool(1, 1, 4, "egress = \"1000000\"\n");
     let bandwidth = Bandwidth::new(&capped);
     assert!(bandwidth.ask(&capped.pools["echo"], None).managed, "the pool's capacity covers every stream");
-    assert!(bandwidth.would_manage(&capped.pools["echo"]));
 
     let defaulted = pool(1, 1, 4, "default_rate = { min = \"5\", max = \"50\" }\n");
     let bandwidth = Bandwidth::new(&defaulted);

@@ -88,7 +88,8 @@ impl Core {
             .streams
             .iter()
             .filter(|(_, e)| !e.managed)
-            .filter(|(_, e)| self.fleet.pools.get(&e.pool).is_some_and(|p| self.bandwidth.would_manage(&p.config)))
+            // (What an open of the pool with no rate of its own would be now.)
+            .filter(|(_, e)| self.fleet.pools.get(&e.pool).is_some_and(|p| self.bandwidth.ask(&p.config, None).managed))
             .map(|(id, _)| *id)
             .collect();
         pending.sort_unstable();
